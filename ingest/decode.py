@@ -1,0 +1,280 @@
+"""Turn one MQTT message into InfluxDB lines, rejected items and an ack entry.
+
+Fast path: a good batch is decoded and validated in one msgspec call (see
+``sitewatch.contract``) and formatted. Only a batch that fails takes the slow path,
+which decodes the envelope and each item on its own so that the good items of a batch
+are stored and each bad one is dead-lettered with its own reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from sitewatch.ingest.reasons import Reason, classify
+from sitewatch import contract
+from sitewatch.lineprotocol import quote_string
+from sitewatch.profiles import FieldType
+from sitewatch.topics import GatewayChannel
+
+_BATCH_NO = re.compile(rb'"batch"\s*:\s*(\d{1,19})')
+_MAX_ITEM_COPY = 16 * 1024
+
+
+@dataclass(slots=True)
+class Rejected:
+    reason: Reason
+    detail: str
+    payload: bytes
+    device: str | None = None
+    seq: int | None = None
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What a message becomes: lines to write, items refused, and the batch to ack."""
+
+    batch: int | None
+    lines: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    items: int = 0
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    max_future_ms: int
+    retention_ms: int
+
+    def check(self, ts: int, now_ms: int) -> Reason | None:
+        if ts > now_ms + self.max_future_ms:
+            return Reason.TS_FUTURE
+        if ts < now_ms - self.retention_ms:
+            return Reason.TS_TOO_OLD
+        return None
+
+
+Formatter = Callable[[Any, str, str], str]
+
+
+def _telemetry_formatter(name: str, fields: tuple[tuple[str, FieldType], ...]) -> Formatter:
+    # Identifiers (site, gateway, device, profile) match [A-Za-z0-9_-]: no escaping needed.
+    # Field names match [a-z][a-z0-9_]*: no escaping needed either.
+    encoders: list[tuple[str, Callable[[Any], str]]] = []
+    for fname, ftype in fields:
+        if ftype is FieldType.FLOAT:
+            encoders.append((fname, repr))  # msgspec already made it a float
+        elif ftype is FieldType.INT:
+            encoders.append((fname, lambda v: f"{v}i"))
+        elif ftype is FieldType.BOOL:
+            encoders.append((fname, lambda v: "true" if v else "false"))
+        else:
+            encoders.append((fname, quote_string))
+    unset = msgspec.UNSET
+    astuple = msgspec.structs.astuple
+
+    def fmt(item: Any, site: str, gateway: str) -> str:
+        parts = [f"seq={item.seq}i"]
+        for (fname, enc), value in zip(encoders, astuple(item.values), strict=True):
+            if value is not unset:
+                parts.append(f"{fname}={enc(value)}")
+        return (f"{name},device={item.device},gateway={gateway},site={site} "
+                f"{','.join(parts)} {item.ts}")
+
+    return fmt
+
+
+def _attendance_line(item: contract.AttendanceItem, site: str, gateway: str) -> str:
+    return (f"attendance,device={item.device},gateway={gateway},site={site} "
+            f'seq={item.seq}i,worker="{item.worker}",direction="{item.direction}",'
+            f'method="{item.method}" {item.ts}')
+
+
+def _camera_line(item: contract.CameraItem, site: str, gateway: str) -> str:
+    parts = [f"seq={item.seq}i"]
+    if item.zone is not msgspec.UNSET:
+        parts.append(f'zone="{item.zone}"')
+    if item.count is not msgspec.UNSET:
+        parts.append(f"count={item.count}i")
+    if item.confidence is not msgspec.UNSET:
+        parts.append(f"confidence={float(item.confidence)!r}")
+    if item.snapshot is not msgspec.UNSET:
+        parts.append(f'snapshot="{item.snapshot}"')
+    return (f"camera,device={item.device},event={item.event},gateway={gateway},site={site} "
+            f"{','.join(parts)} {item.ts}")
+
+
+def _has_non_finite(obj: Any) -> bool:
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if isinstance(obj, dict):
+        return any(_has_non_finite(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_has_non_finite(v) for v in obj)
+    return False
+
+
+def _recover_batch(payload: bytes) -> int | None:
+    """The batch number of a message too broken to decode, so that it can be acked."""
+    m = _BATCH_NO.search(payload[:4096])
+    if m is None:
+        return None
+    n = int(m.group(1))
+    return n if n < 2**63 else None
+
+
+class _Kind:
+    """Decoders and line format for one batch channel."""
+
+    def __init__(
+        self,
+        batch_decoder: msgspec.json.Decoder[Any],
+        item_decoder: msgspec.json.Decoder[Any],
+        line: Callable[[Any, str, str], str],
+    ) -> None:
+        self.batch_decoder = batch_decoder
+        self.item_decoder = item_decoder
+        self.line = line
+
+
+class BatchDecoder:
+    """Decoding of every batch channel, built once from the device profiles."""
+
+    def __init__(self, codec: contract.TelemetryCodec, window: TimeWindow) -> None:
+        self.window = window
+        formatters = {
+            cls: _telemetry_formatter(name, codec.types[name].fields)
+            for cls, name in codec.item_by_class.items()
+        }
+
+        def telemetry_line(item: Any, site: str, gateway: str) -> str:
+            return formatters[type(item)](item, site, gateway)
+
+        self.kinds = {
+            GatewayChannel.TELEMETRY: _Kind(
+                codec.batch_decoder, codec.item_decoder, telemetry_line),
+            GatewayChannel.ATTENDANCE: _Kind(
+                contract.attendance_decoder, contract.attendance_item_decoder,
+                _attendance_line),
+            GatewayChannel.CAMERA: _Kind(
+                contract.camera_decoder, contract.camera_item_decoder, _camera_line),
+        }
+
+    def decode(
+        self, channel: GatewayChannel, site: str, gateway: str, payload: bytes, now_ms: int
+    ) -> Decoded:
+        kind = self.kinds[channel]
+        if len(payload) > contract.MAX_PAYLOAD_BYTES:
+            return self._whole(payload, Reason.TOO_LARGE,
+                               f"{len(payload)} bytes > {contract.MAX_PAYLOAD_BYTES}")
+        try:
+            batch = kind.batch_decoder.decode(payload)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return self._slow(kind, site, gateway, payload, now_ms)
+        out = Decoded(batch=batch.batch, items=len(batch.items))
+        window = self.window
+        line = kind.line
+        lines = out.lines
+        for item in batch.items:
+            late = window.check(item.ts, now_ms)
+            if late is None:
+                lines.append(line(item, site, gateway))
+            else:
+                out.rejected.append(self._ts_reject(late, item, now_ms))
+        return out
+
+    def _ts_reject(self, reason: Reason, item: Any, now_ms: int) -> Rejected:
+        return Rejected(reason, f"ts {item.ts} vs ingest clock {now_ms}",
+                        contract.encode(item), item.device, item.seq)
+
+    def _whole(self, payload: bytes, reason: Reason, detail: str) -> Decoded:
+        batch = _recover_batch(payload)
+        d = Decoded(batch=batch, items=0)
+        d.rejected.append(Rejected(reason, detail, payload[: contract.MAX_PAYLOAD_BYTES]))
+        return d
+
+    def _slow(
+        self, kind: _Kind, site: str, gateway: str, payload: bytes, now_ms: int
+    ) -> Decoded:
+        raw_items: list[bytes]
+        try:
+            env = contract.envelope_decoder.decode(payload)
+            raw_items = [bytes(r) for r in env.items]
+            batch_no = env.batch
+        except msgspec.DecodeError as exc:
+            # Not strict JSON. Python's parser also reads NaN/Infinity: a device that
+            # sends those gets the good items of its batch stored and those dead-lettered.
+            try:
+                obj = json.loads(payload)
+            except (ValueError, UnicodeDecodeError):
+                return self._whole(payload, Reason.BAD_JSON, str(exc))
+            if not isinstance(obj, dict) or not isinstance(obj.get("items"), list):
+                return self._whole(payload, Reason.BAD_ENVELOPE, "items missing")
+            try:
+                env_any = msgspec.convert(obj, contract.EnvelopeAny)
+            except msgspec.ValidationError as exc2:
+                return self._envelope_error(payload, exc2, obj.get("v"))
+            raw_items = [json.dumps(i, allow_nan=True).encode() for i in env_any.items]
+            batch_no = env_any.batch
+        except msgspec.ValidationError as exc:
+            v = None
+            try:
+                v = json.loads(payload).get("v")
+            except (ValueError, AttributeError):
+                pass
+            return self._envelope_error(payload, exc, v)
+        out = Decoded(batch=batch_no, items=len(raw_items))
+        for raw in raw_items:
+            try:
+                item = kind.item_decoder.decode(raw)
+            except msgspec.ValidationError as exc:
+                out.rejected.append(self._item_reject(raw, classify(exc), str(exc)))
+                continue
+            except msgspec.DecodeError as exc:
+                try:
+                    parsed = json.loads(raw)
+                except ValueError:
+                    parsed = None
+                if _has_non_finite(parsed):
+                    out.rejected.append(self._item_reject(
+                        raw, Reason.NON_FINITE, "NaN or Infinity is not a reading"))
+                else:
+                    out.rejected.append(self._item_reject(raw, Reason.BAD_JSON, str(exc)))
+                continue
+            late = self.window.check(item.ts, now_ms)
+            if late is None:
+                out.lines.append(kind.line(item, site, gateway))
+            else:
+                out.rejected.append(self._ts_reject(late, item, now_ms))
+        return out
+
+    def _envelope_error(self, payload: bytes, exc: msgspec.ValidationError, v: Any) -> Decoded:
+        if v is not None and v != contract.CONTRACT_VERSION and "`$.v`" in str(exc):
+            return self._whole(payload, Reason.UNSUPPORTED_VERSION,
+                               f"contract version {v!r}; this ingest speaks 1")
+        return self._whole(payload, Reason.BAD_ENVELOPE, str(exc))
+
+    @staticmethod
+    def _item_reject(raw: bytes, reason: Reason, detail: str) -> Rejected:
+        device: str | None = None
+        seq: int | None = None
+        try:
+            obj = json.loads(raw)
+            if isinstance(obj, dict):
+                d, s = obj.get("device"), obj.get("seq")
+                device = d[:64] if isinstance(d, str) else None
+                seq = s if isinstance(s, int) and not isinstance(s, bool) else None
+        except ValueError:
+            pass
+        return Rejected(reason, detail, raw[:_MAX_ITEM_COPY], device, seq)
+
+
+def status_line(status: contract.Status, site: str, gateway: str) -> str:
+    return (f"gateway_status,gateway={gateway},site={site} "
+            f'state="{status.state}",boot={status.boot}i,queued={status.queued}i,'
+            f"agent={quote_string(status.agent)} {status.ts}")

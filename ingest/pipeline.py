@@ -1,0 +1,233 @@
+"""The write path: chunks of points to InfluxDB, then dead letters, acks and PUBACKs.
+
+Each MQTT message becomes one :class:`Work`. Works are gathered into chunks of about
+``write_batch_points`` points (a batch is never split) and written by at most
+``max_concurrent_writes`` writers. When every writer is busy, :meth:`put` waits: the
+consumer stops reading, the broker stops sending once ``receive_maximum`` messages are
+unacknowledged. Nothing queues without bound.
+
+A chunk is *finished* in the order chunks were made: its dead letters are committed,
+then the ack of every batch in it is published to its gateway, then the MQTT messages
+are PUBACKed (MQTT wants PUBACKs in order of receipt). Only then may a gateway forget a
+batch, and only then will the broker not redeliver it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sitewatch.ingest.deadletter import DeadLetterStore, NewDeadLetter
+from sitewatch.ingest.decode import Rejected
+from sitewatch.ingest.reasons import Reason
+from sitewatch.ingest.stats import IngestStats
+from sitewatch import contract
+from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
+from sitewatch.mqtt import Message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Work:
+    message: Message | None
+    topic: str
+    site: str | None
+    gateway: str | None
+    batch: int | None
+    items: int
+    lines: list[str]
+    rejected: list[Rejected]
+    stored: int = 0
+
+
+@dataclass
+class _Chunk:
+    works: list[Work] = field(default_factory=list)
+    points: int = 0
+
+
+PublishAck = Callable[[str, str, bytes], Awaitable[None]]
+Puback = Callable[[Message], None]
+
+
+class Backoff:
+    """Exponential backoff with full jitter between ``base_s`` and ``cap_s``."""
+
+    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0) -> None:
+        self.base_s, self.cap_s, self.attempt = base_s, cap_s, 0
+
+    def next_delay(self) -> float:
+        import random
+
+        delay = min(self.cap_s, self.base_s * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class WritePipeline:
+    def __init__(
+        self,
+        *,
+        influx: InfluxClient,
+        dead_letters: DeadLetterStore,
+        publish_ack: PublishAck,
+        puback: Puback,
+        stats: IngestStats,
+        batch_points: int,
+        flush_interval_s: float,
+        max_concurrent_writes: int,
+    ) -> None:
+        self._influx = influx
+        self._dead_letters = dead_letters
+        self._publish_ack = publish_ack
+        self._puback = puback
+        self._stats = stats
+        self._batch_points = batch_points
+        self._flush_interval_s = flush_interval_s
+        self._writers = asyncio.Semaphore(max_concurrent_writes)
+        self._chunk = _Chunk()
+        self._chunk_started = 0.0
+        self._last_finish: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+
+    async def put(self, work: Work) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if not self._chunk.works:
+            self._chunk_started = asyncio.get_running_loop().time()
+        self._chunk.works.append(work)
+        self._chunk.points += len(work.lines)
+        if self._chunk.points >= self._batch_points:
+            await self.flush()
+
+    async def run_timer(self) -> None:
+        """Flush a partial chunk once it is ``flush_interval_s`` old."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._flush_interval_s / 2)
+            if self._failure is not None:
+                raise self._failure
+            if self._chunk.works and loop.time() - self._chunk_started >= self._flush_interval_s:
+                await self.flush()
+
+    async def flush(self) -> None:
+        if not self._chunk.works:
+            return
+        chunk, self._chunk = self._chunk, _Chunk()
+        await self._writers.acquire()  # backpressure: waits while all writers are busy
+        previous = self._last_finish
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._last_finish = done
+        task = asyncio.create_task(self._write_and_finish(chunk, previous, done),
+                                   name="influx-write")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._failure = task.exception()
+            log.error("write pipeline failed: %r", self._failure)
+
+    async def drain(self) -> None:
+        """Write and finish everything taken so far (used at shutdown)."""
+        await self.flush()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def cancel(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+
+    async def _write_and_finish(
+        self, chunk: _Chunk, previous: asyncio.Future[None] | None, done: asyncio.Future[None]
+    ) -> None:
+        try:
+            try:
+                await self._write_chunk(chunk)
+            finally:
+                self._writers.release()
+            if previous is not None:
+                await previous
+            await self._finish(chunk)
+            done.set_result(None)
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc)
+                done.exception()  # mark retrieved; the task's failure is reported instead
+            raise
+
+    async def _write_chunk(self, chunk: _Chunk) -> None:
+        lines = [ln for w in chunk.works for ln in w.lines]
+        if not lines:
+            return
+        try:
+            await self._write_retrying(lines)
+            for w in chunk.works:
+                w.stored = len(w.lines)
+        except PermanentWriteError:
+            # find the points InfluxDB refuses; rewriting the others is idempotent
+            for w in chunk.works:
+                await self._write_bisect(w, w.lines)
+
+    async def _write_retrying(self, lines: list[str]) -> None:
+        body = ("\n".join(lines) + "\n").encode()
+        backoff = Backoff()
+        while True:
+            try:
+                await self._influx.write(body)
+                self._stats.writes += 1
+                return
+            except RetryableWriteError as exc:
+                self._stats.write_retries += 1
+                delay = backoff.next_delay()
+                log.warning("InfluxDB write failed (%s); retrying in %.1fs, holding %d points",
+                            exc, delay, len(lines))
+                await asyncio.sleep(delay)
+
+    async def _write_bisect(self, work: Work, lines: list[str]) -> None:
+        if not lines:
+            return
+        try:
+            await self._write_retrying(lines)
+            work.stored += len(lines)
+        except PermanentWriteError as exc:
+            if len(lines) == 1:
+                work.rejected.append(Rejected(Reason.INFLUX_REJECTED, str(exc),
+                                              lines[0].encode()))
+                return
+            mid = len(lines) // 2
+            await self._write_bisect(work, lines[:mid])
+            await self._write_bisect(work, lines[mid:])
+
+    async def _finish(self, chunk: _Chunk) -> None:
+        rows = [
+            NewDeadLetter(w.topic, w.site, w.gateway, w.batch, r.device, r.seq,
+                          r.reason.value, r.detail, r.payload)
+            for w in chunk.works for r in w.rejected
+        ]
+        if rows:
+            await asyncio.to_thread(self._dead_letters.add_many, rows)
+        acks: dict[tuple[str, str], list[contract.AckEntry]] = defaultdict(list)
+        for w in chunk.works:
+            self._stats.items_stored += w.stored
+            for r in w.rejected:
+                self._stats.rejected[r.reason.value] += 1
+            if w.batch is not None and w.site is not None and w.gateway is not None:
+                acks[(w.site, w.gateway)].append(
+                    contract.AckEntry(batch=w.batch, stored=min(w.stored, contract.MAX_ITEMS),
+                                      rejected=min(len(w.rejected), contract.MAX_ITEMS)))
+        for (site, gateway), entries in acks.items():
+            await self._publish_ack(site, gateway, contract.encode(contract.Ack(acks=entries)))
+            self._stats.acks_published += len(entries)
+        for w in chunk.works:
+            if w.message is not None:
+                self._puback(w.message)

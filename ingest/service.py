@@ -1,0 +1,189 @@
+"""``sitewatch ingest``: MQTT in, validation, InfluxDB and dead-letter store out, acks back.
+
+Reads like aiomqtt's own loop: connect with a persistent session, subscribe, consume in
+a TaskGroup with the pipeline's flush timer; on a lost connection everything taken but
+not finished is dropped (the broker redelivers it: it was never PUBACKed) and we
+reconnect with jittered exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import suppress
+
+import msgspec
+
+from sitewatch.ingest.config import IngestSettings
+from sitewatch.ingest.deadletter import DeadLetterStore
+from sitewatch.ingest.decode import BatchDecoder, Decoded, Rejected, TimeWindow, status_line
+from sitewatch.ingest.pipeline import Backoff, Work, WritePipeline
+from sitewatch.ingest.reasons import Reason
+from sitewatch.ingest.stats import IngestStats
+from sitewatch import contract, mqtt
+from sitewatch.influx import InfluxClient
+from sitewatch.profiles import load_profiles
+from sitewatch.topics import (
+    BATCH_CHANNELS,
+    GatewayChannel,
+    TopicError,
+    gateway_topic,
+    parse_gateway_topic,
+    subscription,
+)
+
+log = logging.getLogger("sitewatch.ingest")
+
+SUBSCRIBED = (GatewayChannel.TELEMETRY, GatewayChannel.ATTENDANCE, GatewayChannel.CAMERA,
+              GatewayChannel.STATUS)
+
+
+class Ingest:
+    def __init__(self, settings: IngestSettings, *, stats: IngestStats | None = None) -> None:
+        self.settings = settings
+        self.stats = stats or IngestStats()
+        profiles = load_profiles(settings.profiles_dir)
+        self.decoder = BatchDecoder(
+            contract.TelemetryCodec(profiles),
+            TimeWindow(max_future_ms=int(settings.max_future_s * 1000),
+                       retention_ms=int(settings.retention_days * 86400 * 1000)),
+        )
+        self.prefix = settings.mqtt.topic_prefix
+        self.dead_letters = DeadLetterStore(settings.database_url)
+        self.connected = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- message -> work -----------------------------------------------------------
+    def to_work(self, message: mqtt.Message, now_ms: int) -> Work:
+        try:
+            t = parse_gateway_topic(self.prefix, message.topic)
+        except TopicError as exc:
+            return Work(message, message.topic, None, None, None, 0, [],
+                        [Rejected(Reason.BAD_TOPIC, str(exc), message.payload[:65536])])
+        if t.channel in BATCH_CHANNELS:
+            d: Decoded = self.decoder.decode(t.channel, t.site, t.gateway, message.payload,
+                                             now_ms)
+            return Work(message, message.topic, t.site, t.gateway, d.batch, d.items, d.lines,
+                        d.rejected)
+        if t.channel is GatewayChannel.STATUS:
+            self.stats.statuses += 1
+            if not message.payload:  # a retained status being cleared
+                return Work(message, message.topic, t.site, t.gateway, None, 0, [], [])
+            try:
+                status = contract.status_decoder.decode(message.payload)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                return Work(message, message.topic, t.site, t.gateway, None, 0, [],
+                            [Rejected(Reason.BAD_ENVELOPE, f"status: {exc}", message.payload)])
+            return Work(message, message.topic, t.site, t.gateway, None, 0,
+                        [status_line(status, t.site, t.gateway)], [])
+        return Work(message, message.topic, t.site, t.gateway, None, 0, [],
+                    [Rejected(Reason.BAD_TOPIC, f"ingest does not take {t.channel.value}",
+                              message.payload[:65536])])
+
+    # -- main loop -----------------------------------------------------------------
+    async def run(self) -> None:
+        s = self.settings
+        self.dead_letters.create_schema()
+        async with InfluxClient(s.influx) as influx:
+            await self._wait_influx(influx)
+            backoff = Backoff(0.5, 30)
+            stats_task = asyncio.create_task(self._log_stats(), name="stats")
+            try:
+                while not self._stop.is_set():
+                    try:
+                        await self._session(influx)
+                        backoff.reset()
+                    except mqtt.MqttError as exc:
+                        self.connected.clear()
+                        delay = backoff.next_delay()
+                        log.warning("MQTT: %s; reconnecting in %.1fs", exc, delay)
+                        with suppress(TimeoutError):
+                            await asyncio.wait_for(self._stop.wait(), delay)
+            finally:
+                stats_task.cancel()
+                log.info("ingest stopped: %s", self.stats.summary())
+                self.dead_letters.dispose()
+
+    async def _wait_influx(self, influx: InfluxClient) -> None:
+        backoff = Backoff(0.2, 10)
+        while True:
+            try:
+                await influx.ensure_database()
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure: wait and try again
+                delay = backoff.next_delay()
+                log.warning("InfluxDB at %s not ready (%s); retrying in %.1fs",
+                            self.settings.influx.url, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _session(self, influx: InfluxClient) -> None:
+        s = self.settings
+        client = mqtt.Client(
+            s.mqtt, client_id=s.client_id, clean_start=False,
+            session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum,
+            manual_ack=True, max_inflight=1000,
+        )
+        async with client:
+            await client.subscribe(*(subscription(self.prefix, c) for c in SUBSCRIBED), qos=1)
+            log.info("ingest connected to %s:%d as %s", s.mqtt.host, s.mqtt.port, s.client_id)
+
+            async def publish_ack(site: str, gateway: str, payload: bytes) -> None:
+                topic = gateway_topic(self.prefix, site, gateway, GatewayChannel.ACK)
+                fut = client.publish_nowait(topic, payload, qos=1)
+                fut.add_done_callback(_ignore_result)
+
+            pipeline = WritePipeline(
+                influx=influx, dead_letters=self.dead_letters, publish_ack=publish_ack,
+                puback=client.ack, stats=self.stats, batch_points=s.write_batch_points,
+                flush_interval_s=s.flush_interval_s,
+                max_concurrent_writes=s.max_concurrent_writes,
+            )
+            self.connected.set()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    consumer = tg.create_task(self._consume(client, pipeline), name="consume")
+                    timer = tg.create_task(pipeline.run_timer(), name="flush-timer")
+                    stopper = tg.create_task(self._stop.wait(), name="stop")
+                    await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    consumer.cancel()
+                    timer.cancel()
+                    stopper.cancel()
+                if self._stop.is_set():
+                    await pipeline.drain()
+            except* mqtt.MqttError as eg:
+                pipeline.cancel()
+                raise eg.exceptions[0] from None
+            finally:
+                self.connected.clear()
+
+    async def _consume(self, client: mqtt.Client, pipeline: WritePipeline) -> None:
+        stats = self.stats
+        async for message in client.messages():
+            work = self.to_work(message, int(time.time() * 1000))
+            stats.messages += 1
+            stats.items_received += work.items
+            await pipeline.put(work)
+
+    async def _log_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_interval_s)
+            log.info("ingest: %s", self.stats.summary())
+
+
+def _ignore_result(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.debug("ack publish not confirmed: %s", fut.exception())
+
+
+async def run_ingest(settings: IngestSettings) -> None:
+    ingest = Ingest(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, ingest.stop)
+    await ingest.run()

@@ -1,0 +1,29 @@
+"""Ingest counters: received, stored, rejected by reason (logged; exported as metrics later)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    items_received: int = 0
+    items_stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    acks_published: int = 0
+    writes: int = 0
+    write_retries: int = 0
+    statuses: int = 0
+
+    @property
+    def items_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none"
+        return (f"messages={self.messages} received={self.items_received} "
+                f"stored={self.items_stored} rejected={self.items_rejected} ({reasons}) "
+                f"acks={self.acks_published} writes={self.writes} "
+                f"retries={self.write_retries}")

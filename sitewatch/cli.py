@@ -1,0 +1,176 @@
+"""``sitewatch``: one command, a subcommand per part of the platform."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from sitewatch import __version__
+from sitewatch.profiles import ProfileError
+from sitewatch.settings import ConfigError
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from sitewatch.ingest.config import IngestSettings
+    from sitewatch.ingest.service import run_ingest
+    from sitewatch.settings import load_settings
+
+    settings = load_settings(IngestSettings, args.config)
+    _setup_logging(settings.log_level)
+    asyncio.run(run_ingest(settings))
+    return 0
+
+
+def cmd_edge(args: argparse.Namespace) -> int:
+    from sitewatch.edge.agent import run_agent
+    from sitewatch.edge.config import EdgeSettings
+    from sitewatch.settings import load_settings
+
+    settings = load_settings(EdgeSettings, args.config)
+    _setup_logging(settings.log_level)
+    asyncio.run(run_agent(settings))
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from sitewatch.api.config import ApiSettings
+    from sitewatch.api.main import serve
+    from sitewatch.settings import load_settings
+
+    settings = load_settings(ApiSettings, args.config)
+    _setup_logging(settings.log_level)
+    serve(settings)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from sitewatch.simulators.fleet import FleetOptions, run_fleet
+
+    _setup_logging("INFO")
+    opts = FleetOptions(
+        host=args.host, port=args.port, prefix=args.prefix, sites=args.sites,
+        devices=args.devices, rate=args.rate, duration_s=args.duration,
+        scenarios=tuple(args.scenario or ()), seed=args.seed, batch_items=args.batch_items,
+        username=args.username, password=args.password,
+    )
+    asyncio.run(run_fleet(opts))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sitewatch.demo import DemoOptions, run_demo
+
+    _setup_logging("INFO")
+    return run_demo(DemoOptions(
+        state_dir=Path(args.state_dir), sites=args.sites, mqtt_port=args.mqtt_port,
+        influx_port=args.influx_port, api_port=args.api_port, duration_s=args.duration,
+    ))
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from sitewatch.profiles import load_profiles
+
+    profiles = load_profiles(Path(args.dir) if args.dir else None)
+    for name, p in profiles.items():
+        print(f"{name}: {len(p.fields)} fields, {len(p.rules)} rules - {p.title} ({p.standard})")
+    return 0
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    from sitewatch.ingest.deadletter import DeadLetterStore
+
+    store = DeadLetterStore(args.database_url)
+    store.create_schema()
+    if args.counts:
+        for reason, n in sorted(store.counts_by_reason().items()):
+            print(f"{reason:22} {n}")
+        return 0
+    for row in reversed(store.recent(args.limit, args.reason, args.site)):
+        payload = row.payload[:200].decode("utf-8", "replace")
+        print(f"#{row.id} {row.received_at:%Y-%m-%d %H:%M:%S} {row.reason} topic={row.topic} "
+              f"batch={row.batch} device={row.device} seq={row.seq}\n    {row.detail}\n"
+              f"    payload: {payload}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sitewatch", description=__doc__)
+    p.add_argument("--version", action="version", version=f"sitewatch {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
+            config: bool = False) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        if config:
+            sp.add_argument("--config", "-c", type=Path, default=None,
+                            help="YAML configuration file (environment variables override it)")
+        return sp
+
+    add("ingest", cmd_ingest, "run the ingest service (MQTT -> InfluxDB, dead letters, acks)",
+        config=True)
+    add("edge", cmd_edge, "run a site gateway's edge agent", config=True)
+    add("api", cmd_api, "run the HTTP API", config=True)
+
+    sim = add("simulate", cmd_simulate,
+              "publish a simulated fleet: SITES x DEVICES devices at RATE readings/s each")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=1883)
+    sim.add_argument("--prefix", default="sitewatch/v1")
+    sim.add_argument("--username", default="")
+    sim.add_argument("--password", default="")
+    sim.add_argument("--sites", type=int, default=3)
+    sim.add_argument("--devices", type=int, default=6, help="devices per site")
+    sim.add_argument("--rate", type=float, default=1.0, help="readings per second per device")
+    sim.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
+    sim.add_argument("--batch-items", type=int, default=50)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--scenario", action="append",
+                     help="NAME[@SITE[/DEVICE]][:START_S[:DURATION_S]], repeatable")
+
+    demo = add("demo", cmd_demo, "run the whole platform locally with simulated sites")
+    demo.add_argument("--state-dir", default=".sitewatch-demo")
+    demo.add_argument("--sites", type=int, default=3)
+    demo.add_argument("--mqtt-port", type=int, default=None, help="default: a free port")
+    demo.add_argument("--influx-port", type=int, default=None, help="default: a free port")
+    demo.add_argument("--api-port", type=int, default=None, help="default: 8000 if free")
+    demo.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
+
+    prof = add("profiles", cmd_profiles, "load and check the device profiles")
+    prof.add_argument("--dir", default=None)
+
+    dl = add("deadletters", cmd_deadletters, "show refused messages and items with reasons")
+    dl.add_argument("--database-url", default="sqlite:///sitewatch.db")
+    dl.add_argument("--limit", type=int, default=20)
+    dl.add_argument("--reason", default=None)
+    dl.add_argument("--site", default=None)
+    dl.add_argument("--counts", action="store_true", help="counts by reason")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (ConfigError, ProfileError) as exc:
+        print(f"sitewatch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Start, check and stop Mosquitto and InfluxDB (Debian's ``mosquitto``, ``influxdb``)."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+
+class ServerError(RuntimeError):
+    """A server binary is missing, or the server did not start (its log is quoted)."""
+
+
+class PortInUseError(ServerError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free now (the kernel's choice); callers retry if it is taken later."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _binary(name: str, fallbacks: tuple[str, ...]) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for path in fallbacks:
+        if os.access(path, os.X_OK):
+            return path
+    raise ServerError(
+        f"{name} not found: install Debian's package (scripts/setup.sh does: "
+        f"apt-get install mosquitto mosquitto-clients influxdb)"
+    )
+
+
+class _Server:
+    """A child process in its own process group with a log file in its state folder."""
+
+    name = "server"
+    start_timeout_s = 30.0
+
+    def __init__(self, state_dir: Path, port: int | None = None, host: str = "127.0.0.1"):
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self._fixed_port = port
+        self.port = port or 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.state_dir / f"{self.name}.log"
+        self._log: IO[bytes] | None = None
+
+    # subclasses
+    def _write_config(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _ports(self) -> list[int]:
+        return [self.port]
+
+    def _choose_ports(self) -> None:
+        self.port = free_port(self.host)
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        attempts = 1 if self._fixed_port else 5
+        for attempt in range(attempts):
+            if self._fixed_port:
+                if not port_is_free(self._fixed_port, self.host):
+                    raise PortInUseError(
+                        f"{self.name}: port {self._fixed_port} on {self.host} is already in "
+                        f"use; pick another or leave it out to choose a free one"
+                    )
+            else:
+                self._choose_ports()
+            if self._launch():
+                return
+            if attempt == attempts - 1:
+                break
+        raise ServerError(f"{self.name} did not start; last log lines:\n{self.log_tail()}")
+
+    def _launch(self) -> bool:
+        cmd = self._write_config()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False  # most likely the port was taken between choice and bind
+            if self._ready():
+                return True
+            time.sleep(0.05)
+        self.stop()
+        raise ServerError(f"{self.name} not ready after {self.start_timeout_s}s:\n"
+                          f"{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut or OOM kill would."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        """Start again on the same port(s) and state."""
+        self.stop()
+        if not self._launch():
+            raise ServerError(f"{self.name} did not restart:\n{self.log_tail()}")
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class MosquittoServer(_Server):
+    """Mosquitto with persistence and deliberate queue limits.
+
+    ``max_queued_messages`` is set high on purpose: Mosquitto's default of 1000 silently
+    drops QoS 1 messages queued for an offline persistent session (ingest restarting).
+    """
+
+    name = "mosquitto"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        max_queued_messages: int = 1_000_000,
+        extra_config: str = "",
+    ) -> None:
+        super().__init__(state_dir, port, host)
+        self.max_queued_messages = max_queued_messages
+        self.extra_config = extra_config
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def config_text(self) -> str:
+        user = "root" if os.geteuid() == 0 else getpass.getuser()
+        return render_mosquitto_conf(
+            port=self.port, host=self.host, persistence_dir=self.state_dir,
+            max_queued_messages=self.max_queued_messages, user=user,
+        ) + self.extra_config
+
+    def _write_config(self) -> list[str]:
+        conf = self.state_dir / "mosquitto.conf"
+        conf.write_text(self.config_text())
+        return [_binary("mosquitto", ("/usr/sbin/mosquitto",)), "-c", str(conf)]
+
+    def _ready(self) -> bool:
+        return _tcp_open(self.host, self.port)
+
+
+def render_mosquitto_conf(
+    *, port: int, host: str, persistence_dir: Path | str, max_queued_messages: int,
+    user: str = "mosquitto", log_dest: str = "stderr",
+) -> str:
+    """The broker settings SiteWatch relies on (also used for docker-compose's file)."""
+    return f"""# generated by sitewatch
+per_listener_settings false
+listener {port} {host}
+allow_anonymous true
+user {user}
+persistence true
+persistence_location {str(persistence_dir).rstrip("/")}/
+autosave_interval 30
+# ingest keeps a persistent session: while it restarts the broker queues for it.
+# Mosquitto's default (1000) silently drops the rest of a burst; set it deliberately.
+max_queued_messages {max_queued_messages}
+max_queued_bytes 0
+# QoS 1 messages in flight per client (MQTT 5 clients may ask for fewer)
+max_inflight_messages 1000
+persistent_client_expiration 14d
+log_dest {log_dest}
+log_type error
+log_type warning
+log_type notice
+connection_messages false
+"""
+
+
+class InfluxServer(_Server):
+    """InfluxDB 1.x (``influxd``); HTTP on ``port``, its RPC bind on a second free port."""
+
+    name = "influxdb"
+
+    def __init__(self, state_dir: Path, port: int | None = None, host: str = "127.0.0.1"):
+        super().__init__(state_dir, port, host)
+        self.rpc_port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _choose_ports(self) -> None:
+        self.port = free_port(self.host)
+        self.rpc_port = free_port(self.host)
+
+    def _write_config(self) -> list[str]:
+        if not self.rpc_port:
+            self.rpc_port = free_port(self.host)
+        d = self.state_dir
+        conf = d / "influxdb.conf"
+        conf.write_text(f"""# generated by sitewatch
+reporting-disabled = true
+bind-address = "{self.host}:{self.rpc_port}"
+[meta]
+  dir = "{d}/meta"
+  logging-enabled = false
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+  trace-logging-enabled = false
+  wal-fsync-delay = "0s"
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "{self.host}:{self.port}"
+  auth-enabled = false
+  log-enabled = false
+  max-body-size = 0
+[logging]
+  level = "warn"
+  suppress-logo = true
+[continuous_queries]
+  enabled = false
+""")
+        return [_binary("influxd", ("/usr/bin/influxd",)), "-config", str(conf)]
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as r:
+                return bool(r.status == 204)
+        except (urllib.error.URLError, OSError):
+            return False

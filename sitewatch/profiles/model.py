@@ -1,0 +1,270 @@
+"""Typed schema of a device profile (``device_profiles/*.yaml``) and its rule format.
+
+A profile declares the fields a device of that kind reports (type, unit, physical range),
+the standard it follows and its default alert rules. Rules are data: each kind is a
+pydantic model in one discriminated union, interpreted later by typed code (no ``eval``).
+
+Rule kinds (see docs/profiles.md for the operator description):
+
+- ``threshold``   field compared to a limit, with hysteresis, optionally sustained for
+                  ``for_s`` seconds, optionally only while other conditions hold (``when``)
+                  and with limits that switch by local time of day (``schedule``)
+- ``window``      aggregate of a field over a sliding window (arithmetic ``mean``, ``energy``
+                  mean for sound levels such as Leq, ``max``, ``min``), compared to a limit
+- ``rate``        change of a field per period (e.g. mm per day); optionally only an alert
+                  when it holds on ``consecutive`` periods running
+- ``cumulative``  change of a field since a baseline (first reading or a configured value)
+- ``count``       number of readings meeting a condition per period
+- ``silent``      no reading from the device for ``intervals`` sampling intervals
+- ``offline``     gateway Last Will received (the status topic says ``offline``)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sitewatch.ids import IDENT_PATTERN
+
+FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+_TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Strict(BaseModel):
+    """Base for profile models: unknown keys are an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldType(StrEnum):
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    STR = "str"
+
+
+class FieldSpec(Strict):
+    type: FieldType
+    unit: str = Field(default="", max_length=32)
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    max_length: int = Field(default=64, ge=1, le=256)
+    choices: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        numeric = self.type in (FieldType.FLOAT, FieldType.INT)
+        if not numeric and (self.min is not None or self.max is not None):
+            raise ValueError(f"min/max only apply to numeric fields, not {self.type.value}")
+        for bound in (self.min, self.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError("min and max must be finite numbers")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        if self.choices is not None and self.type is not FieldType.STR:
+            raise ValueError("choices only apply to str fields")
+        return self
+
+    def admits(self, value: float) -> bool:
+        """Is ``value`` inside this field's physical range?"""
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    ALARM = "alarm"
+
+
+class Op(StrEnum):
+    GE = ">="
+    GT = ">"
+    LE = "<="
+    LT = "<"
+    EQ = "=="
+    NE = "!="
+
+
+class Condition(Strict):
+    """``field op value``; used for ``when`` guards and ``count`` rules."""
+
+    field: str
+    op: Op
+    value: float | bool | str
+
+
+class TimeOfDay(Strict):
+    """A limit that applies between two local site times; ``from`` may be after ``to``
+    (a window across midnight, e.g. night noise 22:00-06:00)."""
+
+    from_: str = Field(alias="from")
+    to: str
+    value: float
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _TIME_RE.match(v):
+            raise ValueError(f"time {v!r} must be HH:MM (00:00-23:59)")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if self.from_ == self.to:
+            raise ValueError("'from' and 'to' must differ")
+        return self
+
+
+class RuleBase(Strict):
+    id: Annotated[str, Field(pattern=IDENT_PATTERN)]
+    severity: Severity
+    title: str = ""
+    source: str = ""
+
+
+class Limit(RuleBase):
+    """Common part of rules that compare a number with a limit."""
+
+    field: str
+    op: Op
+    value: float | bool | str | None = None
+    schedule: tuple[TimeOfDay, ...] | None = None
+
+    @model_validator(mode="after")
+    def _limit_given(self) -> Self:
+        if (self.value is None) == (self.schedule is None):
+            raise ValueError("give exactly one of 'value' or 'schedule'")
+        if self.schedule is not None and self.op in (Op.EQ, Op.NE):
+            raise ValueError("a schedule needs an ordering op (>=, >, <=, <)")
+        return self
+
+
+class ThresholdRule(Limit):
+    kind: Literal["threshold"]
+    hysteresis: float = Field(default=0.0, ge=0.0)
+    for_s: float = Field(default=0.0, ge=0.0, le=7 * 86400)
+    when: tuple[Condition, ...] = ()
+
+
+class WindowAggregate(StrEnum):
+    MEAN = "mean"
+    ENERGY = "energy"  # 10*log10(mean(10^(L/10))): Leq for sound levels in dB
+    MAX = "max"
+    MIN = "min"
+
+
+class WindowRule(Limit):
+    kind: Literal["window"]
+    window_s: float = Field(gt=0, le=7 * 86400)
+    aggregate: WindowAggregate = WindowAggregate.MEAN
+    hysteresis: float = Field(default=0.0, ge=0.0)
+
+
+class RateRule(Limit):
+    kind: Literal["rate"]
+    per_s: float = Field(default=86400.0, gt=0)
+    consecutive: int = Field(default=1, ge=1, le=30)
+
+
+class CumulativeRule(Limit):
+    kind: Literal["cumulative"]
+    baseline: Literal["first"] | float = "first"
+
+
+class CountRule(RuleBase):
+    kind: Literal["count"]
+    condition: Condition
+    per_s: float = Field(default=86400.0, gt=0)
+    count: int = Field(ge=1)
+
+
+class SilentRule(RuleBase):
+    kind: Literal["silent"]
+    intervals: int = Field(ge=1, le=10_000)
+
+
+class OfflineRule(RuleBase):
+    kind: Literal["offline"]
+    grace_s: float = Field(default=0.0, ge=0)
+
+
+Rule = Annotated[
+    ThresholdRule | WindowRule | RateRule | CumulativeRule | CountRule | SilentRule | OfflineRule,
+    Field(discriminator="kind"),
+]
+
+#: Rule kinds in one visible place (used by docs and by the evaluator registry later).
+RULE_KINDS: tuple[str, ...] = (
+    "threshold", "window", "rate", "cumulative", "count", "silent", "offline",
+)
+
+
+class Profile(Strict):
+    profile: Annotated[str, Field(pattern=IDENT_PATTERN)]
+    title: str
+    standard: str
+    description: str = ""
+    sample_interval_s: float = Field(gt=0, le=86400)
+    fields: dict[Annotated[str, Field(pattern=FIELD_NAME_PATTERN)], FieldSpec] = Field(
+        min_length=1, max_length=200
+    )
+    rules: tuple[Rule, ...] = ()
+
+    @model_validator(mode="after")
+    def _rules_consistent(self) -> Self:
+        seen: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            where = f"rules[{index}] ({rule.id})"
+            if rule.id in seen:
+                raise ValueError(f"{where}: duplicate rule id")
+            seen.add(rule.id)
+            for cond in _conditions(rule):
+                self._check_condition(where, cond.field, cond.op, cond.value)
+        return self
+
+    def _check_condition(self, where: str, field: str, op: Op, value: object) -> None:
+        spec = self.fields.get(field)
+        if spec is None:
+            raise ValueError(f"{where}: field {field!r} is not declared in 'fields'")
+        if spec.type in (FieldType.BOOL, FieldType.STR):
+            if op not in (Op.EQ, Op.NE):
+                raise ValueError(f"{where}: field {field!r} is {spec.type.value}: use == or !=")
+            wanted = bool if spec.type is FieldType.BOOL else str
+            if value is not None and not isinstance(value, wanted):
+                raise ValueError(f"{where}: value {value!r} is not a {spec.type.value}")
+            return
+        if value is None:
+            return
+        if isinstance(value, bool | str):
+            raise ValueError(f"{where}: value {value!r} is not a number for field {field!r}")
+        if not spec.admits(float(value)):
+            raise ValueError(
+                f"{where}: limit {value} is outside the physical range of {field!r} "
+                f"[{spec.min}, {spec.max}]"
+            )
+
+
+def _conditions(rule: Rule) -> list[Condition]:
+    """Every (field, op, value) a rule tests, so that one check covers all kinds."""
+    out: list[Condition] = []
+    if isinstance(rule, ThresholdRule | WindowRule):
+        out.extend(_limit_conditions(rule))
+    if isinstance(rule, ThresholdRule):
+        out.extend(rule.when)
+    if isinstance(rule, RateRule | CumulativeRule):
+        # rates and changes are not bounded by the field's range; only the field must exist
+        out.append(Condition(field=rule.field, op=rule.op, value=0.0))
+    if isinstance(rule, CountRule):
+        out.append(rule.condition)
+    return out
+
+
+def _limit_conditions(rule: Limit) -> list[Condition]:
+    if rule.schedule is None:
+        assert rule.value is not None
+        return [Condition(field=rule.field, op=rule.op, value=rule.value)]
+    return [Condition(field=rule.field, op=rule.op, value=s.value) for s in rule.schedule]
