@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-
 from sitewatch.ingest.reasons import Reason, classify
+
 from sitewatch import contract
 from sitewatch.lineprotocol import quote_string
 from sitewatch.profiles import FieldType

@@ -24,7 +24,9 @@ from sitewatch.ingest.deadletter import DeadLetterStore, NewDeadLetter
 from sitewatch.ingest.decode import Rejected
 from sitewatch.ingest.reasons import Reason
 from sitewatch.ingest.stats import IngestStats
+
 from sitewatch import contract
+from sitewatch.backoff import Backoff
 from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
 from sitewatch.mqtt import Message
 
@@ -52,23 +54,6 @@ class _Chunk:
 
 PublishAck = Callable[[str, str, bytes], Awaitable[None]]
 Puback = Callable[[Message], None]
-
-
-class Backoff:
-    """Exponential backoff with full jitter between ``base_s`` and ``cap_s``."""
-
-    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0) -> None:
-        self.base_s, self.cap_s, self.attempt = base_s, cap_s, 0
-
-    def next_delay(self) -> float:
-        import random
-
-        delay = min(self.cap_s, self.base_s * 2**self.attempt)
-        self.attempt += 1
-        return random.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class WritePipeline:

@@ -15,14 +15,15 @@ import time
 from contextlib import suppress
 
 import msgspec
-
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.ingest.decode import BatchDecoder, Decoded, Rejected, TimeWindow, status_line
-from sitewatch.ingest.pipeline import Backoff, Work, WritePipeline
+from sitewatch.ingest.pipeline import Work, WritePipeline
 from sitewatch.ingest.reasons import Reason
 from sitewatch.ingest.stats import IngestStats
+
 from sitewatch import contract, mqtt
+from sitewatch.backoff import Backoff
 from sitewatch.influx import InfluxClient
 from sitewatch.profiles import load_profiles
 from sitewatch.topics import (
@@ -115,7 +116,7 @@ class Ingest:
             try:
                 await influx.ensure_database()
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure: wait and try again
+            except Exception as exc:
                 delay = backoff.next_delay()
                 log.warning("InfluxDB at %s not ready (%s); retrying in %.1fs",
                             self.settings.influx.url, exc, delay)

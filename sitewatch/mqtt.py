@@ -361,7 +361,7 @@ class Client:
             self._loop.remove_writer(sock.fileno())
 
     async def _misc_loop(self) -> None:
-        while self._paho.loop_misc() == paho.MQTT_ERR_SUCCESS:
+        while self._paho.loop_misc() == paho.MQTT_ERR_SUCCESS:  # noqa: ASYNC110 - paho polls
             await asyncio.sleep(1)
         if self._disconnected is not None and not self._disconnected.done():
             self._disconnected.set_exception(MqttError("connection lost (keepalive)"))

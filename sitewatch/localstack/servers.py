@@ -101,7 +101,7 @@ class _Server:
 
     def _launch(self) -> bool:
         cmd = self._write_config()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,

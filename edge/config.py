@@ -1,0 +1,68 @@
+"""Edge agent configuration (``sitewatch edge --config gateway.yaml``, ``SITEWATCH_EDGE_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from sitewatch.ids import IDENT_PATTERN
+from sitewatch.mqtt import MqttSettings
+from sitewatch.settings import ServiceSettings
+
+
+class DeviceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=IDENT_PATTERN)
+    driver: str
+    profile: str = Field(pattern=IDENT_PATTERN)
+    #: seconds between samples of a polled device; default: the profile's interval
+    interval_s: float | None = Field(default=None, gt=0, le=86400)
+    #: the driver's own settings, validated by the driver at start-up
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PublishSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: items per batch (the contract allows up to 5000)
+    max_batch_items: int = Field(default=50, ge=1, le=5000)
+    #: a partial batch is sent after this long
+    max_batch_delay_s: float = Field(default=1.0, gt=0, le=3600)
+    #: a batch not acknowledged by ingest within this time is sent again
+    ack_timeout_s: float = Field(default=30.0, gt=0)
+    #: resent (backlog) batches per second at most, so live data keeps flowing
+    backlog_batches_per_s: float = Field(default=20.0, gt=0)
+    status_interval_s: float = Field(default=30.0, gt=0)
+    #: how often the agent reports its own health as a ``gateway`` reading
+    health_interval_s: float = Field(default=30.0, gt=0)
+
+
+class EdgeSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SITEWATCH_EDGE_", extra="forbid", env_nested_delimiter="__"
+    )
+
+    site: str = Field(pattern=IDENT_PATTERN)
+    gateway: str = Field(pattern=IDENT_PATTERN)
+    #: spool and counters live here; must survive reboots
+    state_dir: Path
+    mqtt: MqttSettings = MqttSettings()
+    publish: PublishSettings = PublishSettings()
+    devices: list[DeviceConfig] = Field(min_length=1)
+    profiles_dir: Path | None = None
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> EdgeSettings:
+        ids = [d.id for d in self.devices]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"device ids must be unique; repeated: {', '.join(dup)}")
+        if self.gateway in ids:
+            raise ValueError(f"device id {self.gateway!r} is the gateway's own id "
+                             "(the agent reports its health under it)")
+        return self
