@@ -6,6 +6,7 @@ caller names, which must be free), and is stopped with its process group.
 """
 
 from sitewatch.localstack.servers import (
+    PostgresServer,
     InfluxServer,
     MosquittoServer,
     PortInUseError,
@@ -13,4 +14,7 @@ from sitewatch.localstack.servers import (
     free_port,
 )
 
-__all__ = ["InfluxServer", "MosquittoServer", "PortInUseError", "ServerError", "free_port"]
+__all__ = [
+    "InfluxServer", "MosquittoServer", "PortInUseError", "PostgresServer", "ServerError",
+    "free_port",
+]

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -287,3 +288,67 @@ bind-address = "{self.host}:{self.rpc_port}"
                 return bool(r.status == 204)
         except (urllib.error.URLError, OSError):
             return False
+
+
+def _pg_bindir() -> Path:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    if not candidates:
+        raise ServerError("PostgreSQL server binaries not found: apt-get install postgresql")
+    return candidates[0].parent
+
+
+class PostgresServer(_Server):
+    """A throwaway PostgreSQL cluster (Debian's ``postgresql``) on a free port.
+
+    initdb refuses to run as root, so as root the cluster belongs to the ``postgres``
+    system user that the package creates, and is started as that user.
+    """
+
+    name = "postgres"
+
+    def __init__(self, state_dir: Path, port: int | None = None, host: str = "127.0.0.1"):
+        super().__init__(state_dir, port, host)
+        self._bindir = _pg_bindir()
+        self._as: list[str] = []
+        self._own_root: Path | None = None
+        cluster_root = self.state_dir
+        if os.geteuid() == 0:
+            self._as = ["runuser", "-u", "postgres", "--"]
+            # the state folder's parents may be closed to other users (pytest's tmp is)
+            self._own_root = Path(tempfile.mkdtemp(prefix="sitewatch-pg-"))
+            self._own_root.chmod(0o755)
+            shutil.chown(self._own_root, "postgres", "postgres")
+            cluster_root = self._own_root
+        self.data_dir = cluster_root / "data"
+        self.socket_dir = cluster_root
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/postgres"
+
+    def _write_config(self) -> list[str]:
+        if not (self.data_dir / "PG_VERSION").exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [*self._as, str(self._bindir / "initdb"), "-D", str(self.data_dir), "-U",
+                 "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+        return [*self._as, str(self._bindir / "postgres"), "-D", str(self.data_dir),
+                "-h", self.host, "-p", str(self.port), "-k", str(self.socket_dir),
+                "-c", "fsync=off", "-c", "full_page_writes=off"]
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        super().stop(timeout_s)
+        if self._own_root is not None:
+            shutil.rmtree(self._own_root, ignore_errors=True)
+
+    def _ready(self) -> bool:
+        return subprocess.run(
+            [str(self._bindir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U",
+             "postgres", "-q"],
+            check=False,
+        ).returncode == 0

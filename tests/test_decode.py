@@ -1,0 +1,142 @@
+"""Ingest's decoder: every kind of bad input gets its own reason; good items survive."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import pytest
+
+from sitewatch import contract
+from sitewatch.ingest.decode import BatchDecoder, TimeWindow
+from sitewatch.ingest.reasons import Reason
+from sitewatch.profiles import load_profiles
+from sitewatch.topics import GatewayChannel
+
+NOW = 1_763_900_000_000
+T = GatewayChannel.TELEMETRY
+
+
+@pytest.fixture(scope="module")
+def decoder() -> BatchDecoder:
+    return BatchDecoder(contract.TelemetryCodec(load_profiles()),
+                        TimeWindow(max_future_ms=300_000, retention_ms=730 * 86_400_000))
+
+
+def item(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"device": "TC01", "profile": "tower_crane", "ts": NOW, "seq": 1,
+                            "values": {"load_t": 3.2, "wind_ms": 6}}
+    base.update(over)
+    return base
+
+
+def batch(*items: dict[str, Any], **over: Any) -> bytes:
+    b: dict[str, Any] = {"v": 1, "batch": 42, "sent": NOW, "items": list(items)}
+    b.update(over)
+    return json.dumps(b, allow_nan=True).encode()
+
+
+def test_good_batch_fast_path(decoder: BatchDecoder) -> None:
+    d = decoder.decode(T, "S1", "GW1", batch(item(), item(seq=2, ts=NOW + 1)), NOW)
+    assert d.batch == 42 and d.items == 2 and not d.rejected
+    assert d.lines[0] == (f"tower_crane,device=TC01,gateway=GW1,site=S1 "
+                          f"seq=1i,load_t=3.2,wind_ms=6.0 {NOW}")
+
+
+def test_integer_reading_of_float_field_is_written_as_float(decoder: BatchDecoder) -> None:
+    d = decoder.decode(T, "S1", "G", batch(item(values={"load_t": 3})), NOW)
+    assert "load_t=3.0" in d.lines[0]
+
+
+def test_int_bool_and_str_fields(decoder: BatchDecoder) -> None:
+    hoist = item(device="H1", profile="construction_hoist",
+                 values={"floor": 3, "door_closed": True, "speed_ms": 0})
+    crane = item(values={"operator": 'Li "Wei"'})
+    d = decoder.decode(T, "S1", "G", batch(hoist, crane), NOW)
+    assert "floor=3i" in d.lines[0] and "door_closed=true" in d.lines[0]
+    assert "speed_ms=0.0" in d.lines[0]
+    assert r'operator="Li \"Wei\""' in d.lines[1]
+
+
+@pytest.mark.parametrize("bad_item, reason", [
+    (item(device="TC 01"), Reason.BAD_IDENTIFIER),
+    (item(device="TC,01"), Reason.BAD_IDENTIFIER),
+    (item(profile="submarine"), Reason.UNKNOWN_PROFILE),
+    (item(values={"load_t": 1, "colour": 2}), Reason.UNDECLARED_FIELD),
+    (item(values={"load_t": "heavy"}), Reason.WRONG_TYPE),
+    (item(values={"load_t": -1}), Reason.OUT_OF_RANGE),
+    (item(values={"operator": "x" * 65}), Reason.OUT_OF_RANGE),
+    (item(values={"load_t": float("nan")}), Reason.NON_FINITE),
+    (item(values={"load_t": float("inf")}), Reason.NON_FINITE),
+    (item(ts=NOW + 3_600_000), Reason.TS_FUTURE),
+    (item(ts=NOW - 800 * 86_400_000), Reason.TS_TOO_OLD),
+    (item(seq=-1), Reason.OUT_OF_RANGE),
+    ({"device": "TC01", "profile": "tower_crane", "ts": NOW, "values": {}}, Reason.BAD_ITEM),
+    (item(extra=1), Reason.BAD_ITEM),
+])
+def test_bad_item_is_rejected_alone_with_its_reason(
+    decoder: BatchDecoder, bad_item: dict[str, Any], reason: Reason,
+) -> None:
+    d = decoder.decode(T, "S1", "GW1", batch(item(seq=1), bad_item, item(seq=3)), NOW)
+    assert d.batch == 42 and d.items == 3
+    assert [r.reason for r in d.rejected] == [reason]
+    assert len(d.lines) == 2, "the good items of the batch are kept"
+    assert d.rejected[0].payload
+
+
+@pytest.mark.parametrize("payload, reason, batch_no", [
+    (b"{not json, \"batch\": 7", Reason.BAD_JSON, 7),
+    (b"\xff\xfe", Reason.BAD_JSON, None),
+    (batch(item(), v=2), Reason.UNSUPPORTED_VERSION, 42),
+    (batch(), Reason.BAD_ENVELOPE, 42),
+    (json.dumps({"v": 1, "sent": NOW, "items": [item()]}).encode(), Reason.BAD_ENVELOPE, None),
+    (batch(item(), colour="red"), Reason.BAD_ENVELOPE, 42),
+    (b"[1, 2]", Reason.BAD_ENVELOPE, None),
+    (b'{"v":1,"batch":9,"sent":1,"items":[' + b'{"a":"' + b"x" * 300_000 + b'"}]}',
+     Reason.TOO_LARGE, 9),
+])
+def test_whole_message_rejects(
+    decoder: BatchDecoder, payload: bytes, reason: Reason, batch_no: int | None,
+) -> None:
+    d = decoder.decode(T, "S1", "GW1", payload, NOW)
+    assert [r.reason for r in d.rejected] == [reason]
+    assert d.batch == batch_no, "a recoverable batch number is acked so the gateway stops"
+    assert not d.lines
+
+
+def test_nan_batch_keeps_good_items(decoder: BatchDecoder) -> None:
+    payload = batch(item(), item(seq=2, values={"load_t": float("nan")}))
+    assert b"NaN" in payload
+    d = decoder.decode(T, "S1", "GW1", payload, NOW)
+    assert [r.reason for r in d.rejected] == [Reason.NON_FINITE]
+    assert len(d.lines) == 1 and d.rejected[0].seq == 2 and d.rejected[0].device == "TC01"
+
+
+def test_number_beyond_double_range_is_out_of_range(decoder: BatchDecoder) -> None:
+    raw = batch(item(), item(seq=2)).replace(b'"load_t": 3.2, "wind_ms": 6}}]', b'"load_t": 1e999}}]')
+    assert b"1e999" in raw
+    d = decoder.decode(T, "S1", "GW1", raw, NOW)
+    assert [r.reason for r in d.rejected] == [Reason.OUT_OF_RANGE]
+
+
+def test_envelope_item_count_limit() -> None:
+    ok = {"v": 1, "batch": 1, "sent": 1, "items": [{}] * 5000}
+    contract.envelope_decoder.decode(json.dumps(ok))
+    with pytest.raises(msgspec.ValidationError, match="length <= 5000"):
+        contract.envelope_decoder.decode(json.dumps({**ok, "items": [{}] * 5001}))
+
+
+def test_attendance_and_camera(decoder: BatchDecoder) -> None:
+    gate = {"device": "GATE01", "ts": NOW, "seq": 88, "worker": "W000123",
+            "direction": "in", "method": "face"}
+    d = decoder.decode(GatewayChannel.ATTENDANCE, "S1", "G", batch(gate, {**gate, "worker": "W 1"},
+                       {**gate, "direction": "sideways"}), NOW)
+    assert len(d.lines) == 1 and 'worker="W000123"' in d.lines[0]
+    assert [r.reason for r in d.rejected] == [Reason.BAD_IDENTIFIER, Reason.WRONG_TYPE]
+    cam = {"device": "CAM03", "ts": NOW, "seq": 301, "event": "no_helmet", "zone": "crane-swing",
+           "count": 2, "confidence": 0.87, "snapshot": "9f" * 32}
+    d = decoder.decode(GatewayChannel.CAMERA, "S1", "G", batch(cam), NOW)
+    assert not d.rejected
+    assert d.lines[0].startswith("camera,device=CAM03,event=no_helmet,gateway=G,site=S1 ")
+    assert "confidence=0.87" in d.lines[0] and "count=2i" in d.lines[0]
