@@ -246,21 +246,33 @@ class Agent:
         self.boot = self.spool.next_boot()
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._run_driver(d), name=f"device-{d.device_id}")
-                         for d in self.drivers]
-                tasks += [
+                producers = [tg.create_task(self._run_driver(d), name=f"device-{d.device_id}")
+                             for d in self.drivers]
+                producers.append(tg.create_task(self._health(), name="health"))
+                others = [
                     tg.create_task(self._batch_timer(), name="batch-timer"),
                     tg.create_task(self._backlog(), name="backlog"),
-                    tg.create_task(self._health(), name="health"),
                     tg.create_task(self._connection(), name="connection"),
                 ]
                 await self._stop.wait()
-                self.flush()
+                for t in producers:
+                    t.cancel()
+                await self._drain()
                 await self._goodbye()
-                for t in tasks:
+                for t in others:
                     t.cancel()
         finally:
             self.spool.close()
+
+    async def _drain(self) -> None:
+        """Clean stop: spool what is buffered, then wait a while for its acks."""
+        self.flush()
+        deadline = time.monotonic() + self.settings.publish.drain_timeout_s
+        while self.spool.depth() and self.connected.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.spool.depth():
+            log.info("edge stopping with %d batch(es) spooled; they are sent on next start",
+                     self.spool.depth())
 
     async def _goodbye(self) -> None:
         """A clean stop says ``offline`` itself (the broker sends the will only on loss)."""

@@ -39,6 +39,8 @@ class PublishSettings(BaseModel):
     status_interval_s: float = Field(default=30.0, gt=0)
     #: how often the agent reports its own health as a ``gateway`` reading
     health_interval_s: float = Field(default=30.0, gt=0)
+    #: on a clean stop, wait this long for ingest to acknowledge what is spooled
+    drain_timeout_s: float = Field(default=5.0, ge=0)
 
 
 class EdgeSettings(ServiceSettings):

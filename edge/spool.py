@@ -79,6 +79,10 @@ class Spool:
         self._seq[device] = seq
         return seq
 
+    def last_seqs(self) -> dict[str, int]:
+        """The last seq handed out per device."""
+        return dict(self._seq)
+
     def next_batch_number(self) -> int:
         return self._batch + 1
 

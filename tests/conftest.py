@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-
-from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.service import Ingest
+
+from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.localstack import InfluxServer, MosquittoServer, PostgresServer
 from sitewatch.mqtt import MqttSettings
 
@@ -122,8 +122,8 @@ async def start_ingest(
 
     async def start(**extra: Any) -> RunningIngest:
         mq = extra.pop("mqtt_server", mosquitto)
-        settings = ingest_settings(mq, influxdb, prefix, unique,
-                                   f"sqlite:///{tmp_path / 'sitewatch.db'}", **extra)
+        db_url = extra.pop("database_url", f"sqlite:///{tmp_path / 'sitewatch.db'}")
+        settings = ingest_settings(mq, influxdb, prefix, unique, db_url, **extra)
         r = RunningIngest(settings)
         await r.start()
         running.append(r)

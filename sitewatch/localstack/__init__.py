@@ -6,10 +6,10 @@ caller names, which must be free), and is stopped with its process group.
 """
 
 from sitewatch.localstack.servers import (
-    PostgresServer,
     InfluxServer,
     MosquittoServer,
     PortInUseError,
+    PostgresServer,
     ServerError,
     free_port,
 )
