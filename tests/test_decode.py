@@ -140,3 +140,43 @@ def test_attendance_and_camera(decoder: BatchDecoder) -> None:
     assert not d.rejected
     assert d.lines[0].startswith("camera,device=CAM03,event=no_helmet,gateway=G,site=S1 ")
     assert "confidence=0.87" in d.lines[0] and "count=2i" in d.lines[0]
+
+
+def test_fast_and_generic_formatting_agree_for_every_profile() -> None:
+    """The JSON fast path must write exactly what the per-field path writes."""
+    from sitewatch.ingest.decode import _telemetry_formatter
+    from sitewatch.simulators.signals import signal_for
+
+    profiles = load_profiles()
+    codec = contract.TelemetryCodec(profiles)
+    checked = 0
+    for name, types in codec.types.items():
+        floats_only = tuple((f, t) for f, t in types.fields
+                            if t.value in ("float", "bool"))
+        fmt = _telemetry_formatter(name, types.fields)
+        model = signal_for(name, 3)
+        for i in range(200):
+            values = {k: v for k, v in model.sample(NOW / 1000 + i * 97).items()
+                      if k in dict(floats_only)}
+            if name == "tower_crane" and i < 3:
+                values["load_t"] = (1e-07, 1e-12, 0.0)[i]
+                values["height_m"] = (1.5e2, -4e1, 0.0)[i]
+            raw = msgspec.json.encode({"device": "D", "profile": name, "ts": NOW, "seq": i,
+                                       "values": values})
+            it = codec.item_decoder.decode(raw)
+            fast = fmt(it, "S", "G")
+            head, fields_text, ts = fast.split(" ")
+            assert head == f"{name},device=D,gateway=G,site=S" and ts == str(NOW)
+            written = dict(kv.split("=") for kv in fields_text.split(","))
+            assert written.pop("seq") == f"{i}i"
+            want = {f: getattr(it.values, f) for f, _ in types.fields
+                    if getattr(it.values, f) is not msgspec.UNSET}
+            assert list(written) == list(want), "same fields, same order"
+            for f, text in written.items():
+                if isinstance(want[f], bool):
+                    assert text == ("true" if want[f] else "false")
+                else:  # a float: never an integer literal, same value
+                    assert not text.endswith("i") and float(text) == want[f]
+                    assert any(c in text for c in ".eE"), f"{text} must read as a float"
+            checked += 1
+    assert checked == 200 * len(codec.types)

@@ -30,8 +30,10 @@ async def test_integer_valued_float_reading_keeps_the_field_float(
     # the ingest formatter writes a float field's value 3 as 3.0; a later 3.5 must be accepted
     await influx_client.write(join_lines([format_line("crane", {"d": "a"}, {"load": 3.0}, 1)]))
     await influx_client.write(join_lines([format_line("crane", {"d": "a"}, {"load": 3.5}, 2)]))
+    # msgspec's float spellings (ingest's fast path) are floats to InfluxDB too
+    await influx_client.write(b"crane,d=a load=1e16 3\ncrane,d=a load=1e-7 4\n")
     rows = await influx_client.series("SELECT load FROM crane")
-    assert [r["load"] for r in rows] == [3, 3.5]
+    assert [r["load"] for r in rows] == [3, 3.5, 1e16, 1e-7]
     # ...whereas an integer written first would make InfluxDB refuse every later float
     await influx_client.write(join_lines([format_line("bad", {"d": "a"}, {"load": 3}, 1)]))
     with pytest.raises(PermanentWriteError, match="field type conflict"):
