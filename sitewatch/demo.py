@@ -1,0 +1,203 @@
+"""``sitewatch demo``: the whole platform on one machine, no Docker.
+
+Starts Mosquitto and InfluxDB (Debian's packages) with generated configs in a state
+folder, then ingest, the API and one edge agent per simulated site as child processes
+(each the same ``sitewatch`` command an operator runs), prints where everything is and
+runs until Ctrl-C, which stops every process it started, edge agents first so that they
+drain their spools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from sitewatch.localstack import InfluxServer, MosquittoServer, PortInUseError, ServerError
+from sitewatch.localstack.servers import free_port, port_is_free
+
+SITE_DEVICES = [
+    ("TC01", "tower_crane", 1.0),
+    ("HOIST01", "construction_hoist", 1.0),
+    ("ENV01", "environment", 5.0),
+    ("PIT01", "foundation_pit", 10.0),
+    ("HF01", "high_formwork", 2.0),
+    ("EL01", "electrical", 5.0),
+]
+#: something to see: each site gets one scenario a minute or two after start
+SITE_SCENARIOS = [
+    ("TC01", "crane_overload", 60, 60),
+    ("ENV01", "dust_spike", 90, 120),
+    ("PIT01", "pit_displacement_trend", 30, 600),
+]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    state_dir: Path
+    sites: int = 3
+    mqtt_port: int | None = None
+    influx_port: int | None = None
+    api_port: int | None = None
+    duration_s: float = 0.0
+
+
+def _site_config(i: int, mqtt_port: int, state: Path) -> dict[str, object]:
+    site, gateway = f"SITE{i:02d}", f"GW{i:02d}"
+    scenario = SITE_SCENARIOS[(i - 1) % len(SITE_SCENARIOS)]
+    devices = []
+    for dev, profile, interval in SITE_DEVICES:
+        options: dict[str, object] = {"seed": i}
+        if dev == scenario[0]:
+            options["scenarios"] = [{"name": scenario[1], "start_s": scenario[2],
+                                     "duration_s": scenario[3]}]
+        devices.append({"id": dev, "driver": "simulated", "profile": profile,
+                        "interval_s": interval, "options": options})
+    return {"site": site, "gateway": gateway, "state_dir": str(state / f"edge-{site}"),
+            "mqtt": {"port": mqtt_port}, "publish": {"health_interval_s": 10},
+            "devices": devices}
+
+
+class _Children:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(self, name: str, *args: str) -> None:
+        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        proc = subprocess.Popen([sys.executable, "-m", "sitewatch.cli", *args],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        self.procs.append((name, proc))
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.procs if p.poll() is not None]
+
+    def stop(self) -> None:
+        """Edge agents first (they drain their spools into a running ingest), then ingest
+        (it finishes its writes), then the API; each phase waits for the one before."""
+        phases = [
+            [p for n, p in self.procs if n.startswith("edge")],
+            [p for n, p in self.procs if n == "ingest"],
+            [p for n, p in self.procs if not n.startswith("edge") and n != "ingest"],
+        ]
+        for phase in phases:
+            for p in phase:
+                if p.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.send_signal(signal.SIGTERM)
+            for p in phase:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_http(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return True
+        time.sleep(0.2)
+    return False
+
+
+def run_demo(opts: DemoOptions) -> int:
+    state = opts.state_dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    if opts.api_port is not None:
+        if not port_is_free(opts.api_port):
+            print(f"sitewatch demo: API port {opts.api_port} is already in use; "
+                  "pick another with --api-port or leave it out", file=sys.stderr)
+            return 2
+        api_port = opts.api_port
+    else:
+        api_port = 8000 if port_is_free(8000) else free_port()
+    mq = MosquittoServer(state / "mosquitto", opts.mqtt_port)
+    influx = InfluxServer(state / "influxdb", opts.influx_port)
+    children = _Children(state)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        try:
+            mq.start()
+            influx.start()
+        except PortInUseError as exc:
+            print(f"sitewatch demo: {exc}", file=sys.stderr)
+            return 2
+        except ServerError as exc:
+            print(f"sitewatch demo: {exc}", file=sys.stderr)
+            return 1
+        db_url = f"sqlite:///{state / 'sitewatch.db'}"
+        common = {"influx": {"url": influx.url}, "database_url": db_url}
+        (state / "ingest.yaml").write_text(yaml.safe_dump(
+            {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
+        (state / "api.yaml").write_text(yaml.safe_dump({**common, "port": api_port}))
+        children.spawn("ingest", "ingest", "--config", str(state / "ingest.yaml"))
+        children.spawn("api", "api", "--config", str(state / "api.yaml"))
+        for i in range(1, opts.sites + 1):
+            cfg = state / f"edge-SITE{i:02d}.yaml"
+            cfg.write_text(yaml.safe_dump(_site_config(i, mq.port, state)))
+            children.spawn(f"edge-SITE{i:02d}", "edge", "--config", str(cfg))
+        api = f"http://127.0.0.1:{api_port}"
+        if not _wait_http(f"{api}/health", 30):
+            print(f"sitewatch demo: the API did not come up:\n{_tail(state / 'api.log')}",
+                  file=sys.stderr)
+            return 1
+        print(f"""
+SiteWatch demo is running: {opts.sites} simulated sites, {len(SITE_DEVICES)} devices each.
+
+  MQTT broker   mqtt://127.0.0.1:{mq.port}      (topics sitewatch/v1/#)
+  InfluxDB      {influx.url}   (database "sitewatch", InfluxQL on /query)
+  API           {api}/docs
+  latest data   {api}/sites/SITE01/latest
+  state, logs   {state}
+
+Try:
+  mosquitto_sub -p {mq.port} -t 'sitewatch/v1/#' -v
+  curl -s {api}/sites/SITE01/latest
+  sitewatch deadletters --database-url {db_url}
+
+Press Ctrl-C to stop everything.
+""", flush=True)
+        started = time.monotonic()
+        while not stopping:
+            dead = children.dead()
+            if dead:
+                name = dead[0]
+                print(f"sitewatch demo: {name} exited unexpectedly:\n"
+                      f"{_tail(state / f'{name}.log')}", file=sys.stderr)
+                return 1
+            if opts.duration_s and time.monotonic() - started >= opts.duration_s:
+                break
+            time.sleep(0.2)
+        print("stopping...", flush=True)
+        return 0
+    finally:
+        children.stop()
+        influx.stop()
+        mq.stop()
+        print("stopped.", flush=True)

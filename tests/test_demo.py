@@ -1,0 +1,69 @@
+"""The README's first command: ``sitewatch demo`` brings the platform up; Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sitewatch.localstack import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    api_port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sitewatch.cli", "demo", "--state-dir", str(tmp_path),
+         "--api-port", str(api_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = ""
+        deadline = time.monotonic() + 60
+        while "Press Ctrl-C" not in banner and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            banner += line
+        assert "Press Ctrl-C" in banner, banner
+        assert f"http://127.0.0.1:{api_port}/docs" in banner
+        devices: set[str] = set()
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            r = httpx.get(f"http://127.0.0.1:{api_port}/sites/SITE03/latest", timeout=5)
+            devices = {x["device"] for x in r.json()} if r.status_code == 200 else set()
+            if {"TC01", "HOIST01", "ENV01", "PIT01", "HF01", "EL01"} <= devices:
+                break
+            time.sleep(0.5)
+        assert {"TC01", "HOIST01", "ENV01", "PIT01", "HF01", "EL01"} <= devices
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "stopped." in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # nothing it started is left running
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", f"processes left: {left.stdout}"
+    assert "edge stopping with" not in (tmp_path / "edge-SITE01.log").read_text()
+
+
+def test_demo_refuses_a_taken_port(tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "sitewatch.cli", "demo", "--state-dir",
+                            str(tmp_path), "--mqtt-port", str(port)],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in r.stderr
