@@ -8,10 +8,10 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sitewatch.api.deps import StateDep
 from sqlalchemy import text
 
 from sitewatch import __version__
-from sitewatch.api.deps import StateDep
 
 router = APIRouter(tags=["health"])
 
@@ -43,7 +43,7 @@ async def health(state: StateDep) -> JSONResponse:
             with state.engine.connect() as c:
                 c.execute(text("SELECT 1"))
             return Check(ok=True, latency_ms=(time.perf_counter() - t) * 1000)
-        except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        except Exception as exc:
             return Check(ok=False, latency_ms=(time.perf_counter() - t) * 1000,
                          error=type(exc).__name__)
 

@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgspec
+from sitewatch.simulators.signals import signal_for
 
 from sitewatch import contract, mqtt
 from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.localstack import InfluxServer, MosquittoServer
-from sitewatch.simulators.signals import signal_for
 
 HERE = Path(__file__).resolve().parent
 PROFILES = ["tower_crane", "environment", "electrical", "construction_hoist", "high_formwork"]
@@ -78,7 +77,7 @@ async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServ
     total = len(stream) * ITEMS_PER_BATCH
     client = InfluxClient(InfluxSettings(url=influx.url, database=db))
     await client.ensure_database()
-    log = open(workdir / f"{tag}.log", "wb")  # noqa: SIM115
+    log = open(workdir / f"{tag}.log", "wb")
     if kind == "baseline":
         cmd = [sys.executable, str(HERE / "baseline_pipeline.py"), mq.host, str(mq.port),
                prefix, influx.url, db, f"base-{tag}"]

@@ -18,6 +18,7 @@ import signal
 import time
 from contextlib import suppress
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 from pydantic import ValidationError
@@ -76,8 +77,10 @@ class Agent:
         self.connected = asyncio.Event()
         self.items_sent = 0
         self.batches_acked = 0
-        t = lambda ch: gateway_topic(self.prefix, settings.site, settings.gateway, ch)  # noqa: E731
-        self.topics = {ch: t(ch) for ch in GatewayChannel if ch is not GatewayChannel.SNAPSHOT}
+        self.topics: dict[GatewayChannel, str] = {
+            ch: gateway_topic(self.prefix, settings.site, settings.gateway, ch)
+            for ch in GatewayChannel if ch is not GatewayChannel.SNAPSHOT
+        }
 
     def stop(self) -> None:
         self._stop.set()
@@ -183,10 +186,10 @@ class Agent:
             "link": "online" if self.connected.is_set() else "offline",
         }
 
-    def _status(self, state: str) -> bytes:
+    def _status(self, state: Literal["online", "offline"]) -> bytes:
         return contract.encode(contract.Status(
             state=state, ts=int(time.time() * 1000), boot=self.boot, agent=__version__,
-            queued=self.spool.depth()))  # type: ignore[arg-type]
+            queued=self.spool.depth()))
 
     async def _connection(self) -> None:
         s = self.settings
@@ -268,7 +271,7 @@ class Agent:
         """Clean stop: spool what is buffered, then wait a while for its acks."""
         self.flush()
         deadline = time.monotonic() + self.settings.publish.drain_timeout_s
-        while self.spool.depth() and self.connected.is_set() and time.monotonic() < deadline:
+        while self.spool.depth() and self.connected.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if self.spool.depth():
             log.info("edge stopping with %d batch(es) spooled; they are sent on next start",

@@ -71,7 +71,7 @@ class _Children:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def spawn(self, name: str, *args: str) -> None:
-        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        log = open(self.state / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "sitewatch.cli", *args],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)

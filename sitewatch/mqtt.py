@@ -150,7 +150,7 @@ class Client:
         self._loop = asyncio.get_running_loop()
         self._connected = self._loop.create_future()
         self._disconnected = self._loop.create_future()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._session_expiry_s
         props.ReceiveMaximum = self._receive_maximum
         s = self.settings
@@ -237,9 +237,8 @@ class Client:
                 yield self._messages.get_nowait()
                 continue
             get = asyncio.ensure_future(self._messages.get())
-            done, _ = await asyncio.wait(
-                {get, self._disconnected}, return_when=asyncio.FIRST_COMPLETED
-            )
+            waiters: set[asyncio.Future[Any]] = {get, self._disconnected}
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if get in done:
                 yield get.result()
                 continue
@@ -281,7 +280,8 @@ class Client:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._messages.put_nowait(
-            Message(msg.topic, msg.payload, msg.qos, bool(msg.retain), msg.mid, bool(msg.dup))
+            Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid,
+                    bool(msg.dup))
         )
 
     def _on_publish(

@@ -49,8 +49,9 @@ def describe_errors(source: str, exc: ValidationError, env_prefix: str = "") -> 
     for err in exc.errors():
         key = _loc(err["loc"])
         hint = ""
-        if env_prefix:
-            hint = f" (env {env_prefix}{key.upper().replace('.', '__')})"
+        var = f"{env_prefix}{key.upper().replace('.', '__')}"
+        if env_prefix and var in os.environ:
+            hint = f" (from environment variable {var})"
         value = ""
         if err["type"] != "missing" and "input" in err and not isinstance(err["input"], dict):
             value = f" (got {err['input']!r})"

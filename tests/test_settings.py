@@ -61,7 +61,7 @@ def test_unknown_env_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_env_value_names_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SITEWATCH_INGEST_MQTT__PORT", "abc")
-    with pytest.raises(ConfigError, match=r"key mqtt.port \(env SITEWATCH_INGEST_MQTT__PORT\)"):
+    with pytest.raises(ConfigError, match=r"key mqtt.port \(from environment variable SITEWATCH_INGEST_MQTT__PORT\)"):
         load_settings(IngestSettings)
 
 

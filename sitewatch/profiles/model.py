@@ -239,7 +239,7 @@ class Profile(Strict):
             return
         if value is None:
             return
-        if isinstance(value, bool | str):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{where}: value {value!r} is not a number for field {field!r}")
         if not spec.admits(float(value)):
             raise ValueError(

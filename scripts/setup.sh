@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install what SiteWatch needs on a fresh Debian/Ubuntu machine: Debian's mosquitto,
+# influxdb, postgresql and docker-compose, then a virtualenv in .venv with the project
+# and its test tools. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: run as root or install sudo" >&2; exit 1; }
+  SUDO="sudo"
+fi
+
+need=()
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+command -v influxd >/dev/null || need+=(influxdb)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v pgrep >/dev/null || need+=(procps)
+command -v runuser >/dev/null || need+=(util-linux)
+
+pick_python() {
+  for py in python3.13 python3.12 python3.11 python3; do
+    if command -v "$py" >/dev/null &&
+       "$py" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  return 1
+}
+PYTHON=$(pick_python || true)
+if [ -z "$PYTHON" ]; then need+=(python3 python3-venv python3-pip); fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # the packages' own services are not used (SiteWatch starts its servers on free ports)
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  PYTHON=$(pick_python)
+fi
+
+stamp=.venv/.sitewatch-installed
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating .venv with $PYTHON and installing SiteWatch"
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
