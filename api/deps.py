@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from sitewatch.api.config import ApiSettings
 from sqlalchemy import Engine
 
+from sitewatch.api.config import ApiSettings
 from sitewatch.ids import IDENT_PATTERN
 from sitewatch.influx import InfluxClient
 from sitewatch.profiles import ProfileSet

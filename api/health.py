@@ -8,10 +8,10 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sitewatch.api.deps import StateDep
 from sqlalchemy import text
 
 from sitewatch import __version__
+from sitewatch.api.deps import StateDep
 
 router = APIRouter(tags=["health"])
 

@@ -7,11 +7,11 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+
+from sitewatch import __version__
 from sitewatch.api import errors, health, readings
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.deps import AppState
-
-from sitewatch import __version__
 from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient
 from sitewatch.profiles import load_profiles

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+
 from sitewatch.api.deps import DeviceId, SiteId, StateDep
 from sitewatch.api.errors import NotFound, Unavailable
-
 from sitewatch.influx import InfluxError
 
 router = APIRouter(tags=["readings"])

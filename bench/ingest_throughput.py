@@ -24,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sitewatch.simulators.signals import signal_for
-
 from sitewatch import contract, mqtt
 from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.simulators.signals import signal_for
 
 HERE = Path(__file__).resolve().parent
 PROFILES = ["tower_crane", "environment", "electrical", "construction_hoist", "high_formwork"]

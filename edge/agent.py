@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import shutil
-import signal
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -22,14 +21,15 @@ from typing import Literal
 
 import msgspec
 from pydantic import ValidationError
-from sitewatch.edge.config import DeviceConfig, EdgeSettings
-from sitewatch.edge.drivers import DRIVERS, Driver, Values
-from sitewatch.edge.spool import Spool, SpooledBatch
 
 from sitewatch import __version__, contract, mqtt
 from sitewatch.backoff import Backoff
+from sitewatch.edge.config import DeviceConfig, EdgeSettings
+from sitewatch.edge.drivers import DRIVERS, Driver, Values
+from sitewatch.edge.spool import Spool, SpooledBatch
 from sitewatch.profiles import ProfileSet, load_profiles
 from sitewatch.settings import ConfigError
+from sitewatch.signals import stop_on_signals
 from sitewatch.topics import GatewayChannel, gateway_topic
 
 log = logging.getLogger("sitewatch.edge")
@@ -293,10 +293,7 @@ def _ignore(fut: asyncio.Future[None]) -> None:
 
 async def run_agent(settings: EdgeSettings) -> None:
     agent = Agent(settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError):
-            loop.add_signal_handler(sig, agent.stop)
+    stop_on_signals(agent.stop)
     await agent.run()
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sitewatch.ingest.reasons import Reason, classify
 
 from sitewatch import contract
+from sitewatch.ingest.reasons import Reason, classify
 from sitewatch.lineprotocol import quote_string
 from sitewatch.profiles import FieldType
 from sitewatch.topics import GatewayChannel

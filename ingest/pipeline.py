@@ -20,14 +20,13 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from sitewatch import contract
+from sitewatch.backoff import Backoff
+from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
 from sitewatch.ingest.deadletter import DeadLetterStore, NewDeadLetter
 from sitewatch.ingest.decode import Rejected
 from sitewatch.ingest.reasons import Reason
 from sitewatch.ingest.stats import IngestStats
-
-from sitewatch import contract
-from sitewatch.backoff import Backoff
-from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
 from sitewatch.mqtt import Message
 
 log = logging.getLogger(__name__)
@@ -203,7 +202,8 @@ class WritePipeline:
             await asyncio.to_thread(self._dead_letters.add_many, rows)
         acks: dict[tuple[str, str], list[contract.AckEntry]] = defaultdict(list)
         for w in chunk.works:
-            self._stats.items_stored += w.stored
+            if w.items:  # batch items only, not status messages
+                self._stats.items_stored += w.stored
             for r in w.rejected:
                 self._stats.rejected[r.reason.value] += 1
             if w.batch is not None and w.site is not None and w.gateway is not None:

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from contextlib import suppress
 
 import msgspec
+
+from sitewatch import contract, mqtt
+from sitewatch.backoff import Backoff
+from sitewatch.influx import InfluxClient
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.ingest.decode import BatchDecoder, Decoded, Rejected, TimeWindow, status_line
 from sitewatch.ingest.pipeline import Work, WritePipeline
 from sitewatch.ingest.reasons import Reason
 from sitewatch.ingest.stats import IngestStats
-
-from sitewatch import contract, mqtt
-from sitewatch.backoff import Backoff
-from sitewatch.influx import InfluxClient
 from sitewatch.profiles import load_profiles
+from sitewatch.signals import stop_on_signals
 from sitewatch.topics import (
     BATCH_CHANNELS,
     GatewayChannel,
@@ -183,8 +183,5 @@ def _ignore_result(fut: asyncio.Future[None]) -> None:
 
 async def run_ingest(settings: IngestSettings) -> None:
     ingest = Ingest(settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError):
-            loop.add_signal_handler(sig, ingest.stop)
+    stop_on_signals(ingest.stop)
     await ingest.run()

@@ -15,9 +15,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from sitewatch.simulators.scenarios import ActiveScenario, SimulatedDevice
-
 from sitewatch import __version__, contract, mqtt
+from sitewatch.simulators.scenarios import ActiveScenario, SimulatedDevice
 from sitewatch.topics import GatewayChannel, gateway_topic
 
 log = logging.getLogger("sitewatch.simulate")

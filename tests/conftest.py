@@ -13,49 +13,55 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+
+from sitewatch.edge.agent import Agent
+from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings
+from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.service import Ingest
-
-from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.localstack import InfluxServer, MosquittoServer, PostgresServer
 from sitewatch.mqtt import MqttSettings
+
+Server = TypeVar("Server", MosquittoServer, InfluxServer, PostgresServer)
+
+
+def running(server: Server) -> Iterator[Server]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
-    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"))
-    server.start()
-    yield server
-    server.stop()
+    yield from running(MosquittoServer(tmp_path_factory.mktemp("mosquitto")))
 
 
 @pytest.fixture(scope="session")
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
-    server = InfluxServer(tmp_path_factory.mktemp("influxdb"))
-    server.start()
-    yield server
-    server.stop()
+    yield from running(InfluxServer(tmp_path_factory.mktemp("influxdb")))
 
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
-    server.start()
-    yield server
-    server.stop()
+    yield from running(PostgresServer(tmp_path_factory.mktemp("postgres")))
 
 
 @pytest.fixture
 def own_mosquitto(tmp_path: Path) -> Iterator[MosquittoServer]:
     """A broker of this test's own, for tests that kill or restart it."""
-    server = MosquittoServer(tmp_path / "mosquitto")
-    server.start()
-    yield server
-    server.stop()
+    yield from running(MosquittoServer(tmp_path / "mosquitto"))
+
+
+@pytest.fixture
+def own_influxdb(tmp_path: Path) -> Iterator[InfluxServer]:
+    """An InfluxDB of this test's own, for tests that stop or stall it."""
+    yield from running(InfluxServer(tmp_path / "influxdb"))
 
 
 @pytest.fixture
@@ -122,8 +128,9 @@ async def start_ingest(
 
     async def start(**extra: Any) -> RunningIngest:
         mq = extra.pop("mqtt_server", mosquitto)
+        influx = extra.pop("influx_server", influxdb)
         db_url = extra.pop("database_url", f"sqlite:///{tmp_path / 'sitewatch.db'}")
-        settings = ingest_settings(mq, influxdb, prefix, unique, db_url, **extra)
+        settings = ingest_settings(mq, influx, prefix, unique, db_url, **extra)
         r = RunningIngest(settings)
         await r.start()
         running.append(r)
@@ -163,6 +170,73 @@ async def seqs_by_device(client: InfluxClient, measurement: str = "/.*/") -> dic
     for row in rows:
         out.setdefault(row["device"], []).append(int(row["seq"]))
     return {k: sorted(v) for k, v in out.items()}
+
+
+# -- edge agents in-process --------------------------------------------------------
+
+DEVICES = [
+    DeviceConfig(id="TC01", driver="simulated", profile="tower_crane", interval_s=0.02),
+    DeviceConfig(id="ENV01", driver="simulated", profile="environment", interval_s=0.05),
+    DeviceConfig(id="PIT01", driver="simulated", profile="foundation_pit", interval_s=0.1),
+]
+
+
+def edge_settings(server: MosquittoServer, prefix: str, state: Path) -> EdgeSettings:
+    return EdgeSettings(
+        site="S1", gateway="GW1", state_dir=state,
+        mqtt=MqttSettings(host=server.host, port=server.port, topic_prefix=prefix),
+        publish=PublishSettings(max_batch_items=50, max_batch_delay_s=0.2, ack_timeout_s=2,
+                                backlog_batches_per_s=50, health_interval_s=1),
+        devices=DEVICES,
+    )
+
+
+class RunningAgent:
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.agent = Agent(settings)
+        self.task = asyncio.create_task(self.agent.run())
+
+    async def stop(self) -> dict[str, int]:
+        self.agent.stop()
+        await asyncio.wait_for(self.task, 20)
+        return self.agent.spool.last_seqs()
+
+
+@pytest.fixture
+async def agent_factory() -> AsyncIterator[Callable[[EdgeSettings], RunningAgent]]:
+    started: list[RunningAgent] = []
+
+    def start(settings: EdgeSettings) -> RunningAgent:
+        r = RunningAgent(settings)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        if not r.task.done():
+            r.task.cancel()
+
+
+def expected(last: dict[str, int]) -> dict[str, list[int]]:
+    return {device: list(range(1, n + 1)) for device, n in last.items()}
+
+
+async def assert_seqs_exactly_once(client: InfluxClient, last: dict[str, int],
+                                   timeout: float = 20) -> None:
+    """Wait until InfluxDB holds seq 1..N for every device, each once; else say what differs."""
+    want = expected(last)
+    deadline = asyncio.get_running_loop().time() + timeout
+    got: dict[str, list[int]] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        got = await seqs_by_device(client)
+        if got == want:
+            return
+        await asyncio.sleep(0.2)
+    report = {d: {"missing": sorted(set(w) - set(got.get(d, [])))[:20],
+                  "unexpected": sorted(set(got.get(d, [])) - set(w))[:20],
+                  "duplicates": len(got.get(d, [])) - len(set(got.get(d, [])))}
+              for d, w in want.items()}
+    pytest.fail(f"seq invariant broken: {report}")
 
 
 def now_ms() -> int:

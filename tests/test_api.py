@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import now_ms
+
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.main import create_app
-
 from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.localstack import InfluxServer
 

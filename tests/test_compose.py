@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
+
 from sitewatch.api.config import ApiSettings
+from sitewatch.cli import build_parser
 from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
 from sitewatch.ingest.config import IngestSettings
-
-from sitewatch.cli import build_parser
 from sitewatch.localstack.servers import render_mosquitto_conf
 from sitewatch.profiles import load_profiles
 from sitewatch.settings import ServiceSettings, load_settings

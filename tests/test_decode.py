@@ -7,10 +7,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from sitewatch.ingest.decode import BatchDecoder, TimeWindow
-from sitewatch.ingest.reasons import Reason
 
 from sitewatch import contract
+from sitewatch.ingest.decode import BatchDecoder, TimeWindow
+from sitewatch.ingest.reasons import Reason
 from sitewatch.profiles import load_profiles
 from sitewatch.topics import GatewayChannel
 

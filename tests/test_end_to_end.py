@@ -8,65 +8,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import RunningIngest, seqs_by_device, wait_for
-from sitewatch.edge.agent import Agent
-from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings
+from conftest import (
+    RunningAgent,
+    RunningIngest,
+    assert_seqs_exactly_once,
+    edge_settings,
+    seqs_by_device,
+    wait_for,
+)
 
+from sitewatch.edge.config import EdgeSettings
 from sitewatch.influx import InfluxClient
 from sitewatch.localstack import InfluxServer, MosquittoServer
-from sitewatch.mqtt import MqttSettings
 
 pytestmark = pytest.mark.integration
-
-DEVICES = [
-    DeviceConfig(id="TC01", driver="simulated", profile="tower_crane", interval_s=0.02),
-    DeviceConfig(id="ENV01", driver="simulated", profile="environment", interval_s=0.05),
-    DeviceConfig(id="PIT01", driver="simulated", profile="foundation_pit", interval_s=0.1),
-]
-
-
-def edge_settings(server: MosquittoServer, prefix: str, state: Path) -> EdgeSettings:
-    return EdgeSettings(
-        site="S1", gateway="GW1", state_dir=state,
-        mqtt=MqttSettings(host=server.host, port=server.port, topic_prefix=prefix),
-        publish=PublishSettings(max_batch_items=50, max_batch_delay_s=0.2, ack_timeout_s=2,
-                                backlog_batches_per_s=50, health_interval_s=1),
-        devices=DEVICES,
-    )
-
-
-class RunningAgent:
-    def __init__(self, settings: EdgeSettings) -> None:
-        self.agent = Agent(settings)
-        self.task = asyncio.create_task(self.agent.run())
-
-    async def stop(self) -> dict[str, int]:
-        self.agent.stop()
-        await asyncio.wait_for(self.task, 20)
-        return self.agent.spool.last_seqs()
-
-
-@pytest.fixture
-async def agent_factory() -> AsyncIterator[Callable[[EdgeSettings], RunningAgent]]:
-    started: list[RunningAgent] = []
-
-    def start(settings: EdgeSettings) -> RunningAgent:
-        r = RunningAgent(settings)
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        if not r.task.done():
-            r.task.cancel()
-
-
-def expected(last: dict[str, int]) -> dict[str, list[int]]:
-    return {device: list(range(1, n + 1)) for device, n in last.items()}
 
 
 async def test_gateway_with_three_devices_stores_every_seq_once(
@@ -80,24 +39,6 @@ async def test_gateway_with_three_devices_stores_every_seq_once(
     last = await running.stop()
     assert last["TC01"] > 100 and set(last) == {"TC01", "ENV01", "PIT01", "GW1"}
     await assert_seqs_exactly_once(influx_client, last)
-
-
-async def assert_seqs_exactly_once(client: InfluxClient, last: dict[str, int],
-                                   timeout: float = 20) -> None:
-    """Wait until InfluxDB holds seq 1..N for every device, each once; else say what differs."""
-    want = expected(last)
-    deadline = asyncio.get_running_loop().time() + timeout
-    got: dict[str, list[int]] = {}
-    while asyncio.get_running_loop().time() < deadline:
-        got = await seqs_by_device(client)
-        if got == want:
-            return
-        await asyncio.sleep(0.2)
-    report = {d: {"missing": sorted(set(w) - set(got.get(d, [])))[:20],
-                  "unexpected": sorted(set(got.get(d, [])) - set(w))[:20],
-                  "duplicates": len(got.get(d, [])) - len(set(got.get(d, [])))}
-              for d, w in want.items()}
-    pytest.fail(f"seq invariant broken: {report}")
 
 
 async def test_ingest_killed_and_restarted_while_gateway_publishes_loses_nothing(

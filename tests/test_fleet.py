@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from conftest import RunningIngest, wait_for
-from sitewatch.simulators.fleet import FleetOptions, ScenarioSpec, build_fleet, run_fleet
 
 from sitewatch.influx import InfluxClient
 from sitewatch.localstack import MosquittoServer
+from sitewatch.simulators.fleet import FleetOptions, ScenarioSpec, build_fleet, run_fleet
 
 
 def test_scenario_spec_parsing() -> None:

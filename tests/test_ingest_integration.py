@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from conftest import RunningIngest, now_ms, seqs_by_device, wait_for
-from sitewatch.ingest.deadletter import DeadLetterStore
 
 from sitewatch import contract, mqtt
 from sitewatch.influx import InfluxClient
+from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.localstack import MosquittoServer
 
 pytestmark = pytest.mark.integration

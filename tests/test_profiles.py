@@ -7,12 +7,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from sitewatch.simulators.signals import SIGNALS, signal_for
 
 from sitewatch import contract
 from sitewatch.profiles import ProfileError, load_profiles
 from sitewatch.profiles.loader import default_profiles_dir, load_profile_file
 from sitewatch.profiles.model import RULE_KINDS
+from sitewatch.simulators.signals import SIGNALS, signal_for
 
 PROFILES = load_profiles()
 EXPECTED = {"tower_crane", "construction_hoist", "environment", "foundation_pit",

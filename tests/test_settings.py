@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
 from sitewatch.ingest.config import IngestSettings
-
 from sitewatch.profiles import load_profiles
 from sitewatch.settings import ConfigError, load_settings
 

@@ -1,10 +1,10 @@
 import random
 
 import pytest
-from sitewatch.simulators.scenarios import SCENARIOS, ActiveScenario, SimulatedDevice
-from sitewatch.simulators.signals import SiteClock, signal_for
 
 from sitewatch.backoff import Backoff
+from sitewatch.simulators.scenarios import SCENARIOS, ActiveScenario, SimulatedDevice
+from sitewatch.simulators.signals import SiteClock, signal_for
 
 T0 = 1_763_900_000.0  # 2025-11-23 12:13 UTC = 20:13 in China
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from pydantic import BaseModel, ConfigDict, Field
-from sitewatch.edge.drivers.base import PollingDriver, Values
-from sitewatch.simulators.scenarios import ActiveScenario, SimulatedDevice
 
+from sitewatch.edge.drivers.base import PollingDriver, Values
 from sitewatch.profiles import Profile
+from sitewatch.simulators.scenarios import ActiveScenario, SimulatedDevice
 
 
 class ScenarioOption(BaseModel):

@@ -1,0 +1,153 @@
+"""Faults the platform must ride out: a broker killed mid-stream, a gateway killed (its
+Last Will), and an InfluxDB that stops answering (bounded work, nothing lost)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+import yaml
+from conftest import (
+    RunningAgent,
+    RunningIngest,
+    assert_seqs_exactly_once,
+    edge_settings,
+    now_ms,
+    seqs_by_device,
+    wait_for,
+)
+
+from sitewatch import contract, mqtt
+from sitewatch.edge.config import EdgeSettings
+from sitewatch.influx import InfluxClient, InfluxSettings
+from sitewatch.localstack import InfluxServer, MosquittoServer
+
+pytestmark = pytest.mark.integration
+
+
+async def test_broker_killed_mid_stream_loses_nothing(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], own_mosquitto: MosquittoServer,
+    prefix: str, influx_client: InfluxClient, tmp_path: Path,
+    agent_factory: Callable[[EdgeSettings], RunningAgent],
+) -> None:
+    await start_ingest(mqtt_server=own_mosquitto)
+    running = agent_factory(edge_settings(own_mosquitto, prefix, tmp_path / "edge"))
+    await asyncio.sleep(2)
+    own_mosquitto.kill()  # SIGKILL: its in-memory queues and unsaved session state are gone
+    await asyncio.sleep(2)  # devices keep producing into the spool
+    own_mosquitto.restart()
+    await wait_for(lambda: running.agent.connected.is_set(), timeout=30,
+                   what="edge reconnected")
+    await asyncio.sleep(2)
+    last = await running.stop()
+    await assert_seqs_exactly_once(influx_client, last, timeout=40)
+
+
+def _status(server: MosquittoServer, topic: str) -> contract.Status | None:
+    r = subprocess.run(["mosquitto_sub", "-h", server.host, "-p", str(server.port), "-t", topic,
+                        "-C", "1", "-W", "2", "-v"],
+                       capture_output=True, timeout=10)
+    if r.returncode != 0 or not r.stdout:
+        return None
+    payload = r.stdout.split(b" ", 1)[1].strip()
+    return msgspec.json.decode(payload, type=contract.Status)
+
+
+async def test_last_will_carries_boot_and_a_restart_counts_up(
+    own_mosquitto: MosquittoServer, prefix: str, tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "edge.yaml"
+    settings = edge_settings(own_mosquitto, prefix, tmp_path / "state")
+    cfg.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    topic = f"{prefix}/S1/GW1/status"
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={k: v for k, v in os.environ.items()
+                                     if not k.startswith("SITEWATCH_")})
+
+    edge = spawn()
+    try:
+        first = await wait_for(lambda: _online(own_mosquitto, topic), timeout=20,
+                               what="online status")
+        edge.send_signal(signal.SIGKILL)  # power cut: only the broker can speak for it now
+        edge.wait(10)
+        will = await wait_for(lambda: _state(own_mosquitto, topic, "offline"), timeout=20,
+                              what="Last Will")
+        assert will.boot == first.boot
+        edge = spawn()
+        second = await wait_for(lambda: _online(own_mosquitto, topic), timeout=20,
+                                what="online again")
+        assert second.boot == first.boot + 1
+        edge.send_signal(signal.SIGTERM)  # a clean stop says offline itself
+        assert edge.wait(20) == 0
+        bye = await wait_for(lambda: _state(own_mosquitto, topic, "offline"), timeout=10,
+                             what="clean offline status")
+        assert bye.boot == second.boot
+    finally:
+        edge.kill()
+        edge.wait(10)
+
+
+def _online(server: MosquittoServer, topic: str) -> contract.Status | None:
+    return _state(server, topic, "online")
+
+
+def _state(server: MosquittoServer, topic: str, state: str) -> contract.Status | None:
+    s = _status(server, topic)
+    return s if s is not None and s.state == state else None
+
+
+async def test_stalled_influxdb_bounds_work_and_loses_nothing(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    own_influxdb: InfluxServer, prefix: str, unique: str,
+) -> None:
+    receive_maximum, chunk_points, per_message = 20, 500, 50
+    running = await start_ingest(influx_server=own_influxdb, receive_maximum=receive_maximum,
+                                 write_batch_points=chunk_points, max_concurrent_writes=1)
+    assert running.service is not None and own_influxdb.proc is not None
+    stats = running.service.stats
+    influx = InfluxClient(InfluxSettings(url=own_influxdb.url, database=unique))
+    os.kill(own_influxdb.proc.pid, signal.SIGSTOP)  # answers nothing, refuses nothing
+    try:
+        settings = mqtt.MqttSettings(host=mosquitto.host, port=mosquitto.port,
+                                     topic_prefix=prefix)
+        messages = 400
+        async with mqtt.Client(settings, client_id=f"pub-{unique}") as pub:
+            for b in range(1, messages + 1):
+                items = [contract.TelemetryItem(device=f"D{d}", profile="electrical",
+                                                ts=now_ms() - 10_000 + b, seq=b,
+                                                values={"current_a": 1.5})
+                         for d in range(per_message)]
+                await pub.publish(f"{prefix}/S1/GW1/telemetry", contract.encode(
+                    contract.TelemetryBatchOut(v=1, batch=b, sent=now_ms(), items=items)))
+        await asyncio.sleep(2)
+        # taken in: one chunk being written, one being filled, and what the broker may
+        # have in flight to ingest (receive maximum); the rest waits at the broker
+        bound = 2 * (chunk_points // per_message + 1) + receive_maximum
+        assert stats.messages <= bound, f"took {stats.messages} messages, bound {bound}"
+        assert stats.items_stored == 0
+    finally:
+        os.kill(own_influxdb.proc.pid, signal.SIGCONT)
+    seqs = await wait_for(lambda: _all_stored(influx, per_message, messages), timeout=60,
+                          what="everything stored after InfluxDB came back")
+    assert all(v == list(range(1, messages + 1)) for v in seqs.values())
+    await influx.aclose()
+
+
+async def _all_stored(client: InfluxClient, devices: int,
+                      n: int) -> dict[str, list[int]] | None:
+    try:
+        seqs = await seqs_by_device(client)
+    except Exception:
+        return None
+    ok = len(seqs) == devices and all(len(v) == n for v in seqs.values())
+    return seqs if ok else None
