@@ -69,14 +69,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def _publish(pub: mqtt.Client, prefix: str, stream: list[tuple[str, bytes]]) -> None:
+    window: list[asyncio.Future[None]] = []
+    for suffix, payload in stream:
+        window.append(pub.publish_nowait(f"{prefix}/{suffix}", payload, qos=1))
+        if len(window) >= 2000:
+            await asyncio.gather(*window)
+            window.clear()
+    await asyncio.gather(*window)
+
+
+async def _start(cmd: list[str], env: dict[str, str], log_path: Path,
+                 ready: bytes) -> subprocess.Popen[bytes]:
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while ready not in log_path.read_bytes()[offset:]:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"did not start: {log_path.read_text()[-2000:]}")
+        await asyncio.sleep(0.02)
+    return proc
+
+
 async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServer,
-                   influx: InfluxServer, tag: str, workdir: Path) -> dict[str, float]:
+                   influx: InfluxServer, tag: str, workdir: Path,
+                   backlog: bool) -> dict[str, float]:
     prefix = f"bench/{tag}"
     db = tag
     total = len(stream) * ITEMS_PER_BATCH
     client = InfluxClient(InfluxSettings(url=influx.url, database=db))
     await client.ensure_database()
-    log = open(workdir / f"{tag}.log", "wb")
+    log_path = workdir / f"{tag}.log"
     if kind == "baseline":
         cmd = [sys.executable, str(HERE / "baseline_pipeline.py"), mq.host, str(mq.port),
                prefix, influx.url, db, f"base-{tag}"]
@@ -94,16 +118,22 @@ async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServ
                "SITEWATCH_INGEST_DATABASE_URL": f"sqlite:///{workdir / (tag + '.db')}"}
         ready = b"connected"
         watch = f"{prefix}/+/+/ack"
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    settings = mqtt.MqttSettings(host=mq.host, port=mq.port, topic_prefix=prefix)
+    t_pub = 0.0
+    if backlog:
+        # the pipeline's persistent session exists, the pipeline is down, the stream waits
+        # in the broker (as after an ingest outage); then the pipeline starts and drains it
+        proc = await _start(cmd, env, log_path, ready)
+        proc.terminate()
+        proc.wait(20)
+        async with mqtt.Client(settings, client_id=f"pub-{tag}", max_inflight=1000) as pub:
+            t = time.perf_counter()
+            await _publish(pub, prefix, stream)
+            t_pub = time.perf_counter() - t
+    proc = await _start(cmd, env, log_path, ready)
     try:
-        deadline = time.monotonic() + 30
-        while ready not in (workdir / f"{tag}.log").read_bytes():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{kind} did not start: {(workdir / f'{tag}.log').read_text()}")
-            await asyncio.sleep(0.05)
         stored = 0
         done = asyncio.Event()
-        settings = mqtt.MqttSettings(host=mq.host, port=mq.port, topic_prefix=prefix)
         async with mqtt.Client(settings, client_id=f"watch-{tag}") as watcher, \
                 mqtt.Client(settings, client_id=f"pub-{tag}", max_inflight=1000) as pub:
             await watcher.subscribe(watch, qos=0)
@@ -123,14 +153,9 @@ async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServ
                     "mosquitto": mq.proc.pid, "publisher": os.getpid()}  # type: ignore[union-attr]
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             t0 = time.perf_counter()
-            window: list[asyncio.Future[None]] = []
-            for suffix, payload in stream:
-                window.append(pub.publish_nowait(f"{prefix}/{suffix}", payload, qos=1))
-                if len(window) >= 2000:
-                    await asyncio.gather(*window)
-                    window.clear()
-            await asyncio.gather(*window)
-            t_pub = time.perf_counter() - t0
+            if not backlog:
+                await _publish(pub, prefix, stream)
+                t_pub = time.perf_counter() - t0
             await asyncio.wait_for(done.wait(), 600)
             elapsed = time.perf_counter() - t0
             cpu = {k: (cpu_seconds(p) - cpu0[k]) / total * 100_000 for k, p in pids.items()}
@@ -139,12 +164,12 @@ async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServ
         in_db = sum(s["values"][0][1] for s in rows[0].get("series", []))
         if in_db != total:
             raise RuntimeError(f"{kind}: {in_db} points in InfluxDB, expected {total}")
-        return {"rate": total / elapsed, "elapsed": elapsed, "publish_rate": total / t_pub,
+        return {"rate": total / elapsed, "elapsed": elapsed,
+                "publish_rate": total / t_pub if t_pub else 0.0,
                 **{f"cpu_{k}": v for k, v in cpu.items()}}
     finally:
         proc.terminate()
         proc.wait(20)
-        log.close()
         await client.query(f'DROP DATABASE "{db}"', method="POST")
         await client.aclose()
 
@@ -153,6 +178,9 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readings", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--backlog", action="store_true",
+                    help="queue the whole stream in the broker first (pipeline down), then "
+                         "measure the drain: no publisher competes for CPU")
     ap.add_argument("--fields", type=int, default=4,
                     help="values per reading (4 like the contract's example item; 0: every "
                          "field of the profile, 4 to 9)")
@@ -160,6 +188,7 @@ async def main() -> None:
     readings = max(5000, args.readings // 5000 * 5000)
     t = time.perf_counter()
     stream = generate(readings, args.fields)
+    print(f"mode: {'backlog drain' if args.backlog else 'live (publisher running)'}")
     print(f"generated {readings:,} readings ({args.fields or 'all'} values each) in "
           f"{len(stream):,} batches of {ITEMS_PER_BATCH} "
           f"({sum(len(p) for _, p in stream) / 1e6:.1f} MB) in {time.perf_counter() - t:.1f}s")
@@ -176,7 +205,8 @@ async def main() -> None:
                 # fuller InfluxDB
                 order = ("baseline", "ingest") if r % 2 == 0 else ("ingest", "baseline")
                 for kind in order:
-                    res = await run_once(kind, stream, mq, influx, f"{kind}{r}", work)
+                    res = await run_once(kind, stream, mq, influx, f"{kind}{r}", work,
+                                         args.backlog)
                     results[kind].append(res)
                     cpu = " ".join(f"{k[4:]}={v:.2f}" for k, v in res.items()
                                    if k.startswith("cpu_"))
