@@ -71,6 +71,9 @@ class Agent:
         self.spool = Spool(Path(settings.state_dir) / "spool.sqlite")
         self.boot = 0
         self._buffer: list[contract.TelemetryItem] = []
+        self._last_ts: dict[str, int] = {}
+        #: readings whose timestamp was moved 1 ms past the device's previous one
+        self.adjusted_ts = 0
         self._buffer_since = 0.0
         self._client: mqtt.Client | None = None
         self._stop = asyncio.Event()
@@ -87,6 +90,14 @@ class Agent:
 
     # -- readings -> spool ---------------------------------------------------------
     def emit(self, device: str, profile: str, values: Values, ts_ms: int) -> None:
+        # InfluxDB identifies a point by series and timestamp: two readings of a device in
+        # the same millisecond (a driver catching up after a stall, a clock stepping back)
+        # would overwrite each other. Each device's timestamps strictly increase.
+        last = self._last_ts.get(device, -1)
+        if ts_ms <= last:
+            ts_ms = last + 1
+            self.adjusted_ts += 1
+        self._last_ts[device] = ts_ms
         item = contract.TelemetryItem(device=device, profile=profile, ts=ts_ms,
                                       seq=self.spool.next_seq(device), values=values)
         if not self._buffer:

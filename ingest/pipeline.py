@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from sitewatch import contract
 from sitewatch.backoff import Backoff
 from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
@@ -192,6 +194,20 @@ class WritePipeline:
             await self._write_bisect(work, lines[:mid])
             await self._write_bisect(work, lines[mid:])
 
+    async def _store_dead_letters(self, rows: list[NewDeadLetter]) -> None:
+        """Insert, retrying while the store is down: the acks wait, nothing is dropped."""
+        backoff = Backoff()
+        while True:
+            try:
+                await asyncio.to_thread(self._dead_letters.add_many, rows)
+                return
+            except SQLAlchemyError as exc:
+                self._stats.dead_letter_retries += 1
+                delay = backoff.next_delay()
+                log.warning("dead-letter store failed (%s); retrying in %.1fs, holding %d rows",
+                            type(exc).__name__, delay, len(rows))
+                await asyncio.sleep(delay)
+
     async def _finish(self, chunk: _Chunk) -> None:
         rows = [
             NewDeadLetter(w.topic, w.site, w.gateway, w.batch, r.device, r.seq,
@@ -199,7 +215,7 @@ class WritePipeline:
             for w in chunk.works for r in w.rejected
         ]
         if rows:
-            await asyncio.to_thread(self._dead_letters.add_many, rows)
+            await self._store_dead_letters(rows)
         acks: dict[tuple[str, str], list[contract.AckEntry]] = defaultdict(list)
         for w in chunk.works:
             if w.items:  # batch items only, not status messages

@@ -15,6 +15,7 @@ class IngestStats:
     acks_published: int = 0
     writes: int = 0
     write_retries: int = 0
+    dead_letter_retries: int = 0
     statuses: int = 0
 
     @property
@@ -26,4 +27,4 @@ class IngestStats:
         return (f"messages={self.messages} received={self.items_received} "
                 f"stored={self.items_stored} rejected={self.items_rejected} ({reasons}) "
                 f"acks={self.acks_published} writes={self.writes} "
-                f"retries={self.write_retries}")
+                f"retries={self.write_retries} dead_letter_retries={self.dead_letter_retries}")

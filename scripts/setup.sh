@@ -42,10 +42,20 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 stamp=.venv/.sitewatch-installed
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: creating .venv with $PYTHON and installing SiteWatch"
-  "$PYTHON" -m venv .venv
+  if ! "$PYTHON" -m venv .venv >/dev/null 2>&1; then
+    # Debian ships venv's pip bootstrap separately (python3-venv / python3.X-venv)
+    rm -rf .venv
+    ver=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    echo "setup: installing python3-venv for Python $ver"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends python3-venv "python$ver-venv" >/dev/null \
+      || $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    "$PYTHON" -m venv .venv
+  fi
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"

@@ -34,7 +34,7 @@ def running(server: Server) -> Iterator[Server]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -151,3 +151,47 @@ async def _all_stored(client: InfluxClient, devices: int,
         return None
     ok = len(seqs) == devices and all(len(v) == n for v in seqs.values())
     return seqs if ok else None
+
+
+async def test_dead_letter_store_outage_holds_the_ack_and_loses_nothing(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    prefix: str, unique: str, tmp_path: Path,
+) -> None:
+    import json
+
+    from sitewatch.ingest.deadletter import DeadLetterStore
+    from sitewatch.localstack import PostgresServer
+
+    pg = PostgresServer(tmp_path / "pg")
+    pg.start()
+    try:
+        running = await start_ingest(database_url=pg.url)
+        assert running.service is not None
+        acks: list[bytes] = []
+        settings = mqtt.MqttSettings(host=mosquitto.host, port=mosquitto.port,
+                                     topic_prefix=prefix)
+        async with mqtt.Client(settings, client_id=f"acks-{unique}") as listener:
+            await listener.subscribe(f"{prefix}/+/+/ack")
+
+            async def collect() -> None:
+                async for m in listener.messages():
+                    acks.append(m.payload)
+
+            task = asyncio.create_task(collect())
+            pg.stop()  # the relational store goes away
+            bad = {"v": 1, "batch": 5, "sent": now_ms(), "items": [
+                {"device": "bad id", "profile": "tower_crane", "ts": now_ms(), "seq": 1,
+                 "values": {}}]}
+            async with mqtt.Client(settings, client_id=f"pub-{unique}") as pub:
+                await pub.publish(f"{prefix}/S1/GW1/telemetry", json.dumps(bad).encode())
+            await wait_for(lambda: running.service and running.service.stats.dead_letter_retries,
+                           timeout=20, what="dead-letter retries")
+            assert acks == [], "no ack while the dead letter is not stored"
+            pg.restart()
+            await wait_for(lambda: acks, timeout=60, what="ack after the store came back")
+            task.cancel()
+        store = DeadLetterStore(pg.url)
+        assert store.counts_by_reason() == {"bad_identifier": 1}
+        store.dispose()
+    finally:
+        pg.close()

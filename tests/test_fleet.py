@@ -57,3 +57,23 @@ async def _twelve(client: InfluxClient) -> dict[str, list[int]] | None:
     if len(out) == 12 and all(len(v) >= 25 for v in out.values()):
         return {k: sorted(v) for k, v in out.items()}
     return None
+
+
+@pytest.mark.integration
+async def test_simulate_command(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    prefix: str, influx_client: InfluxClient,
+) -> None:
+    import asyncio
+    import sys
+
+    await start_ingest()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sitewatch.cli", "simulate", "--port", str(mosquitto.port),
+        "--prefix", prefix, "--sites", "1", "--devices", "2", "--rate", "10",
+        "--duration", "1", "--scenario", "crane_overload@SITE01/TC01:0:5")
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    rows = await wait_for(
+        lambda: influx_client.series('SELECT count("seq") FROM /.*/ GROUP BY "device"'),
+        what="simulated readings stored")
+    assert {r["device"] for r in rows} == {"TC01", "HOIST01"}

@@ -59,6 +59,8 @@ class _Server:
 
     name = "server"
     start_timeout_s = 30.0
+    #: the signal that asks this server for a clean, prompt shutdown
+    stop_signal = signal.SIGTERM
 
     def __init__(self, state_dir: Path, port: int | None = None, host: str = "127.0.0.1"):
         self.state_dir = Path(state_dir)
@@ -131,7 +133,7 @@ class _Server:
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                os.killpg(self.proc.pid, self.stop_signal)
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -139,6 +141,10 @@ class _Server:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def close(self) -> None:
+        """Stop for good and remove what only this process needed."""
+        self.stop()
 
     def kill(self) -> None:
         """SIGKILL, as a power cut or OOM kill would."""
@@ -308,6 +314,7 @@ class PostgresServer(_Server):
     """
 
     name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown; SIGTERM would wait for every client
 
     def __init__(self, state_dir: Path, port: int | None = None, host: str = "127.0.0.1"):
         super().__init__(state_dir, port, host)
@@ -316,7 +323,8 @@ class PostgresServer(_Server):
         self._own_root: Path | None = None
         cluster_root = self.state_dir
         if os.geteuid() == 0:
-            self._as = ["runuser", "-u", "postgres", "--"]
+            # setpriv execs in place (runuser would stay in front as a parent process)
+            self._as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
             # the state folder's parents may be closed to other users (pytest's tmp is)
             self._own_root = Path(tempfile.mkdtemp(prefix="sitewatch-pg-"))
             self._own_root.chmod(0o755)
@@ -341,8 +349,8 @@ class PostgresServer(_Server):
                 "-h", self.host, "-p", str(self.port), "-k", str(self.socket_dir),
                 "-c", "fsync=off", "-c", "full_page_writes=off"]
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        super().stop(timeout_s)
+    def close(self) -> None:
+        self.stop()
         if self._own_root is not None:
             shutil.rmtree(self._own_root, ignore_errors=True)
 
