@@ -26,7 +26,15 @@ from sitewatch import __version__, contract, mqtt
 from sitewatch.backoff import Backoff
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers import DRIVERS, Driver, Values
-from sitewatch.edge.spool import Spool, SpooledBatch
+from sitewatch.edge.spool import (
+    FullPolicy,
+    PendingReading,
+    Spool,
+    SpooledBatch,
+    SpooledReading,
+    SpoolLimits,
+    SpoolWriteError,
+)
 from sitewatch.profiles import ProfileSet, load_profiles
 from sitewatch.settings import ConfigError
 from sitewatch.signals import stop_on_signals
@@ -68,13 +76,18 @@ class Agent:
         self.profiles = profiles or load_profiles(settings.profiles_dir)
         self.drivers = build_drivers(settings, self.profiles)
         self.prefix = settings.mqtt.topic_prefix
-        self.spool = Spool(Path(settings.state_dir) / "spool.sqlite")
+        sp = settings.spool
+        self.spool = Spool(Path(settings.state_dir) / "spool.sqlite",
+                           SpoolLimits(sp.max_bytes, sp.max_age_s, FullPolicy(sp.policy)))
         self.boot = 0
-        self._buffer: list[contract.TelemetryItem] = []
+        self._pending: list[PendingReading] = []
+        self._unbatched: dict[str, list[SpooledReading]] = {}
+        for r in self.spool.unbatched():  # committed before a crash, not yet batched
+            self._unbatched.setdefault(r.channel, []).append(r)
+        self._wake = asyncio.Event()
         self._last_ts: dict[str, int] = {}
         #: readings whose timestamp was moved 1 ms past the device's previous one
         self.adjusted_ts = 0
-        self._buffer_since = 0.0
         self._client: mqtt.Client | None = None
         self._stop = asyncio.Event()
         self.connected = asyncio.Event()
@@ -89,7 +102,13 @@ class Agent:
         self._stop.set()
 
     # -- readings -> spool ---------------------------------------------------------
-    def emit(self, device: str, profile: str, values: Values, ts_ms: int) -> None:
+    def emit(self, device: str, profile: str, values: Values, ts_ms: int,
+             channel: GatewayChannel = GatewayChannel.TELEMETRY) -> bool:
+        """Take a reading: it is committed to the spool before anything is sent.
+
+        Returns False when the spool refused it (full with ``refuse_newest``, or the disk
+        is full): it is counted in ``dropped`` and gets no seq.
+        """
         # InfluxDB identifies a point by series and timestamp: two readings of a device in
         # the same millisecond (a driver catching up after a stall, a clock stepping back)
         # would overwrite each other. Each device's timestamps strictly increase.
@@ -97,29 +116,58 @@ class Agent:
         if ts_ms <= last:
             ts_ms = last + 1
             self.adjusted_ts += 1
+        seq = self.spool.peek_seq(device)
+        body = contract.encode(contract.TelemetryItem(
+            device=device, profile=profile, ts=ts_ms, seq=seq, values=values))
+        if not self.spool.admit(len(body)):
+            return False
+        self.spool.next_seq(device)
         self._last_ts[device] = ts_ms
-        item = contract.TelemetryItem(device=device, profile=profile, ts=ts_ms,
-                                      seq=self.spool.next_seq(device), values=values)
-        if not self._buffer:
-            self._buffer_since = time.monotonic()
-        self._buffer.append(item)
-        if len(self._buffer) >= self.settings.publish.max_batch_items:
-            self.flush()
+        self._pending.append(PendingReading(channel.value, device, seq, body))
+        self._wake.set()
+        return True
 
-    def flush(self) -> None:
-        """Turn buffered items into a spooled batch and publish it if connected."""
-        if not self._buffer:
+    async def _spooler(self) -> None:
+        """The one writer: commits pending readings (group commit), builds batches."""
+        delay = self.settings.publish.max_batch_delay_s
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(delay / 2, 0.5))
+            self._wake.clear()
+            await self._commit_pending()
+            await self._make_batches(force=False)
+
+    async def _commit_pending(self) -> None:
+        if not self._pending:
             return
-        items, self._buffer = self._buffer, []
-        number = self.spool.next_batch_number()
-        payload = contract.encode(contract.TelemetryBatchOut(
-            v=1, batch=number, sent=int(time.time() * 1000), items=items))
-        seqs: dict[str, int] = {}
-        for it in items:
-            seqs[it.device] = max(seqs.get(it.device, 0), it.seq)
-        spooled = self.spool.append(number, GatewayChannel.TELEMETRY.value, len(items),
-                                    payload, seqs)
-        self._publish([spooled])
+        pending, self._pending = self._pending, []
+        try:
+            spooled = await asyncio.to_thread(self.spool.add_readings, pending)
+        except SpoolWriteError:
+            return  # counted and logged by the spool; the agent carries on
+        for r in spooled:
+            self._unbatched.setdefault(r.channel, []).append(r)
+
+    async def _make_batches(self, force: bool) -> None:
+        p = self.settings.publish
+        for channel, readings in list(self._unbatched.items()):
+            while readings and (force or len(readings) >= p.max_batch_items
+                                or time.time() - readings[0].created >= p.max_batch_delay_s):
+                chunk, readings = readings[:p.max_batch_items], readings[p.max_batch_items:]
+                self._unbatched[channel] = readings
+                try:
+                    batch = await asyncio.to_thread(self.spool.make_batch, channel, chunk,
+                                                    int(time.time() * 1000))
+                except SpoolWriteError:
+                    self._unbatched[channel] = chunk + readings  # try again later
+                    return
+                if batch is not None:
+                    self._publish([batch])
+
+    async def flush(self) -> None:
+        """Commit and batch everything taken so far (clean stop, tests)."""
+        await self._commit_pending()
+        await self._make_batches(force=True)
 
     def _publish(self, batches: list[SpooledBatch]) -> None:
         client = self._client
@@ -153,12 +201,12 @@ class Agent:
                           driver.device_id, type(driver).__name__, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _batch_timer(self) -> None:
-        delay = self.settings.publish.max_batch_delay_s
+    async def _housekeeping(self) -> None:
+        """Age bound, and a periodic new try of a disk that was full."""
         while True:
-            await asyncio.sleep(min(delay / 2, 0.5))
-            if self._buffer and time.monotonic() - self._buffer_since >= delay:
-                self.flush()
+            await asyncio.sleep(10)
+            self.spool.retry_disk()
+            await asyncio.to_thread(self.spool.expire)
 
     async def _backlog(self) -> None:
         """Resend what is unacknowledged past the timeout, at a bounded rate."""
@@ -191,8 +239,8 @@ class Agent:
             "disk_free_pct": round(usage.free / usage.total * 100.0, 2),
             "queued": self.spool.depth(),
             "oldest_unsent_s": round(self.spool.oldest_age_s(), 1),
-            "spool_used_pct": 0.0,  # the spool has no size bound yet
-            "dropped": 0,
+            "spool_used_pct": round(self.spool.used_pct, 2),
+            "dropped": self.spool.dropped,
             "send_rate": round(send_rate, 2),
             "link": "online" if self.connected.is_set() else "offline",
         }
@@ -200,7 +248,7 @@ class Agent:
     def _status(self, state: Literal["online", "offline"]) -> bytes:
         return contract.encode(contract.Status(
             state=state, ts=int(time.time() * 1000), boot=self.boot, agent=__version__,
-            queued=self.spool.depth()))
+            queued=self.spool.depth(), dropped=self.spool.dropped))
 
     async def _connection(self) -> None:
         s = self.settings
@@ -264,7 +312,8 @@ class Agent:
                              for d in self.drivers]
                 producers.append(tg.create_task(self._health(), name="health"))
                 others = [
-                    tg.create_task(self._batch_timer(), name="batch-timer"),
+                    tg.create_task(self._spooler(), name="spooler"),
+                    tg.create_task(self._housekeeping(), name="housekeeping"),
                     tg.create_task(self._backlog(), name="backlog"),
                     tg.create_task(self._connection(), name="connection"),
                 ]
@@ -280,7 +329,7 @@ class Agent:
 
     async def _drain(self) -> None:
         """Clean stop: spool what is buffered, then wait a while for its acks."""
-        self.flush()
+        await self.flush()
         deadline = time.monotonic() + self.settings.publish.drain_timeout_s
         while self.spool.depth() and self.connected.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -43,6 +43,17 @@ class PublishSettings(BaseModel):
     drain_timeout_s: float = Field(default=5.0, ge=0)
 
 
+class SpoolSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: bytes of readings and batches the spool may hold
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
+    #: data older than this is dropped (counted): it would be refused by ingest anyway
+    max_age_s: float = Field(default=30 * 86400, gt=0)
+    #: when full: drop the oldest data to make room, or refuse the newest readings
+    policy: Literal["drop_oldest", "refuse_newest"] = "drop_oldest"
+
+
 class EdgeSettings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="SITEWATCH_EDGE_", extra="forbid", env_nested_delimiter="__"
@@ -54,6 +65,7 @@ class EdgeSettings(ServiceSettings):
     state_dir: Path
     mqtt: MqttSettings = MqttSettings()
     publish: PublishSettings = PublishSettings()
+    spool: SpoolSettings = SpoolSettings()
     devices: list[DeviceConfig] = Field(min_length=1)
     profiles_dir: Path | None = None
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

@@ -97,6 +97,8 @@ class Status(_Msg):
     boot: Counter64
     agent: Annotated[str, msgspec.Meta(max_length=64)] = ""
     queued: Counter64 = 0
+    #: readings the gateway's spool dropped (full or too old) since it was created
+    dropped: Counter64 = 0
 
 
 class AckEntry(_Msg):

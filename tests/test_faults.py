@@ -195,3 +195,39 @@ async def test_dead_letter_store_outage_holds_the_ack_and_loses_nothing(
         store.dispose()
     finally:
         pg.close()
+
+
+async def test_agent_killed_mid_stream_restarts_without_reusing_a_seq(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    prefix: str, influx_client: InfluxClient, tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    await start_ingest()
+    cfg = tmp_path / "edge.yaml"
+    settings = edge_settings(mosquitto, prefix, tmp_path / "state")
+    cfg.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    edge = spawn()
+    try:
+        await asyncio.sleep(3)
+        edge.send_signal(signal.SIGKILL)  # mid-stream: readings in flight, batches unacked
+        edge.wait(10)
+        edge = spawn()
+        await asyncio.sleep(3)
+        edge.send_signal(signal.SIGTERM)  # clean stop: drains what is spooled
+        assert edge.wait(30) == 0
+    finally:
+        edge.kill()
+        edge.wait(10)
+    with sqlite3.connect(tmp_path / "state" / "spool.sqlite") as db:
+        last = {name[4:]: int(v) for name, v in db.execute(
+            "SELECT name, value FROM counters WHERE name LIKE 'seq:%'")}
+        assert db.execute("SELECT value FROM counters WHERE name='boot'").fetchone()[0] == 2
+    assert last["TC01"] > 100
+    await assert_seqs_exactly_once(influx_client, last, timeout=30)
