@@ -56,7 +56,7 @@ async def test_readings_committed_but_not_batched_are_batched_after_a_restart(
     a = agent(tmp_path)
     for i in range(2):
         a.emit("TC01", "tower_crane", {"load_t": float(i)}, 1_000 + i)
-    await a._commit_pending()  # committed; then the power goes before batching  # noqa: SLF001
+    await a._commit_pending()  # committed; then the power goes before batching
     a.spool.close()
     b = agent(tmp_path)
     await b.flush()

@@ -99,12 +99,12 @@ def test_age_bound(tmp_path: Path) -> None:
 
 def test_write_error_refuses_and_the_agent_can_go_on(tmp_path: Path) -> None:
     s = Spool(tmp_path / "spool.sqlite")
-    s._db.execute("PRAGMA max_page_count=1")  # the smallest disk there is  # noqa: SLF001
+    s._db.execute("PRAGMA max_page_count=1")  # the smallest disk there is
     with pytest.raises(SpoolWriteError):
         s.add_readings([PendingReading("telemetry", "D", 1, b"x" * 50_000)])
     assert s.dropped == 1
     assert not s.admit(10), "disk full: refuse until retried"
-    s._db.execute("PRAGMA max_page_count=1000000")  # noqa: SLF001
+    s._db.execute("PRAGMA max_page_count=1000000")
     s.retry_disk()
     put(s, "D", 1)
     assert len(s.unbatched()) == 1
