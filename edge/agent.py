@@ -85,6 +85,10 @@ class Agent:
         for r in self.spool.unbatched():  # committed before a crash, not yet batched
             self._unbatched.setdefault(r.channel, []).append(r)
         self._wake = asyncio.Event()
+        self._emitted = 0          # readings taken
+        self._settled = 0          # of those, committed or failed
+        self._failed: list[tuple[int, int]] = []  # (after, up to) of recent failed commits
+        self._settled_event = asyncio.Event()
         self._last_ts: dict[str, int] = {}
         #: readings whose timestamp was moved 1 ms past the device's previous one
         self.adjusted_ts = 0
@@ -124,8 +128,17 @@ class Agent:
         self.spool.next_seq(device)
         self._last_ts[device] = ts_ms
         self._pending.append(PendingReading(channel.value, device, seq, body))
+        self._emitted += 1
         self._wake.set()
         return True
+
+    async def durable(self) -> bool:
+        """Wait until every reading emitted so far is committed (or its commit failed)."""
+        target = self._emitted
+        while self._settled < target:
+            self._wake.set()
+            await self._settled_event.wait()
+        return not any(lo < target <= hi for lo, hi in self._failed)
 
     async def _spooler(self) -> None:
         """The one writer: commits pending readings (group commit), builds batches."""
@@ -141,10 +154,15 @@ class Agent:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        upto = self._settled + len(pending)
         try:
             spooled = await asyncio.to_thread(self.spool.add_readings, pending)
-        except SpoolWriteError:
-            return  # counted and logged by the spool; the agent carries on
+        except SpoolWriteError:  # counted and logged by the spool; the agent goes on
+            self._failed = [*self._failed[-99:], (self._settled, upto)]
+            spooled = []
+        self._settled = upto
+        self._settled_event.set()
+        self._settled_event = asyncio.Event()
         for r in spooled:
             self._unbatched.setdefault(r.channel, []).append(r)
 
@@ -183,15 +201,11 @@ class Agent:
 
     # -- tasks ---------------------------------------------------------------------
     async def _run_driver(self, driver: Driver) -> None:
-        name = driver.profile.profile
-
-        def emit(values: Values, ts_ms: int) -> None:
-            self.emit(driver.device_id, name, values, ts_ms)
-
+        sink = _DeviceSink(self, driver.device_id, driver.profile.profile)
         backoff = Backoff(1, 60)
         while True:
             try:
-                await driver.run(emit)
+                await driver.run(sink)
                 return
             except asyncio.CancelledError:
                 raise
@@ -344,6 +358,19 @@ class Agent:
             with suppress(mqtt.MqttError, TimeoutError):
                 await asyncio.wait_for(client.publish(
                     self.topics[GatewayChannel.STATUS], self._status("offline"), retain=True), 5)
+
+
+class _DeviceSink:
+    """What a driver sees of the agent: emit readings of its device, wait for durability."""
+
+    def __init__(self, agent: Agent, device: str, profile: str) -> None:
+        self._agent, self._device, self._profile = agent, device, profile
+
+    def emit(self, values: Values, ts_ms: int) -> bool:
+        return self._agent.emit(self._device, self._profile, values, ts_ms)
+
+    async def durable(self) -> bool:
+        return await self._agent.durable()
 
 
 def _ignore(fut: asyncio.Future[None]) -> None:

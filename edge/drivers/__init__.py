@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sitewatch.edge.drivers.base import Driver, Emit, PollingDriver, Values
+from sitewatch.edge.drivers.base import Driver, PollingDriver, Sink, Values
+from sitewatch.edge.drivers.hj212 import Hj212Driver
 from sitewatch.edge.drivers.simulated import SimulatedDriver
 
 DRIVERS: dict[str, type[Driver]] = {
     "simulated": SimulatedDriver,
+    "hj212": Hj212Driver,
 }
 
-__all__ = ["DRIVERS", "Driver", "Emit", "PollingDriver", "Values"]
+__all__ = ["DRIVERS", "Driver", "PollingDriver", "Sink", "Values"]

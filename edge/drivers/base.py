@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from sitewatch.profiles import Profile
 
 Values = dict[str, float | int | bool | str]
-#: emit(values, ts_ms): hand a reading to the agent (it is spooled and published)
-Emit = Callable[[Values, int], None]
+
+
+class Sink(Protocol):
+    """Where a driver hands its device's readings."""
+
+    def emit(self, values: Values, ts_ms: int) -> bool:
+        """Take a reading; False if the spool refused it (full or disk full; counted)."""
+
+    async def durable(self) -> bool:
+        """Wait until everything emitted so far is committed to the spool; False if a
+        commit failed. Drivers that acknowledge to their device do so only after this."""
 
 
 class NoOptions(BaseModel):
@@ -34,7 +42,7 @@ class Driver(ABC):
         self.options = options
 
     @abstractmethod
-    async def run(self, emit: Emit) -> None:
+    async def run(self, sink: Sink) -> None:
         """Produce readings until cancelled."""
 
 
@@ -45,13 +53,13 @@ class PollingDriver(Driver):
     async def read(self) -> Values | None:
         """One reading, or None when the device gave none this time."""
 
-    async def run(self, emit: Emit) -> None:
+    async def run(self, sink: Sink) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
             values = await self.read()
             if values is not None:
-                emit(values, int(time.time() * 1000))
+                sink.emit(values, int(time.time() * 1000))
             next_at += self.interval_s
             delay = next_at - loop.time()
             if delay < 0:  # fell behind (slow device): skip, do not burst

@@ -203,6 +203,13 @@ RULE_KINDS: tuple[str, ...] = (
 )
 
 
+class Hj212Factor(Strict):
+    """An HJ 212 factor code's profile field, and the factor to multiply its value by."""
+
+    field: str
+    scale: float = 1.0
+
+
 class Profile(Strict):
     profile: Annotated[str, Field(pattern=IDENT_PATTERN)]
     title: str
@@ -213,9 +220,23 @@ class Profile(Strict):
         min_length=1, max_length=200
     )
     rules: tuple[Rule, ...] = ()
+    #: HJ 212 factor code -> field (``a34002: pm10`` or ``a34001: {field: tsp, scale: 1000}``)
+    hj212: dict[str, Hj212Factor] | None = None
+
+    @field_validator("hj212", mode="before")
+    @classmethod
+    def _short_factors(cls, v: object) -> object:
+        if isinstance(v, dict):
+            return {k: {"field": f} if isinstance(f, str) else f for k, f in v.items()}
+        return v
 
     @model_validator(mode="after")
     def _rules_consistent(self) -> Self:
+        for code, factor in (self.hj212 or {}).items():
+            spec = self.fields.get(factor.field)
+            if spec is None or spec.type not in (FieldType.FLOAT, FieldType.INT):
+                raise ValueError(f"hj212.{code}: {factor.field!r} is not a numeric field "
+                                 "declared in 'fields'")
         seen: set[str] = set()
         for index, rule in enumerate(self.rules):
             where = f"rules[{index}] ({rule.id})"

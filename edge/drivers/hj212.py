@@ -1,0 +1,180 @@
+"""``driver: hj212``: a TCP listener for HJ 212-2017 dust and noise monitors.
+
+Monitors connect to the gateway and push frames. One listener per (host, port) serves
+every ``hj212`` device of the agent; a device is the monitor with its ``mn``. Factor
+codes become profile fields through the profile's ``hj212`` map, overridable per device
+(``factors``). A data packet (CN 2011 real-time, 2051 minute, 2061 hour, 2031 day) is
+acknowledged with CN 9014 when its Flag asks, and only once its reading is committed to
+the spool. A bad CRC or garbage is logged and counted and only that frame is skipped;
+the connection, and every other monitor's, carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sitewatch.edge import hj212
+from sitewatch.edge.drivers.base import Driver, Sink, Values
+from sitewatch.profiles import Profile
+
+log = logging.getLogger("sitewatch.edge.hj212")
+
+
+class Hj212Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: the monitor's MN (device number) as it sends it
+    mn: str = Field(min_length=1, max_length=64)
+    host: str = "0.0.0.0"
+    port: int = Field(default=9212, ge=1, le=65535)
+    #: if set, packets whose PW differs are refused (counted as bad_password)
+    password: str | None = None
+    #: the monitor's clock (DataTime) is local time at this UTC offset
+    utc_offset_h: float = Field(default=8.0, ge=-12, le=14)
+    #: factor code -> field, replacing the profile's map for these codes
+    factors: dict[str, str] = Field(default_factory=dict)
+
+
+class Hj212Listener:
+    """One TCP server shared by every hj212 device on the same host and port."""
+
+    _shared: ClassVar[dict[tuple[str, int], Hj212Listener]] = {}
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.devices: dict[str, Hj212Driver] = {}
+        self.counters: Counter[str] = Counter()
+        self._server: asyncio.Server | None = None
+
+    @classmethod
+    def shared(cls, host: str, port: int) -> Hj212Listener:
+        key = (host, port)
+        if key not in cls._shared:
+            cls._shared[key] = cls(host, port)
+        return cls._shared[key]
+
+    async def attach(self, driver: Hj212Driver) -> None:
+        mn = driver.opts.mn
+        if mn in self.devices and self.devices[mn] is not driver:
+            raise ValueError(f"two hj212 devices with MN {mn!r} on port {self.port}")
+        self.devices[mn] = driver
+        if self._server is None:
+            self._server = await asyncio.start_server(self._connection, self.host, self.port)
+            log.info("HJ 212 listener on %s:%d", self.host, self.port)
+
+    async def detach(self, driver: Hj212Driver) -> None:
+        self.devices.pop(driver.opts.mn, None)
+        if not self.devices and self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+            self._shared.pop((self.host, self.port), None)
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        splitter = hj212.FrameSplitter()
+        self.counters["connections"] += 1
+        try:
+            while data := await reader.read(65536):
+                garbage = splitter.garbage_bytes
+                for frame in splitter.feed(data):
+                    await self._frame(frame, peer, writer)
+                if splitter.garbage_bytes > garbage:
+                    self.counters["garbage_bytes"] += splitter.garbage_bytes - garbage
+                    log.warning("HJ 212 %s: skipped %d byte(s) that are not a frame", peer,
+                                splitter.garbage_bytes - garbage)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _frame(self, frame: bytes, peer: object, writer: asyncio.StreamWriter) -> None:
+        try:
+            packet = hj212.parse_frame(frame)
+        except hj212.FrameError as exc:
+            self.counters[exc.reason] += 1
+            log.warning("HJ 212 %s: frame refused (%s): %r", peer, exc, frame[:80])
+            return
+        driver = self.devices.get(packet.mn)
+        if driver is None:
+            self.counters["unknown_mn"] += 1
+            log.warning("HJ 212 %s: no device configured with MN %s", peer, packet.mn)
+            return
+        if await driver.handle(packet):
+            writer.write(hj212.ack_frame(packet))
+            await writer.drain()
+            self.counters["acks"] += 1
+
+
+class Hj212Driver(Driver):
+    Options = Hj212Options
+
+    def __init__(self, device_id: str, profile: Profile, interval_s: float,
+                 options: BaseModel) -> None:
+        super().__init__(device_id, profile, interval_s, options)
+        assert isinstance(options, Hj212Options)
+        self.opts = options
+        mapping = {code: (f.field, f.scale) for code, f in (profile.hj212 or {}).items()}
+        for code, field in options.factors.items():
+            if field not in profile.fields:
+                raise ValueError(f"factors.{code}: {field!r} is not a field of "
+                                 f"profile {profile.profile!r}")
+            mapping[code] = (field, 1.0)
+        if not mapping:
+            raise ValueError(f"profile {profile.profile!r} has no hj212 factor map; "
+                             "give 'factors'")
+        self.mapping = mapping
+        self.listener = Hj212Listener.shared(options.host, options.port)
+        self._sink: Sink | None = None
+
+    async def run(self, sink: Sink) -> None:
+        self._sink = sink
+        await self.listener.attach(self)
+        try:
+            await asyncio.Event().wait()  # the listener does the work
+        finally:
+            await self.listener.detach(self)
+
+    async def handle(self, packet: hj212.Packet) -> bool:
+        """Take a packet of this monitor; True if it is to be acknowledged."""
+        counters = self.listener.counters
+        if self.opts.password is not None and packet.pw != self.opts.password:
+            counters["bad_password"] += 1
+            log.warning("HJ 212 %s: wrong PW from MN %s", self.device_id, packet.mn)
+            return False
+        suffix = hj212.DATA_CNS.get(packet.cn)
+        if suffix is None:
+            counters["ignored_cn"] += 1
+            return False
+        values: Values = {}
+        for code, parts in packet.factors.items():
+            target = self.mapping.get(code)
+            if target is None:
+                counters["unmapped_factor"] += 1
+                continue
+            if parts.get("Flag", "N") != "N":  # the monitor flags this value as not valid
+                counters["flagged_value"] += 1
+                continue
+            try:
+                values[target[0]] = float(parts[suffix]) * target[1]
+            except (KeyError, ValueError):
+                counters["bad_value"] += 1
+        try:
+            ts = (hj212.data_time_ms(packet.data_time, self.opts.utc_offset_h)
+                  if packet.data_time else int(time.time() * 1000))
+        except hj212.FrameError:
+            counters["bad_packet"] += 1
+            return False
+        assert self._sink is not None
+        if values:
+            if not self._sink.emit(values, ts):
+                return False  # the spool refused it: no ack, the monitor sends it again
+            counters["readings"] += 1
+        return packet.wants_ack and await self._sink.durable()
