@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sitewatch.edge.drivers.base import Driver, PollingDriver, Sink, Values
 from sitewatch.edge.drivers.hj212 import Hj212Driver
+from sitewatch.edge.drivers.modbus_tcp import ModbusTcpDriver
 from sitewatch.edge.drivers.simulated import SimulatedDriver
 
 DRIVERS: dict[str, type[Driver]] = {
     "simulated": SimulatedDriver,
     "hj212": Hj212Driver,
+    "modbus_tcp": ModbusTcpDriver,
 }
 
 __all__ = ["DRIVERS", "Driver", "PollingDriver", "Sink", "Values"]

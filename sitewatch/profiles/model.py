@@ -210,6 +210,38 @@ class Hj212Factor(Strict):
     scale: float = 1.0
 
 
+RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
+REGISTER_WIDTH: dict[str, int] = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2,
+                                  "float32": 2, "float64": 4}
+
+
+class ModbusRegister(Strict):
+    """Where a field is in a Modbus device: value = raw * scale + offset."""
+
+    address: int = Field(ge=0, le=65535)
+    type: RegisterType = "uint16"
+    scale: float = 1.0
+    offset: float = 0.0
+    #: byte order inside each 16-bit register (Modbus itself is big-endian)
+    byte_order: Literal["big", "little"] = "big"
+    #: order of the registers of a 32/64-bit value ("little": low word first)
+    word_order: Literal["big", "little"] = "big"
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        if self.address + REGISTER_WIDTH[self.type] > 65536:
+            raise ValueError("the value runs past register 65535")
+        if self.scale == 0 or not math.isfinite(self.scale):
+            raise ValueError("scale must be a finite number other than 0")
+        return self
+
+
+class ModbusMap(Strict):
+    #: holding registers (function 3) or input registers (function 4)
+    table: Literal["holding", "input"] = "holding"
+    registers: dict[str, ModbusRegister] = Field(min_length=1)
+
+
 class Profile(Strict):
     profile: Annotated[str, Field(pattern=IDENT_PATTERN)]
     title: str
@@ -222,6 +254,8 @@ class Profile(Strict):
     rules: tuple[Rule, ...] = ()
     #: HJ 212 factor code -> field (``a34002: pm10`` or ``a34001: {field: tsp, scale: 1000}``)
     hj212: dict[str, Hj212Factor] | None = None
+    #: the default Modbus register map of devices of this kind (overridable per device)
+    modbus: ModbusMap | None = None
 
     @field_validator("hj212", mode="before")
     @classmethod
@@ -232,6 +266,11 @@ class Profile(Strict):
 
     @model_validator(mode="after")
     def _rules_consistent(self) -> Self:
+        for name in (self.modbus.registers if self.modbus else {}):
+            spec = self.fields.get(name)
+            if spec is None or spec.type not in (FieldType.FLOAT, FieldType.INT):
+                raise ValueError(f"modbus.registers.{name}: not a numeric field declared "
+                                 "in 'fields'")
         for code, factor in (self.hj212 or {}).items():
             spec = self.fields.get(factor.field)
             if spec is None or spec.type not in (FieldType.FLOAT, FieldType.INT):
