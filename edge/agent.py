@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Literal
@@ -116,13 +117,25 @@ class Agent:
         # InfluxDB identifies a point by series and timestamp: two readings of a device in
         # the same millisecond (a driver catching up after a stall, a clock stepping back)
         # would overwrite each other. Each device's timestamps strictly increase.
+        return self._take(device, channel, ts_ms, lambda seq, ts: contract.TelemetryItem(
+            device=device, profile=profile, ts=ts, seq=seq, values=values))
+
+    def emit_attendance(self, device: str, worker: str, direction: str, method: str,
+                        ts_ms: int) -> bool:
+        """Take a gate event (attendance channel); same durability as readings."""
+        return self._take(device, GatewayChannel.ATTENDANCE, ts_ms,
+                          lambda seq, ts: contract.AttendanceItem(
+                              device=device, ts=ts, seq=seq, worker=worker,
+                              direction=direction, method=method))  # type: ignore[arg-type]
+
+    def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
+              make: Callable[[int, int], msgspec.Struct]) -> bool:
         last = self._last_ts.get(device, -1)
         if ts_ms <= last:
             ts_ms = last + 1
             self.adjusted_ts += 1
         seq = self.spool.peek_seq(device)
-        body = contract.encode(contract.TelemetryItem(
-            device=device, profile=profile, ts=ts_ms, seq=seq, values=values))
+        body = contract.encode(make(seq, ts_ms))
         if not self.spool.admit(len(body)):
             return False
         self.spool.next_seq(device)
@@ -368,6 +381,9 @@ class _DeviceSink:
 
     def emit(self, values: Values, ts_ms: int) -> bool:
         return self._agent.emit(self._device, self._profile, values, ts_ms)
+
+    def emit_attendance(self, worker: str, direction: str, method: str, ts_ms: int) -> bool:
+        return self._agent.emit_attendance(self._device, worker, direction, method, ts_ms)
 
     async def durable(self) -> bool:
         return await self._agent.durable()

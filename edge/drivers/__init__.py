@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sitewatch.edge.drivers.base import Driver, PollingDriver, Sink, Values
 from sitewatch.edge.drivers.hj212 import Hj212Driver
+from sitewatch.edge.drivers.http_push import HttpPushDriver
 from sitewatch.edge.drivers.modbus_tcp import ModbusTcpDriver
 from sitewatch.edge.drivers.simulated import SimulatedDriver
 
@@ -11,6 +12,7 @@ DRIVERS: dict[str, type[Driver]] = {
     "simulated": SimulatedDriver,
     "hj212": Hj212Driver,
     "modbus_tcp": ModbusTcpDriver,
+    "http_push": HttpPushDriver,
 }
 
 __all__ = ["DRIVERS", "Driver", "PollingDriver", "Sink", "Values"]

@@ -20,6 +20,9 @@ class Sink(Protocol):
     def emit(self, values: Values, ts_ms: int) -> bool:
         """Take a reading; False if the spool refused it (full or disk full; counted)."""
 
+    def emit_attendance(self, worker: str, direction: str, method: str, ts_ms: int) -> bool:
+        """Take a gate event (the attendance channel of the contract)."""
+
     async def durable(self) -> bool:
         """Wait until everything emitted so far is committed to the spool; False if a
         commit failed. Drivers that acknowledge to their device do so only after this."""
