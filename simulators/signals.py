@@ -191,6 +191,20 @@ class Gateway:
                 "spool_used_pct": 0.0, "dropped": 0, "send_rate": 1.0, "link": "online"}
 
 
+@dataclass
+class AttendanceGate:
+    """The gate terminal's own health (its gate events come from the terminal simulator)."""
+
+    rng: random.Random
+    clock: SiteClock = field(default_factory=SiteClock)
+
+    def sample(self, t: float) -> Values:
+        inside = self.rng.randint(120, 200) if self.clock.working(t) else self.rng.randint(0, 5)
+        return {"workers_inside": inside,
+                "temp_c": round(_clip(25 + 8 * self.clock.daylight(t)
+                                      + self.rng.gauss(0, 0.3), -39, 84), 2)}
+
+
 SignalFactory = Callable[[random.Random, float], SignalModel]
 
 #: One signal model per device profile: the simulators' registry.
@@ -202,6 +216,7 @@ SIGNALS: dict[str, SignalFactory] = {
     "high_formwork": lambda rng, start: HighFormwork(rng),
     "electrical": lambda rng, start: Electrical(rng),
     "gateway": lambda rng, start: Gateway(rng),
+    "attendance_gate": lambda rng, start: AttendanceGate(rng),
 }
 
 

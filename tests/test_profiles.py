@@ -16,7 +16,7 @@ from sitewatch.simulators.signals import SIGNALS, signal_for
 
 PROFILES = load_profiles()
 EXPECTED = {"tower_crane", "construction_hoist", "environment", "foundation_pit",
-            "high_formwork", "electrical", "gateway"}
+            "high_formwork", "electrical", "gateway", "attendance_gate"}
 
 
 def test_every_expected_profile_ships() -> None:
