@@ -32,7 +32,8 @@ class PublishSettings(BaseModel):
     max_batch_items: int = Field(default=50, ge=1, le=5000)
     #: a partial batch is sent after this long
     max_batch_delay_s: float = Field(default=1.0, gt=0, le=3600)
-    #: a batch not acknowledged by ingest within this time is sent again
+    #: a batch not acknowledged by ingest within this time is sent again; the wait
+    #: doubles with each attempt, up to 16 times this
     ack_timeout_s: float = Field(default=30.0, gt=0)
     #: resent (backlog) batches per second at most, so live data keeps flowing
     backlog_batches_per_s: float = Field(default=20.0, gt=0)

@@ -294,13 +294,18 @@ class Spool:
 
     def due(self, ack_timeout_s: float, limit: int,
             now: float | None = None) -> list[SpooledBatch]:
-        """Batches never sent, or sent longer ago than the ack timeout: oldest first."""
-        cutoff = (now or time.time()) - ack_timeout_s
+        """Batches never sent, or whose ack is overdue: oldest first.
+
+        The wait doubles with every attempt (ack_timeout_s, 2x, 4x ... up to 16x), so a
+        long outage of ingest does not pile up copies of every batch at the broker.
+        """
         with self._lock:
             rows = self._db.execute(
                 "SELECT batch, channel, items, payload, created FROM batches "
-                "WHERE sent_at IS NULL OR sent_at < ? ORDER BY batch LIMIT ?",
-                (cutoff, limit)).fetchall()
+                "WHERE sent_at IS NULL "
+                "OR sent_at + ? * min(1 << max(attempts - 1, 0), 16) < ? "
+                "ORDER BY batch LIMIT ?",
+                (ack_timeout_s, now or time.time(), limit)).fetchall()
         return [SpooledBatch(int(b), c, int(n), bytes(p), float(t)) for b, c, n, p, t in rows]
 
     def acknowledge(self, batches: list[int]) -> int:

@@ -55,6 +55,13 @@ def test_due_ack_and_resend(tmp_path: Path) -> None:
     s.mark_sent([1, 2], when=1000.0)
     assert [b.batch for b in s.due(30, 10, now=1010.0)] == [3]
     assert [b.batch for b in s.due(30, 10, now=1031.0)] == [1, 2, 3]
+    s.mark_sent([1], when=1031.0)  # second attempt: waits 2 x 30 s
+    assert [b.batch for b in s.due(30, 10, now=1080.0)] == [2, 3]
+    assert [b.batch for b in s.due(30, 10, now=1092.0)] == [1, 2, 3]
+    for _ in range(10):
+        s.mark_sent([1], when=2000.0)
+    assert [b.batch for b in s.due(30, 10, now=2000.0 + 16 * 30 - 1)] == [2, 3]
+    assert [b.batch for b in s.due(30, 10, now=2000.0 + 16 * 30 + 1)] == [1, 2, 3]
     assert s.acknowledge([1, 3, 99]) == 2
     s.mark_sent([2], when=2000.0)
     s.forget_sent()
