@@ -154,12 +154,24 @@ class Agent:
         return not any(lo < target <= hi for lo, hi in self._failed)
 
     async def _spooler(self) -> None:
-        """The one writer: commits pending readings (group commit), builds batches."""
+        """The one writer: commits pending readings (group commit), builds batches.
+
+        Commits happen at most every ``spool.commit_interval_s``: readings arriving in
+        between share one fsync. Nothing is sent before its commit, and a driver that
+        acknowledges its device waits for it (``durable``).
+        """
         delay = self.settings.publish.max_batch_delay_s
+        interval = self.settings.spool.commit_interval_s
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while True:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(delay / 2, 0.5))
+            wait = last + interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wake.clear()
+            last = loop.time()
             await self._commit_pending()
             await self._make_batches(force=False)
 

@@ -53,6 +53,8 @@ class SpoolSettings(BaseModel):
     max_age_s: float = Field(default=30 * 86400, gt=0)
     #: when full: drop the oldest data to make room, or refuse the newest readings
     policy: Literal["drop_oldest", "refuse_newest"] = "drop_oldest"
+    #: readings arriving within this time share one commit (one fsync)
+    commit_interval_s: float = Field(default=0.02, ge=0, le=1)
 
 
 class EdgeSettings(ServiceSettings):
