@@ -1,0 +1,1 @@
+"""Alert rule evaluation: the rules of the device profiles, interpreted by typed code."""

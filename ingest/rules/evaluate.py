@@ -1,0 +1,314 @@
+"""Evaluate one profile rule for one device, reading by reading.
+
+Each rule kind is a small class with the state it needs (window samples, first reading,
+pending start...), all registered in :data:`EVALUATORS`. ``observe`` takes a reading and
+returns a :class:`Verdict` (is the condition active now, the value that was compared and
+the limit), or None when the rule does not apply to this reading (its field is absent,
+its ``when`` guard or its time-of-day schedule does not hold). Rules are data: nothing
+here evaluates strings as code.
+
+Times are device timestamps (ms since the epoch, UTC); time-of-day limits and per-day
+periods use the site's local time (``utc_offset_h``, China +8).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sitewatch.profiles.model import (
+    Condition,
+    CountRule,
+    CumulativeRule,
+    Op,
+    RateRule,
+    SilentRule,
+    ThresholdRule,
+    TimeOfDay,
+    WindowAggregate,
+    WindowRule,
+)
+
+Reading = Mapping[str, Any]
+
+_OPS: dict[Op, Callable[[Any, Any], bool]] = {
+    Op.GE: operator.ge, Op.GT: operator.gt, Op.LE: operator.le, Op.LT: operator.lt,
+    Op.EQ: operator.eq, Op.NE: operator.ne,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    active: bool
+    value: float | bool | str
+    limit: float | bool | str
+
+
+def local_minutes(ts_ms: int, utc_offset_h: float) -> int:
+    """Minutes since local midnight."""
+    return int(((ts_ms / 60_000) + utc_offset_h * 60) % 1440)
+
+
+def local_day(ts_ms: int, utc_offset_h: float) -> int:
+    """Days since the epoch in local time (a per-day period's key)."""
+    return math.floor((ts_ms / 3_600_000 + utc_offset_h) / 24)
+
+
+def _hhmm(text: str) -> int:
+    h, m = text.split(":")
+    return int(h) * 60 + int(m)
+
+
+def schedule_limit(schedule: tuple[TimeOfDay, ...], ts_ms: int,
+                   utc_offset_h: float) -> float | None:
+    """The limit in force at ``ts_ms`` local time; ``from`` is inclusive, ``to`` not."""
+    now = local_minutes(ts_ms, utc_offset_h)
+    for slot in schedule:
+        start, end = _hhmm(slot.from_), _hhmm(slot.to)
+        inside = start <= now < end if start < end else (now >= start or now < end)
+        if inside:
+            return slot.value
+    return None
+
+
+def holds(cond: Condition, reading: Reading) -> bool | None:
+    """Does ``field op value`` hold? None if the reading lacks the field."""
+    if cond.field not in reading:
+        return None
+    return bool(_OPS[cond.op](reading[cond.field], cond.value))
+
+
+def _past_hysteresis(op: Op, value: float, limit: float, hysteresis: float) -> bool:
+    """Has an active condition cleared, i.e. is the value back by the hysteresis?"""
+    if op in (Op.GE, Op.GT):
+        return value < limit - hysteresis if hysteresis else not _OPS[op](value, limit)
+    if op in (Op.LE, Op.LT):
+        return value > limit + hysteresis if hysteresis else not _OPS[op](value, limit)
+    return not _OPS[op](value, limit)
+
+
+class Evaluator:
+    kind: ClassVar[str]
+
+    def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
+        self.rule = rule
+        self.utc_offset_h = utc_offset_h
+        self.sample_interval_s = sample_interval_s
+        self.active = False
+
+    def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
+        raise NotImplementedError
+
+    def limit_at(self, ts_ms: int) -> float | bool | str | None:
+        schedule = getattr(self.rule, "schedule", None)
+        if schedule is not None:
+            return schedule_limit(schedule, ts_ms, self.utc_offset_h)
+        value: float | bool | str | None = self.rule.value
+        return value
+
+    def _compare(self, value: Any, limit: Any, hysteresis: float) -> bool:
+        if self.active:
+            self.active = not _past_hysteresis(self.rule.op, value, limit, hysteresis)
+        else:
+            self.active = _OPS[self.rule.op](value, limit)
+        return self.active
+
+
+class Threshold(Evaluator):
+    kind = "threshold"
+    rule: ThresholdRule
+
+    def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
+        super().__init__(rule, utc_offset_h, sample_interval_s)
+        self._since: int | None = None  # when the raw condition started to hold
+
+    def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
+        r = self.rule
+        if r.field not in reading:
+            return None
+        guards = [holds(c, reading) for c in r.when]
+        limit = self.limit_at(ts_ms)
+        if None in guards or limit is None:
+            return None  # not applicable: a guard field is missing or no limit at this hour
+        value = reading[r.field]
+        if not all(guards):
+            self.active, self._since = False, None
+            return Verdict(False, value, limit)
+        raw = self._compare(value, limit, r.hysteresis)
+        if not raw:
+            self._since = None
+            return Verdict(False, value, limit)
+        if self._since is None:
+            self._since = ts_ms
+        sustained = ts_ms - self._since >= r.for_s * 1000
+        return Verdict(sustained, value, limit)
+
+
+class Window(Evaluator):
+    kind = "window"
+    rule: WindowRule
+
+    def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
+        super().__init__(rule, utc_offset_h, sample_interval_s)
+        self._samples: deque[tuple[int, float]] = deque()
+
+    def aggregate(self) -> float:
+        values = [v for _, v in self._samples]
+        agg = self.rule.aggregate
+        if agg is WindowAggregate.MEAN:
+            return sum(values) / len(values)
+        if agg is WindowAggregate.ENERGY:  # Leq: the energy average of sound levels
+            return 10 * math.log10(sum(10 ** (v / 10) for v in values) / len(values))
+        return max(values) if agg is WindowAggregate.MAX else min(values)
+
+    def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
+        r = self.rule
+        if r.field not in reading:
+            return None
+        self._samples.append((ts_ms, float(reading[r.field])))
+        horizon = ts_ms - r.window_s * 1000
+        while self._samples and self._samples[0][0] <= horizon:
+            self._samples.popleft()
+        limit = self.limit_at(ts_ms)
+        if limit is None:
+            self.active = False
+            return None
+        value = self.aggregate()
+        return Verdict(self._compare(value, limit, r.hysteresis), round(value, 6), limit)
+
+
+class Rate(Evaluator):
+    """Change per ``per_s`` over the last ``per_s``; with ``consecutive`` N, the change
+    of each of the last N local days must meet the limit."""
+
+    kind = "rate"
+    rule: RateRule
+
+    def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
+        super().__init__(rule, utc_offset_h, sample_interval_s)
+        self._samples: deque[tuple[int, float]] = deque()
+        self._day_first: dict[int, float] = {}
+        self._day_last: dict[int, float] = {}
+
+    def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
+        r = self.rule
+        if r.field not in reading:
+            return None
+        v = float(reading[r.field])
+        self._samples.append((ts_ms, v))
+        horizon = ts_ms - r.per_s * 1000
+        while len(self._samples) > 1 and self._samples[1][0] <= horizon:
+            self._samples.popleft()
+        day = local_day(ts_ms, self.utc_offset_h)
+        self._day_first.setdefault(day, v)
+        self._day_last[day] = v
+        limit = self.limit_at(ts_ms)
+        assert isinstance(limit, float | int)
+        if r.consecutive > 1:
+            days = [day - k for k in range(1, r.consecutive + 1)]  # full days before today
+            if not all(d in self._day_first and d + 1 in self._day_first for d in days):
+                return None
+            # a day's change: first reading of the next day minus first reading of the day
+            changes = [self._day_first[d + 1] - self._day_first[d] for d in days]
+            self.active = all(_OPS[r.op](c, limit) for c in changes)
+            for old in [d for d in self._day_first if d < day - r.consecutive - 1]:
+                self._day_first.pop(old)
+                self._day_last.pop(old, None)
+            return Verdict(self.active, round(min(changes), 6), limit)
+        t0, v0 = self._samples[0]
+        span_ms = ts_ms - t0
+        if span_ms < r.per_s * 1000 / 4:  # too short to say anything about a daily rate
+            return None
+        rate = (v - v0) / span_ms * r.per_s * 1000
+        self.active = bool(_OPS[r.op](rate, limit))
+        return Verdict(self.active, round(rate, 6), limit)
+
+
+class Cumulative(Evaluator):
+    kind = "cumulative"
+    rule: CumulativeRule
+
+    def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
+        super().__init__(rule, utc_offset_h, sample_interval_s)
+        self._baseline: float | None = (None if rule.baseline == "first"
+                                        else float(rule.baseline))
+
+    def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
+        r = self.rule
+        if r.field not in reading:
+            return None
+        v = float(reading[r.field])
+        if self._baseline is None:
+            self._baseline = v
+        change = v - self._baseline
+        limit = self.limit_at(ts_ms)
+        self.active = bool(_OPS[r.op](change, limit))
+        return Verdict(self.active, round(change, 6), limit if limit is not None else 0)
+
+
+class Count(Evaluator):
+    """Readings meeting a condition per period (per local day when ``per_s`` is a day)."""
+
+    kind = "count"
+    rule: CountRule
+
+    def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
+        super().__init__(rule, utc_offset_h, sample_interval_s)
+        self._hits: deque[int] = deque()
+
+    def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
+        r = self.rule
+        hit = holds(r.condition, reading)
+        if hit is None:
+            return None
+        if r.per_s == 86400:
+            today = local_day(ts_ms, self.utc_offset_h)
+            while self._hits and local_day(self._hits[0], self.utc_offset_h) != today:
+                self._hits.popleft()
+        else:
+            while self._hits and self._hits[0] <= ts_ms - r.per_s * 1000:
+                self._hits.popleft()
+        if hit:
+            self._hits.append(ts_ms)
+        self.active = len(self._hits) >= r.count
+        return Verdict(self.active, len(self._hits), r.count)
+
+
+class Silent(Evaluator):
+    """Evaluated on a clock, not on readings: ``check(now)`` after ``observe`` of each."""
+
+    kind = "silent"
+    rule: SilentRule
+
+    def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
+        super().__init__(rule, utc_offset_h, sample_interval_s)
+        self.last_ms: int | None = None
+
+    def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
+        self.last_ms = max(ts_ms, self.last_ms or 0)
+        self.active = False
+        return Verdict(False, 0.0, self.rule.intervals * self.sample_interval_s)
+
+    def check(self, now_ms: int) -> Verdict | None:
+        if self.last_ms is None:
+            return None
+        silent_s = (now_ms - self.last_ms) / 1000
+        limit = self.rule.intervals * self.sample_interval_s
+        self.active = silent_s > limit
+        return Verdict(self.active, round(silent_s, 3), limit)
+
+
+#: Every rule kind evaluated on readings, in one visible place (``offline`` comes from
+#: gateway status messages and is handled with the alert lifecycle).
+EVALUATORS: dict[str, type[Evaluator]] = {
+    "threshold": Threshold,
+    "window": Window,
+    "rate": Rate,
+    "cumulative": Cumulative,
+    "count": Count,
+    "silent": Silent,
+}
