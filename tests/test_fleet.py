@@ -54,7 +54,7 @@ async def _twelve(client: InfluxClient) -> dict[str, list[int]] | None:
     out: dict[str, list[int]] = {}
     for r in rows:
         out.setdefault(f"{r['site']}/{r['device']}", []).append(r["seq"])
-    if len(out) == 12 and all(len(v) >= 25 for v in out.values()):
+    if len(out) == 12 and all(len(v) >= 10 for v in out.values()):
         return {k: sorted(v) for k, v in out.items()}
     return None
 
