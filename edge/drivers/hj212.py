@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sitewatch.edge import hj212
-from sitewatch.edge.drivers.base import Driver, Sink, Values
+from sitewatch.edge.drivers.base import Values
+from sitewatch.edge.drivers.listener import ListeningDriver, SharedListener
 from sitewatch.profiles import Profile
 
 log = logging.getLogger("sitewatch.edge.hj212")
@@ -41,40 +40,10 @@ class Hj212Options(BaseModel):
     factors: dict[str, str] = Field(default_factory=dict)
 
 
-class Hj212Listener:
+class Hj212Listener(SharedListener["Hj212Driver"]):
     """One TCP server shared by every hj212 device on the same host and port."""
 
-    _shared: ClassVar[dict[tuple[str, int], Hj212Listener]] = {}
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.devices: dict[str, Hj212Driver] = {}
-        self.counters: Counter[str] = Counter()
-        self._server: asyncio.Server | None = None
-
-    @classmethod
-    def shared(cls, host: str, port: int) -> Hj212Listener:
-        key = (host, port)
-        if key not in cls._shared:
-            cls._shared[key] = cls(host, port)
-        return cls._shared[key]
-
-    async def attach(self, driver: Hj212Driver) -> None:
-        mn = driver.opts.mn
-        if mn in self.devices and self.devices[mn] is not driver:
-            raise ValueError(f"two hj212 devices with MN {mn!r} on port {self.port}")
-        self.devices[mn] = driver
-        if self._server is None:
-            self._server = await asyncio.start_server(self._connection, self.host, self.port)
-            log.info("HJ 212 listener on %s:%d", self.host, self.port)
-
-    async def detach(self, driver: Hj212Driver) -> None:
-        self.devices.pop(driver.opts.mn, None)
-        if not self.devices and self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-            self._shared.pop((self.host, self.port), None)
+    protocol = "HJ 212"
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
@@ -113,7 +82,7 @@ class Hj212Listener:
             self.counters["acks"] += 1
 
 
-class Hj212Driver(Driver):
+class Hj212Driver(ListeningDriver):
     Options = Hj212Options
 
     def __init__(self, device_id: str, profile: Profile, interval_s: float,
@@ -132,15 +101,10 @@ class Hj212Driver(Driver):
                              "give 'factors'")
         self.mapping = mapping
         self.listener = Hj212Listener.shared(options.host, options.port)
-        self._sink: Sink | None = None
 
-    async def run(self, sink: Sink) -> None:
-        self._sink = sink
-        await self.listener.attach(self)
-        try:
-            await asyncio.Event().wait()  # the listener does the work
-        finally:
-            await self.listener.detach(self)
+    @property
+    def listener_key(self) -> str:
+        return self.opts.mn
 
     async def handle(self, packet: hj212.Packet) -> bool:
         """Take a packet of this monitor; True if it is to be acknowledged."""

@@ -23,15 +23,15 @@ import hmac
 import json
 import logging
 import time
-from collections import Counter
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import h11
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from sitewatch import contract
-from sitewatch.edge.drivers.base import Driver, Sink, Values
+from sitewatch.edge.drivers.base import Values
+from sitewatch.edge.drivers.listener import ListeningDriver, SharedListener
 from sitewatch.ids import Ident
 from sitewatch.profiles import Profile
 
@@ -62,32 +62,8 @@ class _Reject(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class HttpPushListener:
-    _shared: ClassVar[dict[tuple[str, int], HttpPushListener]] = {}
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.devices: dict[str, HttpPushDriver] = {}
-        self.counters: Counter[str] = Counter()
-        self._server: asyncio.Server | None = None
-
-    @classmethod
-    def shared(cls, host: str, port: int) -> HttpPushListener:
-        return cls._shared.setdefault((host, port), cls(host, port))
-
-    async def attach(self, driver: HttpPushDriver) -> None:
-        self.devices[driver.device_id] = driver
-        if self._server is None:
-            self._server = await asyncio.start_server(self._connection, self.host, self.port)
-            log.info("HTTP push listener on %s:%d", self.host, self.port)
-
-    async def detach(self, driver: HttpPushDriver) -> None:
-        self.devices.pop(driver.device_id, None)
-        if not self.devices and self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-            self._shared.pop((self.host, self.port), None)
+class HttpPushListener(SharedListener["HttpPushDriver"]):
+    protocol = "HTTP push"
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
@@ -169,7 +145,7 @@ class HttpPushListener:
         return await driver.take(body)
 
 
-class HttpPushDriver(Driver):
+class HttpPushDriver(ListeningDriver):
     Options = HttpPushOptions
 
     def __init__(self, device_id: str, profile: Profile, interval_s: float,
@@ -178,16 +154,11 @@ class HttpPushDriver(Driver):
         assert isinstance(options, HttpPushOptions)
         self.opts = options
         self.listener = HttpPushListener.shared(options.host, options.port)
-        self._sink: Sink | None = None
         self._values = msgspec.json.Decoder(contract.build_profile_types(profile).values)
 
-    async def run(self, sink: Sink) -> None:
-        self._sink = sink
-        await self.listener.attach(self)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.listener.detach(self)
+    @property
+    def listener_key(self) -> str:
+        return self.device_id
 
     async def take(self, body: bytes) -> int:
         """Validate every event of a request, then spool them all; 202 needs all."""
