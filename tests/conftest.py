@@ -191,6 +191,17 @@ def edge_settings(server: MosquittoServer, prefix: str, state: Path) -> EdgeSett
     )
 
 
+def one_device_settings(server: MosquittoServer, prefix: str, state: Path,
+                        device: DeviceConfig) -> EdgeSettings:
+    """An agent with one (pushing) device and no health readings in the way."""
+    return EdgeSettings(
+        site="S1", gateway="GW1", state_dir=state,
+        mqtt=MqttSettings(host=server.host, port=server.port, topic_prefix=prefix),
+        publish=PublishSettings(max_batch_delay_s=0.2, health_interval_s=3600),
+        devices=[device],
+    )
+
+
 class RunningAgent:
     def __init__(self, settings: EdgeSettings) -> None:
         self.agent = Agent(settings)

@@ -7,15 +7,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import RunningAgent, RunningIngest, assert_seqs_exactly_once, wait_for
+from conftest import (
+    RunningAgent,
+    RunningIngest,
+    assert_seqs_exactly_once,
+    one_device_settings,
+    wait_for,
+)
 from test_hj212 import vectors
 
-from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings
+from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers.base import Values
 from sitewatch.edge.drivers.hj212 import Hj212Driver, Hj212Options
 from sitewatch.influx import InfluxClient
 from sitewatch.localstack import MosquittoServer, free_port
-from sitewatch.mqtt import MqttSettings
 from sitewatch.profiles import load_profiles
 from sitewatch.simulators.hj212_monitor import run_monitor
 
@@ -148,13 +153,10 @@ async def test_monitor_to_influxdb_through_a_real_agent(
 ) -> None:
     await start_ingest()
     port = free_port()
-    settings = EdgeSettings(
-        site="S1", gateway="GW1", state_dir=tmp_path / "edge",
-        mqtt=MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix),
-        publish=PublishSettings(max_batch_delay_s=0.2, health_interval_s=3600),
-        devices=[DeviceConfig(id="ENV01", driver="hj212", profile="environment",
-                              options={"mn": MN, "host": "127.0.0.1", "port": port})])
-    running = agent_factory(settings)
+    running = agent_factory(one_device_settings(
+        mosquitto, prefix, tmp_path / "edge",
+        DeviceConfig(id="ENV01", driver="hj212", profile="environment",
+                     options={"mn": MN, "host": "127.0.0.1", "port": port})))
     await wait_for(lambda: running.agent.connected.is_set(), what="agent connected")
     stats = await run_monitor("127.0.0.1", port, mn=MN, count=8, interval_s=0.05)
     assert stats.acked == 8

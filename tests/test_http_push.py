@@ -9,14 +9,19 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningAgent, RunningIngest, assert_seqs_exactly_once, wait_for
+from conftest import (
+    RunningAgent,
+    RunningIngest,
+    assert_seqs_exactly_once,
+    one_device_settings,
+    wait_for,
+)
 
-from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings
+from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers.base import Values
 from sitewatch.edge.drivers.http_push import HttpPushDriver, HttpPushOptions
 from sitewatch.influx import InfluxClient
 from sitewatch.localstack import MosquittoServer, free_port
-from sitewatch.mqtt import MqttSettings
 from sitewatch.profiles import load_profiles
 from sitewatch.simulators.attendance_terminal import Terminal
 
@@ -139,13 +144,10 @@ async def test_terminal_to_influxdb_through_a_real_agent(
 ) -> None:
     await start_ingest()
     port = free_port()
-    settings = EdgeSettings(
-        site="S1", gateway="GW1", state_dir=tmp_path / "edge",
-        mqtt=MqttSettings(host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix),
-        publish=PublishSettings(max_batch_delay_s=0.2, health_interval_s=3600),
-        devices=[DeviceConfig(id="GATE01", driver="http_push", profile="attendance_gate",
-                              options={"token": TOKEN, "host": "127.0.0.1", "port": port})])
-    running = agent_factory(settings)
+    running = agent_factory(one_device_settings(
+        mosquitto, prefix, tmp_path / "edge",
+        DeviceConfig(id="GATE01", driver="http_push", profile="attendance_gate",
+                     options={"token": TOKEN, "host": "127.0.0.1", "port": port})))
     await wait_for(lambda: running.agent.connected.is_set(), what="agent connected")
     terminal = Terminal(f"http://127.0.0.1:{port}/v1/push/GATE01", TOKEN,
                         workers=[f"W{i:06d}" for i in range(20)])
