@@ -221,7 +221,8 @@ class Rate(Evaluator):
             return Verdict(self.active, round(min(changes), 6), limit)
         t0, v0 = self._samples[0]
         span_ms = ts_ms - t0
-        if span_ms < r.per_s * 1000 / 4:  # too short to say anything about a daily rate
+        min_span_s = r.min_span_s if r.min_span_s is not None else r.per_s / 4
+        if span_ms < min_span_s * 1000:  # too short to say anything about a daily rate
             return None
         rate = (v - v0) / span_ms * r.per_s * 1000
         self.active = bool(_OPS[r.op](rate, limit))

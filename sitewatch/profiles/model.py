@@ -124,6 +124,14 @@ class RuleBase(Strict):
     severity: Severity
     title: str = ""
     source: str = ""
+    #: rules of one condition at different severities (e.g. load 90 % warning and 100 %
+    #: alarm) share a group: they make one alert that escalates, not two alerts
+    group: Annotated[str, Field(pattern=IDENT_PATTERN)] | None = None
+
+    @property
+    def condition_key(self) -> str:
+        """What an alert is raised once for: the group, or the rule itself."""
+        return self.group or self.id
 
 
 class Limit(RuleBase):
@@ -168,6 +176,8 @@ class RateRule(Limit):
     kind: Literal["rate"]
     per_s: float = Field(default=86400.0, gt=0)
     consecutive: int = Field(default=1, ge=1, le=30)
+    #: readings must span this long before a rate is computed (default: a quarter of per_s)
+    min_span_s: float | None = Field(default=None, gt=0)
 
 
 class CumulativeRule(Limit):
