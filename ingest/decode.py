@@ -44,6 +44,8 @@ class Decoded:
     lines: list[str] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     items: int = 0
+    #: the valid items, before they are formatted as lines
+    good: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -195,21 +197,33 @@ class BatchDecoder:
         self, channel: GatewayChannel, site: str, gateway: str, payload: bytes, now_ms: int
     ) -> Decoded:
         kind = self.kinds[channel]
+        out = self._decode(kind, payload, now_ms)
+        line = kind.line
+        out.lines = [line(item, site, gateway) for item in out.good]
+        out.good = []
+        return out
+
+    def items(self, channel: GatewayChannel, payload: bytes, now_ms: int
+              ) -> tuple[list[Any], int]:
+        """The valid items of a batch (what ingest stores) and how many were refused."""
+        out = self._decode(self.kinds[channel], payload, now_ms)
+        return out.good, len(out.rejected)
+
+    def _decode(self, kind: _Kind, payload: bytes, now_ms: int) -> Decoded:
         if len(payload) > contract.MAX_PAYLOAD_BYTES:
             return self._whole(payload, Reason.TOO_LARGE,
                                f"{len(payload)} bytes > {contract.MAX_PAYLOAD_BYTES}")
         try:
             batch = kind.batch_decoder.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            return self._slow(kind, site, gateway, payload, now_ms)
+            return self._slow(kind, payload, now_ms)
         out = Decoded(batch=batch.batch, items=len(batch.items))
         window = self.window
-        line = kind.line
-        lines = out.lines
+        good = out.good
         for item in batch.items:
             late = window.check(item.ts, now_ms)
             if late is None:
-                lines.append(line(item, site, gateway))
+                good.append(item)
             else:
                 out.rejected.append(self._ts_reject(late, item, now_ms))
         return out
@@ -224,9 +238,7 @@ class BatchDecoder:
         d.rejected.append(Rejected(reason, detail, payload[: contract.MAX_PAYLOAD_BYTES]))
         return d
 
-    def _slow(
-        self, kind: _Kind, site: str, gateway: str, payload: bytes, now_ms: int
-    ) -> Decoded:
+    def _slow(self, kind: _Kind, payload: bytes, now_ms: int) -> Decoded:
         raw_items: list[bytes]
         try:
             env = contract.envelope_decoder.decode(payload)
@@ -274,7 +286,7 @@ class BatchDecoder:
                 continue
             late = self.window.check(item.ts, now_ms)
             if late is None:
-                out.lines.append(kind.line(item, site, gateway))
+                out.good.append(item)
             else:
                 out.rejected.append(self._ts_reject(late, item, now_ms))
         return out
