@@ -109,13 +109,14 @@ class SimulatedDevice:
     """A signal model with its scenarios, sampled by wall-clock time."""
 
     def __init__(self, profile: str, device: str, seed: int | str, start: float,
-                 scenarios: tuple[ActiveScenario, ...] = ()) -> None:
-        from sitewatch.simulators.signals import signal_for
+                 scenarios: tuple[ActiveScenario, ...] = (), utc_offset_h: float = 8.0) -> None:
+        from sitewatch.simulators.signals import SiteClock, signal_for
 
         self.profile = profile
         self.device = device
         self.start = start
-        self.signal = signal_for(profile, f"{seed}/{device}", start)
+        self.signal = signal_for(profile, f"{seed}/{device}", start,
+                                 SiteClock(utc_offset_h=utc_offset_h))
         bad = [s.name for s in scenarios if not s.applies_to(profile)]
         if bad:
             raise ValueError(f"scenario(s) {bad} do not apply to profile {profile!r}")

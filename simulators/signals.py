@@ -205,24 +205,25 @@ class AttendanceGate:
                                       + self.rng.gauss(0, 0.3), -39, 84), 2)}
 
 
-SignalFactory = Callable[[random.Random, float], SignalModel]
+SignalFactory = Callable[[random.Random, float, SiteClock], SignalModel]
 
 #: One signal model per device profile: the simulators' registry.
 SIGNALS: dict[str, SignalFactory] = {
-    "tower_crane": lambda rng, start: TowerCrane(rng),
-    "construction_hoist": lambda rng, start: Hoist(rng),
-    "environment": lambda rng, start: Environment(rng),
-    "foundation_pit": lambda rng, start: FoundationPit(rng, start=start),
-    "high_formwork": lambda rng, start: HighFormwork(rng),
-    "electrical": lambda rng, start: Electrical(rng),
-    "gateway": lambda rng, start: Gateway(rng),
-    "attendance_gate": lambda rng, start: AttendanceGate(rng),
+    "tower_crane": lambda rng, start, clock: TowerCrane(rng, clock=clock),
+    "construction_hoist": lambda rng, start, clock: Hoist(rng, clock=clock),
+    "environment": lambda rng, start, clock: Environment(rng, clock=clock),
+    "foundation_pit": lambda rng, start, clock: FoundationPit(rng, start=start),
+    "high_formwork": lambda rng, start, clock: HighFormwork(rng),
+    "electrical": lambda rng, start, clock: Electrical(rng, clock=clock),
+    "gateway": lambda rng, start, clock: Gateway(rng),
+    "attendance_gate": lambda rng, start, clock: AttendanceGate(rng, clock=clock),
 }
 
 
-def signal_for(profile: str, seed: int | str, start: float = 0.0) -> SignalModel:
+def signal_for(profile: str, seed: int | str, start: float = 0.0,
+               clock: SiteClock | None = None) -> SignalModel:
     try:
         factory = SIGNALS[profile]
     except KeyError:
         raise ValueError(f"no simulator for profile {profile!r}; have {sorted(SIGNALS)}") from None
-    return factory(random.Random(str(seed)), start)
+    return factory(random.Random(str(seed)), start, clock or SiteClock())

@@ -24,6 +24,8 @@ class SimulatedOptions(BaseModel):
 
     seed: int = 1
     scenarios: list[ScenarioOption] = Field(default_factory=list)
+    #: the simulated site's offset from UTC (working hours, day and night)
+    utc_offset_h: float = Field(default=8.0, ge=-12, le=14)
 
 
 class SimulatedDriver(PollingDriver):
@@ -36,7 +38,7 @@ class SimulatedDriver(PollingDriver):
         scenarios = tuple(ActiveScenario(s.name, s.start_s, s.duration_s)
                           for s in options.scenarios)
         self.device = SimulatedDevice(profile.profile, device_id, options.seed, time.time(),
-                                      scenarios)
+                                      scenarios, options.utc_offset_h)
 
     async def read(self) -> Values | None:
         return self.device.sample(time.time())
