@@ -48,6 +48,7 @@ def snapshot_topic(prefix: str, site: str, gateway: str, sha256_hex: str) -> str
 
 
 def alerts_topic(prefix: str, site: str) -> str:
+    """``{p}/{site}/alerts``: alert changes for the site's displays and sirens."""
     check_ident("site", site)
     return f"{prefix}/{site}/alerts"
 

@@ -21,6 +21,8 @@ import pytest
 from sitewatch.edge.agent import Agent
 from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings
 from sitewatch.influx import InfluxClient, InfluxSettings
+from sitewatch.ingest.alerts.config import AlertSettings
+from sitewatch.ingest.alerts.service import AlertService
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.service import Ingest
 from sitewatch.localstack import InfluxServer, MosquittoServer, PostgresServer
@@ -141,6 +143,51 @@ async def start_ingest(
         await r.kill()
 
 
+class RunningAlerts:
+    def __init__(self, settings: AlertSettings) -> None:
+        self.settings = settings
+        self.service = AlertService(settings)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> AlertService:
+        self.task = asyncio.create_task(self.service.run())
+        await wait_for(self.service.connected.is_set, timeout=15, what="alerts connected")
+        return self.service
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.service.stop()
+            await asyncio.wait_for(self.task, 20)
+            self.task = None
+
+
+@pytest.fixture
+async def start_alerts(
+    mosquitto: MosquittoServer, influxdb: InfluxServer, prefix: str, unique: str,
+    tmp_path: Path,
+) -> AsyncIterator[Callable[..., Awaitable[RunningAlerts]]]:
+    """The alert service in this process, on the test's prefix and InfluxDB database."""
+    running: list[RunningAlerts] = []
+
+    async def start(**extra: Any) -> RunningAlerts:
+        settings = AlertSettings(
+            mqtt=mqtt_settings(extra.pop("mqtt_server", mosquitto), prefix),
+            influx=InfluxSettings(url=influxdb.url, database=unique),
+            database_url=extra.pop("database_url", f"sqlite:///{tmp_path / 'alerts.db'}"),
+            client_id=f"alerts-{unique}", tick_s=0.2, stats_interval_s=3600, **extra)
+        r = RunningAlerts(settings)
+        await r.start()
+        running.append(r)
+        return r
+
+    yield start
+    for r in running:
+        if r.task is not None:
+            r.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await r.task
+
+
 @pytest.fixture
 async def influx_client(influxdb: InfluxServer, unique: str) -> AsyncIterator[InfluxClient]:
     client = InfluxClient(InfluxSettings(url=influxdb.url, database=unique))
@@ -150,8 +197,9 @@ async def influx_client(influxdb: InfluxServer, unique: str) -> AsyncIterator[In
 
 
 async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0,
-                   interval: float = 0.05, what: str = "condition") -> Any:
-    """Poll a sync or async predicate until it is truthy; fail with ``what``."""
+                   interval: float = 0.05, what: str | Callable[[], str] = "condition") -> Any:
+    """Poll a sync or async predicate until it is truthy; fail with ``what`` (a text, or
+    a function giving one, for a report of the state at the time of failure)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -161,7 +209,8 @@ async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0,
         if last:
             return last
         await asyncio.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    text = what() if callable(what) else what
+    pytest.fail(f"timed out after {timeout}s waiting for {text} (last: {last!r})")
 
 
 async def seqs_by_device(client: InfluxClient, measurement: str = "/.*/") -> dict[str, list[int]]:

@@ -1,0 +1,57 @@
+"""Alert service configuration (``SITEWATCH_ALERTS_*`` or a YAML file; docs/alerts.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+from sitewatch.ids import Ident
+from sitewatch.influx import InfluxSettings
+from sitewatch.ingest.alerts.notify import NotifierConfig
+from sitewatch.ingest.rules.overrides import Override, SiteRules
+from sitewatch.mqtt import MqttSettings
+from sitewatch.settings import ServiceSettings
+
+
+class EscalateAfter(BaseModel):
+    """Seconds an alert may stay unacknowledged at site level before it goes to the
+    county bureau, per severity; null: never."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warning: float | None = Field(default=4 * 3600, gt=0)
+    alarm: float | None = Field(default=15 * 60, gt=0)
+
+
+class AlertSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SITEWATCH_ALERTS_", extra="forbid", env_nested_delimiter="__"
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    #: SQLAlchemy URL of the relational store (alerts, their history and outbox)
+    database_url: str = "sqlite:///sitewatch.db"
+    profiles_dir: Path | None = None
+    client_id: str = Field(default="sitewatch-alerts", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    session_expiry_s: int = Field(default=7 * 86400, ge=60)
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    #: an alert whose condition stayed clear this long is resolved
+    hold_s: float = Field(default=300, ge=0, le=86400)
+    escalate_after_s: EscalateAfter = EscalateAfter()
+    #: how often time-driven rules run (silence, gateway offline, hold time, escalation)
+    tick_s: float = Field(default=1.0, gt=0, le=60)
+    #: the site clock for day/night limits and per-day periods where ``sites`` says nothing
+    default_utc_offset_h: float = Field(default=8.0, ge=-12, le=14)
+    sites: dict[Ident, SiteRules] = Field(default_factory=dict)
+    #: per-site / per-device rule changes (docs/alerts.md)
+    overrides: list[Override] = Field(default_factory=list)
+    notifiers: list[NotifierConfig] = Field(default_factory=list)
+    #: write alert changes to InfluxDB's ``alerts`` measurement (for Grafana)
+    influx_enabled: bool = True
+    #: longest wait between delivery attempts of one output
+    max_retry_delay_s: float = Field(default=300, gt=0)
+    stats_interval_s: float = Field(default=30, gt=0)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

@@ -1,0 +1,170 @@
+"""Delivery of alert changes from the outbox to every output, with retry and backoff.
+
+Outputs are registered by name: ``mqtt`` (``{p}/{site}/alerts``), ``influx`` (the
+``alerts`` measurement) and one per configured notifier. Each output has its own worker
+and queue, so a slow or failing webhook delays only itself - never ingest, never the
+siren on MQTT. An output delivers its rows in order and retries the one at its head with
+jittered exponential backoff; a row is deleted from the outbox once delivered, marked
+failed (and kept for the operator) if the target refuses it for good. Rows written by
+other processes (an acknowledgement from ``sitewatch alerts ack``) and rows left by a
+crash are picked up by a poll of the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from sitewatch.backoff import Backoff
+from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
+from sitewatch.ingest.alerts.model import AlertEvent, event_decoder
+from sitewatch.ingest.alerts.notify import DeliveryError, Notifier
+from sitewatch.ingest.alerts.store import AlertStore, Outgoing
+from sitewatch.lineprotocol import quote_string
+from sitewatch.mqtt import Client, MqttError
+from sitewatch.topics import alerts_topic
+
+log = logging.getLogger("sitewatch.alerts.dispatch")
+
+Deliver = Callable[[AlertEvent, bytes], Awaitable[None]]
+
+
+def alert_line(e: AlertEvent) -> str:
+    """The ``alerts`` measurement: tags to filter by, the rest as fields. Numbers go to
+    ``value``/``limit``, other values to ``value_text``/``limit_text`` (one field, one type)."""
+    tags = (f"alerts,device={e.device},event={e.event.value},gateway={e.gateway},"
+            f"group={e.group},level={e.level.value},profile={e.profile},rule={e.rule},"
+            f"severity={e.severity},site={e.site}")
+    fields = [f"id={quote_string(e.id)}", f"state={quote_string(e.state.value)}",
+              f"late={'true' if e.late else 'false'}", f"title={quote_string(e.title)}",
+              f"actor={quote_string(e.actor)}", f"raised_at={e.raised_at}i"]
+    for name, v in (("value", e.value), ("limit", e.limit)):
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            fields.append(f"{name}={float(v)!r}")
+        elif v is not None:
+            fields.append(f"{name}_text={quote_string(str(v))}")
+    return f"{tags} {','.join(fields)} {e.at}"
+
+
+def mqtt_output(client: Callable[[], Client | None], prefix: str) -> Deliver:
+    async def deliver(event: AlertEvent, payload: bytes) -> None:
+        c = client()
+        if c is None or not c.is_connected:
+            raise DeliveryError("MQTT not connected")
+        try:
+            await asyncio.wait_for(c.publish(alerts_topic(prefix, event.site), payload, qos=1),
+                                   30)
+        except (MqttError, TimeoutError) as exc:
+            raise DeliveryError(f"MQTT publish: {exc}") from None
+    return deliver
+
+
+def influx_output(influx: InfluxClient) -> Deliver:
+    async def deliver(event: AlertEvent, payload: bytes) -> None:
+        try:
+            await influx.write((alert_line(event) + "\n").encode())
+        except RetryableWriteError as exc:
+            raise DeliveryError(f"InfluxDB: {exc}") from None
+        except PermanentWriteError as exc:
+            raise DeliveryError(f"InfluxDB refused: {exc}", retryable=False) from None
+    return deliver
+
+
+def notifier_output(notifier: Notifier, http: httpx.AsyncClient) -> Deliver:
+    async def deliver(event: AlertEvent, payload: bytes) -> None:
+        await notifier.send(event, http)
+    return deliver
+
+
+@dataclass
+class DispatchStats:
+    delivered: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+
+
+class Dispatcher:
+    def __init__(self, store: AlertStore, outputs: dict[str, Deliver], *,
+                 max_retry_delay_s: float = 300, poll_s: float = 2.0) -> None:
+        self.store = store
+        self.outputs = outputs
+        self.max_retry_delay_s = max_retry_delay_s
+        self.poll_s = poll_s
+        self.stats = DispatchStats()
+        self._queues: dict[str, asyncio.Queue[Outgoing]] = {n: asyncio.Queue() for n in outputs}
+        self._taken: set[int] = set()
+        self._done: list[int] = []
+
+    def submit(self, rows: list[Outgoing]) -> None:
+        for row in rows:
+            if row.id in self._taken:
+                continue
+            q = self._queues.get(row.target)
+            if q is None:
+                continue  # a target no longer configured: left in the outbox, counted there
+            self._taken.add(row.id)
+            q.put_nowait(row)
+
+    def backlog(self) -> dict[str, int]:
+        return {n: q.qsize() for n, q in self._queues.items()}
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for name in self.outputs:
+                tg.create_task(self._worker(name), name=f"deliver-{name}")
+            tg.create_task(self._poll(), name="outbox-poll")
+            tg.create_task(self._flush_done(), name="outbox-done")
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                self.submit(await asyncio.to_thread(self.store.pending, set(self._taken)))
+            except Exception as exc:  # the store down: try again at the next poll
+                log.warning("outbox poll failed: %s", exc)
+            await asyncio.sleep(self.poll_s)
+
+    async def _flush_done(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self._done:
+                ids, self._done = self._done, []
+                try:
+                    await asyncio.to_thread(self.store.delivered, ids)
+                    self._taken.difference_update(ids)
+                except Exception as exc:
+                    log.warning("outbox update failed (%s); will retry", exc)
+                    self._done.extend(ids)
+
+    async def _worker(self, name: str) -> None:
+        deliver, q = self.outputs[name], self._queues[name]
+        while True:
+            row = await q.get()
+            event = event_decoder.decode(row.payload)
+            backoff = Backoff(0.5, self.max_retry_delay_s)
+            while True:
+                try:
+                    await deliver(event, row.payload)
+                    self._done.append(row.id)
+                    self.stats.delivered[name] = self.stats.delivered.get(name, 0) + 1
+                    break
+                except DeliveryError as exc:
+                    permanent = not exc.retryable
+                    try:
+                        await asyncio.to_thread(self.store.attempt_failed, row.id, str(exc),
+                                                permanent=permanent)
+                    except Exception as db_exc:
+                        log.warning("outbox update failed: %s", db_exc)
+                    if permanent:
+                        self.stats.failed[name] = self.stats.failed.get(name, 0) + 1
+                        log.error("%s refused alert %s (%s) for good: %s", name, event.id,
+                                  event.event.value, exc)
+                        break
+                    self.stats.retries[name] = self.stats.retries.get(name, 0) + 1
+                    delay = backoff.next_delay()
+                    log.warning("%s: delivery of alert %s failed (%s); retrying in %.1fs",
+                                name, event.id, exc, delay)
+                    await asyncio.sleep(delay)

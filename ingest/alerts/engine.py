@@ -1,0 +1,398 @@
+"""The alert engine: readings and gateway status in, alert changes out. Pure logic, no I/O.
+
+Per device it keeps the rule evaluators (``sitewatch.ingest.rules``) and, per condition
+(a rule group, or a rule), at most one open alert. An alert is
+
+- **raised** once when a rule of its group becomes active (not once per reading),
+- **escalated** when a more severe rule of the group becomes active (warning -> alarm),
+- **cleared** when no rule of the group is active any more; it is **resolved** once it
+  stayed clear for ``hold_s`` (checked by :meth:`AlertEngine.tick`), or **reactivated** -
+  the same alert - if the condition returns within the hold time.
+
+Readings are deduplicated by (site, device, seq): a batch delivered three times is
+evaluated once. A reading older than the newest one already evaluated for its device is
+*late* (a gateway draining its backlog): it goes through a second, separate set of
+evaluators so it can never clear or re-raise a live alert; when that late series shows a
+condition that no live alert covered, the engine records it as a ``late`` alert (born
+resolved: it is history, not something to act on now).
+
+Time: rule conditions use device timestamps; silence is measured from when readings
+arrive (a backlog drained after a restart must not look like live data from the past),
+and the hold time and gateway grace time on the caller's clock (``now_ms``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sitewatch.ingest.alerts.model import SEVERITY_RANK, EventKind, State
+from sitewatch.ingest.rules.evaluate import EVALUATORS, Evaluator, Silent, Verdict
+from sitewatch.ingest.rules.overrides import RuleBook
+from sitewatch.profiles.model import OfflineRule, Rule
+
+GATEWAY_PROFILE = "gateway"
+
+
+@dataclass(slots=True)
+class Change:
+    """One change of one alert, as the store records it."""
+
+    event: EventKind
+    alert_id: str
+    at: int
+    site: str
+    gateway: str
+    device: str
+    profile: str
+    group: str
+    rule: str = ""
+    severity: str = ""
+    title: str = ""
+    value: Any = None
+    limit: Any = None
+    late: bool = False
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """What the engine remembers of an alert that is not resolved."""
+
+    id: str
+    site: str
+    gateway: str
+    device: str
+    profile: str
+    group: str
+    severity: str
+    state: State
+    raised_at: int
+    cleared_at: int | None = None
+
+
+class SeqSet:
+    """Sequence numbers seen, as sorted disjoint ranges; O(1) for the in-order case.
+
+    At most ``max_ranges`` ranges are kept: beyond that the oldest range is forgotten and
+    every number at or below it counts as seen (``floor``). Gateways number readings in
+    order and resend in order, so ranges merge and this bound is far away in practice.
+    """
+
+    __slots__ = ("ends", "floor", "max_ranges", "starts")
+
+    def __init__(self, max_ranges: int = 256) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.floor = -1
+        self.max_ranges = max_ranges
+
+    def add(self, seq: int) -> bool:
+        """Record ``seq``; False if it was seen before."""
+        starts, ends = self.starts, self.ends
+        if ends and seq == ends[-1] + 1:
+            ends[-1] = seq
+            return True
+        if seq <= self.floor:
+            return False
+        i = bisect_right(starts, seq) - 1
+        if i >= 0 and seq <= ends[i]:
+            return False
+        joins_left = i >= 0 and ends[i] == seq - 1
+        joins_right = i + 1 < len(starts) and starts[i + 1] == seq + 1
+        if joins_left and joins_right:
+            ends[i] = ends[i + 1]
+            del starts[i + 1], ends[i + 1]
+        elif joins_left:
+            ends[i] = seq
+        elif joins_right:
+            starts[i + 1] = seq
+        else:
+            starts.insert(i + 1, seq)
+            ends.insert(i + 1, seq)
+            if len(starts) > self.max_ranges:
+                self.floor = ends[0]
+                del starts[0], ends[0]
+        return True
+
+
+@dataclass(slots=True)
+class _Run:
+    rule: Rule
+    evaluator: Evaluator
+    group: str
+    silent: bool
+
+
+@dataclass(slots=True)
+class _Device:
+    site: str
+    gateway: str
+    device: str
+    profile: str
+    runs: list[_Run]
+    silent: list[_Run]
+    utc_offset_h: float
+    sample_interval_s: float
+    seqs: SeqSet = field(default_factory=SeqSet)
+    watermark: int = -1
+    late_runs: list[_Run] | None = None
+    #: per group: the active rules and their last verdicts
+    active: dict[str, dict[str, tuple[Rule, Verdict]]] = field(default_factory=dict)
+    late_active: dict[str, dict[str, tuple[Rule, Verdict]]] = field(default_factory=dict)
+    open: dict[str, OpenAlert] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Gateway:
+    boot: int = -1
+    offline_since: int | None = None
+
+
+@dataclass
+class EngineStats:
+    readings: int = 0
+    duplicates: int = 0
+    late: int = 0
+    unknown_profile: int = 0
+    stale_wills: int = 0
+    changes: int = 0
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AlertEngine:
+    def __init__(self, book: RuleBook, *, hold_s: float,
+                 new_id: Callable[[], str] = _new_id) -> None:
+        self.book = book
+        self.hold_ms = int(hold_s * 1000)
+        self.new_id = new_id
+        self.stats = EngineStats()
+        self._devices: dict[tuple[str, str], _Device] = {}
+        self._gateways: dict[tuple[str, str], _Gateway] = {}
+        self._by_id: dict[str, tuple[_Device, str]] = {}
+
+    # -- state ------------------------------------------------------------------------
+    def _runs(self, rules: Iterable[Rule], utc: float, interval: float) -> list[_Run]:
+        return [_Run(r, EVALUATORS[r.kind](r, utc, interval), r.condition_key,
+                     r.kind == "silent")
+                for r in rules if r.kind in EVALUATORS]
+
+    def _device(self, site: str, gateway: str, device: str, profile: str) -> _Device | None:
+        dev = self._devices.get((site, device))
+        if dev is not None and dev.profile == profile:
+            if dev.gateway != gateway:
+                dev.gateway = gateway  # the device moved to another gateway of the site
+            return dev
+        p = self.book.profiles.get(profile)
+        if p is None:
+            self.stats.unknown_profile += 1
+            return None
+        utc = self.book.utc_offset_h(site)
+        runs = self._runs(self.book.rules_for(site, device, profile), utc, p.sample_interval_s)
+        new = _Device(site, gateway, device, profile, runs,
+                      [r for r in runs if r.silent], utc,
+                      p.sample_interval_s)
+        if dev is not None:  # its profile changed: start over, keep its open alerts
+            new.open = dev.open
+            for group in new.open:
+                self._by_id[new.open[group].id] = (new, group)
+        self._devices[(site, device)] = new
+        return new
+
+    def restore(self, alerts: Iterable[OpenAlert]) -> int:
+        """Take over alerts that were open when the service stopped."""
+        n = 0
+        for a in alerts:
+            dev = self._device(a.site, a.gateway, a.device, a.profile)
+            if dev is None:
+                continue
+            dev.open[a.group] = a
+            self._by_id[a.id] = (dev, a.group)
+            n += 1
+        return n
+
+    def forget(self, alert_id: str) -> None:
+        """An alert resolved by someone else (an operator): stop tracking it."""
+        found = self._by_id.pop(alert_id, None)
+        if found is not None:
+            dev, group = found
+            if group in dev.open and dev.open[group].id == alert_id:
+                del dev.open[group]
+
+    def open_alerts(self) -> list[OpenAlert]:
+        return [a for dev in self._devices.values() for a in dev.open.values()]
+
+    # -- readings ---------------------------------------------------------------------
+    def observe(self, site: str, gateway: str, device: str, profile: str, ts: int, seq: int,
+                values: Mapping[str, Any], now_ms: int) -> list[Change]:
+        dev = self._device(site, gateway, device, profile)
+        if dev is None:
+            return []
+        if not dev.seqs.add(seq):
+            self.stats.duplicates += 1
+            return []
+        self.stats.readings += 1
+        changes: list[Change] = []
+        if ts < dev.watermark:
+            self.stats.late += 1
+            self._observe_late(dev, ts, values, changes)
+            return changes
+        dev.watermark = ts
+        touched: set[str] = set()
+        for run in dev.runs:
+            # silence counts from when readings arrive, the rest from device time
+            verdict = run.evaluator.observe(now_ms if run.silent else ts, values)
+            if verdict is None:
+                continue
+            self._note(dev.active, run.group, run.rule, verdict)
+            touched.add(run.group)
+        for group in touched:
+            self._reconcile(dev, group, ts, changes)
+        self.stats.changes += len(changes)
+        return changes
+
+    @staticmethod
+    def _note(table: dict[str, dict[str, tuple[Rule, Verdict]]], group_key: str, rule: Rule,
+              verdict: Verdict) -> bool:
+        """Record a verdict; True if the group's set of active rules changed."""
+        group = table.get(group_key)
+        if verdict.active:
+            if group is None:
+                table[group_key] = {rule.id: (rule, verdict)}
+                return True
+            new = rule.id not in group
+            group[rule.id] = (rule, verdict)
+            return new
+        if group is not None and rule.id in group:
+            del group[rule.id]
+            if not group:
+                del table[group_key]
+            return True
+        return False
+
+    def _reconcile(self, dev: _Device, group: str, at: int, changes: list[Change]) -> None:
+        """Bring the group's alert in line with its active rules."""
+        active = dev.active.get(group)
+        alert = dev.open.get(group)
+        if active:
+            rule, verdict = max(active.values(), key=lambda rv: SEVERITY_RANK[rv[0].severity])
+            if alert is None:
+                alert = OpenAlert(self.new_id(), dev.site, dev.gateway, dev.device, dev.profile,
+                                  group, rule.severity, State.ACTIVE, at)
+                dev.open[group] = alert
+                self._by_id[alert.id] = (dev, group)
+                changes.append(self._change(EventKind.RAISED, alert, at, rule, verdict))
+                return
+            if alert.state is State.CLEARING:
+                alert.state, alert.cleared_at = State.ACTIVE, None
+                changes.append(self._change(EventKind.REACTIVATED, alert, at, rule, verdict))
+            if SEVERITY_RANK[rule.severity] > SEVERITY_RANK[alert.severity]:
+                alert.severity = rule.severity
+                changes.append(self._change(EventKind.ESCALATED, alert, at, rule, verdict))
+        elif alert is not None and alert.state is State.ACTIVE:
+            alert.state, alert.cleared_at = State.CLEARING, at
+            changes.append(self._change(EventKind.CLEARED, alert, at))
+
+    @staticmethod
+    def _change(event: EventKind, a: OpenAlert, at: int, rule: Rule | None = None,
+                verdict: Verdict | None = None, late: bool = False) -> Change:
+        c = Change(event, a.id, at, a.site, a.gateway, a.device, a.profile, a.group, late=late)
+        if rule is not None and verdict is not None:
+            c.rule, c.severity, c.title = rule.id, rule.severity.value, rule.title or rule.id
+            c.value, c.limit = verdict.value, verdict.limit
+        return c
+
+    def _observe_late(self, dev: _Device, ts: int, values: Mapping[str, Any],
+                      changes: list[Change]) -> None:
+        if dev.late_runs is None:
+            rules = [r.rule for r in dev.runs if not r.silent]
+            dev.late_runs = self._runs(rules, dev.utc_offset_h, dev.sample_interval_s)
+        began: set[str] = set()
+        for run in dev.late_runs:
+            verdict = run.evaluator.observe(ts, values)
+            if verdict is None:
+                continue
+            was = run.group in dev.late_active
+            self._note(dev.late_active, run.group, run.rule, verdict)
+            if not was and run.group in dev.late_active:
+                began.add(run.group)
+        for group in began:
+            live = dev.open.get(group)
+            if live is not None and live.raised_at <= ts:
+                continue  # the live alert already covers this time
+            rule, verdict = max(dev.late_active[group].values(),
+                                key=lambda rv: SEVERITY_RANK[rv[0].severity])
+            record = OpenAlert(self.new_id(), dev.site, dev.gateway, dev.device, dev.profile,
+                               group, rule.severity, State.RESOLVED, ts)
+            changes.append(self._change(EventKind.LATE, record, ts, rule, verdict, late=True))
+        self.stats.changes += len(changes)
+
+    # -- gateway status ---------------------------------------------------------------
+    def status(self, site: str, gateway: str, state: str, boot: int,
+               now_ms: int) -> list[Change]:
+        """A gateway's retained status or Last Will. A will from an older boot than the
+        one already seen comes from a session that was replaced: ignored."""
+        gw = self._gateways.setdefault((site, gateway), _Gateway())
+        if boot < gw.boot:
+            self.stats.stale_wills += 1
+            return []
+        gw.boot = boot
+        if state == "offline":
+            if gw.offline_since is None:
+                gw.offline_since = now_ms
+            return []
+        gw.offline_since = None
+        changes: list[Change] = []
+        self._offline(site, gateway, None, now_ms, changes)
+        self.stats.changes += len(changes)
+        return changes
+
+    def _offline(self, site: str, gateway: str, offline_s: float | None, now_ms: int,
+                 changes: list[Change]) -> None:
+        """The gateway's ``offline`` rules, given how long it has been offline."""
+        dev = self._device(site, gateway, gateway, GATEWAY_PROFILE)
+        if dev is None:
+            return
+        for rule in self.book.rules_for(site, gateway, GATEWAY_PROFILE):
+            if isinstance(rule, OfflineRule):
+                active = offline_s is not None and offline_s >= rule.grace_s
+                verdict = Verdict(active, round(offline_s or 0.0, 1), rule.grace_s)
+                self._note(dev.active, rule.condition_key, rule, verdict)
+                self._reconcile(dev, rule.condition_key, now_ms, changes)
+
+    def gateway_offline(self, site: str, gateway: str) -> bool:
+        gw = self._gateways.get((site, gateway))
+        return gw is not None and gw.offline_since is not None
+
+    # -- clock ------------------------------------------------------------------------
+    def tick(self, now_ms: int) -> list[Change]:
+        """Time-driven changes: gateways offline past their grace time, silent devices,
+        alerts clear for the hold time."""
+        changes: list[Change] = []
+        for (site, gateway), gw in self._gateways.items():
+            if gw.offline_since is not None:
+                self._offline(site, gateway, (now_ms - gw.offline_since) / 1000, now_ms,
+                              changes)
+        for dev in self._devices.values():
+            if not dev.silent or self.gateway_offline(dev.site, dev.gateway):
+                continue  # a gateway offline is one alert, not one per device behind it
+            for run in dev.silent:
+                assert isinstance(run.evaluator, Silent)
+                verdict = run.evaluator.check(now_ms)
+                if verdict is not None and self._note(dev.active, run.group, run.rule, verdict):
+                    self._reconcile(dev, run.group, now_ms, changes)
+        for dev in self._devices.values():
+            for group, alert in list(dev.open.items()):
+                if (alert.state is State.CLEARING and alert.cleared_at is not None
+                        and now_ms - alert.cleared_at >= self.hold_ms):
+                    del dev.open[group]
+                    self._by_id.pop(alert.id, None)
+                    alert.state = State.RESOLVED
+                    changes.append(self._change(EventKind.RESOLVED, alert, now_ms))
+        self.stats.changes += len(changes)
+        return changes

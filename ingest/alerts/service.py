@@ -1,0 +1,301 @@
+"""``sitewatch alerts serve``: the alert service.
+
+It has its own persistent MQTT session on the telemetry and status topics, next to
+ingest's: alerts keep coming while InfluxDB is down or slow, and evaluating rules never
+takes CPU from the write path (on a small server, they run on the other core).
+
+Per message: decode and validate as ingest does (what ingest dead-letters is skipped
+here), feed each reading to the :class:`AlertEngine`. Its changes are committed to the
+store - with their history entries and outbox rows - in small transactions by the
+committer task, and only then is the message PUBACKed: a crash redelivers what was
+not committed, and the store's open alerts make the replay raise nothing twice. The
+dispatcher then delivers to MQTT, InfluxDB and the notifiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import suppress
+from typing import Any
+
+import httpx
+import msgspec
+from sqlalchemy.exc import SQLAlchemyError
+
+from sitewatch import contract, mqtt
+from sitewatch.backoff import Backoff
+from sitewatch.influx import InfluxClient
+from sitewatch.ingest.alerts.config import AlertSettings
+from sitewatch.ingest.alerts.dispatch import (
+    Deliver,
+    Dispatcher,
+    influx_output,
+    mqtt_output,
+    notifier_output,
+)
+from sitewatch.ingest.alerts.engine import AlertEngine, Change
+from sitewatch.ingest.alerts.model import AlertEvent
+from sitewatch.ingest.alerts.notify import Notifier, build_notifier
+from sitewatch.ingest.alerts.store import AlertStore
+from sitewatch.ingest.decode import BatchDecoder, TimeWindow
+from sitewatch.ingest.rules.overrides import RuleBook
+from sitewatch.profiles import load_profiles
+from sitewatch.signals import stop_on_signals
+from sitewatch.topics import GatewayChannel, TopicError, parse_gateway_topic, subscription
+
+log = logging.getLogger("sitewatch.alerts")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class AlertService:
+    def __init__(self, settings: AlertSettings) -> None:
+        s = settings
+        self.settings = s
+        profiles = load_profiles(s.profiles_dir)
+        self.book = RuleBook(profiles, s.overrides, s.sites, s.default_utc_offset_h)
+        self.engine = AlertEngine(self.book, hold_s=s.hold_s)
+        self.codec = contract.TelemetryCodec(profiles)
+        self.decoder = BatchDecoder(self.codec, TimeWindow(max_future_ms=300_000,
+                                                           retention_ms=730 * 86_400_000))
+        self.prefix = s.mqtt.topic_prefix
+        self.notifiers: dict[str, Notifier] = {n.name: build_notifier(n) for n in s.notifiers}
+        self.store = AlertStore(s.database_url, self.route)
+        self.connected = asyncio.Event()
+        self.skipped = 0  # messages or items that ingest dead-letters
+        self._stop = asyncio.Event()
+        self._client: mqtt.Client | None = None
+        self._pending: list[Change] = []
+        self._round: asyncio.Future[None] | None = None
+        self._wake = asyncio.Event()
+        self._history_n = 0
+        self.dispatcher: Dispatcher | None = None
+        self._failure: BaseException | None = None
+        self._values_of = {cls: (name, tuple(f for f, _ in self.codec.types[name].fields))
+                           for cls, name in self.codec.item_by_class.items()}
+
+    def route(self, event: AlertEvent) -> list[str]:
+        targets = ["mqtt"]
+        if self.settings.influx_enabled:
+            targets.append("influx")
+        targets += [name for name, n in self.notifiers.items() if n.wants(event)]
+        return targets
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- message -> changes -------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes, now_ms: int) -> list[Change]:
+        try:
+            t = parse_gateway_topic(self.prefix, topic)
+        except TopicError:
+            self.skipped += 1
+            return []
+        if t.channel is GatewayChannel.STATUS:
+            if not payload:
+                return []
+            try:
+                st = contract.status_decoder.decode(payload)
+            except msgspec.DecodeError:
+                self.skipped += 1
+                return []
+            return self.engine.status(t.site, t.gateway, st.state, st.boot, now_ms)
+        if t.channel is not GatewayChannel.TELEMETRY:
+            return []
+        items, rejected = self.decoder.items(t.channel, payload, now_ms)
+        self.skipped += rejected
+        changes: list[Change] = []
+        astuple, unset = msgspec.structs.astuple, msgspec.UNSET
+        for item in items:
+            profile, names = self._values_of[type(item)]
+            values: dict[str, Any] = {
+                f: v for f, v in zip(names, astuple(item.values), strict=True) if v is not unset}
+            changes += self.engine.observe(t.site, t.gateway, item.device, profile, item.ts,
+                                           item.seq, values, now_ms)
+        return changes
+
+    def _queue_changes(self, changes: list[Change]) -> asyncio.Future[None]:
+        """Hand changes to the committer; the future is done once they are committed."""
+        self._pending.extend(changes)
+        if self._round is None:
+            self._round = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        return self._round
+
+    # -- tasks ------------------------------------------------------------------------
+    async def _committer(self) -> None:
+        backoff = Backoff(0.2, 10)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._pending:
+                continue
+            changes, self._pending = self._pending, []
+            done, self._round = self._round, None
+            while True:
+                try:
+                    rows = await asyncio.to_thread(self.store.apply, changes, _now_ms())
+                    break
+                except SQLAlchemyError as exc:
+                    delay = backoff.next_delay()
+                    log.warning("alert store failed (%s); retrying in %.1fs holding %d "
+                                "changes", type(exc).__name__, delay, len(changes))
+                    await asyncio.sleep(delay)
+            backoff.reset()
+            assert self.dispatcher is not None
+            self.dispatcher.submit(rows)
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    async def _ticker(self) -> None:
+        s = self.settings
+        after = {"warning": s.escalate_after_s.warning, "alarm": s.escalate_after_s.alarm}
+        while True:
+            await asyncio.sleep(s.tick_s)
+            now = _now_ms()
+            try:
+                n, resolved = await asyncio.to_thread(self.store.resolved_by_people,
+                                                      self._history_n)
+                self._history_n = n
+                for alert_id in resolved:
+                    self.engine.forget(alert_id)
+                changes = self.engine.tick(now)
+                if changes:
+                    await self._queue_changes(changes)
+                _, rows = await asyncio.to_thread(self.store.escalate_due, now, after)
+                assert self.dispatcher is not None
+                self.dispatcher.submit(rows)
+            except SQLAlchemyError as exc:
+                log.warning("alert store failed in tick: %s", exc)
+
+    async def _consume(self, client: mqtt.Client) -> None:
+        acks: asyncio.Queue[tuple[mqtt.Message, asyncio.Future[None] | None]] = asyncio.Queue()
+
+        async def acker() -> None:
+            while True:
+                message, fut = await acks.get()
+                if fut is not None:
+                    await fut
+                client.ack(message)
+
+        ack_task = asyncio.create_task(acker(), name="puback")
+        try:
+            async for message in client.messages():
+                changes = self.handle(message.topic, message.payload, _now_ms())
+                acks.put_nowait((message, self._queue_changes(changes) if changes else None))
+        finally:
+            ack_task.cancel()
+
+    async def _log_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_interval_s)
+            st = self.engine.stats
+            d = self.dispatcher
+            log.info("alerts: readings=%d duplicates=%d late=%d changes=%d skipped=%d "
+                     "stale_wills=%d delivered=%s retries=%s failed=%s", st.readings,
+                     st.duplicates, st.late, st.changes, self.skipped, st.stale_wills,
+                     d.stats.delivered if d else {}, d.stats.retries if d else {},
+                     d.stats.failed if d else {})
+
+    async def run(self) -> None:
+        s = self.settings
+        backoff = Backoff(0.5, 30)
+        while True:
+            try:
+                await asyncio.to_thread(self.store.create_schema)
+                opened = await asyncio.to_thread(self.store.open_alerts)
+                self._history_n = await asyncio.to_thread(self.store.head)
+                break
+            except SQLAlchemyError as exc:
+                delay = backoff.next_delay()
+                log.warning("alert store not reachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+        log.info("alerts: %d open alerts taken over", self.engine.restore(opened))
+        async with InfluxClient(s.influx) as influx, httpx.AsyncClient() as http:
+            outputs: dict[str, Deliver] = {"mqtt": mqtt_output(lambda: self._client,
+                                                                self.prefix)}
+            if s.influx_enabled:
+                outputs["influx"] = influx_output(influx)
+            for name, n in self.notifiers.items():
+                outputs[name] = notifier_output(n, http)
+            self.dispatcher = Dispatcher(self.store, outputs,
+                                         max_retry_delay_s=s.max_retry_delay_s)
+            background = [asyncio.create_task(c, name=n) for n, c in (
+                ("dispatch", self.dispatcher.run()), ("commit", self._committer()),
+                ("tick", self._ticker()), ("stats", self._log_stats()))]
+            for task in background:
+                task.add_done_callback(self._background_done)
+            try:
+                while not self._stop.is_set():
+                    try:
+                        await self._session()
+                        backoff.reset()
+                    except mqtt.MqttError as exc:
+                        self.connected.clear()
+                        delay = backoff.next_delay()
+                        log.warning("MQTT: %s; reconnecting in %.1fs", exc, delay)
+                        with suppress(TimeoutError):
+                            await asyncio.wait_for(self._stop.wait(), delay)
+                # let what is committed go out before stopping
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._drain(), 5)
+            finally:
+                for t in background:
+                    t.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                self.store.dispose()
+        if self._failure is not None:
+            raise self._failure
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        """A background task must never die quietly: stop the service, report why."""
+        if not task.cancelled() and task.exception() is not None:
+            self._failure = task.exception()
+            log.error("alert service task %s failed: %r", task.get_name(), self._failure)
+            self._stop.set()
+
+    async def _drain(self) -> None:
+        while self._pending or (self.dispatcher and any(self.dispatcher.backlog().values())):
+            self._wake.set()
+            await asyncio.sleep(0.05)
+
+    async def _session(self) -> None:
+        s = self.settings
+        client = mqtt.Client(
+            s.mqtt, client_id=s.client_id, clean_start=False,
+            session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum,
+            manual_ack=True, max_inflight=100,
+        )
+        async with client:
+            await client.subscribe(subscription(self.prefix, GatewayChannel.TELEMETRY),
+                                   subscription(self.prefix, GatewayChannel.STATUS), qos=1)
+            self._client = client
+            self.connected.set()
+            log.info("alerts connected to %s:%d as %s", s.mqtt.host, s.mqtt.port,
+                     s.client_id)
+            consumer = asyncio.create_task(self._consume(client), name="consume")
+            stopper = asyncio.create_task(self._stop.wait(), name="stop")
+            try:
+                await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if self._stop.is_set():
+                    consumer.cancel()  # take nothing more; deliver what is committed
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._drain(), 5)
+            finally:
+                for t in (consumer, stopper):
+                    t.cancel()
+                await asyncio.gather(consumer, stopper, return_exceptions=True)
+                self.connected.clear()
+                self._client = None
+            if not consumer.cancelled() and consumer.exception() is not None:
+                raise consumer.exception()  # type: ignore[misc]
+
+
+async def run_alerts(settings: AlertSettings) -> None:
+    service = AlertService(settings)
+    stop_on_signals(service.stop)
+    await service.run()

@@ -1,0 +1,167 @@
+"""The alert store on SQLite and on a real PostgreSQL: lifecycle rows, the hash-chained
+history and its verification, acknowledgement, escalation to the county, the outbox."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from sitewatch.ingest.alerts.engine import Change
+from sitewatch.ingest.alerts.model import EventKind, event_decoder
+from sitewatch.ingest.alerts.store import AlertError, AlertStore
+
+T0 = 1_780_000_000_000
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'alerts.db'}"
+        return
+    postgres: Any = request.getfixturevalue("postgres")
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{unique}"'))
+    admin.dispose()
+    yield postgres.url.rsplit("/", 1)[0] + f"/{unique}"
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[AlertStore]:
+    s = AlertStore(url, router=lambda e: ["mqtt", "hook"] if e.severity == "alarm" else ["mqtt"])
+    s.create_schema()
+    yield s
+    s.dispose()
+
+
+def change(event: EventKind, alert_id: str, at: int, **kw: Any) -> Change:
+    base: dict[str, Any] = dict(site="S1", gateway="GW1", device="TC1", profile="tower_crane",
+                                group="load")
+    base.update(kw)
+    return Change(event, alert_id, at, **base)
+
+
+RAISE = dict(rule="load_warning", severity="warning", title="Load at 90 %", value=92.0,
+             limit=90.0)
+
+
+def test_lifecycle_history_and_verify(store: AlertStore, url: str) -> None:
+    out = store.apply([change(EventKind.RAISED, "a1", T0, **RAISE)], T0)
+    assert [o.target for o in out] == ["mqtt"]
+    out = store.apply([change(EventKind.ESCALATED, "a1", T0 + 1000, rule="load_alarm",
+                              severity="alarm", title="Overload", value=101.0, limit=100.0)],
+                      T0 + 1000)
+    assert sorted(o.target for o in out) == ["hook", "mqtt"]
+    ev, _ = store.acknowledge("a1", "officer-wang", "crane stopped, load reduced", T0 + 2000)
+    assert (ev.acked_by, ev.ack_comment, ev.severity) == (
+        "officer-wang", "crane stopped, load reduced", "alarm")
+    with pytest.raises(AlertError, match="acknowledged by officer-wang"):
+        store.acknowledge("a1", "someone", "", T0 + 2500)
+    store.apply([change(EventKind.CLEARED, "a1", T0 + 3000),
+                 change(EventKind.RESOLVED, "a1", T0 + 9000)], T0 + 9000)
+    row = store.get("a1")
+    assert row is not None and (row.state, row.resolved_at) == ("resolved", T0 + 9000)
+    hist = store.history("a1")
+    assert [h.event for h in hist] == ["raised", "escalated", "acknowledged", "cleared",
+                                       "resolved"]
+    assert [h.actor for h in hist][2] == "officer-wang"
+    assert event_decoder.decode(hist[-1].data).state == "resolved"
+    report = store.verify()
+    assert report.ok, report.problems
+    assert (report.entries, report.alerts) == (5, 1)
+    assert store.open_alerts() == []
+
+
+def test_tampering_is_detected(store: AlertStore, url: str) -> None:
+    store.apply([change(EventKind.RAISED, "a1", T0, **RAISE),
+                 change(EventKind.RAISED, "a2", T0, device="TC2", **RAISE)], T0)
+    store.acknowledge("a1", "officer-wang", "ok", T0 + 1000)
+    store.apply([change(EventKind.CLEARED, "a2", T0 + 2000)], T0 + 2000)
+    assert store.verify().ok
+    eng = create_engine(url)
+    with eng.begin() as c:  # someone edits who acknowledged, in the history
+        c.execute(text("UPDATE alert_history SET data = replace(data, 'officer-wang', "
+                       "'officer-li') WHERE n = 3"))
+    problems = store.verify().problems
+    assert any("entry 3: content does not match" in p for p in problems), problems
+    with eng.begin() as c:  # put it back, then remove an entry instead
+        c.execute(text("UPDATE alert_history SET data = replace(data, 'officer-li', "
+                       "'officer-wang') WHERE n = 3"))
+    assert store.verify().ok
+    with eng.begin() as c:
+        c.execute(text("DELETE FROM alert_history WHERE n = 2"))
+    assert any("entry 2 missing" in p for p in store.verify().problems)
+    eng.dispose()
+
+
+def test_rows_edited_behind_the_history_and_truncation_are_detected(
+        store: AlertStore, url: str) -> None:
+    store.apply([change(EventKind.RAISED, "a1", T0, **RAISE)], T0)
+    store.acknowledge("a1", "officer-wang", "ok", T0 + 1000)
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("UPDATE alerts SET severity = 'warning', acked_by = 'nobody'"))
+    assert any("row differs from its history" in p for p in store.verify().problems)
+    with eng.begin() as c:
+        c.execute(text("UPDATE alerts SET acked_by = 'officer-wang'"))
+        c.execute(text("DELETE FROM alert_history WHERE n = 2"))
+    assert any("removed from the end" in p for p in store.verify().problems)
+    eng.dispose()
+
+
+def test_escalation_to_county_unless_acknowledged(store: AlertStore) -> None:
+    store.apply([change(EventKind.RAISED, "a1", T0, **RAISE),
+                 change(EventKind.RAISED, "a2", T0, device="TC2", **RAISE),
+                 change(EventKind.RAISED, "a3", T0, device="TC3", **{**RAISE,
+                                                                     "severity": "alarm"})],
+                T0)
+    store.acknowledge("a2", "officer-wang", "", T0 + 10)
+    after = {"warning": 60.0, "alarm": 10.0}
+    events, _ = store.escalate_due(T0 + 30_000, after)
+    assert [(e.id, e.level) for e in events] == [("a3", "county")]
+    events, _ = store.escalate_due(T0 + 61_000, after)
+    assert [(e.id, e.level, e.event) for e in events] == [("a1", "county", "escalated")]
+    assert store.escalate_due(T0 + 120_000, after) == ([], [])
+    assert store.verify().ok
+
+
+def test_one_open_alert_per_condition_is_enforced(store: AlertStore) -> None:
+    from sqlalchemy.exc import IntegrityError
+    store.apply([change(EventKind.RAISED, "a1", T0, **RAISE)], T0)
+    with pytest.raises(IntegrityError):
+        store.apply([change(EventKind.RAISED, "a2", T0 + 1, **RAISE)], T0 + 1)
+    assert store.verify().ok  # the failed transaction left nothing behind
+    store.apply([change(EventKind.LATE, "a3", T0 - 5000, **RAISE)], T0 + 2)  # late: resolved
+
+
+def test_outbox_pending_delivered_and_failed(store: AlertStore) -> None:
+    store.apply([change(EventKind.RAISED, "a1", T0, **{**RAISE, "severity": "alarm"})], T0)
+    rows = store.pending(set())
+    assert sorted(r.target for r in rows) == ["hook", "mqtt"]
+    mqtt_row = next(r for r in rows if r.target == "mqtt")
+    store.delivered([mqtt_row.id])
+    hook_row = next(r for r in rows if r.target == "hook")
+    store.attempt_failed(hook_row.id, "HTTP 400", permanent=True)
+    assert store.pending(set()) == []
+    assert store.outbox_counts() == {"hook": (0, 1)}
+
+
+def test_cli_verify_exit_codes(store: AlertStore, url: str) -> None:
+    store.apply([change(EventKind.RAISED, "a1", T0, **RAISE)], T0)
+    cmd = [sys.executable, "-m", "sitewatch.cli", "alerts", "verify", "--database-url", url]
+    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "1 history entries, 1 alerts: intact" in ok.stdout
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("UPDATE alert_history SET at = at + 1"))
+    eng.dispose()
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "entry 1: content does not match its hash" in bad.stdout

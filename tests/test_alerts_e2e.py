@@ -1,0 +1,266 @@
+"""Alerts end to end, against real Mosquitto and InfluxDB: a simulated site (an edge agent
+in its own process) runs scenarios; each raises exactly the expected alerts on MQTT, in
+the store, in InfluxDB and at a webhook, and they resolve when the scenario is over.
+Killing the gateway raises `offline` from its Last Will; restarting it clears it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import RunningAlerts, RunningIngest, now_ms, wait_for
+from test_ingest_integration import batch, mosquitto_pub
+
+from sitewatch import mqtt
+from sitewatch.influx import InfluxClient
+from sitewatch.ingest.alerts.model import AlertEvent, event_decoder
+from sitewatch.localstack import MosquittoServer
+
+
+class AlertListener:
+    """Collects what `{p}/+/alerts` carries."""
+
+    def __init__(self, server: MosquittoServer, prefix: str) -> None:
+        self.client = mqtt.Client(mqtt.MqttSettings(host=server.host, port=server.port,
+                                                    topic_prefix=prefix),
+                                  client_id=f"alerts-listener-{id(self)}")
+        self.prefix = prefix
+        self.events: list[AlertEvent] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AlertListener:
+        await self.client.connect()
+        await self.client.subscribe(f"{self.prefix}/+/alerts")
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        async for m in self.client.messages():
+            self.events.append(event_decoder.decode(m.payload))
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await self.client.disconnect()
+
+    def kinds(self, device: str, group: str) -> list[str]:
+        return [e.event.value for e in self.events if (e.device, e.group) == (device, group)]
+
+
+class Webhook:
+    """A local HTTP server that records what a generic webhook notifier posts."""
+
+    def __init__(self) -> None:
+        received = self.received = []  # type: list[dict[str, Any]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    w = Webhook()
+    yield w
+    w.close()
+
+
+def night_offset_h() -> float:
+    """A UTC offset that makes the site's local time about 01:00 now, so the night limits
+    apply and nothing on the site is working (no crane lifts, quiet)."""
+    utc_h = time.gmtime().tm_hour
+    return float((1 - utc_h + 12) % 24 - 12)
+
+
+#: what each scenario must raise, per device: exactly these alert conditions
+EXPECTED = {
+    ("TC1", "load"), ("TC1", "moment"),               # crane overload: load and moment
+    ("TC2", "wind_alarm"),                            # wind above Beaufort 6 for 3 s
+    ("ENV1", "noise_leq"), ("ENV1", "noise_night_lmax"),  # night noise: Leq and Lmax
+    ("PIT1", "displacement_rate"), ("PIT1", "displacement_cumulative"),
+    ("H1", "silent"),                                 # the hoist monitor stops reporting
+}
+
+
+def edge_config(mosq: MosquittoServer, prefix: str, state: Path, utc: float) -> dict[str, Any]:
+    def sim(dev: str, profile: str, scenario: str | None, start: float = 3,
+            duration: float = 8, interval: float = 0.5) -> dict[str, Any]:
+        opts: dict[str, Any] = {"utc_offset_h": utc, "seed": 7}
+        if scenario:
+            opts["scenarios"] = [{"name": scenario, "start_s": start, "duration_s": duration}]
+        return {"id": dev, "driver": "simulated", "profile": profile, "interval_s": interval,
+                "options": opts}
+
+    return {
+        "site": "S1", "gateway": "GW1", "state_dir": str(state),
+        "mqtt": {"host": mosq.host, "port": mosq.port, "topic_prefix": prefix,
+                 "keepalive_s": 5},
+        "publish": {"max_batch_delay_s": 0.1, "ack_timeout_s": 2, "health_interval_s": 1},
+        "devices": [
+            sim("TC1", "tower_crane", "crane_overload", duration=6),
+            sim("TC2", "tower_crane", "high_wind"),
+            sim("ENV1", "environment", "night_noise"),
+            sim("PIT1", "foundation_pit", "pit_displacement_trend", duration=10),
+            sim("H1", "construction_hoist", "device_silent", duration=6),
+        ],
+    }
+
+
+OVERRIDES: list[dict[str, Any]] = [
+    # the real windows and grace times are minutes to days: shortened for a test
+    {"rule": "noise_leq", "set": {"window_s": 5}},
+    {"rule": "displacement_rate", "set": {"per_s": 60, "value": 3, "min_span_s": 2}},
+    {"rule": "silent", "profile": "construction_hoist", "set": {"intervals": 3}},
+    {"rule": "offline", "set": {"grace_s": 1}},
+]
+
+
+def start_edge(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def test_scenarios_raise_exactly_the_expected_alerts_and_clear(
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    start_alerts: Callable[..., Awaitable[RunningAlerts]],
+    mosquitto: MosquittoServer, influx_client: InfluxClient, prefix: str, tmp_path: Path,
+    webhook: Webhook,
+) -> None:
+    utc = night_offset_h()
+    await start_ingest()
+    alerts = await start_alerts(
+        hold_s=2, sites={"S1": {"utc_offset_h": utc}}, overrides=OVERRIDES,
+        notifiers=[{"kind": "webhook", "name": "ops", "url": webhook.url}])
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(yaml.safe_dump(edge_config(mosquitto, prefix, tmp_path / "edge", utc)))
+    async with AlertListener(mosquitto, prefix) as listener:
+        edge = start_edge(cfg)
+        try:
+            def summary() -> list[tuple[str, str, str]]:
+                return [(e.event.value, e.device, e.group) for e in listener.events]
+
+            def raised() -> set[tuple[str, str]]:
+                return {(e.device, e.group) for e in listener.events if e.event == "raised"}
+
+            def all_resolved() -> bool:
+                return raised() >= EXPECTED and all(
+                    "resolved" in listener.kinds(d, g) for d, g in raised())
+
+            await wait_for(all_resolved, timeout=60,
+                           what=lambda: f"every scenario alert resolved; seen {summary()}")
+            assert raised() == EXPECTED
+            for device, group in EXPECTED:  # raised once, resolved once
+                kinds = listener.kinds(device, group)
+                assert kinds.count("raised") == 1 and kinds.count("resolved") == 1, (
+                    device, group, kinds)
+            # the crane's load went warning -> alarm: one alert, escalated
+            assert listener.kinds("TC1", "load")[:2] == ["raised", "escalated"]
+            load = [e for e in listener.events if e.group == "load"]
+            assert {e.id for e in load} == {load[0].id} and load[1].severity == "alarm"
+
+            # the gateway dies: its Last Will -> `offline` after the grace time, and
+            # its devices' silence is not an alert of its own
+            edge.send_signal(signal.SIGKILL)
+            edge.wait(10)
+            await wait_for(lambda: "raised" in listener.kinds("GW1", "offline"), timeout=30,
+                           what="gateway offline alert")
+            await asyncio.sleep(1.0)
+            assert {(e.device, e.group) for e in listener.events
+                    if e.event == "raised"} == EXPECTED | {("GW1", "offline")}
+            edge = start_edge(cfg)
+            await wait_for(lambda: "resolved" in listener.kinds("GW1", "offline"),
+                           timeout=30, what="gateway offline resolved")
+        finally:
+            edge.send_signal(signal.SIGTERM)
+            _, err = edge.communicate(timeout=20)
+            assert edge.returncode == 0, err.decode()[-2000:]
+
+    every = EXPECTED | {("GW1", "offline")}
+    # the store: the same alerts, all resolved, history intact
+    store = alerts.service.store
+    rows = store.list_alerts(limit=100)
+    assert {(r.device, r.group) for r in rows} == every
+    assert {r.state for r in rows} == {"resolved"}
+    assert store.verify().ok
+    # InfluxDB: the alerts measurement for Grafana
+    rows = await influx_client.series(
+        "SELECT count(\"state\") FROM alerts WHERE event = 'raised' GROUP BY device, \"group\"")
+    assert {(r["device"], r["group"]) for r in rows} == every
+    assert all(r["count"] == 1 for r in rows), rows
+    # the webhook got each raise and each resolution
+    await wait_for(lambda: {(b["device"], b["group"]) for b in webhook.received
+                            if b["event"] == "resolved"} == every, timeout=15,
+                   what="webhook deliveries")
+    assert sorted((b["device"], b["group"]) for b in webhook.received
+                  if b["event"] == "raised") == sorted(every)
+    await alerts.stop()
+
+
+async def test_the_same_batch_three_times_raises_one_alert(
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str,
+) -> None:
+    alerts = await start_alerts(hold_s=60)
+    t = now_ms()
+    payload = batch(11, *[{"device": "TC9", "profile": "tower_crane", "ts": t - 3000 + i,
+                           "seq": i, "values": {"load_pct": 120.0}} for i in range(1, 4)])
+    async with AlertListener(mosquitto, prefix) as listener:
+        for _ in range(3):
+            mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", payload)
+        await wait_for(lambda: alerts.service.engine.stats.duplicates == 6, timeout=10,
+                       what="three deliveries seen")
+        await asyncio.sleep(0.5)
+    assert [(e.event, e.device, e.group) for e in listener.events] == [
+        ("raised", "TC9", "load")]
+    assert len(alerts.service.store.list_alerts()) == 1
+    await alerts.stop()
+
+
+async def test_a_will_from_an_older_boot_is_ignored(
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str,
+) -> None:
+    alerts = await start_alerts(overrides=[{"rule": "offline", "set": {"grace_s": 0.5}}])
+    topic = f"{prefix}/S1/GW7/status"
+
+    def status(state: str, boot: int) -> bytes:
+        return json.dumps({"state": state, "ts": now_ms(), "boot": boot}).encode()
+
+    async with AlertListener(mosquitto, prefix) as listener:
+        mosquitto_pub(mosquitto, topic, status("online", 5))
+        mosquitto_pub(mosquitto, topic, status("offline", 4))  # the old session's will
+        await wait_for(lambda: alerts.service.engine.stats.stale_wills == 1, timeout=10,
+                       what="stale will seen")
+        await asyncio.sleep(1.5)
+        assert listener.events == []
+        mosquitto_pub(mosquitto, topic, status("offline", 5))
+        await wait_for(lambda: [e.event for e in listener.events] == ["raised"], timeout=10,
+                       what="offline raised")
+    await alerts.stop()
+
