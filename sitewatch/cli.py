@@ -158,7 +158,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             return 0
         if args.action == "history":
             for h in store.history(args.alert_id):
-                print(f"#{h.n} {_ms(h.at)} {h.alert_id} {h.event} by {h.actor} hash={h.hash[:12]}")
+                print(f"#{h.n} {_ms(h.at)} {h.alert_id} {h.event} by {h.actor} hash={h.hash}")
             return 0
         for row in store.list_alerts(site=args.site, state=args.state, severity=args.severity,
                               limit=args.limit):

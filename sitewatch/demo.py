@@ -82,11 +82,12 @@ class _Children:
 
     def stop(self) -> None:
         """Edge agents first (they drain their spools into a running ingest), then ingest
-        (it finishes its writes), then the API; each phase waits for the one before."""
+        and the alert service (they finish their writes), then the API; each phase waits
+        for the one before."""
         phases = [
             [p for n, p in self.procs if n.startswith("edge")],
-            [p for n, p in self.procs if n == "ingest"],
-            [p for n, p in self.procs if not n.startswith("edge") and n != "ingest"],
+            [p for n, p in self.procs if n in ("ingest", "alerts")],
+            [p for n, p in self.procs if not n.startswith("edge") and n not in ("ingest", "alerts")],
         ]
         for phase in phases:
             for p in phase:
@@ -156,7 +157,10 @@ def run_demo(opts: DemoOptions) -> int:
         (state / "ingest.yaml").write_text(yaml.safe_dump(
             {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
         (state / "api.yaml").write_text(yaml.safe_dump({**common, "port": api_port}))
+        (state / "alerts.yaml").write_text(yaml.safe_dump(
+            {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
         children.spawn("ingest", "ingest", "--config", str(state / "ingest.yaml"))
+        children.spawn("alerts", "alerts", "serve", "--config", str(state / "alerts.yaml"))
         children.spawn("api", "api", "--config", str(state / "api.yaml"))
         for i in range(1, opts.sites + 1):
             cfg = state / f"edge-SITE{i:02d}.yaml"
@@ -178,7 +182,10 @@ SiteWatch demo is running: {opts.sites} simulated sites, {len(SITE_DEVICES)} dev
 
 Try:
   mosquitto_sub -p {mq.port} -t 'sitewatch/v1/#' -v
+  mosquitto_sub -p {mq.port} -t 'sitewatch/v1/+/alerts' -v     (alerts as they change)
   curl -s {api}/sites/SITE01/latest
+  sitewatch alerts list --database-url {db_url}
+  sitewatch alerts verify --database-url {db_url}
   sitewatch deadletters --database-url {db_url}
 
 Press Ctrl-C to stop everything.

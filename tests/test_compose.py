@@ -17,6 +17,7 @@ from sitewatch.api.config import ApiSettings
 from sitewatch.cli import build_parser
 from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
+from sitewatch.ingest.alerts.config import AlertSettings
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.localstack.servers import render_mosquitto_conf
 from sitewatch.profiles import load_profiles
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SETTINGS: dict[str, type[ServiceSettings]] = {
     "ingest": IngestSettings, "api": ApiSettings, "edge": EdgeSettings,
+    "alerts": AlertSettings,
 }
 
 
@@ -45,7 +47,8 @@ def test_docker_compose_config_accepts_the_file() -> None:
 
 def test_expected_services_with_healthchecks() -> None:
     services = COMPOSE["services"]
-    assert {"mosquitto", "influxdb", "grafana", "ingest", "api", "gateway"} <= set(services)
+    assert {"mosquitto", "influxdb", "grafana", "ingest", "alerts", "api",
+            "gateway"} <= set(services)
     for name in ("mosquitto", "influxdb", "grafana", "api"):
         assert "healthcheck" in services[name], name
     assert services["ingest"]["depends_on"]["influxdb"]["condition"] == "service_healthy"

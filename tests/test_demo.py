@@ -54,6 +54,7 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert left.stdout.strip() == "", f"processes left: {left.stdout}"
     assert "edge stopping with" not in (tmp_path / "edge-SITE01.log").read_text()
+    assert "alerts connected" in (tmp_path / "alerts.log").read_text()
 
 
 def test_demo_refuses_a_taken_port(tmp_path: Path) -> None:

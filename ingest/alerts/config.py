@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sitewatch.ids import Ident
@@ -13,6 +15,10 @@ from sitewatch.ingest.alerts.notify import NotifierConfig
 from sitewatch.ingest.rules.overrides import Override, SiteRules
 from sitewatch.mqtt import MqttSettings
 from sitewatch.settings import ServiceSettings
+
+
+#: outputs every alert change goes to; notifier names must differ from these
+BUILTIN_OUTPUTS = ("mqtt", "influx")
 
 
 class EscalateAfter(BaseModel):
@@ -55,3 +61,13 @@ class AlertSettings(ServiceSettings):
     max_retry_delay_s: float = Field(default=300, gt=0)
     stats_interval_s: float = Field(default=30, gt=0)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _notifier_names(self) -> Self:
+        seen = set(BUILTIN_OUTPUTS)
+        for i, n in enumerate(self.notifiers):
+            if n.name in seen:
+                raise ValueError(f"notifiers.{i}.name: {n.name!r} is taken (names must be "
+                                 f"unique and not {' or '.join(BUILTIN_OUTPUTS)})")
+            seen.add(n.name)
+        return self

@@ -63,7 +63,9 @@ class AlertService:
         self.decoder = BatchDecoder(self.codec, TimeWindow(max_future_ms=300_000,
                                                            retention_ms=730 * 86_400_000))
         self.prefix = s.mqtt.topic_prefix
-        self.notifiers: dict[str, Notifier] = {n.name: build_notifier(n) for n in s.notifiers}
+        self.notifiers: dict[str, Notifier] = {
+            n.name: build_notifier(n, site_utc_offset_h=self.book.utc_offset_h)
+            for n in s.notifiers}
         self.store = AlertStore(s.database_url, self.route)
         self.connected = asyncio.Event()
         self.skipped = 0  # messages or items that ingest dead-letters
