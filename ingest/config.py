@@ -12,21 +12,28 @@ from sitewatch.mqtt import MqttSettings
 from sitewatch.settings import ServiceSettings
 
 
-class IngestSettings(ServiceSettings):
+class SubscriberSettings(ServiceSettings):
+    """What every service that consumes the gateways' stream has (ingest, alerts)."""
+
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    #: SQLAlchemy URL of the relational store (dead letters, alerts; attendance later)
+    database_url: str = "sqlite:///sitewatch.db"
+    profiles_dir: Path | None = None
+    #: how long the broker keeps our session (and queues for it) while we are down
+    session_expiry_s: int = Field(default=7 * 86400, ge=60)
+    #: MQTT 5 receive maximum: unacknowledged messages the broker may have in flight to us
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    stats_interval_s: float = Field(default=30, gt=0)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class IngestSettings(SubscriberSettings):
     model_config = SettingsConfigDict(
         env_prefix="SITEWATCH_INGEST_", extra="forbid", env_nested_delimiter="__"
     )
 
-    mqtt: MqttSettings = MqttSettings()
-    influx: InfluxSettings = InfluxSettings()
-    #: SQLAlchemy URL of the relational store (dead letters; alerts and attendance later)
-    database_url: str = "sqlite:///sitewatch.db"
-    profiles_dir: Path | None = None
     client_id: str = Field(default="sitewatch-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    #: how long the broker keeps our session (and queues for it) while ingest is down
-    session_expiry_s: int = Field(default=7 * 86400, ge=60)
-    #: MQTT 5 receive maximum: unacknowledged messages the broker may have in flight to us
-    receive_maximum: int = Field(default=1000, ge=1, le=65535)
     #: points per InfluxDB write (a batch is never split across writes)
     write_batch_points: int = Field(default=5000, ge=1, le=100_000)
     #: a partial write goes out after this long
@@ -37,5 +44,3 @@ class IngestSettings(ServiceSettings):
     retention_days: float = Field(default=730, gt=0)
     #: readings further ahead of ingest's clock than this are dead-lettered
     max_future_s: float = Field(default=300, ge=0)
-    stats_interval_s: float = Field(default=30, gt=0)
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import suppress
 
 import msgspec
 
@@ -92,19 +91,10 @@ class Ingest:
         self.dead_letters.create_schema()
         async with InfluxClient(s.influx) as influx:
             await self._wait_influx(influx)
-            backoff = Backoff(0.5, 30)
             stats_task = asyncio.create_task(self._log_stats(), name="stats")
             try:
-                while not self._stop.is_set():
-                    try:
-                        await self._session(influx)
-                        backoff.reset()
-                    except mqtt.MqttError as exc:
-                        self.connected.clear()
-                        delay = backoff.next_delay()
-                        log.warning("MQTT: %s; reconnecting in %.1fs", exc, delay)
-                        with suppress(TimeoutError):
-                            await asyncio.wait_for(self._stop.wait(), delay)
+                await mqtt.reconnecting(lambda: self._session(influx), self._stop,
+                                        self.connected.clear)
             finally:
                 stats_task.cancel()
                 log.info("ingest stopped: %s", self.stats.summary())

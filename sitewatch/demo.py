@@ -65,6 +65,10 @@ def _site_config(i: int, mqtt_port: int, state: Path) -> dict[str, object]:
             "devices": devices}
 
 
+#: services that write what the edges send: stopped after the edges, before the API
+WRITERS = ("ingest", "alerts")
+
+
 class _Children:
     def __init__(self, state: Path) -> None:
         self.state = state
@@ -86,8 +90,8 @@ class _Children:
         for the one before."""
         phases = [
             [p for n, p in self.procs if n.startswith("edge")],
-            [p for n, p in self.procs if n in ("ingest", "alerts")],
-            [p for n, p in self.procs if not n.startswith("edge") and n not in ("ingest", "alerts")],
+            [p for n, p in self.procs if n in WRITERS],
+            [p for n, p in self.procs if not n.startswith("edge") and n not in WRITERS],
         ]
         for phase in phases:
             for p in phase:

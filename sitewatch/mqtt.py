@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -365,3 +365,23 @@ class Client:
             await asyncio.sleep(1)
         if self._disconnected is not None and not self._disconnected.done():
             self._disconnected.set_exception(MqttError("connection lost (keepalive)"))
+
+
+async def reconnecting(session: Callable[[], Awaitable[None]], stop: asyncio.Event,
+                       on_lost: Callable[[], None] = lambda: None) -> None:
+    """Run ``session`` until ``stop`` is set: after a lost connection (MqttError), call
+    ``on_lost`` and reconnect with jittered exponential backoff. The loop of every
+    long-running MQTT service (ingest, alerts)."""
+    from sitewatch.backoff import Backoff
+
+    backoff = Backoff(0.5, 30)
+    while not stop.is_set():
+        try:
+            await session()
+            backoff.reset()
+        except MqttError as exc:
+            on_lost()
+            delay = backoff.next_delay()
+            log.warning("MQTT: %s; reconnecting in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)

@@ -186,12 +186,12 @@ def test_alert_settings_refuse_duplicate_or_reserved_notifier_names() -> None:
     from sitewatch.settings import load_settings
 
     hook = {"kind": "webhook", "url": "http://127.0.0.1:9/x"}
-    with pytest.raises(ConfigError, match="notifiers.1.name: 'ops' is taken"):
+    with pytest.raises(ConfigError, match=r"notifiers\.1\.name: 'ops' is taken"):
         load_settings(AlertSettings, None, notifiers=[{**hook, "name": "ops"},
                                                       {**hook, "name": "ops"}])
     with pytest.raises(ConfigError, match="'mqtt' is taken"):
         load_settings(AlertSettings, None, notifiers=[{**hook, "name": "mqtt"}])
     with pytest.raises(ConfigError, match="key hold_s"):
         load_settings(AlertSettings, None, hold_s=-1)
-    with pytest.raises(ConfigError, match="key overrides.0.sett"):
+    with pytest.raises(ConfigError, match=r"key overrides\.0\.sett"):
         load_settings(AlertSettings, None, overrides=[{"rule": "x", "sett": {}}])

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sitewatch.ids import Ident
-from sitewatch.influx import InfluxSettings
 from sitewatch.ingest.alerts.notify import NotifierConfig
+from sitewatch.ingest.config import SubscriberSettings
 from sitewatch.ingest.rules.overrides import Override, SiteRules
-from sitewatch.mqtt import MqttSettings
-from sitewatch.settings import ServiceSettings
-
 
 #: outputs every alert change goes to; notifier names must differ from these
 BUILTIN_OUTPUTS = ("mqtt", "influx")
@@ -31,19 +26,12 @@ class EscalateAfter(BaseModel):
     alarm: float | None = Field(default=15 * 60, gt=0)
 
 
-class AlertSettings(ServiceSettings):
+class AlertSettings(SubscriberSettings):
     model_config = SettingsConfigDict(
         env_prefix="SITEWATCH_ALERTS_", extra="forbid", env_nested_delimiter="__"
     )
 
-    mqtt: MqttSettings = MqttSettings()
-    influx: InfluxSettings = InfluxSettings()
-    #: SQLAlchemy URL of the relational store (alerts, their history and outbox)
-    database_url: str = "sqlite:///sitewatch.db"
-    profiles_dir: Path | None = None
     client_id: str = Field(default="sitewatch-alerts", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    session_expiry_s: int = Field(default=7 * 86400, ge=60)
-    receive_maximum: int = Field(default=1000, ge=1, le=65535)
     #: an alert whose condition stayed clear this long is resolved
     hold_s: float = Field(default=300, ge=0, le=86400)
     escalate_after_s: EscalateAfter = EscalateAfter()
@@ -59,8 +47,6 @@ class AlertSettings(ServiceSettings):
     influx_enabled: bool = True
     #: longest wait between delivery attempts of one output
     max_retry_delay_s: float = Field(default=300, gt=0)
-    stats_interval_s: float = Field(default=30, gt=0)
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @model_validator(mode="after")
     def _notifier_names(self) -> Self:

@@ -232,16 +232,7 @@ class AlertService:
             for task in background:
                 task.add_done_callback(self._background_done)
             try:
-                while not self._stop.is_set():
-                    try:
-                        await self._session()
-                        backoff.reset()
-                    except mqtt.MqttError as exc:
-                        self.connected.clear()
-                        delay = backoff.next_delay()
-                        log.warning("MQTT: %s; reconnecting in %.1fs", exc, delay)
-                        with suppress(TimeoutError):
-                            await asyncio.wait_for(self._stop.wait(), delay)
+                await mqtt.reconnecting(self._session, self._stop, self.connected.clear)
                 # let what is committed go out before stopping
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._drain(), 5)

@@ -296,38 +296,40 @@ class AlertStore:
         return row
 
     # -- people -----------------------------------------------------------------------
-    def acknowledge(self, alert_id: str, by: str, comment: str, now: int
-                    ) -> tuple[AlertEvent, list[Outgoing]]:
+    def _by_person(self, alert_id: str, by: str, now: int, event: EventKind,
+                   change: Callable[[AlertRow], None]) -> tuple[AlertEvent, list[Outgoing]]:
         with Session(self.engine) as s, s.begin():
             head = self._lock(s, now)
             mark = self._max_outbox(s)
             row = s.get(AlertRow, alert_id)
             if row is None:
                 raise AlertError(f"no alert {alert_id!r}")
+            change(row)
+            row.updated_at = now
+            ev = self._append(s, head, row, event, now, by)
+            return ev, self._outgoing(s, mark)
+
+    def acknowledge(self, alert_id: str, by: str, comment: str, now: int
+                    ) -> tuple[AlertEvent, list[Outgoing]]:
+        def ack(row: AlertRow) -> None:
             if row.acked_at is not None:
                 raise AlertError(f"alert {alert_id} was acknowledged by {row.acked_by} "
                                  f"at {row.acked_at}")
             row.acked_at, row.acked_by, row.ack_comment = now, by, comment
-            row.updated_at = now
-            ev = self._append(s, head, row, EventKind.ACKNOWLEDGED, now, by)
-            return ev, self._outgoing(s, mark)
+
+        return self._by_person(alert_id, by, now, EventKind.ACKNOWLEDGED, ack)
 
     def resolve(self, alert_id: str, by: str, comment: str, now: int
                 ) -> tuple[AlertEvent, list[Outgoing]]:
         """Resolve by hand (e.g. a sensor removed). If its condition still holds, the
         alert service raises a new alert."""
-        with Session(self.engine) as s, s.begin():
-            head = self._lock(s, now)
-            mark = self._max_outbox(s)
-            row = s.get(AlertRow, alert_id)
-            if row is None:
-                raise AlertError(f"no alert {alert_id!r}")
+        def resolve(row: AlertRow) -> None:
             if row.state == State.RESOLVED.value:
                 raise AlertError(f"alert {alert_id} is already resolved")
-            row.state, row.resolved_at, row.updated_at = State.RESOLVED.value, now, now
+            row.state, row.resolved_at = State.RESOLVED.value, now
             row.resolved_by, row.resolve_comment = by, comment
-            ev = self._append(s, head, row, EventKind.RESOLVED, now, by)
-            return ev, self._outgoing(s, mark)
+
+        return self._by_person(alert_id, by, now, EventKind.RESOLVED, resolve)
 
     def escalate_due(self, now: int, after_s: dict[str, float | None]
                      ) -> tuple[list[AlertEvent], list[Outgoing]]:
