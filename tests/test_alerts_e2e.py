@@ -193,6 +193,11 @@ async def test_scenarios_raise_exactly_the_expected_alerts_and_clear(
             await asyncio.sleep(1.0)
             assert {(e.device, e.group) for e in listener.events
                     if e.event == "raised"} == EXPECTED | {("GW1", "offline")}
+            # back, its scenarios over (a restarted agent would replay them)
+            calm = edge_config(mosquitto, prefix, tmp_path / "edge", utc)
+            for device in calm["devices"]:
+                device["options"].pop("scenarios", None)
+            cfg.write_text(yaml.safe_dump(calm))
             edge = start_edge(cfg)
             await wait_for(lambda: "resolved" in listener.kinds("GW1", "offline"),
                            timeout=30, what="gateway offline resolved")
@@ -202,6 +207,8 @@ async def test_scenarios_raise_exactly_the_expected_alerts_and_clear(
             assert edge.returncode == 0, err.decode()[-2000:]
 
     every = EXPECTED | {("GW1", "offline")}
+    assert sorted((e.device, e.group) for e in listener.events if e.event == "raised") == sorted(
+        every)
     # the store: the same alerts, all resolved, history intact
     store = alerts.service.store
     rows = store.list_alerts(limit=100)
@@ -264,3 +271,36 @@ async def test_a_will_from_an_older_boot_is_ignored(
                        what="offline raised")
     await alerts.stop()
 
+
+
+async def test_outbox_left_by_a_crash_is_delivered_and_open_alerts_are_taken_over(
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str, tmp_path: Path,
+) -> None:
+    from sitewatch.ingest.alerts.engine import Change
+    from sitewatch.ingest.alerts.model import EventKind
+    from sitewatch.ingest.alerts.store import AlertStore
+
+    url = f"sqlite:///{tmp_path / 'crashed.db'}"
+    store = AlertStore(url, router=lambda e: ["mqtt"])
+    store.create_schema()
+    t = now_ms()
+    # committed with its outbox row, then the process died before publishing it
+    store.apply([Change(EventKind.RAISED, "a-before-crash", t - 5000, "S1", "GW1", "TC1",
+                        "tower_crane", "load", "load_alarm", "alarm", "Overload", 120.0,
+                        100.0)], t - 5000)
+    store.dispose()
+    async with AlertListener(mosquitto, prefix) as listener:
+        alerts = await start_alerts(database_url=url, hold_s=60)
+        await wait_for(lambda: [e.id for e in listener.events] == ["a-before-crash"],
+                       timeout=15, what="the outbox row delivered")
+        # the same overload, redelivered after the restart: no second alert
+        mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", batch(1, {
+            "device": "TC1", "profile": "tower_crane", "ts": t, "seq": 9,
+            "values": {"load_pct": 120.0}}))
+        await wait_for(lambda: alerts.service.engine.stats.readings == 1, timeout=10,
+                       what="reading evaluated")
+        await asyncio.sleep(0.5)
+    assert [e.id for e in listener.events] == ["a-before-crash"]
+    assert alerts.service.store.pending(set()) == []
+    await alerts.stop()

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
 from sitewatch.backoff import Backoff
 from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
@@ -98,10 +99,12 @@ class Dispatcher:
         self._queues: dict[str, asyncio.Queue[Outgoing]] = {n: asyncio.Queue() for n in outputs}
         self._taken: set[int] = set()
         self._done: list[int] = []
+        #: ids deleted since the current poll began: its query may still return them
+        self._gone: set[int] = set()
 
     def submit(self, rows: list[Outgoing]) -> None:
         for row in rows:
-            if row.id in self._taken:
+            if row.id in self._taken or row.id in self._gone:
                 continue
             q = self._queues.get(row.target)
             if q is None:
@@ -121,9 +124,10 @@ class Dispatcher:
 
     async def _poll(self) -> None:
         while True:
+            self._gone.clear()  # deleted before this query starts: it cannot see them
             try:
                 self.submit(await asyncio.to_thread(self.store.pending, set(self._taken)))
-            except Exception as exc:  # the store down: try again at the next poll
+            except SQLAlchemyError as exc:  # the store down: try again at the next poll
                 log.warning("outbox poll failed: %s", exc)
             await asyncio.sleep(self.poll_s)
 
@@ -135,7 +139,8 @@ class Dispatcher:
                 try:
                     await asyncio.to_thread(self.store.delivered, ids)
                     self._taken.difference_update(ids)
-                except Exception as exc:
+                    self._gone.update(ids)
+                except SQLAlchemyError as exc:
                     log.warning("outbox update failed (%s); will retry", exc)
                     self._done.extend(ids)
 
@@ -156,7 +161,7 @@ class Dispatcher:
                     try:
                         await asyncio.to_thread(self.store.attempt_failed, row.id, str(exc),
                                                 permanent=permanent)
-                    except Exception as db_exc:
+                    except SQLAlchemyError as db_exc:
                         log.warning("outbox update failed: %s", db_exc)
                     if permanent:
                         self.stats.failed[name] = self.stats.failed.get(name, 0) + 1
