@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import httpx
@@ -26,7 +27,7 @@ from sitewatch.ingest.alerts.model import AlertEvent, event_decoder
 from sitewatch.ingest.alerts.notify import DeliveryError, Notifier
 from sitewatch.ingest.alerts.store import AlertStore, Outgoing
 from sitewatch.lineprotocol import quote_string
-from sitewatch.mqtt import Client, MqttError
+from sitewatch.mqtt import Client, MqttError, MqttSettings
 from sitewatch.topics import alerts_topic
 
 log = logging.getLogger("sitewatch.alerts.dispatch")
@@ -51,15 +52,37 @@ def alert_line(e: AlertEvent) -> str:
     return f"{tags} {','.join(fields)} {e.at}"
 
 
-def mqtt_output(client: Callable[[], Client | None], prefix: str) -> Deliver:
+class MqttPublisher:
+    """The alerts' own MQTT connection. Not the session that takes the telemetry: there a
+    PUBACK for an alert queues behind up to ``receive_maximum`` inbound batches, and a
+    siren would wait for the backlog."""
+
+    def __init__(self, settings: MqttSettings, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self._client: Client | None = None
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        if self._client is None or not self._client.is_connected:
+            await self.close()
+            client = Client(self.settings, client_id=self.client_id)
+            await client.connect()
+            self._client = client
+        await asyncio.wait_for(self._client.publish(topic, payload, qos=1), 30)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with suppress(MqttError, OSError):
+                await client.disconnect()
+
+
+def mqtt_output(publisher: MqttPublisher, prefix: str) -> Deliver:
     async def deliver(event: AlertEvent, payload: bytes) -> None:
-        c = client()
-        if c is None or not c.is_connected:
-            raise DeliveryError("MQTT not connected")
         try:
-            await asyncio.wait_for(c.publish(alerts_topic(prefix, event.site), payload, qos=1),
-                                   30)
-        except (MqttError, TimeoutError) as exc:
+            await publisher.publish(alerts_topic(prefix, event.site), payload)
+        except (MqttError, OSError, TimeoutError) as exc:
+            await publisher.close()
             raise DeliveryError(f"MQTT publish: {exc}") from None
     return deliver
 
@@ -102,9 +125,9 @@ class Dispatcher:
         #: ids deleted since the current poll began: its query may still return them
         self._gone: set[int] = set()
 
-    def submit(self, rows: list[Outgoing]) -> None:
+    def submit(self, rows: list[Outgoing], *, from_poll: bool = False) -> None:
         for row in rows:
-            if row.id in self._taken or row.id in self._gone:
+            if row.id in self._taken or (from_poll and row.id in self._gone):
                 continue
             q = self._queues.get(row.target)
             if q is None:
@@ -126,7 +149,8 @@ class Dispatcher:
         while True:
             self._gone.clear()  # deleted before this query starts: it cannot see them
             try:
-                self.submit(await asyncio.to_thread(self.store.pending, set(self._taken)))
+                self.submit(await asyncio.to_thread(self.store.pending, set(self._taken)),
+                            from_poll=True)
             except SQLAlchemyError as exc:  # the store down: try again at the next poll
                 log.warning("outbox poll failed: %s", exc)
             await asyncio.sleep(self.poll_s)

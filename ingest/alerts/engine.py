@@ -35,6 +35,7 @@ from sitewatch.ingest.rules.overrides import RuleBook
 from sitewatch.profiles.model import OfflineRule, Rule
 
 GATEWAY_PROFILE = "gateway"
+_HEARD = Verdict(False, 0.0, 0.0)  # a silent rule's verdict when a reading arrives
 
 
 @dataclass(slots=True)
@@ -223,6 +224,9 @@ class AlertEngine:
             dev, group = found
             if group in dev.open and dev.open[group].id == alert_id:
                 del dev.open[group]
+                # forget the active rules too: if the condition still holds, the next
+                # verdict is a change and raises a new alert
+                dev.active.pop(group, None)
 
     def open_alerts(self) -> list[OpenAlert]:
         return [a for dev in self._devices.values() for a in dev.open.values()]
@@ -244,13 +248,20 @@ class AlertEngine:
             return changes
         dev.watermark = ts
         touched: set[str] = set()
+        active, opened = dev.active, dev.open
         for run in dev.runs:
-            # silence counts from when readings arrive, the rest from device time
-            verdict = run.evaluator.observe(now_ms if run.silent else ts, values)
+            if run.silent:  # silence counts from when readings arrive
+                run.evaluator.last_ms = now_ms  # type: ignore[attr-defined]
+                if run.group in active:
+                    self._note(active, run.group, run.rule, _HEARD)
+                    touched.add(run.group)
+                continue
+            verdict = run.evaluator.observe(ts, values)
             if verdict is None:
                 continue
-            self._note(dev.active, run.group, run.rule, verdict)
-            touched.add(run.group)
+            # reconcile only what may need it: a change, or a group with an open alert
+            if self._note(active, run.group, run.rule, verdict) or run.group in opened:
+                touched.add(run.group)
         for group in touched:
             self._reconcile(dev, group, ts, changes)
         self.stats.changes += len(changes)

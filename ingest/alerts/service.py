@@ -31,6 +31,7 @@ from sitewatch.ingest.alerts.config import AlertSettings
 from sitewatch.ingest.alerts.dispatch import (
     Deliver,
     Dispatcher,
+    MqttPublisher,
     influx_output,
     mqtt_output,
     notifier_output,
@@ -218,8 +219,8 @@ class AlertService:
                 await asyncio.sleep(delay)
         log.info("alerts: %d open alerts taken over", self.engine.restore(opened))
         async with InfluxClient(s.influx) as influx, httpx.AsyncClient() as http:
-            outputs: dict[str, Deliver] = {"mqtt": mqtt_output(lambda: self._client,
-                                                                self.prefix)}
+            publisher = MqttPublisher(s.mqtt, f"{s.client_id}-out")
+            outputs: dict[str, Deliver] = {"mqtt": mqtt_output(publisher, self.prefix)}
             if s.influx_enabled:
                 outputs["influx"] = influx_output(influx)
             for name, n in self.notifiers.items():
@@ -240,6 +241,7 @@ class AlertService:
                 for t in background:
                     t.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
+                await publisher.close()
                 self.store.dispose()
         if self._failure is not None:
             raise self._failure

@@ -127,6 +127,10 @@ class OutboxRow(Base):
     #: set when the target refused it for good (a bad request): kept for the operator
     failed: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # ids are never reused (SQLite would reuse a deleted rowid): the dispatcher tells a
+    # delivered row from a new one by its id
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
 
 TABLES = [AlertRow.__table__, HistoryRow.__table__, ChainHead.__table__, OutboxRow.__table__]
 

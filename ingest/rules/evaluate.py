@@ -125,19 +125,23 @@ class Threshold(Evaluator):
     def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
         super().__init__(rule, utc_offset_h, sample_interval_s)
         self._since: int | None = None  # when the raw condition started to hold
+        self._fixed = rule.value if rule.schedule is None else None
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
         r = self.rule
         if r.field not in reading:
             return None
-        guards = [holds(c, reading) for c in r.when]
-        limit = self.limit_at(ts_ms)
-        if None in guards or limit is None:
-            return None  # not applicable: a guard field is missing or no limit at this hour
+        limit = self._fixed if self._fixed is not None else self.limit_at(ts_ms)
+        if limit is None:
+            return None  # no limit at this hour
         value = reading[r.field]
-        if not all(guards):
-            self.active, self._since = False, None
-            return Verdict(False, value, limit)
+        if r.when:
+            guards = [holds(c, reading) for c in r.when]
+            if None in guards:
+                return None  # not applicable: a guard field is missing
+            if not all(guards):
+                self.active, self._since = False, None
+                return Verdict(False, value, limit)
         raw = self._compare(value, limit, r.hysteresis)
         if not raw:
             self._since = None
@@ -149,30 +153,50 @@ class Threshold(Evaluator):
 
 
 class Window(Evaluator):
+    """Aggregate over a sliding window of device time. Mean and energy mean keep running
+    sums (O(1) per reading: a 20-minute window of 1 s readings is 1,200 samples);
+    max and min scan the window."""
+
     kind = "window"
     rule: WindowRule
+    #: running sums are recomputed from the samples this often, against rounding drift
+    RESUM_EVERY = 10_000
 
     def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
         super().__init__(rule, utc_offset_h, sample_interval_s)
         self._samples: deque[tuple[int, float]] = deque()
+        energy = rule.aggregate is WindowAggregate.ENERGY
+        self._term: Callable[[float], float] = (
+            (lambda v: 10 ** (v / 10)) if energy else (lambda v: v))
+        self._sum = 0.0
+        self._terms: deque[float] = deque()
+        self._updates = 0
 
     def aggregate(self) -> float:
-        values = [v for _, v in self._samples]
         agg = self.rule.aggregate
         if agg is WindowAggregate.MEAN:
-            return sum(values) / len(values)
+            return self._sum / len(self._terms)
         if agg is WindowAggregate.ENERGY:  # Leq: the energy average of sound levels
-            return 10 * math.log10(sum(10 ** (v / 10) for v in values) / len(values))
+            return 10 * math.log10(max(self._sum, 1e-300) / len(self._terms))
+        values = [v for _, v in self._samples]
         return max(values) if agg is WindowAggregate.MAX else min(values)
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
         r = self.rule
         if r.field not in reading:
             return None
-        self._samples.append((ts_ms, float(reading[r.field])))
+        v = float(reading[r.field])
+        term = self._term(v)
+        self._samples.append((ts_ms, v))
+        self._terms.append(term)
+        self._sum += term
         horizon = ts_ms - r.window_s * 1000
         while self._samples and self._samples[0][0] <= horizon:
             self._samples.popleft()
+            self._sum -= self._terms.popleft()
+        self._updates += 1
+        if self._updates >= self.RESUM_EVERY:
+            self._sum, self._updates = math.fsum(self._terms), 0
         limit = self.limit_at(ts_ms)
         if limit is None:
             self.active = False
