@@ -117,6 +117,9 @@ def test_gateway_offline_after_grace_ignores_old_wills_and_suppresses_silence() 
     assert e.tick(T0 + 20_000) == []  # once
     back = e.status("S1", "GW1", "online", 8, T0 + 21_000)
     assert [(c.event, c.group) for c in back] == [(EventKind.CLEARED, "offline")]
+    # its devices get a full interval to report again before they count as silent
+    assert e.tick(T0 + 23_000) == []
+    assert [c.group for c in e.tick(T0 + 24_500)] == ["silent"]
 
 
 def test_restored_open_alert_clears_and_is_not_raised_again() -> None:

@@ -357,6 +357,12 @@ class AlertEngine:
             if gw.offline_since is None:
                 gw.offline_since = now_ms
             return []
+        if gw.offline_since is not None:
+            # back online: its devices get a full silence interval to report again
+            for dev in self._devices.values():
+                if (dev.site, dev.gateway) == (site, gateway):
+                    for run in dev.silent:
+                        run.evaluator.last_ms = now_ms  # type: ignore[attr-defined]
         gw.offline_since = None
         changes: list[Change] = []
         self._offline(site, gateway, None, now_ms, changes)
