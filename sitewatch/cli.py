@@ -129,9 +129,11 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return 0
     if args.action in ("ack", "resolve"):
         # the running service's routing (MQTT, InfluxDB, notifiers) for the outbox rows
-        from sitewatch.ingest.alerts.service import AlertService
+        from sitewatch.ingest.alerts.notify import build_notifier
+        from sitewatch.ingest.alerts.service import make_router
 
-        store = AlertStore(settings.database_url, AlertService(settings).route)
+        notifiers = {n.name: build_notifier(n) for n in settings.notifiers}
+        store = AlertStore(settings.database_url, make_router(settings, notifiers))
     else:
         store = AlertStore(settings.database_url)
     store.create_schema()

@@ -35,7 +35,6 @@ from sitewatch.ingest.rules.overrides import RuleBook
 from sitewatch.profiles.model import OfflineRule, Rule
 
 GATEWAY_PROFILE = "gateway"
-_HEARD = Verdict(False, 0.0, 0.0)  # a silent rule's verdict when a reading arrives
 
 
 @dataclass(slots=True)
@@ -250,13 +249,8 @@ class AlertEngine:
         touched: set[str] = set()
         active, opened = dev.active, dev.open
         for run in dev.runs:
-            if run.silent:  # silence counts from when readings arrive
-                run.evaluator.last_ms = now_ms  # type: ignore[attr-defined]
-                if run.group in active:
-                    self._note(active, run.group, run.rule, _HEARD)
-                    touched.add(run.group)
-                continue
-            verdict = run.evaluator.observe(ts, values)
+            # silence counts from when readings arrive, the rest from device time
+            verdict = run.evaluator.observe(now_ms if run.silent else ts, values)
             if verdict is None:
                 continue
             # reconcile only what may need it: a change, or a group with an open alert
@@ -362,7 +356,8 @@ class AlertEngine:
             for dev in self._devices.values():
                 if (dev.site, dev.gateway) == (site, gateway):
                     for run in dev.silent:
-                        run.evaluator.last_ms = now_ms  # type: ignore[attr-defined]
+                        assert isinstance(run.evaluator, Silent)
+                        run.evaluator.restart(now_ms)
         gw.offline_since = None
         changes: list[Change] = []
         self._offline(site, gateway, None, now_ms, changes)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -39,7 +40,7 @@ from sitewatch.ingest.alerts.dispatch import (
 from sitewatch.ingest.alerts.engine import AlertEngine, Change
 from sitewatch.ingest.alerts.model import AlertEvent
 from sitewatch.ingest.alerts.notify import Notifier, build_notifier
-from sitewatch.ingest.alerts.store import AlertStore
+from sitewatch.ingest.alerts.store import AlertStore, Router
 from sitewatch.ingest.decode import BatchDecoder, TimeWindow
 from sitewatch.ingest.rules.overrides import RuleBook
 from sitewatch.profiles import load_profiles
@@ -51,6 +52,15 @@ log = logging.getLogger("sitewatch.alerts")
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def make_router(settings: AlertSettings, notifiers: Mapping[str, Notifier]) -> Router:
+    """Which outputs get an event: MQTT, InfluxDB (if on), the notifiers that want it."""
+    fixed = ["mqtt", "influx"] if settings.influx_enabled else ["mqtt"]
+
+    def route(event: AlertEvent) -> list[str]:
+        return fixed + [name for name, n in notifiers.items() if n.wants(event)]
+    return route
 
 
 class AlertService:
@@ -67,6 +77,7 @@ class AlertService:
         self.notifiers: dict[str, Notifier] = {
             n.name: build_notifier(n, site_utc_offset_h=self.book.utc_offset_h)
             for n in s.notifiers}
+        self.route = make_router(s, self.notifiers)
         self.store = AlertStore(s.database_url, self.route)
         self.connected = asyncio.Event()
         self.skipped = 0  # messages or items that ingest dead-letters
@@ -80,13 +91,6 @@ class AlertService:
         self._failure: BaseException | None = None
         self._values_of = {cls: (name, tuple(f for f, _ in self.codec.types[name].fields))
                            for cls, name in self.codec.item_by_class.items()}
-
-    def route(self, event: AlertEvent) -> list[str]:
-        targets = ["mqtt"]
-        if self.settings.influx_enabled:
-            targets.append("influx")
-        targets += [name for name, n in self.notifiers.items() if n.wants(event)]
-        return targets
 
     def stop(self) -> None:
         self._stop.set()

@@ -4,11 +4,9 @@ Three tables and an outbox:
 
 - ``alerts``: each alert's current state (one row per alert; at most one open alert per
   site, device and condition, enforced by a partial unique index);
-- ``alert_history``: every change of every alert, append-only. Entry *n* holds the
-  alert's full state after the change (the :class:`AlertEvent` JSON), the hash of entry
-  *n-1* and its own hash over both, so altering or removing any entry breaks the chain;
-  ``alert_chain`` holds the head (last *n* and hash) so that removing the newest entries
-  is seen too. :meth:`AlertStore.verify` walks the chain and replays it against ``alerts``;
+- ``alert_history`` and ``alert_chain``: every change of every alert, append-only, as a
+  hash chain (see ``history.py``). :meth:`AlertStore.verify` walks the chain and replays
+  it against ``alerts``;
 - ``alert_outbox``: what each output (MQTT, InfluxDB, each notifier) still has to
   deliver, written in the same transaction as the change: an alert is never committed
   without its notifications, and none is lost by a crash.
@@ -21,13 +19,11 @@ lock) alike.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -45,16 +41,22 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch.db import Base, make_engine
 from sitewatch.ingest.alerts.engine import Change, OpenAlert
+from sitewatch.ingest.alerts.history import (
+    GENESIS,
+    ChainHead,
+    HistoryRow,
+    VerifyReport,
+    entry_hash,
+    walk_chain,
+)
 from sitewatch.ingest.alerts.model import (
     AlertEvent,
     EventKind,
     Level,
     State,
-    event_decoder,
     event_encoder,
 )
 
-GENESIS = "0" * 64
 SYSTEM_ACTOR = "sitewatch"
 
 
@@ -94,28 +96,6 @@ class AlertRow(Base):
     )
 
 
-class HistoryRow(Base):
-    __tablename__ = "alert_history"
-
-    n: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    alert_id: Mapped[str] = mapped_column(String(32), index=True)
-    at: Mapped[int] = mapped_column(BigInteger)
-    event: Mapped[str] = mapped_column(String(16))
-    actor: Mapped[str] = mapped_column(String(64))
-    data: Mapped[str] = mapped_column(Text)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-
-
-class ChainHead(Base):
-    __tablename__ = "alert_chain"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    n: Mapped[int] = mapped_column(BigInteger)
-    hash: Mapped[str] = mapped_column(String(64))
-    touched_at: Mapped[int] = mapped_column(BigInteger)
-
-
 class OutboxRow(Base):
     __tablename__ = "alert_outbox"
 
@@ -152,13 +132,6 @@ class AlertError(ValueError):
     """A request about an alert that cannot be done (unknown id, already acknowledged)."""
 
 
-def entry_hash(n: int, alert_id: str, at: int, event: str, actor: str, data: str,
-               prev_hash: str) -> str:
-    canonical = json.dumps([n, alert_id, at, event, actor, data, prev_hash],
-                           ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -187,17 +160,6 @@ def _state_of(e: AlertEvent) -> tuple[Any, ...]:
             e.state, e.late, e.title, e.value, e.limit, e.raised_at, e.cleared_at,
             e.resolved_at, e.acked_at, e.acked_by, e.ack_comment, e.resolved_by,
             e.resolve_comment)
-
-
-@dataclass
-class VerifyReport:
-    entries: int
-    alerts: int
-    problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def _default_router(event: AlertEvent) -> list[str]:
@@ -445,43 +407,16 @@ class AlertStore:
     # -- verification -----------------------------------------------------------------
     def verify(self) -> VerifyReport:
         """Walk the history chain and replay it against the ``alerts`` table."""
-        problems: list[str] = []
-        last: dict[str, AlertEvent] = {}
-        prev, expected_n, count = GENESIS, 1, 0
         with Session(self.engine) as s:
-            for h in s.scalars(select(HistoryRow).order_by(HistoryRow.n)).yield_per(1000):
-                count += 1
-                if h.n != expected_n:
-                    problems.append(f"entry {expected_n}"
-                                    + (f"..{h.n - 1}" if h.n - 1 > expected_n else "")
-                                    + " missing")
-                if h.prev_hash != prev:
-                    problems.append(f"entry {h.n}: previous hash does not match entry before")
-                if entry_hash(h.n, h.alert_id, h.at, h.event, h.actor, h.data,
-                              h.prev_hash) != h.hash:
-                    problems.append(f"entry {h.n}: content does not match its hash "
-                                    "(altered)")
-                try:
-                    ev: AlertEvent = event_decoder.decode(h.data)
-                    if ev.id != h.alert_id or ev.event.value != h.event:
-                        problems.append(f"entry {h.n}: data names another alert or event")
-                    last[ev.id] = ev
-                except msgspec.DecodeError as exc:  # ValidationError is one too
-                    problems.append(f"entry {h.n}: data unreadable ({exc})")
-                prev, expected_n = h.hash, h.n + 1
-            head = s.get(ChainHead, 1)
-            if head is None:
-                problems.append("alert_chain head row missing")
-            elif head.n != expected_n - 1 or head.hash != prev:
-                problems.append(f"chain head says {head.n} entries, history ends at "
-                                f"{expected_n - 1}: entries removed from the end")
+            chain = walk_chain(s)
             rows = {r.id: r for r in s.scalars(select(AlertRow))}
+        problems = list(chain.problems)
         for alert_id, row in rows.items():
-            seen = last.get(alert_id)
+            seen = chain.last.get(alert_id)
             if seen is None:
                 problems.append(f"alert {alert_id}: no history")
             elif _mirror(row) != _state_of(seen):
                 problems.append(f"alert {alert_id}: row differs from its history")
-        for alert_id in last.keys() - rows.keys():
+        for alert_id in chain.last.keys() - rows.keys():
             problems.append(f"alert {alert_id}: in history, missing from alerts")
-        return VerifyReport(count, len(rows), problems)
+        return VerifyReport(chain.entries, len(rows), problems)

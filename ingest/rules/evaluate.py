@@ -99,16 +99,16 @@ class Evaluator:
         self.utc_offset_h = utc_offset_h
         self.sample_interval_s = sample_interval_s
         self.active = False
+        self._schedule = getattr(rule, "schedule", None)
+        self._value: float | bool | str | None = getattr(rule, "value", None)
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
         raise NotImplementedError
 
     def limit_at(self, ts_ms: int) -> float | bool | str | None:
-        schedule = getattr(self.rule, "schedule", None)
-        if schedule is not None:
-            return schedule_limit(schedule, ts_ms, self.utc_offset_h)
-        value: float | bool | str | None = self.rule.value
-        return value
+        if self._schedule is not None:
+            return schedule_limit(self._schedule, ts_ms, self.utc_offset_h)
+        return self._value
 
     def _compare(self, value: Any, limit: Any, hysteresis: float) -> bool:
         if self.active:
@@ -125,13 +125,12 @@ class Threshold(Evaluator):
     def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
         super().__init__(rule, utc_offset_h, sample_interval_s)
         self._since: int | None = None  # when the raw condition started to hold
-        self._fixed = rule.value if rule.schedule is None else None
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
         r = self.rule
         if r.field not in reading:
             return None
-        limit = self._fixed if self._fixed is not None else self.limit_at(ts_ms)
+        limit = self.limit_at(ts_ms)
         if limit is None:
             return None  # no limit at this hour
         value = reading[r.field]
@@ -312,11 +311,16 @@ class Silent(Evaluator):
     def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
         super().__init__(rule, utc_offset_h, sample_interval_s)
         self.last_ms: int | None = None
+        self._heard = Verdict(False, 0.0, rule.intervals * sample_interval_s)
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
+        self.restart(ts_ms)
+        return self._heard
+
+    def restart(self, ts_ms: int) -> None:
+        """Count silence from ``ts_ms`` (a reading, or its gateway coming back)."""
         self.last_ms = max(ts_ms, self.last_ms or 0)
         self.active = False
-        return Verdict(False, 0.0, self.rule.intervals * self.sample_interval_s)
 
     def check(self, now_ms: int) -> Verdict | None:
         if self.last_ms is None:
