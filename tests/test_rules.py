@@ -11,6 +11,7 @@ from sitewatch.ingest.rules.evaluate import (
     EVALUATORS,
     Evaluator,
     Verdict,
+    compile_schedule,
     local_day,
     schedule_limit,
 )
@@ -89,10 +90,11 @@ def test_noise_leq_is_an_energy_mean_not_an_arithmetic_one() -> None:
 def test_day_and_night_limits_switch_at_22_and_06_local_time() -> None:
     schedule = next(r for r in PROFILES["environment"].rules if r.id == "noise_leq").schedule
     assert schedule is not None
-    assert schedule_limit(schedule, at(1, 21, 59, 59), 8) == 70
-    assert schedule_limit(schedule, at(1, 22, 0, 0), 8) == 55
-    assert schedule_limit(schedule, at(2, 5, 59, 59), 8) == 55
-    assert schedule_limit(schedule, at(2, 6, 0, 0), 8) == 70
+    slots = compile_schedule(schedule)
+    assert schedule_limit(slots, at(1, 21, 59, 59), 8) == 70
+    assert schedule_limit(slots, at(1, 22, 0, 0), 8) == 55
+    assert schedule_limit(slots, at(2, 5, 59, 59), 8) == 55
+    assert schedule_limit(slots, at(2, 6, 0, 0), 8) == 70
     ev = rule("environment", "noise_night_lmax")  # > 70 only at night
     v = run(ev, [(at(1, 21, 59), {"noise_dba": 72}), (at(1, 22, 1), {"noise_dba": 72}),
                  (at(2, 6, 0), {"noise_dba": 72})])

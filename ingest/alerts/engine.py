@@ -254,8 +254,13 @@ class AlertEngine:
             if verdict is None:
                 continue
             # reconcile only what may need it: a change, or a group with an open alert
-            if self._note(active, run.group, run.rule, verdict) or run.group in opened:
-                touched.add(run.group)
+            # (an inactive verdict of a group with no active rule changes nothing)
+            group = run.group
+            if verdict.active or group in active:
+                if self._note(active, group, run.rule, verdict) or group in opened:
+                    touched.add(group)
+            elif group in opened:
+                touched.add(group)
         for group in touched:
             self._reconcile(dev, group, ts, changes)
         self.stats.changes += len(changes)

@@ -89,8 +89,7 @@ class AlertService:
         self._history_n = 0
         self.dispatcher: Dispatcher | None = None
         self._failure: BaseException | None = None
-        self._values_of = {cls: (name, tuple(f for f, _ in self.codec.types[name].fields))
-                           for cls, name in self.codec.item_by_class.items()}
+        self._profile_of = self.codec.item_by_class
 
     def stop(self) -> None:
         self._stop.set()
@@ -116,13 +115,12 @@ class AlertService:
         items, rejected = self.decoder.items(t.channel, payload, now_ms)
         self.skipped += rejected
         changes: list[Change] = []
-        astuple, unset = msgspec.structs.astuple, msgspec.UNSET
+        to_dict, observe = msgspec.to_builtins, self.engine.observe
         for item in items:
-            profile, names = self._values_of[type(item)]
-            values: dict[str, Any] = {
-                f: v for f, v in zip(names, astuple(item.values), strict=True) if v is not unset}
-            changes += self.engine.observe(t.site, t.gateway, item.device, profile, item.ts,
-                                           item.seq, values, now_ms)
+            # the reading's fields as a dict; fields the device did not send are left out
+            values: dict[str, Any] = to_dict(item.values)
+            changes += observe(t.site, t.gateway, item.device, self._profile_of[type(item)],
+                               item.ts, item.seq, values, now_ms)
         return changes
 
     def _queue_changes(self, changes: list[Change]) -> asyncio.Future[None]:

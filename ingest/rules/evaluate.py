@@ -17,8 +17,9 @@ import math
 import operator
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import msgspec
 
 from sitewatch.profiles.model import (
     Condition,
@@ -41,8 +42,9 @@ _OPS: dict[Op, Callable[[Any, Any], bool]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True, gc=False):
+    """A rule's answer to one reading (a C struct: one is made per rule and reading)."""
+
     active: bool
     value: float | bool | str
     limit: float | bool | str
@@ -63,15 +65,20 @@ def _hhmm(text: str) -> int:
     return int(h) * 60 + int(m)
 
 
-def schedule_limit(schedule: tuple[TimeOfDay, ...], ts_ms: int,
-                   utc_offset_h: float) -> float | None:
+#: a schedule slot in minutes since local midnight: (from, to, limit)
+Slot = tuple[int, int, float]
+
+
+def compile_schedule(schedule: tuple[TimeOfDay, ...]) -> tuple[Slot, ...]:
+    return tuple((_hhmm(s.from_), _hhmm(s.to), s.value) for s in schedule)
+
+
+def schedule_limit(slots: tuple[Slot, ...], ts_ms: int, utc_offset_h: float) -> float | None:
     """The limit in force at ``ts_ms`` local time; ``from`` is inclusive, ``to`` not."""
     now = local_minutes(ts_ms, utc_offset_h)
-    for slot in schedule:
-        start, end = _hhmm(slot.from_), _hhmm(slot.to)
-        inside = start <= now < end if start < end else (now >= start or now < end)
-        if inside:
-            return slot.value
+    for start, end, value in slots:
+        if (start <= now < end) if start < end else (now >= start or now < end):
+            return value
     return None
 
 
@@ -99,22 +106,26 @@ class Evaluator:
         self.utc_offset_h = utc_offset_h
         self.sample_interval_s = sample_interval_s
         self.active = False
-        self._schedule = getattr(rule, "schedule", None)
+        schedule = getattr(rule, "schedule", None)
+        self._slots = compile_schedule(schedule) if schedule is not None else None
         self._value: float | bool | str | None = getattr(rule, "value", None)
+        op = getattr(rule, "op", None)
+        self._op: Callable[[Any, Any], bool] | None = _OPS[op] if op is not None else None
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
         raise NotImplementedError
 
     def limit_at(self, ts_ms: int) -> float | bool | str | None:
-        if self._schedule is not None:
-            return schedule_limit(self._schedule, ts_ms, self.utc_offset_h)
+        if self._slots is not None:
+            return schedule_limit(self._slots, ts_ms, self.utc_offset_h)
         return self._value
 
     def _compare(self, value: Any, limit: Any, hysteresis: float) -> bool:
         if self.active:
             self.active = not _past_hysteresis(self.rule.op, value, limit, hysteresis)
         else:
-            self.active = _OPS[self.rule.op](value, limit)
+            assert self._op is not None
+            self.active = self._op(value, limit)
         return self.active
 
 
@@ -125,30 +136,32 @@ class Threshold(Evaluator):
     def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
         super().__init__(rule, utc_offset_h, sample_interval_s)
         self._since: int | None = None  # when the raw condition started to hold
+        # read per reading: kept as plain attributes
+        self._field: str = rule.field
+        self._when = rule.when
+        self._hysteresis: float = rule.hysteresis
+        self._for_ms: float = rule.for_s * 1000
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
-        r = self.rule
-        if r.field not in reading:
+        value = reading.get(self._field)
+        if value is None:
             return None
-        limit = self.limit_at(ts_ms)
+        limit = self._value if self._slots is None else self.limit_at(ts_ms)
         if limit is None:
             return None  # no limit at this hour
-        value = reading[r.field]
-        if r.when:
-            guards = [holds(c, reading) for c in r.when]
+        if self._when:
+            guards = [holds(c, reading) for c in self._when]
             if None in guards:
                 return None  # not applicable: a guard field is missing
             if not all(guards):
                 self.active, self._since = False, None
                 return Verdict(False, value, limit)
-        raw = self._compare(value, limit, r.hysteresis)
-        if not raw:
+        if not self._compare(value, limit, self._hysteresis):
             self._since = None
             return Verdict(False, value, limit)
         if self._since is None:
             self._since = ts_ms
-        sustained = ts_ms - self._since >= r.for_s * 1000
-        return Verdict(sustained, value, limit)
+        return Verdict(ts_ms - self._since >= self._for_ms, value, limit)
 
 
 class Window(Evaluator):
