@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from sitewatch import __version__, contract, mqtt
 from sitewatch.backoff import Backoff
+from sitewatch.devicetime import DeviceClock
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers import DRIVERS, Driver, Values
 from sitewatch.edge.spool import (
@@ -90,9 +91,7 @@ class Agent:
         self._settled = 0          # of those, committed or failed
         self._failed: list[tuple[int, int]] = []  # (after, up to) of recent failed commits
         self._settled_event = asyncio.Event()
-        self._last_ts: dict[str, int] = {}
-        #: readings whose timestamp was moved 1 ms past the device's previous one
-        self.adjusted_ts = 0
+        self._clock = DeviceClock()
         self._client: mqtt.Client | None = None
         self._stop = asyncio.Event()
         self.connected = asyncio.Event()
@@ -107,6 +106,11 @@ class Agent:
         self._stop.set()
 
     # -- readings -> spool ---------------------------------------------------------
+    @property
+    def adjusted_ts(self) -> int:
+        """Readings whose timestamp was moved 1 ms past the device's previous one."""
+        return self._clock.adjusted
+
     def emit(self, device: str, profile: str, values: Values, ts_ms: int,
              channel: GatewayChannel = GatewayChannel.TELEMETRY) -> bool:
         """Take a reading: it is committed to the spool before anything is sent.
@@ -114,9 +118,7 @@ class Agent:
         Returns False when the spool refused it (full with ``refuse_newest``, or the disk
         is full): it is counted in ``dropped`` and gets no seq.
         """
-        # InfluxDB identifies a point by series and timestamp: two readings of a device in
-        # the same millisecond (a driver catching up after a stall, a clock stepping back)
-        # would overwrite each other. Each device's timestamps strictly increase.
+        # Each device's timestamps strictly increase (sitewatch.devicetime).
         return self._take(device, channel, ts_ms, lambda seq, ts: contract.TelemetryItem(
             device=device, profile=profile, ts=ts, seq=seq, values=values))
 
@@ -130,16 +132,13 @@ class Agent:
 
     def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
               make: Callable[[int, int], msgspec.Struct]) -> bool:
-        last = self._last_ts.get(device, -1)
-        if ts_ms <= last:
-            ts_ms = last + 1
-            self.adjusted_ts += 1
+        ts_ms = self._clock.next(device, ts_ms)
         seq = self.spool.peek_seq(device)
         body = contract.encode(make(seq, ts_ms))
         if not self.spool.admit(len(body)):
             return False
         self.spool.next_seq(device)
-        self._last_ts[device] = ts_ms
+        self._clock.record(device, ts_ms)
         self._pending.append(PendingReading(channel.value, device, seq, body))
         self._emitted += 1
         self._wake.set()

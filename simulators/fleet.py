@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from sitewatch import __version__, contract, mqtt
+from sitewatch.devicetime import DeviceClock
 from sitewatch.simulators.scenarios import ActiveScenario, SimulatedDevice
 from sitewatch.topics import GatewayChannel, gateway_topic
 
@@ -74,6 +75,7 @@ class _Gateway:
     gateway: str
     devices: list[SimulatedDevice]
     seq: dict[str, int] = field(default_factory=dict)
+    clock: DeviceClock = field(default_factory=DeviceClock)
     pending: list[contract.TelemetryItem] = field(default_factory=list)
 
 
@@ -131,9 +133,12 @@ async def run_fleet(opts: FleetOptions) -> None:
                         if values is None:
                             continue
                         seq = g.seq[dev.device] = g.seq.get(dev.device, first) + 1
+                        # ticks catching up after a stall fall in one millisecond
+                        ts = g.clock.stamp(dev.device,
+                                           int((now - (n - 1 - k) / opts.rate) * 1000))
                         g.pending.append(contract.TelemetryItem(
                             device=dev.device, profile=dev.profile, seq=seq, values=values,
-                            ts=int((now - (n - 1 - k) / opts.rate) * 1000)))
+                            ts=ts))
                 while g.pending:
                     items, g.pending = g.pending[:opts.batch_items], g.pending[opts.batch_items:]
                     batch_no += 1
