@@ -16,7 +16,9 @@ Bounds: ``max_bytes`` and ``max_age_s``. When a new reading does not fit, the po
 decides: ``drop_oldest`` deletes the oldest batches (then readings) to make room;
 ``refuse_newest`` does not take the reading (it gets no seq, so stored seqs stay
 contiguous). Data older than ``max_age_s`` is deleted. Every dropped reading is counted,
-in a counter that survives restarts.
+in a counter that survives restarts. A batch dropped while it was in flight may still be
+stored by ingest: when its ack comes, its readings are taken off the count again, so the
+count is what was really lost.
 
 A disk-full error refuses the readings at hand (counted, logged once per episode) and
 the agent carries on. A spool file that SQLite cannot read is moved aside
@@ -107,6 +109,9 @@ def _is_full(exc: sqlite3.Error) -> bool:
 
 
 class Spool:
+    #: in-flight batches remembered after a drop, waiting for a late ack
+    MAX_IN_FLIGHT_DROPS = 10_000
+
     def __init__(self, path: Path, limits: SpoolLimits | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -125,6 +130,8 @@ class Spool:
             "SELECT coalesce((SELECT sum(length(payload)) FROM batches), 0)"
             " + coalesce((SELECT sum(length(body)) FROM readings), 0)").fetchone()[0])
         self._disk_full = False
+        #: batches dropped while in flight (sent, not acknowledged): batch -> readings
+        self._dropped_in_flight: dict[int, int] = {}
 
     # -- opening, corruption ---------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -318,6 +325,9 @@ class Spool:
                 batches).fetchone()[0]
             cur = self._db.execute(f"DELETE FROM batches WHERE batch IN ({marks})", batches)
         self.bytes_used -= int(freed)
+        delivered = sum(self._dropped_in_flight.pop(b, 0) for b in batches)
+        if delivered:
+            self._count_dropped(-delivered, "dropped while in flight, but stored after all")
         return int(cur.rowcount)
 
     # -- bounds ----------------------------------------------------------------------------
@@ -345,11 +355,13 @@ class Spool:
         with self._lock:
             while freed < need:
                 row = self._db.execute(
-                    "SELECT batch, items, length(payload) FROM batches ORDER BY batch "
-                    "LIMIT 1").fetchone()
+                    "SELECT batch, items, length(payload), sent_at FROM batches "
+                    "ORDER BY batch LIMIT 1").fetchone()
                 if row is not None:
                     self._db.execute("DELETE FROM batches WHERE batch=?", (row[0],))
                     freed, dropped = freed + int(row[2]), dropped + int(row[1])
+                    if row[3] is not None:
+                        self._note_in_flight(int(row[0]), int(row[1]))
                     continue
                 row = self._db.execute(
                     "SELECT id, length(body) FROM readings ORDER BY id LIMIT 1").fetchone()
@@ -360,8 +372,14 @@ class Spool:
         self.bytes_used -= freed
         self._count_dropped(dropped, "spool full, dropping the oldest data")
 
+    def _note_in_flight(self, batch: int, items: int) -> None:
+        self._dropped_in_flight[batch] = items
+        if len(self._dropped_in_flight) > self.MAX_IN_FLIGHT_DROPS:  # acks that never came
+            del self._dropped_in_flight[next(iter(self._dropped_in_flight))]
+
     def _count_dropped(self, n: int, why: str) -> None:
-        if n <= 0:
+        """Add ``n`` (negative: readings found delivered after all) to the count."""
+        if n == 0:
             return
         first = self.dropped == 0
         self.dropped += n

@@ -83,6 +83,23 @@ def test_drop_oldest_makes_room_and_counts(tmp_path: Path) -> None:
     assert Spool(tmp_path / "spool.sqlite").dropped == s.dropped, "the count survives"
 
 
+def test_a_batch_dropped_in_flight_and_then_acknowledged_is_not_counted_lost(
+        tmp_path: Path) -> None:
+    s = Spool(tmp_path / "spool.sqlite",
+              SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.DROP_OLDEST))
+    put(s, "D", 60, size=1000)
+    batch_all(s)
+    s.mark_sent([1, 2, 3])            # in flight: ingest may store them yet
+    put(s, "D", 10, size=1000)        # the oldest batches go, 1-3 among them
+    dropped = s.dropped
+    assert dropped > 3
+    assert s.acknowledge([1, 2]) == 0  # nothing left to delete, but they were stored
+    assert s.dropped == dropped - 2
+    assert s.acknowledge([4]) == 0 and s.dropped == dropped - 2  # 4 was never sent
+    s.close()
+    assert Spool(tmp_path / "spool.sqlite").dropped == dropped - 2, "the count survives"
+
+
 def test_refuse_newest_keeps_old_data_and_gives_no_seq(tmp_path: Path) -> None:
     s = Spool(tmp_path / "spool.sqlite",
               SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.REFUSE_NEWEST))
