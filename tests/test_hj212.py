@@ -17,7 +17,8 @@ from sitewatch.edge.hj212 import (
     parse_frame,
 )
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared/design/data/hj212-vectors.txt"
+#: the design's reference packets (checked CRCs), kept with the tests so a clean checkout has them
+VECTORS = Path(__file__).parent / "data" / "hj212-vectors.txt"
 
 
 def vectors() -> list[bytes]:
