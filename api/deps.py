@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from sitewatch.api.config import ApiSettings
+from sitewatch.api.ratelimit import RateLimiter
 from sitewatch.ids import IDENT_PATTERN
 from sitewatch.influx import InfluxClient
+from sitewatch.ingest.alerts.store import AlertStore
+from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.profiles import ProfileSet
+from sitewatch.snapshots import SnapshotStore
 
 
 @dataclass
@@ -19,7 +25,13 @@ class AppState:
     settings: ApiSettings
     influx: InfluxClient
     engine: Engine
+    sessions: sessionmaker[Session]
     profiles: ProfileSet
+    alerts: AlertStore
+    dead_letters: DeadLetterStore
+    snapshots: SnapshotStore
+    limiter: RateLimiter
+    login_limiter: RateLimiter
 
 
 def get_state(request: Request) -> AppState:
@@ -28,5 +40,30 @@ def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    """A session per request; handlers that change something commit before answering
+    (so a failed commit is their error response, not a lost change after a 2xx)."""
+    with state.sessions() as s:
+        yield s
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
 SiteId = Annotated[str, Path(pattern=IDENT_PATTERN, description="site identifier")]
 DeviceId = Annotated[str, Path(pattern=IDENT_PATTERN, description="device identifier")]
+GatewayId = Annotated[str, Path(pattern=IDENT_PATTERN, description="gateway identifier")]
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    offset: int
+    limit: int
+
+
+def page_params(offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> PageParams:
+    return PageParams(offset, limit)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]

@@ -1,4 +1,4 @@
-"""``/health``: the API and every dependency it needs, each with its own state."""
+"""``/health`` (is the API process up) and ``/ready`` (can it serve: every dependency)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,23 @@ class Check(BaseModel):
 class Health(BaseModel):
     status: str
     version: str
+
+
+class Readiness(BaseModel):
+    status: str
+    version: str
     checks: dict[str, Check]
 
 
-@router.get("/health", response_model=Health,
-            responses={503: {"model": Health, "description": "a dependency is down"}})
-async def health(state: StateDep) -> JSONResponse:
+@router.get("/health", response_model=Health, summary="liveness: the API process answers")
+async def health() -> Health:
+    return Health(status="ok", version=__version__)
+
+
+@router.get("/ready", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "a dependency is down"}},
+            summary="readiness: InfluxDB, the database and the snapshot folder, each checked")
+async def ready(state: StateDep) -> JSONResponse:
     async def influx() -> Check:
         t = time.perf_counter()
         ok = await state.influx.ping()
@@ -47,7 +58,22 @@ async def health(state: StateDep) -> JSONResponse:
             return Check(ok=False, latency_ms=(time.perf_counter() - t) * 1000,
                          error=type(exc).__name__)
 
-    checks = {"influxdb": await influx(), "database": await asyncio.to_thread(database)}
+    def snapshots() -> Check:
+        t = time.perf_counter()
+        d = state.snapshots.dir
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            probe = d / ".ready-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+            return Check(ok=True, latency_ms=(time.perf_counter() - t) * 1000)
+        except OSError as exc:
+            return Check(ok=False, latency_ms=(time.perf_counter() - t) * 1000,
+                         error=f"{d}: {exc.strerror}")
+
+    db, snaps = await asyncio.gather(asyncio.to_thread(database),
+                                     asyncio.to_thread(snapshots))
+    checks = {"influxdb": await influx(), "database": db, "snapshots": snaps}
     ok = all(c.ok for c in checks.values())
-    body = Health(status="ok" if ok else "degraded", version=__version__, checks=checks)
+    body = Readiness(status="ok" if ok else "degraded", version=__version__, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

@@ -7,38 +7,87 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.orm import sessionmaker
 
-from sitewatch import __version__
-from sitewatch.api import errors, health, readings
+from sitewatch import __version__, accounts, registry, snapshots
+from sitewatch.api import alerts, auth, deadletters, errors, health, readings, sites
+from sitewatch.api import snapshots as snapshot_routes
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.deps import AppState
-from sitewatch.db import make_engine
+from sitewatch.api.ratelimit import RateLimiter
+from sitewatch.db import Base, make_engine
 from sitewatch.influx import InfluxClient
+from sitewatch.ingest.alerts.model import AlertEvent
+from sitewatch.ingest.alerts.store import AlertStore, Router
+from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.profiles import load_profiles
+
+#: every slice, in the order the OpenAPI page shows them
+ROUTERS = (health.router, auth.router, sites.router, readings.router, alerts.router,
+           snapshot_routes.router, deadletters.router)
+
+DESCRIPTION = """Sites, gateways, devices, readings, alerts, snapshots and dead letters of
+the SiteWatch platform. Log in at `/auth/token` (OAuth2 password flow) for a bearer token,
+or send an API key as `X-API-Key`. Errors always have the shape
+`{"error": {"code", "message", "detail"}}`."""
+
+
+def alert_router(settings: ApiSettings) -> Router:
+    """Acknowledgements made here go to the outputs the alert service delivers to."""
+    if settings.alerts_config is None:
+        def fixed(event: AlertEvent) -> list[str]:
+            return ["mqtt", "influx"]
+        return fixed
+    from sitewatch.ingest.alerts.config import AlertSettings
+    from sitewatch.ingest.alerts.notify import build_notifier
+    from sitewatch.ingest.alerts.service import make_router
+    from sitewatch.settings import load_settings
+
+    alert_settings = load_settings(AlertSettings, settings.alerts_config)
+    return make_router(alert_settings, {n.name: build_notifier(n)
+                                        for n in alert_settings.notifiers})
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
+    profiles = load_profiles(settings.profiles_dir)
+    route = alert_router(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         influx = InfluxClient(settings.influx)
         engine = make_engine(settings.database_url)
-        app.state.sitewatch = AppState(settings, influx, engine,
-                                       load_profiles(settings.profiles_dir))
+        alert_store = AlertStore(settings.database_url, route)
+        dead_letters = DeadLetterStore(settings.database_url)
+        # every table (the API may be the first to start), the alert chain's head row too
+        Base.metadata.create_all(engine)
+        alert_store.create_schema()
+        rl = settings.rate_limit
+        app.state.sitewatch = AppState(
+            settings, influx, engine, sessionmaker(engine, expire_on_commit=False),
+            profiles, alert_store, dead_letters,
+            snapshots.SnapshotStore(settings.snapshots_dir),
+            RateLimiter(rl.per_s, rl.burst), RateLimiter(rl.login_per_min / 60, rl.login_per_min))
         try:
             yield
         finally:
             await influx.aclose()
+            alert_store.dispose()
+            dead_letters.dispose()
             engine.dispose()
 
     app = FastAPI(title="SiteWatch API", version=__version__, lifespan=lifespan,
-                  description="Sites, devices and readings of the SiteWatch platform.")
+                  description=DESCRIPTION)
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(readings.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
+# the tables every slice needs, registered with Base.metadata by importing their modules
+_MODELS = (accounts.TABLES, registry.TABLES, snapshots.TABLES)
+
+
 def serve(settings: ApiSettings) -> None:
-    load_profiles(settings.profiles_dir)  # fail at start-up, not on the first request
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+    app = create_app(settings)  # profiles and the alert config fail here, at start-up
+    uvicorn.run(app, host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower())

@@ -6,7 +6,7 @@ ever inserted; nothing in SiteWatch deletes them (an operator may prune old ones
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -73,6 +73,23 @@ class DeadLetterStore:
             q = q.where(DeadLetter.site == site)
         with Session(self.engine) as s:
             return list(s.scalars(q))
+
+    def find(self, *, offset: int = 0, limit: int = 50, reason: str | None = None,
+             site: str | None = None, sites: Collection[str] | None = None
+             ) -> tuple[list[DeadLetter], int]:
+        """Newest first, and how many match; ``sites`` None: every site (rows whose
+        site could not be read from the topic are shown only then)."""
+        q = select(DeadLetter)
+        if reason:
+            q = q.where(DeadLetter.reason == reason)
+        if site:
+            q = q.where(DeadLetter.site == site)
+        if sites is not None:
+            q = q.where(DeadLetter.site.in_(sorted(sites)))
+        with Session(self.engine) as s:
+            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            rows = s.scalars(q.order_by(DeadLetter.id.desc()).offset(offset).limit(limit))
+            return list(rows), int(total)
 
     def counts_by_reason(self) -> dict[str, int]:
         with Session(self.engine) as s:

@@ -76,6 +76,23 @@ def prefix(unique: str) -> str:
     return f"test/{unique}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[str]:
+    """The relational store, once on SQLite and once on a database of its own in the
+    suite's real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sitewatch.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    postgres: PostgresServer = request.getfixturevalue("postgres")
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{unique}"'))
+    admin.dispose()
+    yield postgres.url.rsplit("/", 1)[0] + f"/{unique}"
+
+
 def mqtt_settings(server: MosquittoServer, prefix: str) -> MqttSettings:
     return MqttSettings(host=server.host, port=server.port, topic_prefix=prefix)
 
@@ -83,7 +100,8 @@ def mqtt_settings(server: MosquittoServer, prefix: str) -> MqttSettings:
 def ingest_settings(mq: MosquittoServer, influx: InfluxServer, prefix: str, db: str,
                     database_url: str, **extra: Any) -> IngestSettings:
     return IngestSettings(
-        mqtt=mqtt_settings(mq, prefix),
+        # a broker with accounts: the test passes MqttSettings with ingest's credentials
+        mqtt=extra.pop("mqtt", None) or mqtt_settings(mq, prefix),
         influx=InfluxSettings(url=influx.url, database=db),
         database_url=database_url,
         client_id=f"ingest-{db}",

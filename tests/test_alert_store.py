@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,22 +18,9 @@ from sitewatch.ingest.alerts.store import AlertError, AlertStore
 T0 = 1_780_000_000_000
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'alerts.db'}"
-        return
-    postgres: Any = request.getfixturevalue("postgres")
-    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{unique}"'))
-    admin.dispose()
-    yield postgres.url.rsplit("/", 1)[0] + f"/{unique}"
-
-
 @pytest.fixture
-def store(url: str) -> Iterator[AlertStore]:
-    s = AlertStore(url, router=lambda e: ["mqtt", "hook"] if e.severity == "alarm" else ["mqtt"])
+def store(database_url: str) -> Iterator[AlertStore]:
+    s = AlertStore(database_url, router=lambda e: ["mqtt", "hook"] if e.severity == "alarm" else ["mqtt"])
     s.create_schema()
     yield s
     s.dispose()
@@ -51,7 +37,7 @@ RAISE = dict(rule="load_warning", severity="warning", title="Load at 90 %", valu
              limit=90.0)
 
 
-def test_lifecycle_history_and_verify(store: AlertStore, url: str) -> None:
+def test_lifecycle_history_and_verify(store: AlertStore, database_url: str) -> None:
     out = store.apply([change(EventKind.RAISED, "a1", T0, **RAISE)], T0)
     assert [o.target for o in out] == ["mqtt"]
     out = store.apply([change(EventKind.ESCALATED, "a1", T0 + 1000, rule="load_alarm",
@@ -78,13 +64,13 @@ def test_lifecycle_history_and_verify(store: AlertStore, url: str) -> None:
     assert store.open_alerts() == []
 
 
-def test_tampering_is_detected(store: AlertStore, url: str) -> None:
+def test_tampering_is_detected(store: AlertStore, database_url: str) -> None:
     store.apply([change(EventKind.RAISED, "a1", T0, **RAISE),
                  change(EventKind.RAISED, "a2", T0, device="TC2", **RAISE)], T0)
     store.acknowledge("a1", "officer-wang", "ok", T0 + 1000)
     store.apply([change(EventKind.CLEARED, "a2", T0 + 2000)], T0 + 2000)
     assert store.verify().ok
-    eng = create_engine(url)
+    eng = create_engine(database_url)
     with eng.begin() as c:  # someone edits who acknowledged, in the history
         c.execute(text("UPDATE alert_history SET data = replace(data, 'officer-wang', "
                        "'officer-li') WHERE n = 3"))
@@ -101,10 +87,10 @@ def test_tampering_is_detected(store: AlertStore, url: str) -> None:
 
 
 def test_rows_edited_behind_the_history_and_truncation_are_detected(
-        store: AlertStore, url: str) -> None:
+        store: AlertStore, database_url: str) -> None:
     store.apply([change(EventKind.RAISED, "a1", T0, **RAISE)], T0)
     store.acknowledge("a1", "officer-wang", "ok", T0 + 1000)
-    eng = create_engine(url)
+    eng = create_engine(database_url)
     with eng.begin() as c:
         c.execute(text("UPDATE alerts SET severity = 'warning', acked_by = 'nobody'"))
     assert any("row differs from its history" in p for p in store.verify().problems)
@@ -152,13 +138,13 @@ def test_outbox_pending_delivered_and_failed(store: AlertStore) -> None:
     assert store.outbox_counts() == {"hook": (0, 1)}
 
 
-def test_cli_verify_exit_codes(store: AlertStore, url: str) -> None:
+def test_cli_verify_exit_codes(store: AlertStore, database_url: str) -> None:
     store.apply([change(EventKind.RAISED, "a1", T0, **RAISE)], T0)
-    cmd = [sys.executable, "-m", "sitewatch.cli", "alerts", "verify", "--database-url", url]
+    cmd = [sys.executable, "-m", "sitewatch.cli", "alerts", "verify", "--database-url", database_url]
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "1 history entries, 1 alerts: intact" in ok.stdout
-    eng = create_engine(url)
+    eng = create_engine(database_url)
     with eng.begin() as c:
         c.execute(text("UPDATE alert_history SET at = at + 1"))
     eng.dispose()

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from conftest import now_ms
 
+from sitewatch.accounts import add_api_key
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.main import create_app
 from sitewatch.influx import InfluxClient, InfluxSettings
@@ -20,31 +21,40 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def api(influxdb: InfluxServer, unique: str, tmp_path: Path,
               influx_client: InfluxClient) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ApiSettings(influx=InfluxSettings(url=influxdb.url, database=unique),
-                           database_url=f"sqlite:///{tmp_path / 'api.db'}")
+    settings = ApiSettings(environment="development",
+                           influx=InfluxSettings(url=influxdb.url, database=unique),
+                           database_url=f"sqlite:///{tmp_path / 'api.db'}",
+                           snapshots_dir=tmp_path / "snapshots")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        with app.state.sitewatch.sessions() as s:
+            _, key = add_api_key(s, "test", "viewer")
+            s.commit()
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api",
+                                     headers={"X-API-Key": key}) as client:
             yield client
 
 
-async def test_health_reports_each_dependency(api: httpx.AsyncClient) -> None:
-    r = await api.get("/health")
+async def test_readiness_reports_each_dependency(api: httpx.AsyncClient) -> None:
+    r = await api.get("/ready")
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
     assert body["checks"]["influxdb"]["ok"] and body["checks"]["database"]["ok"]
 
 
-async def test_health_degraded_when_influx_is_down(tmp_path: Path) -> None:
-    settings = ApiSettings(influx=InfluxSettings(url="http://127.0.0.1:9", timeout_s=1),
-                           database_url=f"sqlite:///{tmp_path / 'api.db'}")
+async def test_not_ready_when_influx_is_down(tmp_path: Path) -> None:
+    settings = ApiSettings(environment="development",
+                           influx=InfluxSettings(url="http://127.0.0.1:9", timeout_s=1),
+                           database_url=f"sqlite:///{tmp_path / 'api.db'}",
+                           snapshots_dir=tmp_path / "snapshots")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://api") as client:
-            r = await client.get("/health")
+            r = await client.get("/ready")
+            assert (await client.get("/health")).status_code == 200  # the process is up
     assert r.status_code == 503 and r.json()["checks"]["influxdb"]["ok"] is False
 
 

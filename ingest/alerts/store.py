@@ -20,7 +20,7 @@ lock) alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     Text,
     delete,
+    func,
     select,
     text,
     update,
@@ -126,6 +127,19 @@ class Outgoing:
 
 #: which outputs want an event (MQTT, InfluxDB, the notifiers that match its filters)
 Router = Callable[[AlertEvent], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts to list; ``sites`` None means every site."""
+
+    sites: Collection[str] | None = None
+    site: str | None = None
+    state: str | None = None  # a State, or "open" (not resolved)
+    severity: str | None = None
+    level: str | None = None
+    since: int | None = None  # raised at or after (ms)
+    until: int | None = None  # raised before (ms)
 
 
 class AlertError(ValueError):
@@ -357,18 +371,36 @@ class AlertStore:
             return s.get(AlertRow, alert_id)
 
     def list_alerts(self, *, site: str | None = None, state: str | None = None,
-             severity: str | None = None, limit: int = 100) -> list[AlertRow]:
-        q = select(AlertRow).order_by(AlertRow.raised_at.desc()).limit(limit)
-        if site:
-            q = q.where(AlertRow.site == site)
-        if state == "open":
+                    severity: str | None = None, limit: int = 100) -> list[AlertRow]:
+        rows, _ = self.find(AlertFilter(site=site, state=state, severity=severity),
+                            limit=limit)
+        return rows
+
+    def find(self, f: AlertFilter, *, offset: int = 0, limit: int = 100
+             ) -> tuple[list[AlertRow], int]:
+        """Alerts matching ``f``, newest first, and how many match in all."""
+        q = select(AlertRow)
+        if f.sites is not None:
+            q = q.where(AlertRow.site.in_(sorted(f.sites)))
+        if f.site:
+            q = q.where(AlertRow.site == f.site)
+        if f.state == "open":
             q = q.where(AlertRow.state != State.RESOLVED.value)
-        elif state:
-            q = q.where(AlertRow.state == state)
-        if severity:
-            q = q.where(AlertRow.severity == severity)
+        elif f.state:
+            q = q.where(AlertRow.state == f.state)
+        if f.severity:
+            q = q.where(AlertRow.severity == f.severity)
+        if f.level:
+            q = q.where(AlertRow.level == f.level)
+        if f.since is not None:
+            q = q.where(AlertRow.raised_at >= f.since)
+        if f.until is not None:
+            q = q.where(AlertRow.raised_at < f.until)
         with Session(self.engine) as s:
-            return list(s.scalars(q))
+            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            rows = s.scalars(q.order_by(AlertRow.raised_at.desc(), AlertRow.id)
+                             .offset(offset).limit(limit))
+            return list(rows), int(total)
 
     def history(self, alert_id: str | None = None) -> list[HistoryRow]:
         q = select(HistoryRow).order_by(HistoryRow.n)

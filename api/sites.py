@@ -1,0 +1,238 @@
+"""Sites, their gateways and devices: read by whoever may see the site, provisioned by admins."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sitewatch.api import broker
+from sitewatch.api.auth import Admin, Reader, require_site
+from sitewatch.api.deps import DeviceId, PageDep, SessionDep, SiteId, StateDep
+from sitewatch.api.errors import BadRequest, Conflict, NotFound, responses
+from sitewatch.api.pages import Page
+from sitewatch.ids import IDENT_PATTERN
+from sitewatch.ingest.rules.overrides import Override, RuleBook
+from sitewatch.registry import DeviceRow, GatewayRow, Registry, RegistryError, SiteRow
+from sitewatch.settings import ConfigError
+
+router = APIRouter(tags=["sites"])
+
+Ident = Field(pattern=IDENT_PATTERN, min_length=1, max_length=64)
+ProjectType = Literal["building", "road", "bridge", "water", "municipal",
+                      "village_infrastructure", "other"]
+
+
+class SiteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Ident
+    name: str = Field(min_length=1, max_length=200)
+    county: str = Field(min_length=1, max_length=128)
+    town: str = Field(default="", max_length=128)
+    project_type: ProjectType
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    planned_headcount: int | None = Field(default=None, ge=0, le=100_000)
+
+
+class Site(SiteIn):
+    created_at: int
+
+
+class GatewayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Ident
+    description: str = Field(default="", max_length=500)
+
+
+class Gateway(BaseModel):
+    site: str
+    id: str
+    description: str
+    mqtt_username: str
+    created_at: int
+
+
+class GatewayCredentials(Gateway):
+    """Returned once, when the gateway is provisioned: the password is not kept."""
+
+    mqtt_password: str
+    topics: dict[str, str]
+
+
+class RuleOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: rule parameters to change (e.g. ``value``, ``hysteresis``, ``for_s``)
+    set: dict[str, float | int | bool | str] = Field(default_factory=dict)
+
+
+class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gateway: str = Ident
+    profile: str = Field(min_length=1, max_length=64)
+    name: str = Field(default="", max_length=200)
+    #: per-device rule overrides, by rule id
+    overrides: dict[str, RuleOverride] = Field(default_factory=dict)
+
+
+class Device(DeviceIn):
+    site: str
+    id: str
+    created_at: int
+
+
+def _site(row: SiteRow) -> Site:
+    return Site.model_validate(row, from_attributes=True)
+
+
+def _gateway(row: GatewayRow) -> Gateway:
+    return Gateway.model_validate(row, from_attributes=True)
+
+
+def _device(row: DeviceRow) -> Device:
+    return Device(site=row.site, id=row.id, gateway=row.gateway, profile=row.profile,
+                  name=row.name, created_at=row.created_at,
+                  overrides={k: RuleOverride.model_validate(v)
+                             for k, v in (row.overrides or {}).items()})
+
+
+def _registry_error(exc: RegistryError) -> Exception:
+    return (NotFound if exc.code == "not_found" else Conflict)(str(exc))
+
+
+# -- sites ----------------------------------------------------------------------------
+@router.get("/sites", response_model=Page[Site], responses=responses(401, 403, 422, 429),
+            summary="sites the caller may see, for the county map")
+def list_sites(p: Reader, session: SessionDep, page: PageDep,
+               county: str | None = Query(default=None, max_length=128),
+               project_type: ProjectType | None = None) -> Page[Site]:
+    found = Registry(session).sites(allowed=p.visible_sites(), county=county,
+                                    project_type=project_type, offset=page.offset,
+                                    limit=page.limit)
+    return Page(items=[_site(r) for r in found.items], total=found.total,
+                offset=page.offset, limit=page.limit)
+
+
+@router.get("/sites/{site}", response_model=Site, responses=responses(401, 403, 404, 429))
+def get_site(site: SiteId, p: Reader, session: SessionDep) -> Site:
+    require_site(p, site)
+    row = Registry(session).site(site)
+    if row is None:
+        raise NotFound(f"no site {site}")
+    return _site(row)
+
+
+@router.post("/sites", response_model=Site, status_code=201,
+             responses=responses(401, 403, 409, 422, 429))
+def create_site(body: SiteIn, p: Admin, session: SessionDep, response: Response) -> Site:
+    try:
+        row = Registry(session).add_site(SiteRow(**body.model_dump(),
+                                                 created_at=int(time.time() * 1000)))
+    except RegistryError as exc:
+        raise _registry_error(exc) from None
+    session.commit()
+    response.headers["Location"] = f"/sites/{row.id}"
+    return _site(row)
+
+
+# -- gateways -------------------------------------------------------------------------
+@router.get("/sites/{site}/gateways", response_model=list[Gateway],
+            responses=responses(401, 403, 404, 429))
+def list_gateways(site: SiteId, p: Reader, session: SessionDep) -> list[Gateway]:
+    require_site(p, site)
+    reg = Registry(session)
+    if reg.site(site) is None:
+        raise NotFound(f"no site {site}")
+    return [_gateway(g) for g in reg.gateways(site)]
+
+
+@router.post("/sites/{site}/gateways", response_model=GatewayCredentials, status_code=201,
+             responses=responses(401, 403, 404, 409, 422, 429),
+             summary="provision a gateway: creates its MQTT account and ACL")
+def create_gateway(site: SiteId, body: GatewayIn, p: Admin, session: SessionDep,
+                   state: StateDep) -> GatewayCredentials:
+    from sitewatch.brokerauth import gateway_username, hash_password
+
+    password = secrets.token_urlsafe(24)
+    row = GatewayRow(site=site, id=body.id, description=body.description,
+                     mqtt_username=gateway_username(site, body.id),
+                     mqtt_password_hash=hash_password(password),
+                     created_at=int(time.time() * 1000))
+    try:
+        Registry(session).add_gateway(row)
+    except RegistryError as exc:
+        raise _registry_error(exc) from None
+    session.commit()
+    broker.sync(state.settings.broker, session)
+    prefix = state.settings.broker.topic_prefix
+    base = f"{prefix}/{site}/{body.id}"
+    return GatewayCredentials(
+        **_gateway(row).model_dump(), mqtt_password=password,
+        topics={"publish": f"{base}/telemetry|status|attendance|camera|snapshot/+",
+                "subscribe": f"{base}/ack"})
+
+
+# -- devices --------------------------------------------------------------------------
+@router.get("/sites/{site}/devices", response_model=Page[Device],
+            responses=responses(401, 403, 404, 422, 429))
+def list_devices(site: SiteId, p: Reader, session: SessionDep, page: PageDep
+                 ) -> Page[Device]:
+    require_site(p, site)
+    reg = Registry(session)
+    if reg.site(site) is None:
+        raise NotFound(f"no site {site}")
+    found = reg.devices(site, offset=page.offset, limit=page.limit)
+    return Page(items=[_device(d) for d in found.items], total=found.total,
+                offset=page.offset, limit=page.limit)
+
+
+@router.get("/sites/{site}/devices/{device}", response_model=Device,
+            responses=responses(401, 403, 404, 429))
+def get_device(site: SiteId, device: DeviceId, p: Reader, session: SessionDep) -> Device:
+    require_site(p, site)
+    row = Registry(session).device(site, device)
+    if row is None:
+        raise NotFound(f"no device {device} at site {site}")
+    return _device(row)
+
+
+@router.put("/sites/{site}/devices/{device}", response_model=Device,
+            responses={**responses(400, 401, 403, 404, 422, 429),
+                       201: {"model": Device, "description": "created"}},
+            summary="register or change a device: its gateway, profile and rule overrides")
+def put_device(site: SiteId, device: DeviceId, body: DeviceIn, p: Admin,
+               session: SessionDep, state: StateDep, response: Response) -> Device:
+    profile = state.profiles.get(body.profile)
+    if profile is None:
+        raise BadRequest(f"unknown profile {body.profile!r}",
+                         {"profiles": sorted(state.profiles)})
+    rule_ids = {r.id for r in profile.rules}
+    unknown = sorted(set(body.overrides) - rule_ids)
+    if unknown:
+        raise BadRequest(f"profile {body.profile} has no rule {', '.join(unknown)}",
+                         {"rules": sorted(rule_ids)})
+    overrides: dict[str, Any] = {k: v.model_dump() for k, v in body.overrides.items()}
+    try:  # the same check the alert service makes of its configured overrides
+        RuleBook(state.profiles, [
+            Override(site=site, device=device, profile=body.profile, rule=rule, **o)
+            for rule, o in overrides.items()], {}, 8.0)
+    except (ConfigError, ValidationError) as exc:
+        raise BadRequest(f"invalid rule override: {exc}") from None
+    try:
+        row, created = Registry(session).put_device(DeviceRow(
+            site=site, id=device, gateway=body.gateway, profile=body.profile,
+            name=body.name, overrides=overrides, created_at=int(time.time() * 1000)))
+    except RegistryError as exc:
+        raise _registry_error(exc) from None
+    session.commit()
+    if created:
+        response.status_code = 201
+    return _device(row)

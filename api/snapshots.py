@@ -1,0 +1,101 @@
+"""Camera snapshots and photos: stored by SHA-256, served with their content type.
+
+``POST /sites/{site}/snapshots`` takes a JPEG or PNG as the raw request body (a phone
+photo of a problem, say) and answers with its SHA-256; ``GET
+/sites/{site}/snapshots/{sha256}`` serves it. A snapshot belongs to a site: it is served
+only to those who may see that site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, Security
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from sitewatch.accounts import Principal, Scope
+from sitewatch.api.auth import Reader, authorized, require_site
+from sitewatch.api.deps import SessionDep, SiteId, StateDep
+from sitewatch.api.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    responses,
+)
+from sitewatch.registry import Registry
+from sitewatch.snapshots import SnapshotError, SnapshotRow
+
+router = APIRouter(tags=["snapshots"])
+
+Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256")]
+
+
+class SnapshotInfo(BaseModel):
+    site: str
+    sha256: str
+    media_type: str
+    size: int
+    source: str
+    created_at: int
+    created: bool
+
+
+@router.post("/sites/{site}/snapshots", response_model=SnapshotInfo, status_code=201,
+             responses=responses(400, 401, 403, 404, 413, 415, 429),
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                 "image/png": {"schema": {"type": "string", "format": "binary"}}}}},
+             summary="store a JPEG or PNG (the raw body) for a site")
+async def upload(site: SiteId, request: Request, state: StateDep, session: SessionDep,
+                 response: Response,
+                 p: Annotated[Principal, Security(authorized,
+                                                  scopes=[Scope.SNAPSHOTS_WRITE])]
+                 ) -> SnapshotInfo:
+    require_site(p, site)
+    if Registry(session).site(site) is None:
+        raise NotFound(f"no site {site}")
+    limit = state.settings.max_snapshot_bytes
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLarge(f"larger than {limit} bytes")
+    if not data:
+        raise BadRequest("empty body: send the image bytes")
+    try:
+        snap, _ = await asyncio.to_thread(state.snapshots.put, bytes(data))
+    except SnapshotError as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    row = session.get(SnapshotRow, (site, snap.sha256))
+    created = row is None
+    if row is None:
+        row = SnapshotRow(site=site, sha256=snap.sha256, media_type=snap.media_type,
+                          size=snap.size, source=p.name, created_at=int(time.time() * 1000))
+        session.add(row)
+        session.commit()
+    else:
+        response.status_code = 200
+    response.headers["Location"] = f"/sites/{site}/snapshots/{snap.sha256}"
+    return SnapshotInfo(site=site, sha256=snap.sha256, media_type=row.media_type,
+                        size=row.size, source=row.source, created_at=row.created_at,
+                        created=created)
+
+
+@router.get("/sites/{site}/snapshots/{sha256}", response_class=FileResponse,
+            responses={**responses(401, 403, 404, 422, 429),
+                       200: {"content": {"image/jpeg": {}, "image/png": {}},
+                             "description": "the image"}})
+def get_snapshot(site: SiteId, sha256: Sha256, p: Reader, state: StateDep,
+                 session: SessionDep) -> FileResponse:
+    require_site(p, site)
+    row = session.get(SnapshotRow, (site, sha256))
+    snap = state.snapshots.get(sha256) if row is not None else None
+    if snap is None:
+        raise NotFound(f"no snapshot {sha256} at site {site}")
+    return FileResponse(snap.path, media_type=snap.media_type,
+                        headers={"ETag": f'"{sha256}"',
+                                 "Cache-Control": "private, max-age=31536000, immutable"})

@@ -1,0 +1,216 @@
+"""People and machine clients of the API: users with a role, API keys, and their scopes.
+
+Roles (what the county's rules call graded handling):
+
+- ``county_supervisor``: reads every site; acknowledges alerts escalated to the county;
+- ``site_officer``: reads and acts on (acknowledges, resolves, uploads photos for) the
+  sites listed for them, and nothing else;
+- ``admin``: provisioning (sites, gateways, devices, users) and everything else;
+- ``viewer``: reads the sites listed for them (or every site when none is listed).
+
+A role grants scopes; a token asks for some of them (OAuth2 ``scope``) and gets only those
+its role grants. Passwords are hashed with Argon2id (argon2-cffi's defaults, RFC 9106).
+API keys are 256-bit random secrets; only their SHA-256 is stored (a fast hash is right
+for a random secret: there is nothing to guess).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import JSON, BigInteger, Boolean, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from sitewatch.db import Base
+
+
+class Role(StrEnum):
+    COUNTY_SUPERVISOR = "county_supervisor"
+    SITE_OFFICER = "site_officer"
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+class Scope(StrEnum):
+    READ = "read"                      # sites, devices, readings, alerts, snapshots
+    ALERTS_ACK = "alerts:ack"          # acknowledge alerts at site level
+    ALERTS_ACK_COUNTY = "alerts:ack_county"  # acknowledge alerts escalated to the county
+    ALERTS_RESOLVE = "alerts:resolve"
+    SNAPSHOTS_WRITE = "snapshots:write"
+    DEADLETTERS_READ = "deadletters:read"
+    ADMIN = "admin"                    # provisioning: sites, gateways, devices, accounts
+
+
+SCOPE_HELP: dict[str, str] = {
+    Scope.READ: "read sites, devices, readings, alerts and snapshots",
+    Scope.ALERTS_ACK: "acknowledge site-level alerts",
+    Scope.ALERTS_ACK_COUNTY: "acknowledge alerts escalated to the county bureau",
+    Scope.ALERTS_RESOLVE: "resolve alerts by hand",
+    Scope.SNAPSHOTS_WRITE: "upload photos",
+    Scope.DEADLETTERS_READ: "browse the dead-letter store",
+    Scope.ADMIN: "provision sites, gateways, devices and accounts",
+}
+
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.VIEWER: frozenset({Scope.READ}),
+    Role.SITE_OFFICER: frozenset({Scope.READ, Scope.ALERTS_ACK, Scope.ALERTS_RESOLVE,
+                                  Scope.SNAPSHOTS_WRITE}),
+    Role.COUNTY_SUPERVISOR: frozenset({Scope.READ, Scope.ALERTS_ACK_COUNTY,
+                                       Scope.DEADLETTERS_READ}),
+    Role.ADMIN: frozenset(Scope),
+}
+
+#: roles that see every site whatever their site list says
+ALL_SITES_ROLES = frozenset({Role.COUNTY_SUPERVISOR, Role.ADMIN})
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(32))
+    sites: Mapped[list[str]] = mapped_column(JSON, default=list)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    sites: Mapped[list[str]] = mapped_column(JSON, default=list)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+TABLES = [UserRow.__table__, ApiKeyRow.__table__]
+
+API_KEY_PREFIX = "swk"
+_hasher = PasswordHasher()
+#: verified against when the user does not exist, so timing does not tell who exists
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user or an API key, with the scopes this request carries."""
+
+    name: str            # "user:alice" or "key:ab12cd34"
+    role: Role
+    scopes: frozenset[Scope]
+    sites: frozenset[str]
+
+    @property
+    def all_sites(self) -> bool:
+        return self.role in ALL_SITES_ROLES or (self.role is Role.VIEWER and not self.sites)
+
+    def may_see(self, site: str) -> bool:
+        return self.all_sites or site in self.sites
+
+    def visible_sites(self) -> frozenset[str] | None:
+        """None: every site."""
+        return None if self.all_sites else self.sites
+
+
+class AccountError(ValueError):
+    pass
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(stored: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _check_role(role: str, sites: Collection[str]) -> Role:
+    try:
+        r = Role(role)
+    except ValueError:
+        raise AccountError(f"unknown role {role!r}; one of {[x.value for x in Role]}") from None
+    if r is Role.SITE_OFFICER and not sites:
+        raise AccountError("a site officer needs at least one site")
+    return r
+
+
+def add_user(s: Session, username: str, password: str, role: str,
+             sites: Collection[str] = ()) -> UserRow:
+    _check_role(role, sites)
+    if len(password) < 12:
+        raise AccountError("a password needs at least 12 characters")
+    if s.get(UserRow, username) is not None:
+        raise AccountError(f"user {username!r} exists")
+    row = UserRow(username=username, password_hash=hash_password(password), role=role,
+                  sites=sorted(set(sites)), disabled=False, created_at=int(time.time()))
+    s.add(row)
+    return row
+
+
+def authenticate(s: Session, username: str, password: str) -> UserRow | None:
+    row = s.get(UserRow, username)
+    ok = check_password(row.password_hash if row else None, password)
+    if not ok or row is None or row.disabled:
+        return None
+    if _hasher.check_needs_rehash(row.password_hash):
+        row.password_hash = hash_password(password)
+    return row
+
+
+def add_api_key(s: Session, name: str, role: str, sites: Collection[str] = ()
+                ) -> tuple[ApiKeyRow, str]:
+    """A new key; the returned secret is shown once and never stored."""
+    _check_role(role, sites)
+    key_id = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    row = ApiKeyRow(id=key_id, name=name, role=role, sites=sorted(set(sites)),
+                    secret_sha256=hashlib.sha256(secret.encode()).hexdigest(), revoked=False,
+                    created_at=int(time.time()))
+    s.add(row)
+    return row, f"{API_KEY_PREFIX}_{key_id}_{secret}"
+
+
+def check_api_key(s: Session, presented: str) -> ApiKeyRow | None:
+    prefix, _, rest = presented.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != API_KEY_PREFIX or not key_id or not secret:
+        return None
+    row = s.get(ApiKeyRow, key_id)
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    if row is None or row.revoked or not hmac.compare_digest(row.secret_sha256, digest):
+        return None
+    return row
+
+
+def list_users(s: Session) -> list[UserRow]:
+    return list(s.scalars(select(UserRow).order_by(UserRow.username)))
+
+
+def principal_for(kind: str, name: str, role: str, sites: Collection[str],
+                  scopes: Collection[str] | None = None) -> Principal:
+    """The principal for an account; ``scopes`` (asked for) narrowed to the role's."""
+    r = Role(role)
+    granted = ROLE_SCOPES[r]
+    if scopes is not None:
+        granted = frozenset(sc for sc in granted if sc.value in set(scopes))
+    return Principal(f"{kind}:{name}", r, granted, frozenset(sites))
+
+
+def describe(row: UserRow | ApiKeyRow) -> dict[str, Any]:
+    return {"role": row.role, "sites": list(row.sites)}
