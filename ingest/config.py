@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from sitewatch.influx import InfluxSettings
+from sitewatch.metrics import MetricsSettings
 from sitewatch.mqtt import MqttSettings
 from sitewatch.settings import ServiceSettings
 
@@ -25,6 +26,8 @@ class SubscriberSettings(ServiceSettings):
     #: MQTT 5 receive maximum: unacknowledged messages the broker may have in flight to us
     receive_maximum: int = Field(default=1000, ge=1, le=65535)
     stats_interval_s: float = Field(default=30, gt=0)
+    #: Prometheus ``/metrics`` (docs/metrics.md)
+    metrics: MetricsSettings = MetricsSettings()
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
 

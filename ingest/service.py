@@ -20,9 +20,11 @@ from sitewatch.influx import InfluxClient
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.ingest.decode import BatchDecoder, Decoded, Rejected, TimeWindow, status_line
+from sitewatch.ingest.metrics import IngestCollector, TimedInflux, WriteTimes
 from sitewatch.ingest.pipeline import Work, WritePipeline
 from sitewatch.ingest.reasons import Reason
 from sitewatch.ingest.stats import IngestStats
+from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import load_profiles
 from sitewatch.signals import stop_on_signals
 from sitewatch.topics import (
@@ -54,6 +56,14 @@ class Ingest:
         self.dead_letters = DeadLetterStore(settings.database_url)
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
+        # what the metrics report besides the stats: the session's client, the messages
+        # taken from it and not yet PUBACKed, the times of InfluxDB writes
+        self.client: mqtt.Client | None = None
+        self.in_flight = 0
+        self.write_times = WriteTimes()
+        self.registry = new_registry("ingest")
+        self.registry.register(IngestCollector(self))
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -88,17 +98,19 @@ class Ingest:
     # -- main loop -----------------------------------------------------------------
     async def run(self) -> None:
         s = self.settings
-        self.dead_letters.create_schema()
-        async with InfluxClient(s.influx) as influx:
-            await self._wait_influx(influx)
-            stats_task = asyncio.create_task(self._log_stats(), name="stats")
-            try:
-                await mqtt.reconnecting(lambda: self._session(influx), self._stop,
-                                        self.connected.clear)
-            finally:
-                stats_task.cancel()
-                log.info("ingest stopped: %s", self.stats.summary())
-                self.dead_letters.dispose()
+        async with serve_metrics(s.metrics, self.registry, service="ingest") as endpoint:
+            self.metrics_endpoint = endpoint
+            self.dead_letters.create_schema()
+            async with TimedInflux(s.influx, self.write_times) as influx:
+                await self._wait_influx(influx)
+                stats_task = asyncio.create_task(self._log_stats(), name="stats")
+                try:
+                    await mqtt.reconnecting(lambda: self._session(influx), self._stop,
+                                            self.connected.clear)
+                finally:
+                    stats_task.cancel()
+                    log.info("ingest stopped: %s", self.stats.summary())
+                    self.dead_letters.dispose()
 
     async def _wait_influx(self, influx: InfluxClient) -> None:
         backoff = Backoff(0.2, 10)
@@ -128,12 +140,18 @@ class Ingest:
                 fut = client.publish_nowait(topic, payload, qos=1)
                 fut.add_done_callback(_ignore_result)
 
+            def puback(message: mqtt.Message) -> None:
+                client.ack(message)
+                self.in_flight -= 1
+
             pipeline = WritePipeline(
                 influx=influx, dead_letters=self.dead_letters, publish_ack=publish_ack,
-                puback=client.ack, stats=self.stats, batch_points=s.write_batch_points,
+                puback=puback, stats=self.stats, batch_points=s.write_batch_points,
                 flush_interval_s=s.flush_interval_s,
                 max_concurrent_writes=s.max_concurrent_writes,
             )
+            # what the previous session had taken is redelivered, not PUBACKed
+            self.client, self.in_flight = client, 0
             self.connected.set()
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -151,6 +169,7 @@ class Ingest:
                 raise eg.exceptions[0] from None
             finally:
                 self.connected.clear()
+                self.client = None
 
     async def _consume(self, client: mqtt.Client, pipeline: WritePipeline) -> None:
         stats = self.stats
@@ -158,6 +177,7 @@ class Ingest:
             work = self.to_work(message, int(time.time() * 1000))
             stats.messages += 1
             stats.items_received += work.items
+            self.in_flight += 1
             await pipeline.put(work)
 
     async def _log_stats(self) -> None:
