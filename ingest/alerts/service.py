@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
@@ -38,11 +39,13 @@ from sitewatch.ingest.alerts.dispatch import (
     notifier_output,
 )
 from sitewatch.ingest.alerts.engine import AlertEngine, Change
+from sitewatch.ingest.alerts.metrics import AlertCollector
 from sitewatch.ingest.alerts.model import AlertEvent
 from sitewatch.ingest.alerts.notify import Notifier, build_notifier
 from sitewatch.ingest.alerts.store import AlertStore, Router
 from sitewatch.ingest.decode import BatchDecoder, TimeWindow
 from sitewatch.ingest.rules.overrides import RuleBook
+from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import load_profiles
 from sitewatch.signals import stop_on_signals
 from sitewatch.topics import GatewayChannel, TopicError, parse_gateway_topic, subscription
@@ -90,6 +93,12 @@ class AlertService:
         self.dispatcher: Dispatcher | None = None
         self._failure: BaseException | None = None
         self._profile_of = self.codec.item_by_class
+        #: alert changes committed by this service, by event kind (for the metrics)
+        self.changes_by_kind: Counter[str] = Counter()
+        self.metrics = AlertCollector(self)
+        self.registry = new_registry("alerts")
+        self.registry.register(self.metrics)
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -151,6 +160,7 @@ class AlertService:
                                 "changes", type(exc).__name__, delay, len(changes))
                     await asyncio.sleep(delay)
             backoff.reset()
+            self.changes_by_kind.update(c.event.value for c in changes)
             assert self.dispatcher is not None
             self.dispatcher.submit(rows)
             if done is not None and not done.done():
@@ -171,7 +181,8 @@ class AlertService:
                 changes = self.engine.tick(now)
                 if changes:
                     await self._queue_changes(changes)
-                _, rows = await asyncio.to_thread(self.store.escalate_due, now, after)
+                escalated, rows = await asyncio.to_thread(self.store.escalate_due, now, after)
+                self.changes_by_kind.update(e.event.value for e in escalated)
                 assert self.dispatcher is not None
                 self.dispatcher.submit(rows)
             except SQLAlchemyError as exc:
@@ -207,6 +218,13 @@ class AlertService:
                      d.stats.failed if d else {})
 
     async def run(self) -> None:
+        s = self.settings
+        async with serve_metrics(s.metrics, self.registry, service="alerts",
+                                 before_scrape=self.metrics.refresh) as endpoint:
+            self.metrics_endpoint = endpoint
+            await self._run()
+
+    async def _run(self) -> None:
         s = self.settings
         backoff = Backoff(0.5, 30)
         while True:
