@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -28,6 +29,7 @@ from sitewatch.backoff import Backoff
 from sitewatch.devicetime import DeviceClock
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers import DRIVERS, Driver, Values
+from sitewatch.edge.metrics import EdgeCollector, driver_name
 from sitewatch.edge.spool import (
     FullPolicy,
     PendingReading,
@@ -37,6 +39,7 @@ from sitewatch.edge.spool import (
     SpoolLimits,
     SpoolWriteError,
 )
+from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import ProfileSet, load_profiles
 from sitewatch.settings import ConfigError
 from sitewatch.signals import stop_on_signals
@@ -96,7 +99,14 @@ class Agent:
         self._stop = asyncio.Event()
         self.connected = asyncio.Event()
         self.items_sent = 0
+        self.batches_sent = 0
         self.batches_acked = 0
+        #: per driver name: failures that restarted a device's driver
+        self.driver_restarts: Counter[str] = Counter()
+        self.metrics = EdgeCollector(self)
+        self.registry = new_registry("edge")
+        self.registry.register(self.metrics)
+        self.metrics_endpoint: MetricsEndpoint | None = None
         self.topics: dict[GatewayChannel, str] = {
             ch: gateway_topic(self.prefix, settings.site, settings.gateway, ch)
             for ch in GatewayChannel if ch is not GatewayChannel.SNAPSHOT
@@ -106,6 +116,11 @@ class Agent:
         self._stop.set()
 
     # -- readings -> spool ---------------------------------------------------------
+    @property
+    def readings_taken(self) -> int:
+        """Readings and gate events taken into the spool since the agent started."""
+        return self._emitted
+
     @property
     def adjusted_ts(self) -> int:
         """Readings whose timestamp was moved 1 ms past the device's previous one."""
@@ -221,6 +236,7 @@ class Agent:
             fut.add_done_callback(_ignore)
             sent.append(b.batch)
             self.items_sent += b.items
+        self.batches_sent += len(sent)
         self.spool.mark_sent(sent)
 
     # -- tasks ---------------------------------------------------------------------
@@ -234,6 +250,7 @@ class Agent:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken device never stops the agent
+                self.driver_restarts[driver_name(driver)] += 1
                 delay = backoff.next_delay()
                 log.error("device %s (%s driver) failed: %r; restarting it in %.0fs",
                           driver.device_id, type(driver).__name__, exc, delay)
@@ -345,25 +362,31 @@ class Agent:
     async def run(self) -> None:
         self.boot = self.spool.next_boot()
         try:
-            async with asyncio.TaskGroup() as tg:
-                producers = [tg.create_task(self._run_driver(d), name=f"device-{d.device_id}")
-                             for d in self.drivers]
-                producers.append(tg.create_task(self._health(), name="health"))
-                others = [
-                    tg.create_task(self._spooler(), name="spooler"),
-                    tg.create_task(self._housekeeping(), name="housekeeping"),
-                    tg.create_task(self._backlog(), name="backlog"),
-                    tg.create_task(self._connection(), name="connection"),
-                ]
-                await self._stop.wait()
-                for t in producers:
-                    t.cancel()
-                await self._drain()
-                await self._goodbye()
-                for t in others:
-                    t.cancel()
+            async with serve_metrics(self.settings.metrics, self.registry, service="edge",
+                                     before_scrape=self.metrics.refresh) as endpoint:
+                self.metrics_endpoint = endpoint
+                await self._run_tasks()
         finally:
             self.spool.close()
+
+    async def _run_tasks(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            producers = [tg.create_task(self._run_driver(d), name=f"device-{d.device_id}")
+                         for d in self.drivers]
+            producers.append(tg.create_task(self._health(), name="health"))
+            others = [
+                tg.create_task(self._spooler(), name="spooler"),
+                tg.create_task(self._housekeeping(), name="housekeeping"),
+                tg.create_task(self._backlog(), name="backlog"),
+                tg.create_task(self._connection(), name="connection"),
+            ]
+            await self._stop.wait()
+            for t in producers:
+                t.cancel()
+            await self._drain()
+            await self._goodbye()
+            for t in others:
+                t.cancel()
 
     async def _drain(self) -> None:
         """Clean stop: spool what is buffered, then wait a while for its acks."""

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sitewatch.ids import IDENT_PATTERN
+from sitewatch.metrics import MetricsSettings
 from sitewatch.mqtt import MqttSettings
 from sitewatch.settings import ServiceSettings
 
@@ -71,6 +72,8 @@ class EdgeSettings(ServiceSettings):
     spool: SpoolSettings = SpoolSettings()
     devices: list[DeviceConfig] = Field(min_length=1)
     profiles_dir: Path | None = None
+    #: Prometheus ``/metrics`` (docs/metrics.md)
+    metrics: MetricsSettings = MetricsSettings()
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @model_validator(mode="after")
