@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sitewatch.accounts import Principal, Scope
 from sitewatch.api.auth import Reader, authorized
-from sitewatch.api.deps import PageDep, StateDep
+from sitewatch.api.deps import IsoDatetime, PageDep, StateDep
 from sitewatch.api.errors import Conflict, Forbidden, NotFound, responses
 from sitewatch.api.pages import Page
 from sitewatch.ingest.alerts.model import Level
@@ -91,9 +91,9 @@ def list_alerts(p: Reader, state: StateDep, page: PageDep,
                 severity: Severity | None = None, state_: Annotated[
                     StateFilter | None, Query(alias="state")] = None,
                 level: Level | None = None,
-                since: Annotated[datetime | None, Query(description="raised at or after")]
+                since: Annotated[IsoDatetime | None, Query(description="raised at or after")]
                 = None,
-                until: Annotated[datetime | None, Query(description="raised before")]
+                until: Annotated[IsoDatetime | None, Query(description="raised before")]
                 = None) -> Page[Alert]:
     if site is not None and not p.may_see(site):
         return Page(items=[], total=0, offset=page.offset, limit=page.limit)
@@ -128,7 +128,7 @@ def alert_history(alert_id: AlertId, p: Reader, state: StateDep) -> list[History
 
 
 @router.post("/alerts/{alert_id}/ack", response_model=Alert,
-             responses=responses(401, 403, 404, 409, 422, 429),
+             responses=responses(400, 401, 403, 404, 409, 422, 429),
              summary="acknowledge: who and when are recorded, with the comment")
 async def acknowledge(alert_id: AlertId, body: Action, state: StateDep,
                       p: Annotated[Principal, Security(authorized, scopes=[Scope.READ])]
@@ -144,7 +144,7 @@ async def acknowledge(alert_id: AlertId, body: Action, state: StateDep,
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=Alert,
-             responses=responses(401, 403, 404, 409, 422, 429),
+             responses=responses(400, 401, 403, 404, 409, 422, 429),
              summary="resolve by hand (if the condition still holds, a new alert is raised)")
 async def resolve(alert_id: AlertId, body: Action, state: StateDep,
                   p: Annotated[Principal, Security(authorized,

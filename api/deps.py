@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,6 +56,17 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SiteId = Annotated[str, Path(pattern=IDENT_PATTERN, description="site identifier")]
 DeviceId = Annotated[str, Path(pattern=IDENT_PATTERN, description="device identifier")]
 GatewayId = Annotated[str, Path(pattern=IDENT_PATTERN, description="gateway identifier")]
+
+
+def _iso_only(value: object) -> object:
+    """Only ISO 8601 text: pydantic would also take "0.5" as Unix seconds."""
+    if isinstance(value, str) and not _ISO_RE.match(value):
+        raise ValueError("an ISO 8601 date-time, e.g. 2026-11-24T08:00:00+08:00")
+    return value
+
+
+_ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 @dataclass(frozen=True, slots=True)

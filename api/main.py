@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -80,7 +81,31 @@ def create_app(settings: ApiSettings) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    _document_profiles(app, sorted(profiles))
     return app
+
+
+def _document_profiles(app: FastAPI, names: list[str]) -> None:
+    """The profiles are data loaded at start: list them in the schema where a profile
+    name is asked for, so clients (and schema-driven tests) know the valid values."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            device_in = schema["components"]["schemas"].get("DeviceIn", {})
+            if "profile" in device_in.get("properties", {}):
+                device_in["properties"]["profile"]["enum"] = names
+            for item in schema["paths"].values():
+                for op in item.values():
+                    for param in op.get("parameters", []):
+                        if param["name"] == "profile" and param["in"] == "query":
+                            param["schema"] = {"anyOf": [{"type": "string", "enum": names},
+                                                         {"type": "null"}]}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 # the tables every slice needs, registered with Base.metadata by importing their modules

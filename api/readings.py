@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from sitewatch.api.auth import Reader, require_site
-from sitewatch.api.deps import DeviceId, SessionDep, SiteId, StateDep
+from sitewatch.api.deps import DeviceId, IsoDatetime, SessionDep, SiteId, StateDep
 from sitewatch.api.errors import BadRequest, NotFound, Unavailable, responses
 from sitewatch.influx import InfluxError
 from sitewatch.registry import Registry
@@ -101,8 +100,8 @@ async def device_latest(site: SiteId, device: DeviceId, p: Reader, state: StateD
             summary="a device's readings over a time range, raw or aggregated per interval")
 async def device_history(
     site: SiteId, device: DeviceId, p: Reader, state: StateDep, session: SessionDep,
-    start: Annotated[datetime, Query(description="ISO 8601, inclusive")],
-    end: Annotated[datetime | None, Query(description="ISO 8601, exclusive; default now")]
+    start: Annotated[IsoDatetime, Query(description="ISO 8601, inclusive")],
+    end: Annotated[IsoDatetime | None, Query(description="ISO 8601, exclusive; default now")]
     = None,
     fields: Annotated[str | None, Query(max_length=2000,
                                         description="comma-separated; default all")] = None,

@@ -131,7 +131,7 @@ def get_site(site: SiteId, p: Reader, session: SessionDep) -> Site:
 
 
 @router.post("/sites", response_model=Site, status_code=201,
-             responses=responses(401, 403, 409, 422, 429))
+             responses=responses(400, 401, 403, 409, 422, 429))
 def create_site(body: SiteIn, p: Admin, session: SessionDep, response: Response) -> Site:
     try:
         row = Registry(session).add_site(SiteRow(**body.model_dump(),
@@ -155,7 +155,7 @@ def list_gateways(site: SiteId, p: Reader, session: SessionDep) -> list[Gateway]
 
 
 @router.post("/sites/{site}/gateways", response_model=GatewayCredentials, status_code=201,
-             responses=responses(401, 403, 404, 409, 422, 429),
+             responses=responses(400, 401, 403, 404, 409, 422, 429),
              summary="provision a gateway: creates its MQTT account and ACL")
 def create_gateway(site: SiteId, body: GatewayIn, p: Admin, session: SessionDep,
                    state: StateDep) -> GatewayCredentials:

@@ -45,7 +45,8 @@ class SnapshotInfo(BaseModel):
 
 
 @router.post("/sites/{site}/snapshots", response_model=SnapshotInfo, status_code=201,
-             responses=responses(400, 401, 403, 404, 413, 415, 429),
+             responses={**responses(400, 401, 403, 404, 413, 415, 429),
+                        200: {"model": SnapshotInfo, "description": "already stored"}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
                  "image/png": {"schema": {"type": "string", "format": "binary"}}}}},

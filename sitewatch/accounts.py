@@ -23,7 +23,6 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -202,6 +201,10 @@ def list_users(s: Session) -> list[UserRow]:
     return list(s.scalars(select(UserRow).order_by(UserRow.username)))
 
 
+def list_api_keys(s: Session) -> list[ApiKeyRow]:
+    return list(s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)))
+
+
 def principal_for(kind: str, name: str, role: str, sites: Collection[str],
                   scopes: Collection[str] | None = None) -> Principal:
     """The principal for an account; ``scopes`` (asked for) narrowed to the role's."""
@@ -211,6 +214,3 @@ def principal_for(kind: str, name: str, role: str, sites: Collection[str],
         granted = frozenset(sc for sc in granted if sc.value in set(scopes))
     return Principal(f"{kind}:{name}", r, granted, frozenset(sites))
 
-
-def describe(row: UserRow | ApiKeyRow) -> dict[str, Any]:
-    return {"role": row.role, "sites": list(row.sites)}
