@@ -10,6 +10,7 @@ drain their spools.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +21,14 @@ from pathlib import Path
 
 import yaml
 
+from sitewatch.brokerauth import (
+    Account,
+    Role,
+    gateway_username,
+    hash_password,
+    new_password,
+    write_broker_files,
+)
 from sitewatch.localstack import InfluxServer, MosquittoServer, PortInUseError, ServerError
 from sitewatch.localstack.servers import free_port, port_is_free
 
@@ -65,6 +74,35 @@ def _site_config(i: int, mqtt_port: int, state: Path) -> dict[str, object]:
             "devices": devices}
 
 
+def _broker_accounts(sites: int) -> tuple[list[Account], dict[str, str]]:
+    """Accounts for this run, with passwords made at start: ingest, the alert service,
+    one per simulated gateway, and two for looking on (``observer`` reads everything,
+    ``monitor`` the alerts). Only their hashes are written to disk."""
+    accounts: list[Account] = []
+    passwords: dict[str, str] = {}
+
+    def add(username: str, role: Role, site: str | None = None,
+            gateway: str | None = None) -> None:
+        passwords[username] = new_password()
+        accounts.append(Account(username, hash_password(passwords[username]), role, site,
+                                gateway))
+
+    add("ingest", Role.INGEST)
+    add("alerts", Role.ALERTS)
+    add("observer", Role.OBSERVER)
+    add("monitor", Role.MONITOR)
+    for i in range(1, sites + 1):
+        site, gateway = f"SITE{i:02d}", f"GW{i:02d}"
+        add(gateway_username(site, gateway), Role.GATEWAY, site, gateway)
+    return accounts, passwords
+
+
+def _mqtt_login(service: str, username: str, passwords: dict[str, str]) -> dict[str, str]:
+    """A child's broker account, as its environment variables (not in its config file)."""
+    return {f"SITEWATCH_{service}_MQTT__USERNAME": username,
+            f"SITEWATCH_{service}_MQTT__PASSWORD": passwords[username]}
+
+
 #: services that write what the edges send: stopped after the edges, before the API
 WRITERS = ("ingest", "alerts")
 
@@ -74,11 +112,11 @@ class _Children:
         self.state = state
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, *args: str) -> None:
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         log = open(self.state / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "sitewatch.cli", *args],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **(env or {})})
         self.procs.append((name, proc))
 
     def dead(self) -> list[str]:
@@ -135,7 +173,11 @@ def run_demo(opts: DemoOptions) -> int:
         api_port = opts.api_port
     else:
         api_port = 8000 if port_is_free(8000) else free_port()
-    mq = MosquittoServer(state / "mosquitto", opts.mqtt_port)
+    accounts, passwords = _broker_accounts(opts.sites)
+    broker_files = write_broker_files(state / "broker", "sitewatch/v1", accounts)
+    mq = MosquittoServer(state / "mosquitto", opts.mqtt_port,
+                         password_file=broker_files.password_file,
+                         acl_file=broker_files.acl_file)
     influx = InfluxServer(state / "influxdb", opts.influx_port)
     children = _Children(state)
     stopping = False
@@ -163,13 +205,17 @@ def run_demo(opts: DemoOptions) -> int:
         (state / "api.yaml").write_text(yaml.safe_dump({**common, "port": api_port}))
         (state / "alerts.yaml").write_text(yaml.safe_dump(
             {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
-        children.spawn("ingest", "ingest", "--config", str(state / "ingest.yaml"))
-        children.spawn("alerts", "alerts", "serve", "--config", str(state / "alerts.yaml"))
+        children.spawn("ingest", "ingest", "--config", str(state / "ingest.yaml"),
+                       env=_mqtt_login("INGEST", "ingest", passwords))
+        children.spawn("alerts", "alerts", "serve", "--config", str(state / "alerts.yaml"),
+                       env=_mqtt_login("ALERTS", "alerts", passwords))
         children.spawn("api", "api", "--config", str(state / "api.yaml"))
         for i in range(1, opts.sites + 1):
             cfg = state / f"edge-SITE{i:02d}.yaml"
             cfg.write_text(yaml.safe_dump(_site_config(i, mq.port, state)))
-            children.spawn(f"edge-SITE{i:02d}", "edge", "--config", str(cfg))
+            children.spawn(f"edge-SITE{i:02d}", "edge", "--config", str(cfg),
+                           env=_mqtt_login("EDGE", gateway_username(f"SITE{i:02d}",
+                                                                    f"GW{i:02d}"), passwords))
         api = f"http://127.0.0.1:{api_port}"
         if not _wait_http(f"{api}/health", 30):
             print(f"sitewatch demo: the API did not come up:\n{_tail(state / 'api.log')}",
@@ -178,15 +224,17 @@ def run_demo(opts: DemoOptions) -> int:
         print(f"""
 SiteWatch demo is running: {opts.sites} simulated sites, {len(SITE_DEVICES)} devices each.
 
-  MQTT broker   mqtt://127.0.0.1:{mq.port}      (topics sitewatch/v1/#)
+  MQTT broker   mqtt://127.0.0.1:{mq.port}      (topics sitewatch/v1/#; accounts only,
+                one per gateway and service: {broker_files.password_file.parent})
   InfluxDB      {influx.url}   (database "sitewatch", InfluxQL on /query)
   API           {api}/docs
   latest data   {api}/sites/SITE01/latest
   state, logs   {state}
 
 Try:
-  mosquitto_sub -p {mq.port} -t 'sitewatch/v1/#' -v
-  mosquitto_sub -p {mq.port} -t 'sitewatch/v1/+/alerts' -v     (alerts as they change)
+  mosquitto_sub -p {mq.port} -u observer -P {passwords["observer"]} -t 'sitewatch/v1/#' -v
+  mosquitto_sub -p {mq.port} -u monitor -P {passwords["monitor"]} -t 'sitewatch/v1/+/alerts' -v
+                                                   (alerts as they change)
   curl -s {api}/sites/SITE01/latest
   sitewatch alerts list --database-url {db_url}
   sitewatch alerts verify --database-url {db_url}

@@ -33,6 +33,11 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             banner += line
         assert "Press Ctrl-C" in banner, banner
         assert f"http://127.0.0.1:{api_port}/docs" in banner
+        # the broker has an account per gateway and service, and no anonymous access
+        mqtt_port = banner.split("mqtt://127.0.0.1:", 1)[1].split()[0]
+        anon = subprocess.run(["mosquitto_sub", "-p", mqtt_port, "-t", "#", "-C", "1",
+                               "-W", "5"], capture_output=True, text=True, timeout=15)
+        assert anon.returncode != 0 and "not authorised" in anon.stderr.lower(), anon
         devices: set[str] = set()
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
