@@ -616,3 +616,87 @@ def test_hash_equals_mosquitto_passwd(tmp_path: Path, password: str) -> None:
     assert hash_password(password, salt=base64.b64decode(salt),
                          iterations=int(iterations)) == theirs
     assert Account(username, theirs, Role.INGEST).password_hash == theirs
+
+
+# -- `sitewatch broker`: what an operator runs ------------------------------------------------
+
+def registry_with_gateway(url: str, site: str, gateway: str, password: str) -> None:
+    """A gateway provisioned as the API does it: its account's hash in the registry."""
+    from sqlalchemy.orm import Session
+
+    from sitewatch import registry
+    from sitewatch.db import Base, make_engine
+
+    engine = make_engine(url)
+    Base.metadata.create_all(engine, tables=registry.TABLES)  # type: ignore[arg-type]
+    with Session(engine) as s:
+        reg = registry.Registry(s)
+        reg.add_site(registry.SiteRow(id=site, name="site", county="C", town="T",
+                                      project_type="building", latitude=30.0, longitude=120.0,
+                                      planned_headcount=None, created_at=now_ms()))
+        reg.add_gateway(registry.GatewayRow(site=site, id=gateway, description="",
+                                            mqtt_username=gateway_username(site, gateway),
+                                            mqtt_password_hash=hash_password(password),
+                                            created_at=now_ms()))
+        s.commit()
+    engine.dispose()
+
+
+@integration
+async def test_broker_files_command_writes_what_the_broker_takes(
+        tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from sitewatch.cli import main
+
+    accounts = tmp_path / "accounts.yaml"
+    accounts.write_text(f"""prefix: {prefix}
+accounts:
+  - {{username: ingest, role: ingest, password_env: TEST_INGEST_PASSWORD}}
+  - {{role: gateway, site: S1, gateway: GW1, password_env: TEST_GW_PASSWORD}}
+""")
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    registry_with_gateway(db, "S9", "GW9", "from-the-api")
+    monkeypatch.setenv("TEST_INGEST_PASSWORD", "ingest-pw")
+    args = ["broker", "files", "--accounts", str(accounts), "--dir", str(tmp_path / "auth")]
+    assert main(args) == 2  # TEST_GW_PASSWORD is missing: nothing written
+    assert "TEST_GW_PASSWORD is not set" in capsys.readouterr().err
+    assert not (tmp_path / "auth" / "passwd").exists()
+    monkeypatch.setenv("TEST_GW_PASSWORD", "gw-pw")
+    assert main([*args, "--database-url", db, "--owner", f"{os.getuid()}:{os.getgid()}"]) == 0
+    assert "3 accounts (2 gateways)" in capsys.readouterr().out
+
+    server = MosquittoServer(tmp_path / "mosquitto", password_file=tmp_path / "auth/passwd",
+                             acl_file=tmp_path / "auth/acl")
+    server.start()
+    try:
+        def login(username: str, password: str) -> mqtt.Client:
+            return mqtt.Client(mqtt.MqttSettings(
+                host=server.host, port=server.port, username=username,
+                password=password),  # type: ignore[arg-type]
+                client_id=f"{username.replace('.', '_')}-{os.urandom(3).hex()}")
+
+        ingest = Inbox(login("ingest", "ingest-pw"))
+        async with ingest.client, login("S1.GW1", "gw-pw") as gw1, \
+                login("S9.GW9", "from-the-api") as gw9:
+            await ingest.subscribe(f"{prefix}/+/+/telemetry")
+            await gw1.publish(f"{prefix}/S1/GW1/telemetry", b"{}")
+            await gw9.publish(f"{prefix}/S9/GW9/telemetry", b"{}")
+            with pytest.raises(mqtt.MqttError, match="Not authorized"):
+                await gw9.publish(f"{prefix}/S1/GW1/telemetry", b"{}")
+            await wait_for(lambda: len(ingest.topics) == 2, what=lambda: str(ingest.topics))
+    finally:
+        server.close()
+
+
+def test_broker_hash_command(monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from sitewatch.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+    assert main(["broker", "hash"]) == 0
+    assert verify_password("s3cret", capsys.readouterr().out.strip())
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["broker", "hash"]) == 2
+    assert "empty password" in capsys.readouterr().err
