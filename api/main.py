@@ -11,7 +11,16 @@ from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
 from sitewatch import __version__, accounts, registry, snapshots
-from sitewatch.api import alerts, auth, deadletters, errors, health, readings, sites
+from sitewatch.api import (
+    alerts,
+    auth,
+    deadletters,
+    errors,
+    health,
+    metrics,
+    readings,
+    sites,
+)
 from sitewatch.api import snapshots as snapshot_routes
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.deps import AppState
@@ -79,6 +88,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app = FastAPI(title="SiteWatch API", version=__version__, lifespan=lifespan,
                   description=DESCRIPTION)
     errors.install(app)
+    metrics.install(app)  # GET /metrics (Prometheus), request counts and latency by route
     for router in ROUTERS:
         app.include_router(router)
     _document_profiles(app, sorted(profiles))

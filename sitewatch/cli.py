@@ -262,6 +262,65 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         store.dispose()
 
 
+def cmd_accounts(args: argparse.Namespace) -> int:
+    import getpass
+
+    from sqlalchemy.orm import Session
+
+    from sitewatch import accounts, registry, snapshots  # noqa: F401  (their tables)
+    from sitewatch.db import Base, make_engine
+
+    engine = make_engine(args.database_url)
+    Base.metadata.create_all(engine, tables=accounts.TABLES)  # type: ignore[arg-type]
+    try:
+        with Session(engine) as s:
+            if args.action == "add-user":
+                if not args.name or not args.role:
+                    print("sitewatch accounts add-user: give NAME and --role", file=sys.stderr)
+                    return 2
+                password = (sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty()
+                            else getpass.getpass(f"password for {args.name}: "))
+                accounts.add_user(s, args.name, password, args.role, args.site or [])
+                s.commit()
+                print(f"user {args.name} ({args.role}) added")
+            elif args.action == "add-key":
+                if not args.name or not args.role:
+                    print("sitewatch accounts add-key: give NAME and --role", file=sys.stderr)
+                    return 2
+                row, secret = accounts.add_api_key(s, args.name, args.role, args.site or [])
+                s.commit()
+                print(f"API key {row.id} ({args.role}) for {args.name}; shown once:")
+                print(secret)
+            elif args.action in ("disable-user", "revoke-key"):
+                user = s.get(accounts.UserRow, args.name or "") \
+                    if args.action == "disable-user" else None
+                key = s.get(accounts.ApiKeyRow, args.name or "") \
+                    if args.action == "revoke-key" else None
+                if user is None and key is None:
+                    print(f"sitewatch accounts {args.action}: no {args.name!r}", file=sys.stderr)
+                    return 1
+                if user is not None:
+                    user.disabled = True
+                if key is not None:
+                    key.revoked = True
+                s.commit()
+                print(f"{args.name}: {'disabled' if args.action == 'disable-user' else 'revoked'}")
+            else:
+                for u in accounts.list_users(s):
+                    state = " (disabled)" if u.disabled else ""
+                    print(f"user {u.username:24} {u.role:18} {','.join(u.sites) or '-'}{state}")
+                for k in accounts.list_api_keys(s):
+                    state = " (revoked)" if k.revoked else ""
+                    print(f"key  {k.id:24} {k.role:18} {','.join(k.sites) or '-'} "
+                          f"{k.name}{state}")
+    except accounts.AccountError as exc:
+        print(f"sitewatch accounts {args.action}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _ms(ms: int) -> str:
     import datetime as dt
 
@@ -343,6 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--owner", default=None,
                     help="USER[:GROUP] to own the files: the user Mosquitto runs as "
                          "(it reads them again on SIGHUP); needs root")
+
+    acc = add("accounts", cmd_accounts, "people and API keys of the API (docs/api.md)")
+    acc.add_argument("action", choices=["list", "add-user", "add-key", "disable-user",
+                                        "revoke-key"],
+                     help="add-user NAME --role R [--site S ...] (password on stdin or "
+                          "asked for); add-key NAME --role R [--site S ...] (the key is "
+                          "printed once); disable-user NAME; revoke-key KEY_ID")
+    acc.add_argument("name", nargs="?", default=None)
+    acc.add_argument("--role", default=None,
+                     choices=["county_supervisor", "site_officer", "admin", "viewer"])
+    acc.add_argument("--site", action="append", help="a site the account may see, repeatable")
+    acc.add_argument("--database-url", default="sqlite:///sitewatch.db")
 
     prof = add("profiles", cmd_profiles, "load and check the device profiles")
     prof.add_argument("--dir", default=None)

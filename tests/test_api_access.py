@@ -393,3 +393,31 @@ async def test_health_and_readiness(api: Api) -> None:
     r = await api.client.get("/ready")
     assert r.status_code == 200 and set(r.json()["checks"]) == {"influxdb", "database",
                                                                 "snapshots"}
+
+
+def test_accounts_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'acc.db'}"
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sitewatch.cli", "accounts", *args,
+                               "--database-url", url], input=stdin, capture_output=True,
+                              text=True, timeout=60)
+
+    r = run("add-user", "li.wei", "--role", "site_officer", "--site", "S-A",
+            stdin=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    assert run("add-user", "x", "--role", "admin", stdin="short\n").returncode == 1
+    assert "at least 12" in run("add-user", "x", "--role", "admin", stdin="short\n").stderr
+    assert "needs at least one site" in run("add-user", "y", "--role", "site_officer",
+                                            stdin=PASSWORD + "\n").stderr
+    r = run("add-key", "screen", "--role", "viewer")
+    assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("swk_")
+    key_id = r.stdout.split()[2]
+    assert run("revoke-key", key_id).returncode == 0
+    assert run("disable-user", "li.wei").returncode == 0
+    listing = run("list").stdout
+    assert "li.wei" in listing and "(disabled)" in listing and "(revoked)" in listing
+    assert run("disable-user", "nobody").returncode == 1
