@@ -19,11 +19,13 @@ from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
 from sitewatch.ingest.alerts.config import AlertSettings
 from sitewatch.ingest.config import IngestSettings
-from sitewatch.localstack.servers import render_mosquitto_conf
+from sitewatch.localstack.servers import TlsListener, render_mosquitto_conf, render_tls_listener
 from sitewatch.profiles import load_profiles
 from sitewatch.settings import ServiceSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+AUTH_DIR = "/mosquitto/auth"
+CONF_D = "/mosquitto/config/conf.d"
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SETTINGS: dict[str, type[ServiceSettings]] = {
     "ingest": IngestSettings, "api": ApiSettings, "edge": EdgeSettings,
@@ -55,7 +57,14 @@ def test_expected_services_with_healthchecks() -> None:
     assert services["ingest"]["depends_on"]["mosquitto"]["condition"] == "service_healthy"
 
 
-@pytest.mark.parametrize("name", sorted(_our_services()))
+def _compose_default(value: object) -> str:
+    """``${VAR:-default}`` -> ``default`` (what runs when VAR is not set)."""
+    text = str(value)
+    return text.split(":-", 1)[1].rstrip("}") if text.startswith("${") else text
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in _our_services().items()
+                                        if s["command"][0] != "broker"))
 def test_command_and_environment_are_accepted(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     svc = _our_services()[name]
     command = svc["command"]
@@ -91,8 +100,26 @@ def test_mounted_files_exist_and_match_the_project() -> None:
     expected = render_mosquitto_conf(port=1883, host="0.0.0.0",
                                      persistence_dir="/mosquitto/data",
                                      max_queued_messages=1_000_000, user="mosquitto",
-                                     log_dest="stdout")
+                                     log_dest="stdout", password_file=AUTH_DIR + "/passwd",
+                                     acl_file=AUTH_DIR + "/acl", include_dir=CONF_D)
     assert (ROOT / "deploy/mosquitto/mosquitto.conf").read_text() == expected
+    tls_example = (ROOT / "deploy/mosquitto/conf.d/tls.conf.example").read_text()
+    assert tls_example.endswith(render_tls_listener(
+        port=8883, host="0.0.0.0",
+        tls=TlsListener("/mosquitto/certs/server.crt", "/mosquitto/certs/server.key")))
+    mosquitto = COMPOSE["services"]["mosquitto"]
+    mounts = dict(v.split(":")[:2] for v in mosquitto["volumes"])
+    assert mounts["./deploy/mosquitto/conf.d"] == CONF_D
+    assert mounts["./deploy/mosquitto/certs"] == "/mosquitto/certs"
+    assert "8883:8883" in mosquitto["ports"]
+    # the files the init service writes are the ones the broker reads, and it runs first
+    init = COMPOSE["services"]["broker-files"]
+    auth_volume = next(v.split(":")[0] for v in mosquitto["volumes"]
+                       if v.split(":")[1] == AUTH_DIR)
+    assert f"{auth_volume}:{AUTH_DIR}" in init["volumes"]
+    assert init["command"][init["command"].index("--dir") + 1] == AUTH_DIR
+    assert mosquitto["depends_on"]["broker-files"]["condition"] == \
+        "service_completed_successfully"
 
 
 def test_grafana_provisioning_paths_match_the_mounts() -> None:
@@ -109,3 +136,137 @@ def test_grafana_provisioning_paths_match_the_mounts() -> None:
     ds = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/sitewatch.yaml").read_text())
     assert ds["datasources"][0]["jsonData"]["dbName"] == "sitewatch"
     assert ds["datasources"][0]["url"] == "http://influxdb:8086"
+
+
+def _env_default(service: str, key: str) -> str:
+    return _compose_default(COMPOSE["services"][service]["environment"][key])
+
+
+def _broker_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the init service's command here: the compose defaults for its passwords, the
+    repository's accounts file, a temporary folder (and no chown: that is for Docker)."""
+    from sitewatch.cli import main
+
+    init = COMPOSE["services"]["broker-files"]
+    command = list(init["command"])
+    assert command[:2] == ["broker", "files"]
+    owner = command.index("--owner")
+    assert command[owner + 1] == "1883:1883"  # Mosquitto's uid in eclipse-mosquitto
+    del command[owner:owner + 2]
+    command[command.index("--dir") + 1] = str(tmp_path / "auth")
+    at = command.index("--accounts") + 1
+    command[at] = str(ROOT / command[at].removeprefix("/app/"))
+    for key, value in init["environment"].items():
+        monkeypatch.setenv(key, _compose_default(value))
+    assert main(command) == 0
+    return tmp_path / "auth"
+
+
+def test_broker_files_service_has_every_account_the_stack_logs_in_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sitewatch.brokerauth import Role, gateway_username, load_accounts, verify_password
+
+    auth = _broker_files(tmp_path, monkeypatch)
+    hashes = dict(line.split(":", 1) for line in (auth / "passwd").read_text().splitlines())
+    _, accounts = load_accounts(
+        yaml.safe_load((ROOT / "deploy/mosquitto/accounts.yaml").read_text()),
+        {k: "x" for k in COMPOSE["services"]["broker-files"]["environment"]})
+    roles = {a.username: a.role for a in accounts}
+    gateway = load_settings(EdgeSettings, ROOT / "deploy/gateway.yaml")
+    expected_roles = {"ingest": Role.INGEST, "alerts": Role.ALERTS, "gateway": Role.GATEWAY}
+    for name, svc in _our_services().items():
+        env = svc.get("environment", {})
+        user_key = next((k for k in env if k.endswith("_MQTT__USERNAME")), None)
+        if svc["command"][0] in ("broker", "api"):
+            assert user_key is None, name  # (the API does not use the broker)
+            continue
+        assert user_key is not None, f"{name} has no broker account"
+        username = str(env[user_key])
+        password = _env_default(name, user_key.replace("USERNAME", "PASSWORD"))
+        assert verify_password(password, hashes[username]), f"{name}: {username}"
+        assert roles[username] is expected_roles[name], name
+        if name == "gateway":
+            assert username == gateway_username(gateway.site, gateway.gateway)
+    # the broker's health check logs in too
+    check = " ".join(COMPOSE["services"]["mosquitto"]["healthcheck"]["test"])
+    assert "-u health" in check and roles["health"] is Role.HEALTHCHECK
+    assert verify_password(_env_default("mosquitto", "MQTT_HEALTH_PASSWORD"), hashes["health"])
+
+
+@pytest.mark.integration
+def test_compose_broker_config_on_real_mosquitto(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/mosquitto as the container sees it (paths mapped to a temporary folder, free
+    loopback ports), with the init service's files and the TLS example turned on: the
+    health check passes, anonymous is refused, the gateway's account publishes its own
+    telemetry over TLS and ingest's receives it."""
+    import signal
+    import time
+
+    from sitewatch.localstack import free_port
+
+    auth = _broker_files(tmp_path, monkeypatch)
+    port, tls_port = free_port(), free_port()
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    example = (ROOT / "deploy/mosquitto/conf.d/tls.conf.example").read_text()
+    (conf_d / "tls.conf").write_text(
+        example.replace("8883 0.0.0.0", f"{tls_port} 127.0.0.1")
+        .replace("/mosquitto/certs/", f"{tmp_path}/"))
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "")
+    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    conf = (conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+            .replace(AUTH_DIR, str(auth)).replace(CONF_D, str(conf_d))
+            .replace("/mosquitto/data/", f"{tmp_path}/").replace("user mosquitto",
+                                                                  f"user {user}"))
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    log = open(tmp_path / "mosquitto.log", "wb")
+    broker = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        check = [a.replace("$$", "$") for a in
+                 COMPOSE["services"]["mosquitto"]["healthcheck"]["test"][1:]]
+        env = {**os.environ, "MQTT_HEALTH_PASSWORD": _env_default("mosquitto",
+                                                                  "MQTT_HEALTH_PASSWORD")}
+        while True:
+            health = subprocess.run(["sh", "-c", check[0].replace("mosquitto_sub",
+                                                                  f"mosquitto_sub -h 127.0.0.1 -p {port}")],
+                                    env=env, capture_output=True, text=True, timeout=10)
+            if health.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert health.returncode == 0, (health, (tmp_path / "mosquitto.log").read_text())
+
+        def sub(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True,
+                                  text=True, timeout=15)
+
+        assert sub("-t", "#", "-C", "1", "-W", "3").returncode != 0  # anonymous
+        ingest = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-u", "ingest", "-P",
+             _env_default("ingest", "SITEWATCH_INGEST_MQTT__PASSWORD"),
+             "-t", "sitewatch/v1/+/+/telemetry", "-C", "1", "-W", "10", "-v"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        for _ in range(20):  # until the subscription is in place
+            subprocess.run(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(tls_port), "--cafile", str(cert), "-q", "1",
+                 "-u", "SITE01.GW01", "-P", _env_default("gateway",
+                                                         "SITEWATCH_EDGE_MQTT__PASSWORD"),
+                 "-t", "sitewatch/v1/SITE01/GW01/telemetry", "-m", "over-tls"],
+                check=True, capture_output=True, timeout=15)
+            if ingest.poll() is not None:
+                break
+            time.sleep(0.1)
+        out, err = ingest.communicate(timeout=15)
+        assert out.strip() == "sitewatch/v1/SITE01/GW01/telemetry over-tls", err
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(10)
+        log.close()
