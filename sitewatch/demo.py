@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -95,6 +96,49 @@ def _broker_accounts(sites: int) -> tuple[list[Account], dict[str, str]]:
         site, gateway = f"SITE{i:02d}", f"GW{i:02d}"
         add(gateway_username(site, gateway), Role.GATEWAY, site, gateway)
     return accounts, passwords
+
+
+def _seed_registry(db_url: str, accounts: list[Account]) -> tuple[str, str]:
+    """The demo's sites, gateways (with the broker accounts' hashes) and devices in the
+    registry, so the API shows them; an ``admin`` with a new password and a read-only API
+    key for the curl lines of the banner. Returns (admin password, API key)."""
+    from sqlalchemy.orm import Session
+
+    from sitewatch import accounts as people
+    from sitewatch import snapshots  # noqa: F401  (its table)
+    from sitewatch.db import Base, make_engine
+    from sitewatch.registry import DeviceRow, GatewayRow, SiteRow
+
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    now = int(time.time() * 1000)
+    password = new_password()
+    with Session(engine) as s:
+        for a in accounts:
+            if a.role is not Role.GATEWAY or a.site is None or a.gateway is None:
+                continue
+            n = int(a.site[4:])
+            s.merge(SiteRow(id=a.site, name=f"Demo site {n}", county="Lankao", town="Chengguan",
+                            project_type="building", latitude=34.82 + n * 0.01,
+                            longitude=114.82 + n * 0.01, planned_headcount=200,
+                            created_at=now))
+            s.flush()
+            s.merge(GatewayRow(site=a.site, id=a.gateway, description="demo gateway",
+                               mqtt_username=a.username, mqtt_password_hash=a.password_hash,
+                               created_at=now))
+            s.flush()
+            for device, profile, _ in SITE_DEVICES:
+                s.merge(DeviceRow(site=a.site, id=device, gateway=a.gateway, profile=profile,
+                                  name="", overrides={}, created_at=now))
+        admin = s.get(people.UserRow, "admin")
+        if admin is None:
+            people.add_user(s, "admin", password, "admin")
+        else:
+            admin.password_hash = people.hash_password(password)
+        _, key = people.add_api_key(s, "demo", "viewer")
+        s.commit()
+    engine.dispose()
+    return password, key
 
 
 def _mqtt_login(service: str, username: str, passwords: dict[str, str]) -> dict[str, str]:
@@ -202,7 +246,21 @@ def run_demo(opts: DemoOptions) -> int:
         common = {"influx": {"url": influx.url}, "database_url": db_url}
         (state / "ingest.yaml").write_text(yaml.safe_dump(
             {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
-        (state / "api.yaml").write_text(yaml.safe_dump({**common, "port": api_port}))
+        # a real secret (a new one each start), as in production
+        # provisioning a gateway through the API rewrites the broker's files and has it
+        # re-read them (it runs here, on this host)
+        assert mq.proc is not None
+        (state / "mosquitto.pid").write_text(f"{mq.proc.pid}\n")
+        broker = {"dir": str(broker_files.password_file.parent),
+                  "topic_prefix": "sitewatch/v1", "pid_file": str(state / "mosquitto.pid"),
+                  "service_accounts": [
+                      {"username": a.username, "role": a.role.value,
+                       "password_hash": a.password_hash, "site": a.site}
+                      for a in accounts if a.role is not Role.GATEWAY]}
+        (state / "api.yaml").write_text(yaml.safe_dump(
+            {**common, "port": api_port, "snapshots_dir": str(state / "snapshots"),
+             "auth": {"secret_key": secrets.token_hex(32)}, "broker": broker}))
+        admin_password, api_key = _seed_registry(db_url, accounts)
         (state / "alerts.yaml").write_text(yaml.safe_dump(
             {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
         children.spawn("ingest", "ingest", "--config", str(state / "ingest.yaml"),
@@ -228,14 +286,17 @@ SiteWatch demo is running: {opts.sites} simulated sites, {len(SITE_DEVICES)} dev
                 one per gateway and service: {broker_files.password_file.parent})
   InfluxDB      {influx.url}   (database "sitewatch", InfluxQL on /query)
   API           {api}/docs
-  latest data   {api}/sites/SITE01/latest
+  latest data   {api}/sites/SITE01/latest   (API key below; or log in as admin)
+  log in        admin / {admin_password}   (made for this run)
+  API key       {api_key}   (viewer)
   state, logs   {state}
 
 Try:
   mosquitto_sub -p {mq.port} -u observer -P {passwords["observer"]} -t 'sitewatch/v1/#' -v
   mosquitto_sub -p {mq.port} -u monitor -P {passwords["monitor"]} -t 'sitewatch/v1/+/alerts' -v
                                                    (alerts as they change)
-  curl -s {api}/sites/SITE01/latest
+  curl -s -H 'X-API-Key: {api_key}' {api}/sites/SITE01/latest
+  curl -s -H 'X-API-Key: {api_key}' '{api}/alerts?state=open'
   sitewatch alerts list --database-url {db_url}
   sitewatch alerts verify --database-url {db_url}
   sitewatch deadletters --database-url {db_url}

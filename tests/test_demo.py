@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -38,10 +39,17 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         anon = subprocess.run(["mosquitto_sub", "-p", mqtt_port, "-t", "#", "-C", "1",
                                "-W", "5"], capture_output=True, text=True, timeout=15)
         assert anon.returncode != 0 and "not authorised" in anon.stderr.lower(), anon
+        # the API answers only with credentials: the banner's API key
+        key = re.search(r"swk_\S+", banner).group(0)  # type: ignore[union-attr]
+        assert httpx.get(f"http://127.0.0.1:{api_port}/sites", timeout=5).status_code == 401
+        sites = httpx.get(f"http://127.0.0.1:{api_port}/sites", timeout=5,
+                          headers={"X-API-Key": key}).json()
+        assert [x["id"] for x in sites["items"]] == ["SITE01", "SITE02", "SITE03"]
         devices: set[str] = set()
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
-            r = httpx.get(f"http://127.0.0.1:{api_port}/sites/SITE03/latest", timeout=5)
+            r = httpx.get(f"http://127.0.0.1:{api_port}/sites/SITE03/latest", timeout=5,
+                          headers={"X-API-Key": key})
             devices = {x["device"] for x in r.json()} if r.status_code == 200 else set()
             if {"TC01", "HOIST01", "ENV01", "PIT01", "HF01", "EL01"} <= devices:
                 break
