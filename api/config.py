@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sitewatch.influx import InfluxSettings
@@ -21,6 +21,11 @@ class AuthSettings(BaseModel):
     #: signs the JWTs; at least 32 characters; required in production
     secret_key: SecretStr | None = None
     token_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if v == "" else v  # ``KEY=`` in an environment file: not set
 
 
 class RateLimitSettings(BaseModel):
