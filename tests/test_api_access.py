@@ -421,3 +421,59 @@ def test_accounts_command(tmp_path: Path) -> None:
     listing = run("list").stdout
     assert "li.wei" in listing and "(disabled)" in listing and "(revoked)" in listing
     assert run("disable-user", "nobody").returncode == 1
+
+
+async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
+        api_factory: Callable[..., Any], tmp_path: Path, database_url: str) -> None:
+    """POST /sites/{site}/gateways -> the broker's files rewritten -> SIGHUP -> the new
+    gateway logs in with the password it was given, and may publish only as itself."""
+    if "sqlite" not in database_url:
+        pytest.skip("the broker part does not depend on the database")
+    from sitewatch import mqtt
+    from sitewatch.brokerauth import hash_password
+    from sitewatch.localstack import MosquittoServer
+
+    broker_dir = tmp_path / "broker"
+    api: Api = await api_factory(
+        rate_limit=RateLimitSettings(enabled=False),
+        broker={"dir": broker_dir, "topic_prefix": "sw/v1", "pid_file": tmp_path / "mq.pid",
+                "service_accounts": [{"username": "ingest", "role": "ingest",
+                                      "password_hash": hash_password("i" * 20)}]})
+    admin = await api.as_user("admin")
+    first = (await api.client.post("/sites/S-A/gateways", json={"id": "GW1"},
+                                   headers=admin)).json()
+    server = MosquittoServer(tmp_path / "mosquitto", password_file=broker_dir / "passwd",
+                             acl_file=broker_dir / "acl")
+    server.start()
+    try:
+        assert server.proc is not None
+        (tmp_path / "mq.pid").write_text(str(server.proc.pid))
+        r = await api.client.post("/sites/S-B/gateways", json={"id": "GW2"}, headers=admin)
+        assert r.status_code == 201
+        second = r.json()
+
+        def client(creds: dict[str, Any]) -> mqtt.Client:
+            return mqtt.Client(mqtt.MqttSettings(
+                host=server.host, port=server.port, topic_prefix="sw/v1",
+                username=creds["mqtt_username"], password=creds["mqtt_password"]),
+                client_id=f"{creds['id']}-{time.monotonic_ns()}", connect_timeout_s=5)
+
+        async def logs_in() -> bool:
+            try:
+                async with client(second) as c:
+                    await c.publish("sw/v1/S-B/GW2/telemetry", b"{}", qos=1)
+                return True
+            except mqtt.MqttError:
+                return False
+
+        from conftest import wait_for
+        await wait_for(logs_in, timeout=10, what="the new gateway accepted after SIGHUP")
+        async with client(second) as c:
+            with pytest.raises(mqtt.MqttError, match="Not authorized"):
+                await c.publish("sw/v1/S-A/GW1/telemetry", b"{}", qos=1)
+        wrong = {**first, "mqtt_password": "not-its-password"}
+        with pytest.raises(mqtt.MqttError):
+            async with client(wrong):
+                pass
+    finally:
+        server.close()
