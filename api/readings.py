@@ -17,6 +17,8 @@ from sitewatch.registry import Registry
 router = APIRouter(tags=["readings"])
 
 TAGS = ("site", "gateway", "device")
+#: the latest time InfluxDB can store (int64 nanoseconds), in ms
+MAX_TIME_MS = 9_223_372_036_854
 Aggregate = Literal["mean", "max", "min", "last", "first", "count", "sum"]
 
 
@@ -130,6 +132,8 @@ async def device_history(
     end_ms = int(end.timestamp() * 1000) if end is not None else int(time.time() * 1000)
     if end_ms <= start_ms:
         raise BadRequest("end must be after start")
+    if start_ms < 0 or end_ms > MAX_TIME_MS:  # InfluxDB's range: int64 ns from 1970 on
+        raise BadRequest("start and end must lie between 1970-01-01 and 2262-04-11")
     if (every_s is None) != (aggregate is None):
         raise BadRequest("every_s and aggregate go together: both or neither")
     limit = state.settings.max_points
