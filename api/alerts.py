@@ -70,7 +70,7 @@ class HistoryEntry(BaseModel):
 
 
 class Action(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no true -> 1, "5" -> 5
 
     comment: str = Field(default="", max_length=2000)
 

@@ -27,7 +27,7 @@ ProjectType = Literal["building", "road", "bridge", "water", "municipal",
 
 
 class SiteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no true -> 1, "5" -> 5
 
     id: str = Ident
     name: str = Field(min_length=1, max_length=200)
@@ -44,7 +44,7 @@ class Site(SiteIn):
 
 
 class GatewayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no true -> 1, "5" -> 5
 
     id: str = Ident
     description: str = Field(default="", max_length=500)
@@ -66,7 +66,7 @@ class GatewayCredentials(Gateway):
 
 
 class RuleOverride(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no true -> 1, "5" -> 5
 
     enabled: bool = True
     #: rule parameters to change (e.g. ``value``, ``hysteresis``, ``for_s``)
@@ -74,7 +74,7 @@ class RuleOverride(BaseModel):
 
 
 class DeviceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no true -> 1, "5" -> 5
 
     gateway: str = Ident
     profile: str = Field(min_length=1, max_length=64)

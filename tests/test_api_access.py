@@ -141,6 +141,11 @@ async def test_scopes_roles_and_sites(api: Api) -> None:
     narrow = await api.as_user("admin", scope="read")
     r = await api.client.post("/sites", json={**SITE_A, "id": "S-C"}, headers=narrow)
     assert r.status_code == 403
+    admin = await api.as_user("admin")
+    for bad in ({"planned_headcount": True}, {"latitude": "34.8"}, {"id": "S C"},
+                {"extra": 1}, {"latitude": 91}):  # strict: no true -> 1, no "34.8" -> 34.8
+        r = await api.client.post("/sites", json={**SITE_A, "id": "S-D", **bad}, headers=admin)
+        assert r.status_code == 422, (bad, r.text)
     me = (await api.client.get("/auth/me", headers=narrow)).json()
     assert me["scopes"] == ["read"] and me["sites"] is None
     # a disabled user's token stops working at once
