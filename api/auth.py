@@ -23,6 +23,7 @@ from fastapi.security import (
     SecurityScopes,
 )
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from sitewatch.accounts import (
     SCOPE_HELP,
@@ -83,7 +84,7 @@ def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Reques
     return Token(access_token=token, expires_in=ttl, scope=" ".join(sorted(p.scopes)))
 
 
-def _from_token(token: str, state: StateDep, session: SessionDep) -> Principal:
+def _from_token(token: str, state: StateDep, session: Session) -> Principal:
     try:
         claims = jwt.decode(token, state.settings.secret_key, algorithms=[ALGORITHM],
                             options={"require": ["sub", "exp", "iat"]})
@@ -102,7 +103,7 @@ def _from_token(token: str, state: StateDep, session: SessionDep) -> Principal:
                          [str(s) for s in scopes])
 
 
-def current_principal(request: Request, state: StateDep, session: SessionDep,
+def current_principal(request: Request, state: StateDep,
                       token: Annotated[str | None, Depends(oauth2)],
                       api_key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
     limiter = state.limiter if state.settings.rate_limit.enabled else None
@@ -110,23 +111,26 @@ def current_principal(request: Request, state: StateDep, session: SessionDep,
         if limiter:
             limiter.check(f"addr:{_client(request)}")
         raise Unauthorized("not authenticated: send a bearer token or an X-API-Key")
-    if token is not None:
-        p = _from_token(token, state, session)
-    else:
-        assert api_key is not None
-        key = check_api_key(session, api_key)
-        if key is None:
-            if limiter:
-                limiter.check(f"addr:{_client(request)}")
-            raise Unauthorized("unknown or revoked API key")
-        p = principal_for("key", key.id, key.role, key.sites)
+    # a session of its own, closed before the handler runs: a request waiting on
+    # InfluxDB must not hold one of the pool's connections (found by bench/api_latency)
+    with state.sessions() as session:
+        if token is not None:
+            p = _from_token(token, state, session)
+        else:
+            assert api_key is not None
+            key = check_api_key(session, api_key)
+            if key is None:
+                if limiter:
+                    limiter.check(f"addr:{_client(request)}")
+                raise Unauthorized("unknown or revoked API key")
+            p = principal_for("key", key.id, key.role, key.sites)
     if limiter:
         limiter.check(p.name)
     return p
 
 
-def authorized(security: SecurityScopes,
-               p: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def authorized(security: SecurityScopes,
+                     p: Annotated[Principal, Depends(current_principal)]) -> Principal:
     missing = [s for s in security.scopes if Scope(s) not in p.scopes]
     if missing:
         raise Forbidden(f"this needs scope {', '.join(missing)}",
@@ -145,7 +149,7 @@ Admin = Annotated[Principal, Security(authorized, scopes=[Scope.ADMIN])]
 
 
 @router.get("/auth/me", response_model=Me, responses=responses(401, 429))
-def me(p: Annotated[Principal, Depends(current_principal)]) -> Me:
+async def me(p: Annotated[Principal, Depends(current_principal)]) -> Me:
     visible = p.visible_sites()
     return Me(name=p.name, role=p.role.value, scopes=sorted(p.scopes),
               sites=sorted(visible) if visible is not None else None)

@@ -37,7 +37,7 @@ class AppState:
     login_limiter: RateLimiter
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:  # async: no thread-pool hop
     state: AppState = request.app.state.sitewatch
     return state
 
@@ -75,7 +75,7 @@ class PageParams:
     limit: int
 
 
-def page_params(offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+async def page_params(offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> PageParams:
     return PageParams(offset, limit)
 

@@ -94,6 +94,7 @@ class AlertRow(Base):
               postgresql_where=text("state != 'resolved'")),
         Index("alerts_state", "state", "level"),
         Index("alerts_site_raised", "site", "raised_at"),
+        Index("alerts_raised", "raised_at", "id"),  # the county-wide list, newest first
     )
 
 
@@ -187,6 +188,8 @@ class AlertStore:
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine, tables=TABLES)  # type: ignore[arg-type]
+        for index in AlertRow.__table__.indexes:  # type: ignore[attr-defined]  # added later
+            index.create(self.engine, checkfirst=True)
         with Session(self.engine) as s, s.begin():
             if s.get(ChainHead, 1) is None:
                 s.add(ChainHead(id=1, n=0, hash=GENESIS, touched_at=0))
