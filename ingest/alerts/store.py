@@ -401,7 +401,7 @@ class AlertStore:
             q = q.where(AlertRow.raised_at < f.until)
         with Session(self.engine) as s:
             total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
-            rows = s.scalars(q.order_by(AlertRow.raised_at.desc(), AlertRow.id)
+            rows = s.scalars(q.order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
                              .offset(offset).limit(limit))
             return list(rows), int(total)
 
