@@ -42,7 +42,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from typing import Any
 
 import msgspec
 import yaml
+from childproc import Service, cpu_seconds  # bench/childproc.py
 
 from sitewatch import contract, mqtt
 from sitewatch.influx import InfluxClient, InfluxSettings
@@ -66,59 +66,6 @@ PROBE_SITE, PROBE_GATEWAY = "PROBE", "GW-PROBE"
 DEVICES_PER_SITE, BATCH_ITEMS = 50, 50
 FLEET_MEASUREMENTS = sorted({profile for profile, _ in SITE_MIX})
 TARGET_P99_S = 0.5
-
-
-# -- processes ----------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Service:
-    """A ``sitewatch`` subcommand running as a child process, its output in a log file."""
-
-    name: str
-    cmd: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self, ready: bytes, timeout_s: float = 30.0) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while ready not in self.log_path.read_bytes():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
-            await asyncio.sleep(0.05)
-
-    def check_running(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        """SIGTERM (the services stop cleanly on it), SIGKILL if that takes too long."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
@@ -382,7 +329,7 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         for service, ready in ((ingest, b"ingest connected"), (alerts, b"alerts connected"),
                                (fleet, b"simulating")):
             services.append(service)
-            await service.start(ready)
+            await service.started(ready)
         probes = max(1, round(args.duration * args.probe_rate))
         print(f"background: sitewatch simulate, {shape} = {shape.rate:,.0f} readings/s "
               f"offered in {BATCH_ITEMS}-item batches; ingest and alerts serve running")

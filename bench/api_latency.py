@@ -55,7 +55,6 @@ import random
 import re
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +69,7 @@ from typing import Any
 
 import httpx
 import yaml
+from childproc import Service, cpu_seconds, machine_busy_seconds  # bench/childproc.py
 
 DATABASE = "bench_api"
 #: the request kinds, in the order they are measured (the baseline, health, first and last)
@@ -82,74 +82,6 @@ KINDS = {
 DAY_MS = 86_400_000
 #: the processes whose CPU is reported
 API, GENERATOR = "API (sitewatch api)", "generator"
-
-
-# -- processes ----------------------------------------------------------------------
-def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat; with ``children``, also its
-    live child processes and the children it has waited for (PostgreSQL's backends)."""
-    def stat(p: int) -> list[str]:
-        return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-
-    fields = stat(pid)
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                with contextlib.suppress(OSError, IndexError):
-                    f = stat(int(d.name))
-                    if int(f[1]) == pid:
-                        ticks += int(f[11]) + int(f[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle since boot, from /proc/stat."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle, iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Service:
-    """A ``sitewatch`` subcommand running as a child process, its output in a log file."""
-
-    name: str
-    cmd: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-
-    def check_running(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        """SIGTERM (uvicorn stops cleanly on it), SIGKILL if that takes too long."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 # -- the load generator (a child process: ``--generator``) ----------------------------
