@@ -156,6 +156,11 @@ class Registry:
         self._flush(f"device {row.site}/{row.id}")
         return old, False
 
+    def device_overrides(self) -> list[tuple[DeviceRow, str, dict[str, Any]]]:
+        """(device, rule id, {"enabled", "set"}) of every rule override set per device."""
+        rows = self.s.scalars(select(DeviceRow).order_by(DeviceRow.site, DeviceRow.id))
+        return [(d, rule, o) for d in rows for rule, o in sorted((d.overrides or {}).items())]
+
     def broker_accounts(self) -> list[Account]:
         """Every gateway's MQTT account, for the broker's password and ACL files."""
         return [Account(g.mqtt_username, g.mqtt_password_hash, Role.GATEWAY, g.site, g.id)

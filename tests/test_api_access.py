@@ -484,3 +484,26 @@ async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
                 pass
     finally:
         server.close()
+
+
+async def test_device_overrides_set_through_the_api_reach_the_alert_service(
+        api: Api, database_url: str) -> None:
+    from sitewatch.ingest.alerts.config import AlertSettings
+    from sitewatch.ingest.alerts.service import AlertService
+
+    admin = await api.as_user("admin")
+    await api.client.post("/sites/S-A/gateways", json={"id": "GW1"}, headers=admin)
+    r = await api.client.put("/sites/S-A/devices/TC01", headers=admin, json={
+        "gateway": "GW1", "profile": "tower_crane",
+        "overrides": {"load_alarm": {"set": {"value": 95}}, "tilt_alarm": {"enabled": False}}})
+    assert r.status_code == 201, r.text
+    service = AlertService(AlertSettings(database_url=database_url))
+    before = {r.id: r for r in service.book.rules_for("S-A", "TC01", "tower_crane")}
+    assert before["load_alarm"].value == 100 and "tilt_alarm" in before  # type: ignore[union-attr]
+    service._apply_registry_overrides()
+    rules = {r.id: r for r in service.engine.book.rules_for("S-A", "TC01", "tower_crane")}
+    assert rules["load_alarm"].value == 95  # type: ignore[union-attr]
+    assert "tilt_alarm" not in rules
+    other = {r.id: r for r in service.engine.book.rules_for("S-A", "TC02", "tower_crane")}
+    assert other["load_alarm"].value == 100  # type: ignore[union-attr]
+    service.store.dispose()

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from sitewatch import contract, mqtt
@@ -44,9 +45,10 @@ from sitewatch.ingest.alerts.model import AlertEvent
 from sitewatch.ingest.alerts.notify import Notifier, build_notifier
 from sitewatch.ingest.alerts.store import AlertStore, Router
 from sitewatch.ingest.decode import BatchDecoder, TimeWindow
-from sitewatch.ingest.rules.overrides import RuleBook
+from sitewatch.ingest.rules.overrides import Override, RuleBook
 from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import load_profiles
+from sitewatch.settings import ConfigError
 from sitewatch.signals import stop_on_signals
 from sitewatch.topics import GatewayChannel, TopicError, parse_gateway_topic, subscription
 
@@ -224,6 +226,37 @@ class AlertService:
             self.metrics_endpoint = endpoint
             await self._run()
 
+    def _apply_registry_overrides(self) -> None:
+        """Per-device overrides set through the API (the registry), after the config's:
+        read at start, so a change there takes effect when the service restarts."""
+        from sqlalchemy.orm import Session
+
+        from sitewatch.registry import Registry
+
+        s = self.settings
+        try:
+            with Session(self.store.engine) as session:
+                found = Registry(session).device_overrides()
+        except SQLAlchemyError as exc:  # no registry tables: an alert-only database
+            log.info("alerts: no device overrides from the registry (%s)", type(exc).__name__)
+            return
+        extra: list[Override] = []
+        for dev, rule, o in found:
+            try:
+                candidate = Override(site=dev.site, device=dev.id, profile=dev.profile,
+                                     rule=rule, **o)
+                RuleBook(self.book.profiles, [candidate])  # checked alone, to name it
+            except (ValidationError, ConfigError) as exc:
+                log.error("alerts: ignoring the registry's override of rule %s of device "
+                          "%s/%s: %s", rule, dev.site, dev.id, exc)
+                continue
+            extra.append(candidate)
+        if extra:
+            self.book = RuleBook(self.book.profiles, [*s.overrides, *extra], s.sites,
+                                 s.default_utc_offset_h)
+            self.engine.book = self.book
+            log.info("alerts: %d device rule override(s) from the registry", len(extra))
+
     async def _run(self) -> None:
         s = self.settings
         backoff = Backoff(0.5, 30)
@@ -237,6 +270,7 @@ class AlertService:
                 delay = backoff.next_delay()
                 log.warning("alert store not reachable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
+        self._apply_registry_overrides()
         log.info("alerts: %d open alerts taken over", self.engine.restore(opened))
         async with InfluxClient(s.influx) as influx, httpx.AsyncClient() as http:
             publisher = MqttPublisher(s.mqtt, f"{s.client_id}-out")
