@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -154,7 +155,7 @@ async def resolve(alert_id: AlertId, body: Action, state: StateDep,
 
 
 async def _act(state: StateDep, alert_id: str, p: Principal, body: Action,
-               action: Any) -> Alert:
+               action: Callable[[str, str, str, int], object]) -> Alert:
     try:
         await asyncio.to_thread(action, alert_id, p.name, body.comment,
                                 int(time.time() * 1000))

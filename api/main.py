@@ -10,7 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
-from sitewatch import __version__, accounts, registry, snapshots
+from sitewatch import __version__, snapshots
 from sitewatch.api import (
     alerts,
     auth,
@@ -25,7 +25,7 @@ from sitewatch.api import snapshots as snapshot_routes
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.deps import AppState
 from sitewatch.api.ratelimit import RateLimiter
-from sitewatch.db import Base, make_engine
+from sitewatch.db import create_tables, make_engine
 from sitewatch.influx import InfluxClient
 from sitewatch.ingest.alerts.model import AlertEvent
 from sitewatch.ingest.alerts.store import AlertStore, Router
@@ -49,13 +49,10 @@ def alert_router(settings: ApiSettings) -> Router:
             return ["mqtt", "influx"]
         return fixed
     from sitewatch.ingest.alerts.config import AlertSettings
-    from sitewatch.ingest.alerts.notify import build_notifier
-    from sitewatch.ingest.alerts.service import make_router
+    from sitewatch.ingest.alerts.service import router_for
     from sitewatch.settings import load_settings
 
-    alert_settings = load_settings(AlertSettings, settings.alerts_config)
-    return make_router(alert_settings, {n.name: build_notifier(n)
-                                        for n in alert_settings.notifiers})
+    return router_for(load_settings(AlertSettings, settings.alerts_config))
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -69,7 +66,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         alert_store = AlertStore(settings.database_url, route)
         dead_letters = DeadLetterStore(settings.database_url)
         # every table (the API may be the first to start), the alert chain's head row too
-        Base.metadata.create_all(engine)
+        create_tables(engine)
         alert_store.create_schema()
         rl = settings.rate_limit
         app.state.sitewatch = AppState(
@@ -116,10 +113,6 @@ def _document_profiles(app: FastAPI, names: list[str]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-# the tables every slice needs, registered with Base.metadata by importing their modules
-_MODELS = (accounts.TABLES, registry.TABLES, snapshots.TABLES)
 
 
 def serve(settings: ApiSettings) -> None:

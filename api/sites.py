@@ -14,6 +14,7 @@ from sitewatch.api.auth import Admin, Reader, require_site
 from sitewatch.api.deps import DeviceId, PageDep, SessionDep, SiteId, StateDep
 from sitewatch.api.errors import BadRequest, Conflict, NotFound, responses
 from sitewatch.api.pages import Page
+from sitewatch.brokerauth import gateway_username, hash_password
 from sitewatch.ids import IDENT_PATTERN
 from sitewatch.ingest.rules.overrides import Override, RuleBook
 from sitewatch.registry import DeviceRow, GatewayRow, Registry, RegistryError, SiteRow
@@ -159,8 +160,6 @@ def list_gateways(site: SiteId, p: Reader, session: SessionDep) -> list[Gateway]
              summary="provision a gateway: creates its MQTT account and ACL")
 def create_gateway(site: SiteId, body: GatewayIn, p: Admin, session: SessionDep,
                    state: StateDep) -> GatewayCredentials:
-    from sitewatch.brokerauth import gateway_username, hash_password
-
     password = secrets.token_urlsafe(24)
     row = GatewayRow(site=site, id=body.id, description=body.description,
                      mqtt_username=gateway_username(site, body.id),

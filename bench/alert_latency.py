@@ -43,7 +43,6 @@ import random
 import re
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,7 @@ from typing import Any
 
 import msgspec
 import yaml
-from childproc import Service, cpu_seconds  # bench/childproc.py
+from childproc import Service, cpu_seconds, run_in_workdir  # bench/childproc.py
 
 from sitewatch import contract, mqtt
 from sitewatch.influx import InfluxClient, InfluxSettings
@@ -411,11 +410,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.rate, args.duration, args.warmup, args.timeout = 2000, 10, 3, 10
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(bench(args, args.workdir.resolve()))
-    with tempfile.TemporaryDirectory(prefix="sw-bench-alerts-") as tmp:
-        return asyncio.run(bench(args, Path(tmp)))
+    return run_in_workdir(bench, args, "sw-bench-alerts-")
 
 
 if __name__ == "__main__":

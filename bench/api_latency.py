@@ -56,7 +56,6 @@ import re
 import secrets
 import signal
 import sys
-import tempfile
 import time
 import types
 import urllib.parse
@@ -69,7 +68,12 @@ from typing import Any
 
 import httpx
 import yaml
-from childproc import Service, cpu_seconds, machine_busy_seconds  # bench/childproc.py
+from childproc import (  # bench/childproc.py
+    Service,
+    cpu_seconds,
+    machine_busy_seconds,
+    run_in_workdir,
+)
 
 DATABASE = "bench_api"
 #: the request kinds, in the order they are measured (the baseline, health, first and last)
@@ -454,14 +458,12 @@ def add_key(url: str) -> str:
     """A ``county_supervisor`` API key (every site), its tables created first."""
     from sqlalchemy.orm import Session
 
-    from sitewatch import accounts, registry, snapshots
-    from sitewatch.db import Base, make_engine
-    from sitewatch.ingest.alerts import store
+    from sitewatch import accounts
+    from sitewatch.db import create_tables, make_engine
 
-    assert accounts.TABLES and registry.TABLES and snapshots.TABLES and store.TABLES
     engine = make_engine(url)
     try:
-        Base.metadata.create_all(engine)
+        create_tables(engine)
         with Session(engine) as s:
             _, key = accounts.add_api_key(s, "bench", "county_supervisor")
             s.commit()
@@ -785,11 +787,7 @@ def main() -> int:
                  f"{', '.join(k for k in KINDS if k != 'health')}")
     if args.quick:
         args.duration, args.warmup, args.history = 3, 1, 600
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(bench(args, args.workdir.resolve()))
-    with tempfile.TemporaryDirectory(prefix="sw-bench-api-") as tmp:
-        return asyncio.run(bench(args, Path(tmp)))
+    return run_in_workdir(bench, args, "sw-bench-api-")
 
 
 if __name__ == "__main__":

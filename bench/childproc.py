@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+
+def run_in_workdir(bench: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]],
+                   args: argparse.Namespace, prefix: str) -> int:
+    """Run ``bench`` in ``args.workdir`` (kept), or in a temporary folder removed after."""
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        return asyncio.run(bench(args, args.workdir.resolve()))
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        return asyncio.run(bench(args, Path(tmp)))
 
 
 def cpu_seconds(pid: int, *, children: bool = False) -> float:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sitewatch.db import Base, make_engine
+from sitewatch.db import Base, count_rows, make_engine
 
 
 class DeadLetter(Base):
@@ -66,13 +66,7 @@ class DeadLetterStore:
 
     def recent(self, limit: int = 50, reason: str | None = None,
                site: str | None = None) -> list[DeadLetter]:
-        q = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
-        if reason:
-            q = q.where(DeadLetter.reason == reason)
-        if site:
-            q = q.where(DeadLetter.site == site)
-        with Session(self.engine) as s:
-            return list(s.scalars(q))
+        return self.find(limit=limit, reason=reason, site=site)[0]
 
     def find(self, *, offset: int = 0, limit: int = 50, reason: str | None = None,
              site: str | None = None, sites: Collection[str] | None = None
@@ -87,9 +81,9 @@ class DeadLetterStore:
         if sites is not None:
             q = q.where(DeadLetter.site.in_(sorted(sites)))
         with Session(self.engine) as s:
-            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            total = count_rows(s, q)
             rows = s.scalars(q.order_by(DeadLetter.id.desc()).offset(offset).limit(limit))
-            return list(rows), int(total)
+            return list(rows), total
 
     def counts_by_reason(self) -> dict[str, int]:
         with Session(self.engine) as s:

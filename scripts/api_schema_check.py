@@ -79,13 +79,13 @@ def _prepare(config: dict[str, object]) -> str:
     """Tables, an admin API key and one site with a gateway and a device."""
     from sqlalchemy.orm import Session
 
-    from sitewatch import accounts, registry, snapshots  # noqa: F401  (their tables)
-    from sitewatch.db import Base, make_engine
+    from sitewatch import accounts, registry
+    from sitewatch.db import create_tables, make_engine
     from sitewatch.ingest.alerts.store import AlertStore
 
     url = str(config["database_url"])
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
+    create_tables(engine)
     AlertStore(url).create_schema()
     with urllib.request.urlopen(urllib.request.Request(  # ingest would have made it
             f"{config['influx']['url']}/query",  # type: ignore[index]

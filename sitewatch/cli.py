@@ -217,11 +217,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return 0
     if args.action in ("ack", "resolve"):
         # the running service's routing (MQTT, InfluxDB, notifiers) for the outbox rows
-        from sitewatch.ingest.alerts.notify import build_notifier
-        from sitewatch.ingest.alerts.service import make_router
+        from sitewatch.ingest.alerts.service import router_for
 
-        notifiers = {n.name: build_notifier(n) for n in settings.notifiers}
-        store = AlertStore(settings.database_url, make_router(settings, notifiers))
+        store = AlertStore(settings.database_url, router_for(settings))
     else:
         store = AlertStore(settings.database_url)
     store.create_schema()
@@ -267,11 +265,11 @@ def cmd_accounts(args: argparse.Namespace) -> int:
 
     from sqlalchemy.orm import Session
 
-    from sitewatch import accounts, registry, snapshots  # noqa: F401  (their tables)
-    from sitewatch.db import Base, make_engine
+    from sitewatch import accounts
+    from sitewatch.db import create_tables, make_engine
 
     engine = make_engine(args.database_url)
-    Base.metadata.create_all(engine, tables=accounts.TABLES)  # type: ignore[arg-type]
+    create_tables(engine)
     try:
         with Session(engine) as s:
             if args.action == "add-user":

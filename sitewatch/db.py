@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import DeclarativeBase
+from typing import Any
+
+from sqlalchemy import Engine, Select, create_engine, event, func, select
+from sqlalchemy.orm import DeclarativeBase, Session
 
 
 class Base(DeclarativeBase):
     pass
+
+
+def create_tables(engine: Engine) -> None:
+    """Every table of the store, whatever the caller happened to import: the modules
+    that define them register them with ``Base.metadata`` when imported, here."""
+    from sitewatch import accounts, registry, snapshots  # noqa: F401
+    from sitewatch.ingest import deadletter  # noqa: F401
+    from sitewatch.ingest.alerts import store  # noqa: F401
+
+    Base.metadata.create_all(engine)
+
+
+def count_rows(session: Session, query: Select[Any]) -> int:
+    """How many rows ``query`` matches (for a page's ``total``)."""
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
 def make_engine(url: str) -> Engine:

@@ -105,12 +105,11 @@ def _seed_registry(db_url: str, accounts: list[Account]) -> tuple[str, str]:
     from sqlalchemy.orm import Session
 
     from sitewatch import accounts as people
-    from sitewatch import snapshots  # noqa: F401  (its table)
-    from sitewatch.db import Base, make_engine
+    from sitewatch.db import create_tables, make_engine
     from sitewatch.registry import DeviceRow, GatewayRow, SiteRow
 
     engine = make_engine(db_url)
-    Base.metadata.create_all(engine)
+    create_tables(engine)
     now = int(time.time() * 1000)
     password = new_password()
     with Session(engine) as s:

@@ -13,12 +13,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, String, Text, func, select
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch.brokerauth import Account, Role
-from sitewatch.db import Base
+from sitewatch.db import Base, count_rows
 
 
 class SiteRow(Base):
@@ -97,9 +97,9 @@ class Registry:
             q = q.where(SiteRow.county == county)
         if project_type:
             q = q.where(SiteRow.project_type == project_type)
-        total = self.s.scalar(select(func.count()).select_from(q.subquery())) or 0
+        total = count_rows(self.s, q)
         rows = self.s.scalars(q.order_by(SiteRow.id).offset(offset).limit(limit))
-        return Page(list(rows), int(total))
+        return Page(list(rows), total)
 
     def site(self, site: str) -> SiteRow | None:
         return self.s.get(SiteRow, site)
@@ -135,9 +135,9 @@ class Registry:
     # -- devices ----------------------------------------------------------------------
     def devices(self, site: str, *, offset: int = 0, limit: int = 100) -> Page[DeviceRow]:
         q = select(DeviceRow).where(DeviceRow.site == site)
-        total = self.s.scalar(select(func.count()).select_from(q.subquery())) or 0
+        total = count_rows(self.s, q)
         rows = self.s.scalars(q.order_by(DeviceRow.id).offset(offset).limit(limit))
-        return Page(list(rows), int(total))
+        return Page(list(rows), total)
 
     def device(self, site: str, device: str) -> DeviceRow | None:
         return self.s.get(DeviceRow, (site, device))

@@ -68,6 +68,12 @@ def make_router(settings: AlertSettings, notifiers: Mapping[str, Notifier]) -> R
     return route
 
 
+def router_for(settings: AlertSettings) -> Router:
+    """The service's routing, for other processes that change alerts (``sitewatch alerts
+    ack``, the API): their outbox rows go where the service would send them."""
+    return make_router(settings, {n.name: build_notifier(n) for n in settings.notifiers})
+
+
 class AlertService:
     def __init__(self, settings: AlertSettings) -> None:
         s = settings

@@ -33,14 +33,13 @@ from sqlalchemy import (
     String,
     Text,
     delete,
-    func,
     select,
     text,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sitewatch.db import Base, make_engine
+from sitewatch.db import Base, count_rows, make_engine
 from sitewatch.ingest.alerts.engine import Change, OpenAlert
 from sitewatch.ingest.alerts.history import (
     GENESIS,
@@ -400,10 +399,10 @@ class AlertStore:
         if f.until is not None:
             q = q.where(AlertRow.raised_at < f.until)
         with Session(self.engine) as s:
-            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            total = count_rows(s, q)
             rows = s.scalars(q.order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
                              .offset(offset).limit(limit))
-            return list(rows), int(total)
+            return list(rows), total
 
     def history(self, alert_id: str | None = None) -> list[HistoryRow]:
         q = select(HistoryRow).order_by(HistoryRow.n)
