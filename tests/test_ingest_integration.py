@@ -52,7 +52,11 @@ class AckListener:
 
 
 def item(seq: int, **over: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"device": "TC01", "profile": "tower_crane", "ts": now_ms() - seq,
+    # whole seconds minus seq: items made in successive milliseconds never share a
+    # timestamp (now_ms() - seq did when the clock ticked between two items, and InfluxDB
+    # kept one point of the two)
+    base: dict[str, Any] = {"device": "TC01", "profile": "tower_crane",
+                            "ts": now_ms() // 1000 * 1000 - seq,
                             "seq": seq, "values": {"load_t": 3, "wind_ms": 6.1}}
     base.update(over)
     return base
