@@ -9,8 +9,6 @@ hash) so that removing the newest entries is seen too. Appending is the store's 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import msgspec
@@ -18,9 +16,10 @@ from sqlalchemy import BigInteger, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch.db import Base
+from sitewatch.hashchain import GENESIS, ChainCheck, link_hash
 from sitewatch.ingest.alerts.model import AlertEvent, event_decoder
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "ChainHead", "HistoryRow", "VerifyReport", "entry_hash", "walk_chain"]
 
 
 class HistoryRow(Base):
@@ -47,9 +46,7 @@ class ChainHead(Base):
 
 def entry_hash(n: int, alert_id: str, at: int, event: str, actor: str, data: str,
                prev_hash: str) -> str:
-    canonical = json.dumps([n, alert_id, at, event, actor, data, prev_hash],
-                           ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return link_hash([n, alert_id, at, event, actor, data, prev_hash])
 
 
 
@@ -76,29 +73,21 @@ class ChainWalk:
 def walk_chain(s: Session) -> ChainWalk:
     """Recompute every hash, check numbering, links and the head."""
     out = ChainWalk()
-    problems = out.problems
-    prev, expected_n = GENESIS, 1
+    check = ChainCheck()
     for h in s.scalars(select(HistoryRow).order_by(HistoryRow.n)).yield_per(1000):
-        out.entries += 1
-        if h.n != expected_n:
-            problems.append(f"entry {expected_n}"
-                            + (f"..{h.n - 1}" if h.n - 1 > expected_n else "") + " missing")
-        if h.prev_hash != prev:
-            problems.append(f"entry {h.n}: previous hash does not match entry before")
-        if entry_hash(h.n, h.alert_id, h.at, h.event, h.actor, h.data, h.prev_hash) != h.hash:
-            problems.append(f"entry {h.n}: content does not match its hash (altered)")
+        check.entry(h.n, h.prev_hash, h.hash,
+                    entry_hash(h.n, h.alert_id, h.at, h.event, h.actor, h.data, h.prev_hash))
         try:
             ev: AlertEvent = event_decoder.decode(h.data)
             if ev.id != h.alert_id or ev.event.value != h.event:
-                problems.append(f"entry {h.n}: data names another alert or event")
+                check.problems.append(f"entry {h.n}: data names another alert or event")
             out.last[ev.id] = ev
         except msgspec.DecodeError as exc:  # ValidationError is one too
-            problems.append(f"entry {h.n}: data unreadable ({exc})")
-        prev, expected_n = h.hash, h.n + 1
+            check.problems.append(f"entry {h.n}: data unreadable ({exc})")
     head = s.get(ChainHead, 1)
     if head is None:
-        problems.append("alert_chain head row missing")
-    elif head.n != expected_n - 1 or head.hash != prev:
-        problems.append(f"chain head says {head.n} entries, history ends at "
-                        f"{expected_n - 1}: entries removed from the end")
+        check.problems.append("alert_chain head row missing")
+    else:
+        check.head((head.n, head.hash), "alert_chain")
+    out.entries, out.problems = check.entries, check.problems
     return out

@@ -1,0 +1,173 @@
+"""The attendance ledger: every gate event, once, in an append-only hash chain per site.
+
+It is the record of truth that wages are paid from. Ingest appends a batch's events
+before it acknowledges the batch to the gateway, so an event the gateway has forgotten
+is always here. An event is identified by (site, device, seq): a resent batch appends
+nothing. Each site's entries are numbered 1, 2, ... and chained
+(``sitewatch.hashchain``); ``attendance_chain`` holds each site's head, and appending
+locks it, so two writers cannot fork a chain. :meth:`Ledger.verify` (``sitewatch
+attendance verify``) recomputes every hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import BigInteger, Index, String, UniqueConstraint, select, tuple_, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from sitewatch import contract
+from sitewatch.attendance.hours import GateEvent
+from sitewatch.db import Base
+from sitewatch.hashchain import GENESIS, ChainCheck, link_hash
+
+
+class LedgerRow(Base):
+    __tablename__ = "attendance_ledger"
+    __table_args__ = (UniqueConstraint("site", "device", "seq", name="uq_attendance_event"),
+                      Index("ix_attendance_site_ts", "site", "ts"),
+                      Index("ix_attendance_site_worker_ts", "site", "worker", "ts"))
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    gateway: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    worker: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(16))
+    #: when ingest stored it (ms since the epoch)
+    stored_at: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    def event(self) -> GateEvent:
+        return GateEvent(self.ts, self.worker, self.direction,  # type: ignore[arg-type]
+                         self.device, self.seq)
+
+
+class LedgerHead(Base):
+    __tablename__ = "attendance_chain"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    touched_at: Mapped[int] = mapped_column(BigInteger)
+
+
+TABLES = [LedgerRow.__table__, LedgerHead.__table__]
+
+
+def row_hash(site: str, n: int, gateway: str, device: str, seq: int, ts: int, worker: str,
+             direction: str, method: str, stored_at: int, prev_hash: str) -> str:
+    return link_hash([site, n, gateway, device, seq, ts, worker, direction, method,
+                      stored_at, prev_hash])
+
+
+def _recompute(r: LedgerRow) -> str:
+    return row_hash(r.site, r.n, r.gateway, r.device, r.seq, r.ts, r.worker, r.direction,
+                    r.method, r.stored_at, r.prev_hash)
+
+
+@dataclass
+class LedgerReport:
+    site: str
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class Ledger:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def _lock(self, site: str, now: int) -> LedgerHead:
+        # an UPDATE first: SQLite takes its write lock, PostgreSQL locks the row
+        done = self.s.execute(update(LedgerHead).where(LedgerHead.site == site)
+                              .values(touched_at=now))
+        if done.rowcount == 0:  # type: ignore[attr-defined]
+            self.s.add(LedgerHead(site=site, n=0, hash=GENESIS, touched_at=now))
+            self.s.flush()  # a concurrent first append fails here on the primary key
+        head = self.s.get(LedgerHead, site, populate_existing=True)
+        assert head is not None
+        return head
+
+    def append(self, site: str, gateway: str, items: Sequence[contract.AttendanceItem],
+               now: int) -> int:
+        """Append the events not yet in the ledger; how many were new. The caller
+        commits."""
+        if not items:
+            return 0
+        head = self._lock(site, now)
+        keys = {(i.device, i.seq) for i in items}
+        seen: set[tuple[str, int]] = set()
+        for chunk in _chunks(sorted(keys), 500):
+            seen.update((d, q) for d, q in self.s.execute(
+                select(LedgerRow.device, LedgerRow.seq).where(
+                    LedgerRow.site == site,
+                    tuple_(LedgerRow.device, LedgerRow.seq).in_(chunk))))
+        added = 0
+        n, prev = head.n, head.hash
+        for i in items:
+            key = (i.device, i.seq)
+            if key in seen:
+                continue
+            seen.add(key)
+            n += 1
+            h = row_hash(site, n, gateway, i.device, i.seq, i.ts, i.worker, i.direction,
+                         i.method, now, prev)
+            self.s.add(LedgerRow(site=site, n=n, gateway=gateway, device=i.device, seq=i.seq,
+                                 ts=i.ts, worker=i.worker, direction=i.direction,
+                                 method=i.method, stored_at=now, prev_hash=prev, hash=h))
+            prev = h
+            added += 1
+        head.n, head.hash = n, prev
+        self.s.flush()
+        return added
+
+    def events(self, site: str, start_ms: int, end_ms: int, worker: str | None = None
+               ) -> list[GateEvent]:
+        """Gate events with ``start_ms <= ts < end_ms``, in time order."""
+        q = (select(LedgerRow.ts, LedgerRow.worker, LedgerRow.direction, LedgerRow.device,
+                    LedgerRow.seq)
+             .where(LedgerRow.site == site, LedgerRow.ts >= start_ms, LedgerRow.ts < end_ms))
+        if worker is not None:
+            q = q.where(LedgerRow.worker == worker)
+        return [GateEvent(ts, w, d, dev, seq)  # type: ignore[arg-type]
+                for ts, w, d, dev, seq in self.s.execute(q.order_by(LedgerRow.ts))]
+
+    def rows(self, site: str, start_ms: int, end_ms: int, *, offset: int = 0,
+             limit: int = 100, worker: str | None = None) -> list[LedgerRow]:
+        q = select(LedgerRow).where(LedgerRow.site == site, LedgerRow.ts >= start_ms,
+                                    LedgerRow.ts < end_ms)
+        if worker is not None:
+            q = q.where(LedgerRow.worker == worker)
+        return list(self.s.scalars(q.order_by(LedgerRow.ts, LedgerRow.n)
+                                   .offset(offset).limit(limit)))
+
+    def sites(self) -> list[str]:
+        return list(self.s.scalars(select(LedgerHead.site).order_by(LedgerHead.site)))
+
+    def verify(self, site: str) -> LedgerReport:
+        """Recompute every hash of a site's chain, check numbering, links and head."""
+        check = ChainCheck("entry")
+        for r in _walk(self.s, site):
+            check.entry(r.n, r.prev_hash, r.hash, _recompute(r))
+        head = self.s.get(LedgerHead, site)
+        check.head((head.n, head.hash) if head is not None else None, "attendance_chain")
+        return LedgerReport(site, check.entries, check.problems)
+
+
+def _walk(s: Session, site: str) -> Iterator[LedgerRow]:
+    q = select(LedgerRow).where(LedgerRow.site == site).order_by(LedgerRow.n)
+    yield from s.scalars(q.execution_options(yield_per=1000))
+
+
+def _chunks(keys: list[tuple[str, int]], size: int) -> Iterator[list[tuple[str, int]]]:
+    for i in range(0, len(keys), size):
+        yield keys[i:i + size]
