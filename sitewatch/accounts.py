@@ -3,8 +3,8 @@
 Roles (what the county's rules call graded handling):
 
 - ``county_supervisor``: reads every site; acknowledges alerts escalated to the county;
-- ``site_officer``: reads and acts on (acknowledges, resolves, uploads photos for) the
-  sites listed for them, and nothing else;
+- ``site_officer``: reads and acts on (acknowledges, resolves, uploads photos for,
+  registers the workers of) the sites listed for them, and nothing else;
 - ``admin``: provisioning (sites, gateways, devices, users) and everything else;
 - ``viewer``: reads the sites listed for them (or every site when none is listed).
 
@@ -46,6 +46,7 @@ class Scope(StrEnum):
     ALERTS_RESOLVE = "alerts:resolve"
     SNAPSHOTS_WRITE = "snapshots:write"
     DEADLETTERS_READ = "deadletters:read"
+    WORKERS_WRITE = "workers:write"    # the worker registry and the attendance policy
     ADMIN = "admin"                    # provisioning: sites, gateways, devices, accounts
 
 
@@ -56,13 +57,15 @@ SCOPE_HELP: dict[str, str] = {
     Scope.ALERTS_RESOLVE: "resolve alerts by hand",
     Scope.SNAPSHOTS_WRITE: "upload photos",
     Scope.DEADLETTERS_READ: "browse the dead-letter store",
+    Scope.WORKERS_WRITE: "register workers (one or an import) and set a site's attendance "
+                         "policy",
     Scope.ADMIN: "provision sites, gateways, devices and accounts",
 }
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.VIEWER: frozenset({Scope.READ}),
     Role.SITE_OFFICER: frozenset({Scope.READ, Scope.ALERTS_ACK, Scope.ALERTS_RESOLVE,
-                                  Scope.SNAPSHOTS_WRITE}),
+                                  Scope.SNAPSHOTS_WRITE, Scope.WORKERS_WRITE}),
     Role.COUNTY_SUPERVISOR: frozenset({Scope.READ, Scope.ALERTS_ACK_COUNTY,
                                        Scope.DEADLETTERS_READ}),
     Role.ADMIN: frozenset(Scope),
