@@ -8,6 +8,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sitewatch.attendance.idcard import DEV_ID_KEY
 from sitewatch.influx import InfluxSettings
 from sitewatch.settings import ServiceSettings
 
@@ -26,6 +27,26 @@ class AuthSettings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         return None if v == "" else v  # ``KEY=`` in an environment file: not set
+
+
+class AttendanceSettings(BaseModel):
+    """Real-name attendance: the worker registry keeps ID-card numbers only as an HMAC
+    under this key (``sitewatch.attendance.idcard``), so the key is kept out of the
+    database."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the HMAC key of ID-card numbers; at least 32 characters; the same key for the API
+    #: and ``sitewatch attendance import`` (``SITEWATCH_ATTENDANCE_ID_HASH_KEY``), or the
+    #: hashes of one person differ. Changing it makes every stored hash useless.
+    id_hash_key: SecretStr | None = None
+    #: largest worker list (.csv, .xlsx) an import takes
+    max_import_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+
+    @field_validator("id_hash_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if v == "" else v
 
 
 class RateLimitSettings(BaseModel):
@@ -107,6 +128,7 @@ class ApiSettings(ServiceSettings):
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     broker: BrokerFilesSettings = BrokerFilesSettings()
+    attendance: AttendanceSettings = AttendanceSettings()
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @model_validator(mode="after")
@@ -121,7 +143,29 @@ class ApiSettings(ServiceSettings):
             raise ValueError("auth.secret_key: at least 32 characters")
         return self
 
+    @model_validator(mode="after")
+    def _id_key(self) -> Self:
+        key = self.attendance.id_hash_key
+        if key is None:
+            return self  # production: refused where a number is hashed (see id_hash_key)
+        if len(key.get_secret_value()) < 32:
+            raise ValueError("attendance.id_hash_key: at least 32 characters")
+        if self.environment == "production" and key.get_secret_value() == DEV_ID_KEY:
+            raise ValueError("attendance.id_hash_key: the development key is public; set "
+                             "a random one in production (e.g. `openssl rand -hex 32`)")
+        return self
+
     @property
     def secret_key(self) -> str:
         key = self.auth.secret_key
         return key.get_secret_value() if key is not None else DEV_SECRET
+
+    @property
+    def id_hash_key(self) -> str | None:
+        """The key ID-card numbers are hashed with. None in production without one: the
+        routes that hash a number refuse (503) rather than hash it with the public
+        development key; the rest of the API does not need it, so it still starts."""
+        key = self.attendance.id_hash_key
+        if key is not None:
+            return key.get_secret_value()
+        return DEV_ID_KEY if self.environment == "development" else None
