@@ -18,7 +18,7 @@ class SubscriberSettings(ServiceSettings):
 
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
-    #: SQLAlchemy URL of the relational store (dead letters, alerts; attendance later)
+    #: SQLAlchemy URL of the relational store (dead letters, alerts, attendance ledger)
     database_url: str = "sqlite:///sitewatch.db"
     profiles_dir: Path | None = None
     #: how long the broker keeps our session (and queues for it) while we are down

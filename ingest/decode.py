@@ -46,6 +46,8 @@ class Decoded:
     items: int = 0
     #: the valid items, before they are formatted as lines
     good: list[Any] = field(default_factory=list)
+    #: the valid gate events (attendance channel): they also go to the ledger
+    gate_events: list[contract.AttendanceItem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,11 @@ def _telemetry_formatter(name: str, fields: tuple[tuple[str, FieldType], ...]) -
 
 
 def _attendance_line(item: contract.AttendanceItem, site: str, gateway: str) -> str:
-    return (f"attendance,device={item.device},gateway={gateway},site={site} "
-            f'seq={item.seq}i,worker="{item.worker}",direction="{item.direction}",'
-            f'method="{item.method}" {item.ts}')
+    # worker and direction are tags: dashboards group by them, and two workers passing
+    # one terminal in the same millisecond stay two points
+    return (f"attendance,device={item.device},direction={item.direction},gateway={gateway},"
+            f"site={site},worker={item.worker} "
+            f'seq={item.seq}i,method="{item.method}" {item.ts}')
 
 
 def _camera_line(item: contract.CameraItem, site: str, gateway: str) -> str:
@@ -200,6 +204,8 @@ class BatchDecoder:
         out = self._decode(kind, payload, now_ms)
         line = kind.line
         out.lines = [line(item, site, gateway) for item in out.good]
+        if channel is GatewayChannel.ATTENDANCE:
+            out.gate_events = out.good
         out.good = []
         return out
 

@@ -94,6 +94,12 @@ class IngestCollector:
                   "write request (NaN before the first)", times.last_s),
             counter(f"{p}dead_letter_store_errors_total", "Failed inserts into the "
                     "dead-letter store (retried; the acks wait)", st.dead_letter_retries),
+            counter_by(f"{p}gate_events_total", "Valid gate events (attendance) by what the "
+                       "ledger did with them: appended, or already there (a resend)",
+                       "outcome", {"appended": st.gate_events_appended,
+                                   "resent": st.gate_events_resent}),
+            counter(f"{p}ledger_errors_total", "Failed appends to the attendance ledger "
+                    "(retried; the acks wait)", st.ledger_retries),
             gauge(f"{p}messages_in_flight", "Messages taken from the broker and not yet "
                   "acknowledged to it (being written)", ingest.in_flight if connected else 0),
             gauge(f"{p}messages_queued", "Messages received from the broker, not yet taken",

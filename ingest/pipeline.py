@@ -6,8 +6,9 @@ Each MQTT message becomes one :class:`Work`. Works are gathered into chunks of a
 consumer stops reading, the broker stops sending once ``receive_maximum`` messages are
 unacknowledged. Nothing queues without bound.
 
-A chunk is *finished* in the order chunks were made: its dead letters are committed,
-then the ack of every batch in it is published to its gateway, then the MQTT messages
+A chunk is *finished* in the order chunks were made: its gate events are appended to
+the attendance ledger (the record of truth wages are paid from) and its dead letters
+committed, then the ack of every batch in it is published to its gateway, then the MQTT messages
 are PUBACKed (MQTT wants PUBACKs in order of receipt). Only then may a gateway forget a
 batch, and only then will the broker not redeliver it.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import SQLAlchemyError
 
 from sitewatch import contract
+from sitewatch.attendance.ledger import GateBatch, LedgerWriter
 from sitewatch.backoff import Backoff
 from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
 from sitewatch.ingest.deadletter import DeadLetterStore, NewDeadLetter
@@ -32,6 +35,10 @@ from sitewatch.ingest.stats import IngestStats
 from sitewatch.mqtt import Message
 
 log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
@@ -45,6 +52,8 @@ class Work:
     lines: list[str]
     rejected: list[Rejected]
     stored: int = 0
+    #: valid gate events of an attendance batch (for the ledger)
+    gate_events: list[contract.AttendanceItem] = field(default_factory=list)
 
 
 @dataclass
@@ -63,6 +72,7 @@ class WritePipeline:
         *,
         influx: InfluxClient,
         dead_letters: DeadLetterStore,
+        ledger: LedgerWriter,
         publish_ack: PublishAck,
         puback: Puback,
         stats: IngestStats,
@@ -72,6 +82,7 @@ class WritePipeline:
     ) -> None:
         self._influx = influx
         self._dead_letters = dead_letters
+        self._ledger = ledger
         self._publish_ack = publish_ack
         self._puback = puback
         self._stats = stats
@@ -208,7 +219,28 @@ class WritePipeline:
                             type(exc).__name__, delay, len(rows))
                 await asyncio.sleep(delay)
 
+    async def _append_gate_events(self, batches: list[GateBatch]) -> None:
+        """Append to the ledger, retrying while the store is down: the acks wait."""
+        backoff = Backoff()
+        while True:
+            try:
+                added = await asyncio.to_thread(self._ledger.append, batches, _now_ms())
+                total = sum(len(b.items) for b in batches)
+                self._stats.gate_events_appended += added
+                self._stats.gate_events_resent += total - added
+                return
+            except SQLAlchemyError as exc:
+                self._stats.ledger_retries += 1
+                delay = backoff.next_delay()
+                log.warning("attendance ledger failed (%s); retrying in %.1fs, holding %d "
+                            "batches", type(exc).__name__, delay, len(batches))
+                await asyncio.sleep(delay)
+
     async def _finish(self, chunk: _Chunk) -> None:
+        gates = [GateBatch(w.site, w.gateway, w.gate_events) for w in chunk.works
+                 if w.gate_events and w.site is not None and w.gateway is not None]
+        if gates:
+            await self._append_gate_events(gates)
         rows = [
             NewDeadLetter(w.topic, w.site, w.gateway, w.batch, r.device, r.seq,
                           r.reason.value, r.detail, r.payload)

@@ -15,6 +15,7 @@ import time
 import msgspec
 
 from sitewatch import contract, mqtt
+from sitewatch.attendance.ledger import LedgerWriter
 from sitewatch.backoff import Backoff
 from sitewatch.influx import InfluxClient
 from sitewatch.ingest.config import IngestSettings
@@ -54,6 +55,7 @@ class Ingest:
         )
         self.prefix = settings.mqtt.topic_prefix
         self.dead_letters = DeadLetterStore(settings.database_url)
+        self.ledger = LedgerWriter(settings.database_url)
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         # what the metrics report besides the stats: the session's client, the messages
@@ -79,7 +81,7 @@ class Ingest:
             d: Decoded = self.decoder.decode(t.channel, t.site, t.gateway, message.payload,
                                              now_ms)
             return Work(message, message.topic, t.site, t.gateway, d.batch, d.items, d.lines,
-                        d.rejected)
+                        d.rejected, gate_events=d.gate_events)
         if t.channel is GatewayChannel.STATUS:
             self.stats.statuses += 1
             if not message.payload:  # a retained status being cleared
@@ -101,6 +103,7 @@ class Ingest:
         async with serve_metrics(s.metrics, self.registry, service="ingest") as endpoint:
             self.metrics_endpoint = endpoint
             self.dead_letters.create_schema()
+            self.ledger.create_schema()
             async with TimedInflux(s.influx, self.write_times) as influx:
                 await self._wait_influx(influx)
                 stats_task = asyncio.create_task(self._log_stats(), name="stats")
@@ -111,6 +114,7 @@ class Ingest:
                     stats_task.cancel()
                     log.info("ingest stopped: %s", self.stats.summary())
                     self.dead_letters.dispose()
+                    self.ledger.dispose()
 
     async def _wait_influx(self, influx: InfluxClient) -> None:
         backoff = Backoff(0.2, 10)
@@ -145,7 +149,8 @@ class Ingest:
                 self.in_flight -= 1
 
             pipeline = WritePipeline(
-                influx=influx, dead_letters=self.dead_letters, publish_ack=publish_ack,
+                influx=influx, dead_letters=self.dead_letters, ledger=self.ledger,
+                publish_ack=publish_ack,
                 puback=puback, stats=self.stats, batch_points=s.write_batch_points,
                 flush_interval_s=s.flush_interval_s,
                 max_concurrent_writes=s.max_concurrent_writes,

@@ -17,6 +17,10 @@ class IngestStats:
     write_retries: int = 0
     dead_letter_retries: int = 0
     statuses: int = 0
+    #: gate events new to the attendance ledger, and resent ones it already had
+    gate_events_appended: int = 0
+    gate_events_resent: int = 0
+    ledger_retries: int = 0
 
     @property
     def items_rejected(self) -> int:
@@ -27,4 +31,6 @@ class IngestStats:
         return (f"messages={self.messages} received={self.items_received} "
                 f"stored={self.items_stored} rejected={self.items_rejected} ({reasons}) "
                 f"acks={self.acks_published} writes={self.writes} "
-                f"retries={self.write_retries} dead_letter_retries={self.dead_letter_retries}")
+                f"retries={self.write_retries} dead_letter_retries={self.dead_letter_retries} "
+                f"gate_events={self.gate_events_appended} "
+                f"gate_events_resent={self.gate_events_resent}")

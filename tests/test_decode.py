@@ -132,7 +132,8 @@ def test_attendance_and_camera(decoder: BatchDecoder) -> None:
             "direction": "in", "method": "face"}
     d = decoder.decode(GatewayChannel.ATTENDANCE, "S1", "G", batch(gate, {**gate, "worker": "W 1"},
                        {**gate, "direction": "sideways"}), NOW)
-    assert len(d.lines) == 1 and 'worker="W000123"' in d.lines[0]
+    assert d.lines == [f'attendance,device=GATE01,direction=in,gateway=G,site=S1,worker=W000123 '
+                       f'seq=88i,method="face" {NOW}']
     assert [r.reason for r in d.rejected] == [Reason.BAD_IDENTIFIER, Reason.WRONG_TYPE]
     cam = {"device": "CAM03", "ts": NOW, "seq": 301, "event": "no_helmet", "zone": "crane-swing",
            "count": 2, "confidence": 0.87, "snapshot": "9f" * 32}

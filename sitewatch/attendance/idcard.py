@@ -37,11 +37,15 @@ def check(raw: str) -> str:
         raise IdCardError(f"not an ID-card number: {len(n)} characters, want 18 "
                           "(17 digits and a digit or X) or 15 digits")
     if len(n) == 18:
-        total = sum(int(d) * w for d, w in zip(n[:17], _WEIGHTS, strict=True))
-        if _CHECK[total % 11] != n[17]:
+        if check_character(n[:17]) != n[17]:
             raise IdCardError("ID-card number's check character does not match "
                               "(GB 11643): a typing error?")
     return n
+
+
+def check_character(first17: str) -> str:
+    """The 18th character that GB 11643 computes from the first 17 digits."""
+    return _CHECK[sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True)) % 11]
 
 
 def mask(number: str) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch import contract
 from sitewatch.attendance.hours import GateEvent
-from sitewatch.db import Base
+from sitewatch.db import Base, make_engine
 from sitewatch.hashchain import GENESIS, ChainCheck, link_hash
 
 
@@ -161,6 +161,36 @@ class Ledger:
         head = self.s.get(LedgerHead, site)
         check.head((head.n, head.hash) if head is not None else None, "attendance_chain")
         return LedgerReport(site, check.entries, check.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class GateBatch:
+    """One message's valid gate events, as ingest appends them."""
+
+    site: str
+    gateway: str
+    items: Sequence[contract.AttendanceItem]
+
+
+class LedgerWriter:
+    """Ingest's side: appends whole chunks of batches in one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine, tables=TABLES)  # type: ignore[arg-type]
+
+    def append(self, batches: Sequence[GateBatch], now: int) -> int:
+        """Append every batch's new events; how many were new (the rest were resends)."""
+        with Session(self.engine) as s, s.begin():
+            ledger = Ledger(s)
+            # heads locked in one order: two writers cannot deadlock
+            return sum(ledger.append(b.site, b.gateway, b.items, now)
+                       for b in sorted(batches, key=lambda b: b.site))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
 
 
 def _walk(s: Session, site: str) -> Iterator[LedgerRow]:
