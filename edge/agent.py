@@ -57,10 +57,11 @@ def build_drivers(settings: EdgeSettings, profiles: ProfileSet) -> list[Driver]:
         if cls is None:
             raise ConfigError(f"key {where}.driver: unknown driver {dev.driver!r}; "
                               f"available: {', '.join(sorted(DRIVERS))}")
-        profile = profiles.get(dev.profile)
+        device_profiles = profiles.of_devices()
+        profile = device_profiles.get(dev.profile)
         if profile is None:
             raise ConfigError(f"key {where}.profile: unknown profile {dev.profile!r}; "
-                              f"available: {', '.join(sorted(profiles))}")
+                              f"available: {', '.join(sorted(device_profiles))}")
         try:
             options = cls.Options.model_validate(dev.options)
         except ValidationError as exc:

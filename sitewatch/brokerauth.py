@@ -60,7 +60,8 @@ class Role(StrEnum):
     GATEWAY = "gateway"
     #: ``sitewatch ingest``: reads every gateway topic, publishes every ``ack``
     INGEST = "ingest"
-    #: ``sitewatch alerts serve``: reads telemetry and status, publishes ``{p}/+/alerts``
+    #: ``sitewatch alerts serve``: reads telemetry, attendance and status, publishes
+    #: ``{p}/+/alerts``
     ALERTS = "alerts"
     #: a display, siren or county dashboard: reads alerts only (one site's if ``site`` is
     #: set, else every site's)
@@ -225,6 +226,7 @@ def topic_rules(prefix: str, account: Account) -> list[tuple[str, str]]:
     if role is Role.ALERTS:
         return [
             ("read", f"{every_gateway}/{GatewayChannel.TELEMETRY}"),
+            ("read", f"{every_gateway}/{GatewayChannel.ATTENDANCE}"),
             ("read", f"{every_gateway}/{GatewayChannel.STATUS}"),
             ("write", f"{p}/+/alerts"),
         ]

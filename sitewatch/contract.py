@@ -182,6 +182,7 @@ class TelemetryCodec:
     """Decoders for telemetry built from a profile set."""
 
     def __init__(self, profiles: ProfileSet) -> None:
+        profiles = profiles.of_devices()  # a gateway cannot send derived readings
         self.profiles = profiles
         self.types = {name: build_profile_types(p) for name, p in profiles.items()}
         self.item_by_class = {t.item: name for name, t in self.types.items()}

@@ -17,10 +17,21 @@ from sitewatch.simulators.signals import SIGNALS, signal_for
 PROFILES = load_profiles()
 EXPECTED = {"tower_crane", "construction_hoist", "environment", "foundation_pit",
             "high_formwork", "electrical", "gateway", "attendance_gate"}
+#: made by the alert service from gate events: not devices, no simulator of their own
+DERIVED = {"attendance_worker", "attendance_site"}
 
 
 def test_every_expected_profile_ships() -> None:
-    assert set(PROFILES) == EXPECTED
+    assert set(PROFILES) == EXPECTED | DERIVED
+    assert set(PROFILES.of_devices()) == EXPECTED
+
+
+def test_a_gateway_cannot_send_derived_readings() -> None:
+    codec = contract.TelemetryCodec(PROFILES)
+    raw = msgspec.json.encode({"device": "W1", "profile": "attendance_worker", "ts": 1,
+                               "seq": 1, "values": {"unregistered": True}})
+    with pytest.raises(msgspec.ValidationError):
+        codec.item_decoder.decode(raw)
 
 
 def test_shipped_rules_use_every_rule_kind() -> None:

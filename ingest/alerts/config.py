@@ -47,6 +47,9 @@ class AlertSettings(SubscriberSettings):
     influx_enabled: bool = True
     #: longest wait between delivery attempts of one output
     max_retry_delay_s: float = Field(default=300, gt=0)
+    #: how often the worker registry, attendance policies and planned headcounts are
+    #: re-read for the attendance alerts (docs/attendance.md)
+    attendance_refresh_s: float = Field(default=60, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _notifier_names(self) -> Self:

@@ -1,7 +1,7 @@
 """``sitewatch alerts serve``: the alert service.
 
-It has its own persistent MQTT session on the telemetry and status topics, next to
-ingest's: alerts keep coming while InfluxDB is down or slow, and evaluating rules never
+It has its own persistent MQTT session on the telemetry, attendance and status topics,
+next to ingest's: alerts keep coming while InfluxDB is down or slow, and evaluating rules never
 takes CPU from the write path (on a small server, they run on the other core).
 
 Per message: decode and validate as ingest does (what ingest dead-letters is skipped
@@ -28,7 +28,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from sitewatch import contract, mqtt
+from sitewatch.attendance.ledger import LedgerRow
+from sitewatch.attendance.watch import AttendanceWatch, Derived, SiteInfo
 from sitewatch.backoff import Backoff
+from sitewatch.db import create_tables
 from sitewatch.influx import InfluxClient
 from sitewatch.ingest.alerts.config import AlertSettings
 from sitewatch.ingest.alerts.dispatch import (
@@ -53,6 +56,10 @@ from sitewatch.signals import stop_on_signals
 from sitewatch.topics import GatewayChannel, TopicError, parse_gateway_topic, subscription
 
 log = logging.getLogger("sitewatch.alerts")
+
+#: what the attendance alerts read from the store: sites' workers, policies and plans,
+#: and at start today's gate events
+AttendanceState = tuple[dict[str, SiteInfo], list[LedgerRow]]
 
 
 def _now_ms() -> int:
@@ -107,6 +114,10 @@ class AlertService:
         self.registry = new_registry("alerts")
         self.registry.register(self.metrics)
         self.metrics_endpoint: MetricsEndpoint | None = None
+        #: attendance alerts: gate events -> derived readings for the engine
+        self.watch = AttendanceWatch()
+        self._derived_seq = _now_ms() * 1000  # increasing across restarts
+        self._attendance_loaded = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -127,6 +138,11 @@ class AlertService:
                 self.skipped += 1
                 return []
             return self.engine.status(t.site, t.gateway, st.state, st.boot, now_ms)
+        if t.channel is GatewayChannel.ATTENDANCE:
+            gate_events, rejected = self.decoder.items(t.channel, payload, now_ms)
+            self.skipped += rejected
+            return self.observe_derived(
+                self.watch.observe(t.site, t.gateway, gate_events, now_ms), now_ms)
         if t.channel is not GatewayChannel.TELEMETRY:
             return []
         items, rejected = self.decoder.items(t.channel, payload, now_ms)
@@ -139,6 +155,35 @@ class AlertService:
             changes += observe(t.site, t.gateway, item.device, self._profile_of[type(item)],
                                item.ts, item.seq, values, now_ms)
         return changes
+
+    def observe_derived(self, derived: list[Derived], now_ms: int) -> list[Change]:
+        """Derived readings (attendance) are evaluated like a device's, stamped now."""
+        changes: list[Change] = []
+        for d in derived:
+            self._derived_seq += 1
+            changes += self.engine.observe(d.site, d.gateway, d.device, d.profile, now_ms,
+                                           self._derived_seq, d.values, now_ms)
+        return changes
+
+    def read_attendance(self, now_ms: int, *, restore: bool = False) -> AttendanceState:
+        """The worker registry, policies and plans (and at start, today's gate events
+        from the ledger). Blocking: run it in a worker thread."""
+        from sqlalchemy.orm import Session
+
+        from sitewatch.attendance import reports
+
+        with Session(self.store.engine) as s:
+            infos = reports.site_infos(s)
+            today = reports.todays_gate_events(s, infos, now_ms) if restore else []
+        return infos, today
+
+    def apply_attendance(self, state: AttendanceState, now_ms: int) -> list[Change]:
+        infos, today = state
+        self._attendance_loaded = time.monotonic()
+        derived = self.watch.update_sites(infos, now_ms)
+        for r in today:
+            derived += self.watch.observe(r.site, r.gateway, [r.item()], now_ms)
+        return self.observe_derived(derived, now_ms)
 
     def _queue_changes(self, changes: list[Change]) -> asyncio.Future[None]:
         """Hand changes to the committer; the future is done once they are committed."""
@@ -187,6 +232,7 @@ class AlertService:
                 for alert_id in resolved:
                     self.engine.forget(alert_id)
                 changes = self.engine.tick(now)
+                changes += await self._attendance_tick(now)
                 if changes:
                     await self._queue_changes(changes)
                 escalated, rows = await asyncio.to_thread(self.store.escalate_due, now, after)
@@ -195,6 +241,16 @@ class AlertService:
                 self.dispatcher.submit(rows)
             except SQLAlchemyError as exc:
                 log.warning("alert store failed in tick: %s", exc)
+
+    async def _attendance_tick(self, now: int) -> list[Change]:
+        if time.monotonic() - self._attendance_loaded >= self.settings.attendance_refresh_s:
+            try:
+                state = await asyncio.to_thread(self.read_attendance, now)
+                return self.apply_attendance(state, now)
+            except SQLAlchemyError as exc:  # keep what was loaded; the rest of the tick runs
+                self._attendance_loaded = time.monotonic()
+                log.warning("alerts: worker registry not readable: %s", exc)
+        return self.observe_derived(self.watch.tick(now), now)
 
     async def _consume(self, client: mqtt.Client) -> None:
         acks: asyncio.Queue[tuple[mqtt.Message, asyncio.Future[None] | None]] = asyncio.Queue()
@@ -269,8 +325,12 @@ class AlertService:
         while True:
             try:
                 await asyncio.to_thread(self.store.create_schema)
+                # the registry, worker and ledger tables it reads, if it starts first
+                await asyncio.to_thread(create_tables, self.store.engine)
                 opened = await asyncio.to_thread(self.store.open_alerts)
                 self._history_n = await asyncio.to_thread(self.store.head)
+                attendance = await asyncio.to_thread(self.read_attendance, _now_ms(),
+                                                     restore=True)
                 break
             except SQLAlchemyError as exc:
                 delay = backoff.next_delay()
@@ -278,6 +338,10 @@ class AlertService:
                 await asyncio.sleep(delay)
         self._apply_registry_overrides()
         log.info("alerts: %d open alerts taken over", self.engine.restore(opened))
+        # who is on site today, after the open alerts: an alert that still holds stays
+        restored = self.apply_attendance(attendance, _now_ms())
+        if restored:
+            self._pending.extend(restored)  # committed once the committer runs
         async with InfluxClient(s.influx) as influx, httpx.AsyncClient() as http:
             publisher = MqttPublisher(s.mqtt, f"{s.client_id}-out")
             outputs: dict[str, Deliver] = {"mqtt": mqtt_output(publisher, self.prefix)}
@@ -327,6 +391,7 @@ class AlertService:
         )
         async with client:
             await client.subscribe(subscription(self.prefix, GatewayChannel.TELEMETRY),
+                                   subscription(self.prefix, GatewayChannel.ATTENDANCE),
                                    subscription(self.prefix, GatewayChannel.STATUS), qos=1)
             self._client = client
             self.connected.set()

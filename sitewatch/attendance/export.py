@@ -21,10 +21,10 @@ from decimal import Decimal
 from enum import Enum, auto
 from typing import Any
 
-import openpyxl  # type: ignore[import-untyped]
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped]
-from openpyxl.styles import Alignment, Border, Font, Side  # type: ignore[import-untyped]
-from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
+import openpyxl
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Border, Font, Side
+from openpyxl.utils import get_column_letter
 
 from sitewatch.attendance.sheets import DayLabourSheet, SheetRow
 
@@ -148,7 +148,8 @@ def sheets_xlsx(sheets: Sequence[DayLabourSheet]) -> bytes:
     """The sheets as an XLSX workbook, one worksheet per sheet titled by its team, each
     printable on landscape pages one page wide."""
     book = openpyxl.Workbook()
-    book.remove(book.active)  # every worksheet is made below, with its title
+    for default in book.worksheets:  # every worksheet is made below, with its title
+        book.remove(default)
     used: set[str] = set()
     for sheet in sheets:
         _write_sheet(book.create_sheet(_title(sheet.team, used)), sheet)

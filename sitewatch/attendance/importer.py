@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import PurePath
 from typing import Any
 
-import openpyxl  # type: ignore[import-untyped]
+import openpyxl
 
 from sitewatch.attendance import idcard
 from sitewatch.attendance.workers import WorkerRow

@@ -43,6 +43,11 @@ class LedgerRow(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
+    def item(self) -> contract.AttendanceItem:
+        return contract.AttendanceItem(
+            device=self.device, ts=self.ts, seq=self.seq, worker=self.worker,
+            direction=self.direction, method=self.method)  # type: ignore[arg-type]
+
     def event(self) -> GateEvent:
         return GateEvent(self.ts, self.worker, self.direction,  # type: ignore[arg-type]
                          self.device, self.seq)

@@ -7,13 +7,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sitewatch.attendance.hours import WorkerDay, worker_days
-from sitewatch.attendance.ledger import Ledger
+from sitewatch.attendance.ledger import Ledger, LedgerRow
 from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.attendance.sheets import DayLabourSheet, build_sheets, days_between
-from sitewatch.attendance.sitepolicy import get_policy
+from sitewatch.attendance.sitepolicy import PolicyRow, get_policy
+from sitewatch.attendance.watch import SiteInfo
 from sitewatch.attendance.workers import WorkerInfo, Workers
 from sitewatch.registry import SiteRow
 
@@ -28,6 +30,30 @@ class SiteDays:
     policy: AttendancePolicy
     workers: dict[str, WorkerInfo]
     days: dict[tuple[str, date], WorkerDay]
+
+
+def site_infos(s: Session) -> dict[str, SiteInfo]:
+    """Every site's policy, plan and workers, for the attendance alerts."""
+    policies = {r.site: AttendancePolicy.model_validate(r.policy)
+                for r in s.scalars(select(PolicyRow))}
+    plans = {r.id: r.planned_headcount for r in s.scalars(select(SiteRow))}
+    workers = Workers(s).all_infos()
+    return {site: SiteInfo(policies.get(site, AttendancePolicy()), plans.get(site),
+                           workers.get(site, {}))
+            for site in set(policies) | set(plans) | set(workers)}
+
+
+def todays_gate_events(s: Session, infos: dict[str, SiteInfo], now_ms: int
+                       ) -> list[LedgerRow]:
+    """Every site's gate events of its current attendance day (to restore the alerts'
+    view of who is on site after a restart)."""
+    ledger = Ledger(s)
+    out: list[LedgerRow] = []
+    for site in ledger.sites():
+        policy = infos[site].policy if site in infos else AttendancePolicy()
+        start, end = policy.day_bounds(policy.day_of(now_ms))
+        out += ledger.rows(site, start, end, limit=10_000_000)
+    return out
 
 
 def site_days(s: Session, site: str, first: date, last: date, now_ms: int) -> SiteDays:

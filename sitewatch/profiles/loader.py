@@ -74,6 +74,11 @@ class ProfileSet(Mapping[str, Profile]):
     def __len__(self) -> int:
         return len(self.by_name)
 
+    def of_devices(self) -> ProfileSet:
+        """The profiles a device can have (the derived ones left out)."""
+        return ProfileSet({n: p for n, p in self.by_name.items() if not p.derived},
+                          self.directory)
+
 
 def load_profiles(directory: Path | None = None) -> ProfileSet:
     directory = directory or default_profiles_dir()

@@ -258,6 +258,9 @@ class Profile(Strict):
     standard: str
     description: str = ""
     sample_interval_s: float = Field(gt=0, le=86400)
+    #: made by the platform from other data (attendance), never sent by a device: not
+    #: part of the wire contract, only of the alert rules
+    derived: bool = False
     fields: dict[Annotated[str, Field(pattern=FIELD_NAME_PATTERN)], FieldSpec] = Field(
         min_length=1, max_length=200
     )
