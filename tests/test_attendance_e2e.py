@@ -4,20 +4,23 @@ simulator says the rules credit; replaying the week changes nothing; tampering s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
-from conftest import RunningIngest, mqtt_settings, wait_for
+from conftest import RunningAlerts, RunningIngest, mqtt_settings, wait_for
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from sitewatch import mqtt
+from sitewatch import contract, mqtt
 from sitewatch.attendance import idcard, reports
-from sitewatch.attendance.ledger import Ledger, LedgerHead
+from sitewatch.attendance.ledger import GateBatch, Ledger, LedgerHead, LedgerWriter
 from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.attendance.workers import WorkerRow, Workers
 from sitewatch.db import create_tables, make_engine
@@ -134,4 +137,40 @@ async def test_a_simulated_week_gives_sheets_that_match_the_ground_truth(
     with Session(engine) as s:
         report = Ledger(s).verify(SITE)
     assert report.problems == ["entry 100: content does not match its hash (altered)"]
+    engine.dispose()
+
+
+async def test_gate_events_raise_attendance_alerts_through_the_alert_service(
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str, tmp_path: Path,
+) -> None:
+    """An unregistered worker and one with lapsed training come through a gate: the alert
+    service raises both; restarted, it still knows they are on site (from the ledger)."""
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    now = int(time.time() * 1000)
+    engine = make_engine(url)
+    create_tables(engine)
+    [w1, w2] = workforce(2, today=AttendancePolicy().day_of(now))
+    lapsed = replace(w2, training_expires=date(2020, 1, 1))
+    with Session(engine) as s, s.begin():
+        Workers(s).put_many(rows_of([w1, lapsed], now))
+    alerts = await start_alerts(database_url=url)
+    items = [contract.AttendanceItem(device="GATE01", ts=now - 2000 + k, seq=k + 1,
+                                     worker=w, direction="in", method="face")
+             for k, w in enumerate([w1.id, lapsed.id, "X999"])]
+    # the ledger has them too, as ingest would have put them there
+    LedgerWriter(url).append([GateBatch(SITE, GW, items)], now)
+    await publish_all(mosquitto, prefix, list(batches(items)))
+
+    def open_groups() -> set[tuple[str, str]]:
+        return {(a.device, a.group) for a in alerts.service.store.list_alerts(site=SITE)
+                if a.state != "resolved"}
+
+    want = {("X999", "unregistered_worker"), (lapsed.id, "training_lapsed")}
+    await wait_for(lambda: open_groups() == want, timeout=20, what=lambda: open_groups())
+    await alerts.stop()
+    again = await start_alerts(database_url=url)
+    await asyncio.sleep(1.0)  # a few ticks: nothing about them changed
+    assert {(a.device, a.group) for a in again.service.store.list_alerts(site=SITE)
+            if a.state == "active"} == want
     engine.dispose()
