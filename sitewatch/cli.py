@@ -413,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--site", action="append", help="a site the account may see, repeatable")
     acc.add_argument("--database-url", default="sqlite:///sitewatch.db")
 
+    from sitewatch.attendance.cli import add_parser as add_attendance
+
+    add_attendance(sub)  # sitewatch attendance ACTION: its actions and handlers live there
+
     prof = add("profiles", cmd_profiles, "load and check the device profiles")
     prof.add_argument("--dir", default=None)
 
