@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 from sitewatch import __version__, snapshots
 from sitewatch.api import (
     alerts,
+    attendance,
     auth,
     deadletters,
     errors,
@@ -34,10 +35,11 @@ from sitewatch.profiles import load_profiles
 
 #: every slice, in the order the OpenAPI page shows them
 ROUTERS = (health.router, auth.router, sites.router, readings.router, alerts.router,
-           snapshot_routes.router, deadletters.router)
+           snapshot_routes.router, deadletters.router, attendance.router)
 
-DESCRIPTION = """Sites, gateways, devices, readings, alerts, snapshots and dead letters of
-the SiteWatch platform. Log in at `/auth/token` (OAuth2 password flow) for a bearer token,
+DESCRIPTION = """Sites, gateways, devices, readings, alerts, snapshots, dead letters and
+the real-name attendance (workers, gate events, hours, day-labour sheets) of the SiteWatch
+platform. Log in at `/auth/token` (OAuth2 password flow) for a bearer token,
 or send an API key as `X-API-Key`. Errors always have the shape
 `{"error": {"code", "message", "detail"}}`."""
 
