@@ -216,5 +216,5 @@ def test_verify_every_site_and_a_tampered_row(db: str,
         s.commit()
     assert run(db, "verify", "--site", "S1") == 1
     assert capsys.readouterr().out == (
-        "TAMPERED: S1: entry 1: content does not match its hash (altered)\n"
+        "S1: TAMPERED: entry 1: content does not match its hash (altered)\n"
         "S1: 2 entries, 1 problem(s)\n")

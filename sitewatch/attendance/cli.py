@@ -425,7 +425,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for site in [args.site] if args.site else ledger.sites():
             report = ledger.verify(site)
             for problem in report.problems:
-                print(f"TAMPERED: {site}: {problem}")
+                print(f"{site}: TAMPERED: {problem}")  # as docs/attendance.md shows
             state = "intact" if report.ok else f"{len(report.problems)} problem(s)"
             print(f"{site}: {report.entries} entries, {state}")
             bad += not report.ok
