@@ -261,7 +261,7 @@ def _id_key(state: StateDep) -> str:
     key = state.settings.id_hash_key
     if key is None:
         raise Unavailable("attendance.id_hash_key is not configured: ID-card numbers "
-                          "cannot be hashed (see docs/configuration.md)")
+                          "cannot be hashed (docs/attendance.md, ID-card numbers)")
     return key
 
 
