@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, File, Path, Query, Response, Security, UploadFile
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sitewatch.accounts import Principal, Scope
@@ -37,24 +36,22 @@ from sitewatch.api.errors import (
 )
 from sitewatch.api.pages import Page
 from sitewatch.attendance import idcard, reports
-from sitewatch.attendance.cli import (
-    DayRangeError,
-    day_range,
+from sitewatch.attendance.export import sheets_csv, sheets_xlsx
+from sitewatch.attendance.hours import WorkerDay
+from sitewatch.attendance.ledger import Ledger
+from sitewatch.attendance.policy import AttendancePolicy
+from sitewatch.attendance.registration import (
     import_workers,
     keep_id_numbers,
     policy_problems,
     same_person,
     same_person_message,
 )
-from sitewatch.attendance.export import sheets_csv, sheets_xlsx
-from sitewatch.attendance.hours import WorkerDay
-from sitewatch.attendance.ledger import Ledger, LedgerRow
-from sitewatch.attendance.policy import AttendancePolicy
+from sitewatch.attendance.reports import DayRangeError, day_range
 from sitewatch.attendance.sheets import CENT, DayLabourSheet
-from sitewatch.attendance.sheets import _round as round_cents  # no public name (reported)
+from sitewatch.attendance.sheets import cents as round_cents
 from sitewatch.attendance.sitepolicy import get_policy, put_policy
 from sitewatch.attendance.workers import WorkerInfo, WorkerRow, Workers
-from sitewatch.db import count_rows
 from sitewatch.ids import IDENT_PATTERN
 from sitewatch.registry import Registry
 
@@ -418,15 +415,10 @@ def list_events(site: SiteId, p: Reader, session: SessionDep, page: PageDep, day
     first, last = days.resolve(session, site)
     policy = get_policy(session, site)
     start, end = policy.day_bounds(first)[0], policy.day_bounds(last)[1]
-    rows = Ledger(session).rows(site, start, end, offset=page.offset, limit=page.limit,
+    rows = Ledger(session).page(site, start, end, offset=page.offset, limit=page.limit,
                                 worker=worker)
-    # workaround: Ledger has no count of rows() (reported); the same filter, counted
-    q = select(LedgerRow).where(LedgerRow.site == site, LedgerRow.ts >= start,
-                                LedgerRow.ts < end)
-    if worker is not None:
-        q = q.where(LedgerRow.worker == worker)
-    return Page(items=[GateEntry.model_validate(r, from_attributes=True) for r in rows],
-                total=count_rows(session, q), offset=page.offset, limit=page.limit)
+    return Page(items=[GateEntry.model_validate(r, from_attributes=True) for r in rows.items],
+                total=rows.total, offset=page.offset, limit=page.limit)
 
 
 @router.get("/sites/{site}/attendance/on-site", response_model=list[OnSite],

@@ -24,6 +24,7 @@ from typing import Literal
 from sitewatch import contract
 from sitewatch.attendance import idcard
 from sitewatch.attendance.policy import MINUTE_MS, AttendancePolicy
+from sitewatch.attendance.workers import WorkerRow
 
 Direction = Literal["in", "out"]
 Method = Literal["face", "card", "fingerprint", "manual"]
@@ -76,6 +77,18 @@ class Simulation:
 
     def minutes(self) -> dict[tuple[str, date], int]:
         return {k: ms // MINUTE_MS for k, ms in self.credited_ms.items() if ms > 0}
+
+
+def worker_rows(workers: list[SimWorker], site: str, id_key: str, now_ms: int
+                ) -> list[WorkerRow]:
+    """The workforce as the site's worker registry (ID numbers hashed and masked)."""
+    return [WorkerRow(site=site, id=w.id, name=w.name, team=w.team, team_lead=w.team_lead,
+                      subcontractor=w.subcontractor, trade=w.trade, day_rate=w.day_rate,
+                      training_expires=w.training_expires,
+                      certificate_expires=w.certificate_expires,
+                      id_hash=idcard.keyed_hash(w.id_number, id_key),
+                      id_masked=idcard.mask(w.id_number), active=True, updated_at=now_ms)
+            for w in workers]
 
 
 def id_number(rng: random.Random) -> str:

@@ -49,6 +49,11 @@ SITE_SCENARIOS = [
 ]
 
 
+#: each site's two gates (http_push terminals) and how many workers it has
+GATES = ("GATE01", "GATE02")
+WORKERS_PER_SITE = 60
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     state_dir: Path
@@ -59,7 +64,12 @@ class DemoOptions:
     duration_s: float = 0.0
 
 
-def _site_config(i: int, mqtt_port: int, state: Path) -> dict[str, object]:
+def _gate_tokens(site: str) -> dict[str, str]:
+    return {g: secrets.token_hex(16) for g in GATES}
+
+
+def _site_config(i: int, mqtt_port: int, state: Path, gate_port: int,
+                 tokens: dict[str, str]) -> dict[str, object]:
     site, gateway = f"SITE{i:02d}", f"GW{i:02d}"
     scenario = SITE_SCENARIOS[(i - 1) % len(SITE_SCENARIOS)]
     devices = []
@@ -70,8 +80,14 @@ def _site_config(i: int, mqtt_port: int, state: Path) -> dict[str, object]:
                                      "duration_s": scenario[3]}]
         devices.append({"id": dev, "driver": "simulated", "profile": profile,
                         "interval_s": interval, "options": options})
+    for gate, token in tokens.items():  # the attendance terminals push to the gateway
+        devices.append({"id": gate, "driver": "http_push", "profile": "attendance_gate",
+                        "options": {"token": token, "kind": "attendance",
+                                    "host": "127.0.0.1", "port": gate_port}})
     return {"site": site, "gateway": gateway, "state_dir": str(state / f"edge-{site}"),
-            "mqtt": {"port": mqtt_port}, "publish": {"health_interval_s": 10},
+            "mqtt": {"port": mqtt_port},
+            # a week of gate events arrives at once at start: big batches drain it fast
+            "publish": {"health_interval_s": 10, "max_batch_items": 500},
             "devices": devices}
 
 
@@ -98,15 +114,18 @@ def _broker_accounts(sites: int) -> tuple[list[Account], dict[str, str]]:
     return accounts, passwords
 
 
-def _seed_registry(db_url: str, accounts: list[Account]) -> tuple[str, str]:
-    """The demo's sites, gateways (with the broker accounts' hashes) and devices in the
-    registry, so the API shows them; an ``admin`` with a new password and a read-only API
-    key for the curl lines of the banner. Returns (admin password, API key)."""
+def _seed_registry(db_url: str, accounts: list[Account], id_key: str) -> tuple[str, str]:
+    """The demo's sites, gateways (with the broker accounts' hashes), devices and
+    workers in the registry, so the API shows them; an ``admin`` with a new password and
+    a read-only API key for the curl lines of the banner. Returns (admin password, API
+    key)."""
     from sqlalchemy.orm import Session
 
     from sitewatch import accounts as people
+    from sitewatch.attendance.workers import Workers
     from sitewatch.db import create_tables, make_engine
     from sitewatch.registry import DeviceRow, GatewayRow, SiteRow
+    from sitewatch.simulators.attendance_days import worker_rows, workforce
 
     engine = make_engine(db_url)
     create_tables(engine)
@@ -129,6 +148,12 @@ def _seed_registry(db_url: str, accounts: list[Account]) -> tuple[str, str]:
             for device, profile, _ in SITE_DEVICES:
                 s.merge(DeviceRow(site=a.site, id=device, gateway=a.gateway, profile=profile,
                                   name="", overrides={}, created_at=now))
+            for gate in GATES:
+                s.merge(DeviceRow(site=a.site, id=gate, gateway=a.gateway,
+                                  profile="attendance_gate", name="", overrides={},
+                                  created_at=now))
+            Workers(s).put_many(worker_rows(workforce(WORKERS_PER_SITE, seed=n), a.site,
+                                            id_key, now))
         admin = s.get(people.UserRow, "admin")
         if admin is None:
             people.add_user(s, "admin", password, "admin")
@@ -166,13 +191,16 @@ class _Children:
         return [name for name, p in self.procs if p.poll() is not None]
 
     def stop(self) -> None:
-        """Edge agents first (they drain their spools into a running ingest), then ingest
-        and the alert service (they finish their writes), then the API; each phase waits
-        for the one before."""
+        """Gate terminals first (nothing more is pushed to the edges), then the edge
+        agents (they drain their spools into a running ingest), then ingest and the alert
+        service (they finish their writes), then the API; each phase waits for the one
+        before."""
         phases = [
+            [p for n, p in self.procs if n.startswith("gates")],
             [p for n, p in self.procs if n.startswith("edge")],
             [p for n, p in self.procs if n in WRITERS],
-            [p for n, p in self.procs if not n.startswith("edge") and n not in WRITERS],
+            [p for n, p in self.procs
+             if not n.startswith(("edge", "gates")) and n not in WRITERS],
         ]
         for phase in phases:
             for p in phase:
@@ -192,6 +220,15 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _wait_log(path: Path, text: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _wait_http(url: str, timeout_s: float) -> bool:
@@ -256,10 +293,12 @@ def run_demo(opts: DemoOptions) -> int:
                       {"username": a.username, "role": a.role.value,
                        "password_hash": a.password_hash, "site": a.site}
                       for a in accounts if a.role is not Role.GATEWAY]}
+        id_key = secrets.token_hex(32)  # ID-card numbers are kept hashed under it
         (state / "api.yaml").write_text(yaml.safe_dump(
             {**common, "port": api_port, "snapshots_dir": str(state / "snapshots"),
-             "auth": {"secret_key": secrets.token_hex(32)}, "broker": broker}))
-        admin_password, api_key = _seed_registry(db_url, accounts)
+             "auth": {"secret_key": secrets.token_hex(32)}, "broker": broker,
+             "attendance": {"id_hash_key": id_key}}))
+        admin_password, api_key = _seed_registry(db_url, accounts, id_key)
         (state / "alerts.yaml").write_text(yaml.safe_dump(
             {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
         children.spawn("ingest", "ingest", "--config", str(state / "ingest.yaml"),
@@ -267,12 +306,28 @@ def run_demo(opts: DemoOptions) -> int:
         children.spawn("alerts", "alerts", "serve", "--config", str(state / "alerts.yaml"),
                        env=_mqtt_login("ALERTS", "alerts", passwords))
         children.spawn("api", "api", "--config", str(state / "api.yaml"))
+        # the edges send at once (a week of gate events): ingest and the alert service
+        # must have their sessions first, or the broker has no one to queue those for
+        for name, ready in (("ingest", "ingest connected"), ("alerts", "alerts connected")):
+            if not _wait_log(state / f"{name}.log", ready, 30):
+                print(f"sitewatch demo: {name} did not connect:\n"
+                      f"{_tail(state / f'{name}.log')}", file=sys.stderr)
+                return 1
         for i in range(1, opts.sites + 1):
-            cfg = state / f"edge-SITE{i:02d}.yaml"
-            cfg.write_text(yaml.safe_dump(_site_config(i, mq.port, state)))
-            children.spawn(f"edge-SITE{i:02d}", "edge", "--config", str(cfg),
-                           env=_mqtt_login("EDGE", gateway_username(f"SITE{i:02d}",
-                                                                    f"GW{i:02d}"), passwords))
+            site = f"SITE{i:02d}"
+            cfg = state / f"edge-{site}.yaml"
+            gate_port, tokens = free_port(), _gate_tokens(site)
+            cfg.write_text(yaml.safe_dump(_site_config(i, mq.port, state, gate_port, tokens)))
+            children.spawn(f"edge-{site}", "edge", "--config", str(cfg),
+                           env=_mqtt_login("EDGE", gateway_username(site, f"GW{i:02d}"),
+                                           passwords))
+            # its gate terminals: the past week, then today's swipes as they fall due
+            children.spawn(f"gates-{site}", "attendance", "simulate",
+                           "--url", f"http://127.0.0.1:{gate_port}",
+                           "--workers", str(WORKERS_PER_SITE), "--seed", str(i),
+                           "--days-back", "7",
+                           env={"SITEWATCH_ATTENDANCE_GATE_TOKENS": ",".join(
+                               f"{g}={t}" for g, t in tokens.items())})
         api = f"http://127.0.0.1:{api_port}"
         if not _wait_http(f"{api}/health", 30):
             print(f"sitewatch demo: the API did not come up:\n{_tail(state / 'api.log')}",

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from sitewatch import contract, mqtt
-from sitewatch.attendance import idcard, reports
+from sitewatch.attendance import reports
 from sitewatch.attendance.ledger import GateBatch, Ledger, LedgerHead, LedgerWriter
 from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.attendance.workers import WorkerRow, Workers
@@ -31,6 +31,7 @@ from sitewatch.simulators.attendance_days import (
     batches,
     gate_events,
     simulate,
+    worker_rows,
     workforce,
 )
 
@@ -41,13 +42,7 @@ KEY = "k" * 32
 
 
 def rows_of(workers: list[SimWorker], now: int) -> list[WorkerRow]:
-    return [WorkerRow(site=SITE, id=w.id, name=w.name, team=w.team, team_lead=w.team_lead,
-                      subcontractor=w.subcontractor, trade=w.trade, day_rate=w.day_rate,
-                      training_expires=w.training_expires,
-                      certificate_expires=w.certificate_expires,
-                      id_hash=idcard.keyed_hash(w.id_number, KEY),
-                      id_masked=idcard.mask(w.id_number), active=True, updated_at=now)
-               for w in workers]
+    return worker_rows(workers, SITE, KEY, now)
 
 
 def cents(x: Decimal) -> Decimal:

@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.localstack import free_port
 
 pytestmark = pytest.mark.integration
@@ -55,6 +57,17 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 break
             time.sleep(0.5)
         assert {"TC01", "HOIST01", "ENV01", "PIT01", "HF01", "EL01"} <= devices
+        # the gate terminals' past week reaches the ledger through the edge agent
+        today = AttendancePolicy().day_of(int(time.time() * 1000))
+        week = {"from": str(today - timedelta(days=6)), "to": str(today)}
+        rows: list[object] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not rows:
+            r = httpx.get(f"http://127.0.0.1:{api_port}/sites/SITE01/attendance/events",
+                          params=week, timeout=10, headers={"X-API-Key": key})
+            rows = r.json()["items"] if r.status_code == 200 else []
+            time.sleep(1)
+        assert rows, "no gate events in the ledger"
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out

@@ -27,6 +27,8 @@ class SharedListener(Generic[D]):
         self.devices: dict[str, D] = {}
         self.counters: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
+        # devices of one port start together: one of them binds, the others wait for it
+        self._binding = asyncio.Lock()
 
     @classmethod
     def shared(cls, host: str, port: int) -> Self:
@@ -37,9 +39,11 @@ class SharedListener(Generic[D]):
         if self.devices.get(key, driver) is not driver:
             raise ValueError(f"two {self.protocol} devices with {key!r} on port {self.port}")
         self.devices[key] = driver
-        if self._server is None:
-            self._server = await asyncio.start_server(self._connection, self.host, self.port)
-            log.info("%s listener on %s:%d", self.protocol, self.host, self.port)
+        async with self._binding:
+            if self._server is None:
+                self._server = await asyncio.start_server(self._connection, self.host,
+                                                          self.port)
+                log.info("%s listener on %s:%d", self.protocol, self.host, self.port)
 
     async def detach(self, key: str) -> None:
         self.devices.pop(key, None)

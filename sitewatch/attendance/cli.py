@@ -1,11 +1,9 @@
 """``sitewatch attendance …``: the worker registry, the ledger and what is derived from
 it, at the site office's terminal (docs/api.md, "Attendance", for the same over HTTP).
 
-It also holds the registry writes and the day range that the API shares, so that a
-worker list imported here and one uploaded through the API follow one rule: the whole
-file or nothing, an omitted ID-card number keeps the one on file, and one person is not
-registered twice at a site. This module imports only the standard library at the top:
-``sitewatch --help`` must not pay for SQLAlchemy.
+Imports go through ``sitewatch.attendance.registration``, as the API's do. This module
+imports only the standard library at the top: ``sitewatch --help`` must not pay for
+SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -13,114 +11,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
     from sqlalchemy.orm import Session
 
-    from sitewatch.attendance.importer import RowError
     from sitewatch.attendance.policy import AttendancePolicy
     from sitewatch.attendance.sheets import DayLabourSheet
-    from sitewatch.attendance.workers import WorkerRow
 
+#: ``simulate``: each gate's bearer token, GATE01=token,GATE02=token
+GATE_TOKENS_ENV = "SITEWATCH_ATTENDANCE_GATE_TOKENS"
 #: where ``import`` reads the ID-number key from (the API: attendance.id_hash_key)
 ID_KEY_ENV = "SITEWATCH_ATTENDANCE_ID_HASH_KEY"
 MIN_KEY_CHARS = 32
-
-
-# -- shared with the API ---------------------------------------------------------------
-
-class DayRangeError(ValueError):
-    pass
-
-
-def day_range(policy: AttendancePolicy, first: date | None, last: date | None,
-              now_ms: int, max_days: int | None = None) -> tuple[date, date]:
-    """The attendance days asked for: ``last`` defaults to today at the site (its
-    policy's day, not the calendar's), ``first`` to ``last``; both inclusive."""
-    last = last or policy.day_of(now_ms)
-    first = first or last
-    if first > last:
-        raise DayRangeError(f"from {first} is after to {last}")
-    days = (last - first).days + 1
-    if max_days is not None and days > max_days:
-        raise DayRangeError(f"{days} days asked for, at most {max_days}: ask for a "
-                            "shorter range")
-    return first, last
-
-
-def keep_id_numbers(s: Session, rows: Sequence[WorkerRow]) -> None:
-    """A row without an ID-card number keeps the one on file: the number is never
-    shown, so a change of team or rate must not make the office type it again (and a
-    worker list without the column must not erase every registration)."""
-    from sitewatch.attendance.workers import Workers
-
-    workers = Workers(s)
-    for row in rows:
-        if row.id_hash is None:
-            old = workers.get(row.site, row.id)
-            if old is not None:
-                row.id_hash, row.id_masked = old.id_hash, old.id_masked
-
-
-def same_person(s: Session, site: str, ids: Collection[str]) -> list[list[str]]:
-    """Groups of active workers of ``site`` (at least one of them in ``ids``) who share
-    an ID-card number: one person with two worker ids would be paid twice. Never the
-    number or its hash."""
-    from sqlalchemy import func, select
-
-    from sitewatch.attendance.workers import WorkerRow
-
-    mine = (WorkerRow.site == site, WorkerRow.active.is_(True), WorkerRow.id_hash.is_not(None))
-    shared = (select(WorkerRow.id_hash).where(*mine).group_by(WorkerRow.id_hash)
-              .having(func.count() > 1))
-    groups: dict[str | None, list[str]] = {}
-    for h, worker in s.execute(select(WorkerRow.id_hash, WorkerRow.id)
-                               .where(*mine, WorkerRow.id_hash.in_(shared))
-                               .order_by(WorkerRow.id)):
-        groups.setdefault(h, []).append(worker)
-    wanted = set(ids)
-    return [g for g in groups.values() if wanted.intersection(g)]
-
-
-def same_person_message(group: Sequence[str]) -> str:
-    return (f"workers {', '.join(group)} have the same ID-card number: one person is "
-            "registered once per site (set the other inactive)")
-
-
-@dataclass
-class Imported:
-    created: int = 0
-    updated: int = 0
-    errors: list[RowError] = field(default_factory=list)
-
-
-def import_workers(s: Session, data: bytes, filename: str, *, site: str, id_key: str,
-                   now_ms: int) -> Imported:
-    """A worker list into the registry, all or nothing: with any error nothing is left
-    in ``s`` (it is rolled back); without, the caller commits. ValueError: not a .csv
-    or .xlsx file."""
-    from sitewatch.attendance.importer import RowError, read_workers
-    from sitewatch.attendance.workers import Workers
-
-    result = read_workers(data, filename, site=site, id_key=id_key, now_ms=now_ms)
-    if result.errors:
-        return Imported(errors=result.errors)
-    keep_id_numbers(s, result.rows)
-    created, updated = Workers(s).put_many(result.rows)
-    clashes = same_person(s, site, [r.id for r in result.rows])
-    if clashes:
-        s.rollback()
-        # row 0: the file as a whole (the clash may be with a worker already on file)
-        return Imported(errors=[RowError(0, "id_number", same_person_message(g))
-                                for g in clashes])
-    return Imported(created, updated)
 
 
 # -- the command line ------------------------------------------------------------------
@@ -183,6 +90,22 @@ def add_parser(subparsers: Any) -> None:
     pol.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="change a key (repeatable); the result is checked, then stored")
 
+    sim = actions.add_parser(
+        "simulate", help="gate terminals of a simulated workforce: the past days, then "
+        "today's swipes as they fall due, pushed to a gateway's http_push listener",
+        description="Gate terminals of a simulated workforce (sitewatch.simulators."
+        "attendance_days) pushing to a gateway's http_push listener. Tokens: "
+        f"${GATE_TOKENS_ENV}=GATE01=token,GATE02=token.")
+    sim.set_defaults(fn=cmd_simulate)
+    sim.add_argument("--url", required=True, help="the listener, e.g. http://127.0.0.1:8081")
+    sim.add_argument("--workers", type=int, default=200)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--days-back", type=int, default=7)
+    sim.add_argument("--no-live", dest="live", action="store_false",
+                     help="deliver what is due and stop")
+    sim.add_argument("--print-workers", action="store_true",
+                     help="print the workforce as a CSV worker list (for import) and stop")
+
     v = action("verify", cmd_verify, "check every hash of the ledger; exit 1 on any "
                "problem", site=False)
     v.add_argument("--site", default=None, help="default: every site")
@@ -238,6 +161,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     with _session(args) as s:
         if Registry(s).site(args.site) is None:
             return _fail(args, f"no site {args.site} in the registry")
+        from sitewatch.attendance.registration import import_workers
+
         try:
             done = import_workers(s, data, args.file.name, site=args.site, id_key=key,
                                   now_ms=_now_ms())
@@ -297,6 +222,7 @@ def _clock(policy: AttendancePolicy) -> Callable[[int], str]:
 
 
 def _days(args: argparse.Namespace, s: Session) -> tuple[date, date]:
+    from sitewatch.attendance.reports import day_range
     from sitewatch.attendance.sitepolicy import get_policy
 
     return day_range(get_policy(s, args.site), args.first, args.last, _now_ms())
@@ -308,7 +234,7 @@ def cmd_headcount(args: argparse.Namespace) -> int:
     with _session(args) as s:
         try:
             first, last = _days(args, s)
-        except DayRangeError as exc:
+        except ValueError as exc:  # DayRangeError: the days asked for
             return _fail(args, str(exc), 2)
         counts = headcounts(s, args.site, first, last, _now_ms())
     for h in counts:
@@ -326,7 +252,7 @@ def cmd_hours(args: argparse.Namespace) -> int:
     with _session(args) as s:
         try:
             first, last = _days(args, s)
-        except DayRangeError as exc:
+        except ValueError as exc:  # DayRangeError: the days asked for
             return _fail(args, str(exc), 2)
         clock = _clock(get_policy(s, args.site))
         days = hours(s, args.site, first, last, _now_ms(), args.worker)
@@ -347,7 +273,7 @@ def cmd_sheet(args: argparse.Namespace) -> int:
     with _session(args) as s:
         try:
             first, last = _days(args, s)
-        except DayRangeError as exc:
+        except ValueError as exc:  # DayRangeError: the days asked for
             return _fail(args, str(exc), 2)
         found = sheets(s, args.site, first, last, _now_ms(), args.team)
     data = _sheet_bytes(found, args.format)
@@ -402,18 +328,14 @@ def cmd_policy(args: argparse.Namespace) -> int:
                 current = AttendancePolicy.model_validate(
                     {**current.model_dump(), **changes})
             except ValidationError as exc:
+                from sitewatch.attendance.registration import policy_problems
+
                 return _fail(args, policy_problems(exc), 2)
             put_policy(s, args.site, current, _now_ms())
             s.commit()
     for key, value in current.model_dump(mode="json").items():
         print(f"{key}: {value}")
     return 0
-
-
-def policy_problems(exc: ValidationError) -> str:
-    """A policy's validation errors, each naming its key (the API's 400 says the same)."""
-    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'policy'}: {e['msg']}"
-                     for e in exc.errors())
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -430,3 +352,39 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{site}: {report.entries} entries, {state}")
             bad += not report.ok
     return 1 if bad else 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import csv
+    import logging
+
+    from sitewatch.signals import stop_on_signals
+    from sitewatch.simulators.attendance_days import workforce
+    from sitewatch.simulators.attendance_feed import FeedOptions, run_feed
+
+    workers = workforce(args.workers, seed=args.seed)
+    if args.print_workers:  # the office's worker list for this workforce, to import
+        out = csv.writer(sys.stdout)
+        out.writerow(["工号", "姓名", "班组", "班组长", "分包单位", "工种", "日工资",
+                      "培训有效期", "证书有效期", "身份证号"])
+        for w in workers:
+            out.writerow([w.id, w.name, w.team, "是" if w.team_lead else "否",
+                          w.subcontractor, w.trade, w.day_rate, w.training_expires,
+                          w.certificate_expires or "", w.id_number])
+        return 0
+    tokens = dict(item.split("=", 1) for item in
+                  os.environ.get(GATE_TOKENS_ENV, "").split(",") if "=" in item)
+    if not tokens:
+        return _fail(args, f"no gate tokens: set {GATE_TOKENS_ENV}=GATE01=token,...", 2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        stop_on_signals(stop.set)
+        return await run_feed(FeedOptions(args.url.rstrip("/"), tokens, args.days_back,
+                                          args.live, args.seed), workers, stop=stop)
+
+    sent = asyncio.run(main())
+    print(f"{sent} gate events delivered")
+    return 0

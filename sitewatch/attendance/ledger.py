@@ -14,13 +14,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import BigInteger, Index, String, UniqueConstraint, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Select,
+    String,
+    UniqueConstraint,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch import contract
 from sitewatch.attendance.hours import GateEvent
-from sitewatch.db import Base, make_engine
+from sitewatch.db import Base, count_rows, make_engine
 from sitewatch.hashchain import GENESIS, ChainCheck, link_hash
+from sitewatch.registry import Page
 
 
 class LedgerRow(Base):
@@ -146,14 +156,24 @@ class Ledger:
         return [GateEvent(ts, w, d, dev, seq)  # type: ignore[arg-type]
                 for ts, w, d, dev, seq in self.s.execute(q.order_by(LedgerRow.ts))]
 
-    def rows(self, site: str, start_ms: int, end_ms: int, *, offset: int = 0,
-             limit: int = 100, worker: str | None = None) -> list[LedgerRow]:
+    def _query(self, site: str, start_ms: int, end_ms: int, worker: str | None
+               ) -> Select[LedgerRow]:
         q = select(LedgerRow).where(LedgerRow.site == site, LedgerRow.ts >= start_ms,
                                     LedgerRow.ts < end_ms)
-        if worker is not None:
-            q = q.where(LedgerRow.worker == worker)
+        return q if worker is None else q.where(LedgerRow.worker == worker)
+
+    def rows(self, site: str, start_ms: int, end_ms: int, *, offset: int = 0,
+             limit: int = 100, worker: str | None = None) -> list[LedgerRow]:
+        q = self._query(site, start_ms, end_ms, worker)
         return list(self.s.scalars(q.order_by(LedgerRow.ts, LedgerRow.n)
                                    .offset(offset).limit(limit)))
+
+    def page(self, site: str, start_ms: int, end_ms: int, *, offset: int = 0,
+             limit: int = 100, worker: str | None = None) -> Page[LedgerRow]:
+        """A page of :meth:`rows`, with how many there are in all."""
+        total = count_rows(self.s, self._query(site, start_ms, end_ms, worker))
+        return Page(self.rows(site, start_ms, end_ms, offset=offset, limit=limit,
+                              worker=worker), total)
 
     def sites(self) -> list[str]:
         return list(self.s.scalars(select(LedgerHead.site).order_by(LedgerHead.site)))

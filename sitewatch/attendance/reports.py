@@ -32,6 +32,25 @@ class SiteDays:
     days: dict[tuple[str, date], WorkerDay]
 
 
+class DayRangeError(ValueError):
+    pass
+
+
+def day_range(policy: AttendancePolicy, first: date | None, last: date | None,
+              now_ms: int, max_days: int | None = None) -> tuple[date, date]:
+    """The attendance days asked for: ``last`` defaults to today at the site (its
+    policy's day, not the calendar's), ``first`` to ``last``; both inclusive."""
+    last = last or policy.day_of(now_ms)
+    first = first or last
+    if first > last:
+        raise DayRangeError(f"from {first} is after to {last}")
+    days = (last - first).days + 1
+    if max_days is not None and days > max_days:
+        raise DayRangeError(f"{days} days asked for, at most {max_days}: ask for a "
+                            "shorter range")
+    return first, last
+
+
 def site_infos(s: Session) -> dict[str, SiteInfo]:
     """Every site's policy, plan and workers, for the attendance alerts."""
     policies = {r.site: AttendancePolicy.model_validate(r.policy)

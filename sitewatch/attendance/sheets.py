@@ -20,7 +20,8 @@ from sitewatch.attendance.workers import WorkerInfo
 CENT = Decimal("0.01")
 
 
-def _round(x: Decimal) -> Decimal:
+def cents(x: Decimal) -> Decimal:
+    """Rounded half-up to 0.01, as every figure on a sheet."""
     return x.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
@@ -69,10 +70,10 @@ class DayLabourSheet:
 
 def row_for(wd: WorkerDay, info: WorkerInfo, hours_per_day: Decimal) -> SheetRow:
     minutes = Decimal(wd.minutes)
-    day_eq = _round(minutes / (hours_per_day * 60))
+    day_eq = cents(minutes / (hours_per_day * 60))
     return SheetRow(wd.day, wd.worker, info.name, info.trade, wd.minutes,
-                    _round(minutes / 60), day_eq, info.day_rate,
-                    _round(day_eq * info.day_rate), tuple(f.value for f in wd.flags))
+                    cents(minutes / 60), day_eq, info.day_rate,
+                    cents(day_eq * info.day_rate), tuple(f.value for f in wd.flags))
 
 
 def days_between(first: date, last: date) -> list[date]:
