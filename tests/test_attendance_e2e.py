@@ -5,6 +5,8 @@ simulator says the rules credit; replaying the week changes nothing; tampering s
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -22,10 +24,12 @@ from sitewatch import contract, mqtt
 from sitewatch.attendance import reports
 from sitewatch.attendance.ledger import GateBatch, Ledger, LedgerHead, LedgerWriter
 from sitewatch.attendance.policy import AttendancePolicy
+from sitewatch.attendance.registration import import_workers
 from sitewatch.attendance.workers import WorkerRow, Workers
 from sitewatch.db import create_tables, make_engine
 from sitewatch.influx import InfluxClient
 from sitewatch.localstack import MosquittoServer
+from sitewatch.registry import Registry, SiteRow
 from sitewatch.simulators.attendance_days import (
     SimWorker,
     batches,
@@ -168,4 +172,49 @@ async def test_gate_events_raise_attendance_alerts_through_the_alert_service(
     await asyncio.sleep(1.0)  # a few ticks: nothing about them changed
     assert {(a.device, a.group) for a in again.service.store.list_alerts(site=SITE)
             if a.state == "active"} == want
+    engine.dispose()
+
+
+async def test_id_numbers_never_reach_logs_or_influxdb(
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str, tmp_path: Path, influx_client: InfluxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker list with ID numbers imported as an office would, then a day at the gates
+    through ingest and the alert service, everything logged at DEBUG: no number, nor its
+    digits without the check character, in any log line or InfluxDB value."""
+    caplog.set_level(logging.DEBUG)
+    url = f"sqlite:///{tmp_path / 'sw.db'}"
+    now = int(time.time() * 1000)
+    policy = AttendancePolicy()
+    workers = workforce(30, today=policy.day_of(now))
+    csv_text = "工号,姓名,班组,日工资,身份证号\n" + "".join(
+        f"{w.id},{w.name},{w.team},{w.day_rate},{w.id_number}\n" for w in workers)
+    engine = make_engine(url)
+    create_tables(engine)
+    with Session(engine) as s, s.begin():
+        Registry(s).add_site(SiteRow(id=SITE, name="site", county="c", project_type="road",
+                                     latitude=0, longitude=0, planned_headcount=5,
+                                     created_at=now))
+        done = import_workers(s, csv_text.encode(), "workers.csv", site=SITE, id_key=KEY,
+                              now_ms=now)
+        assert (done.created, done.errors) == (30, [])
+    running = await start_ingest(database_url=url)
+    await start_alerts(database_url=url)
+    first = policy.day_of(now) - timedelta(days=1)
+    items = gate_events(simulate(workers, first, 2, policy=policy))
+    items = [i for i in items if i.ts <= now]
+    await publish_all(mosquitto, prefix, list(batches(items)))
+    assert running.service is not None
+    stats = running.service.stats
+    await wait_for(lambda: stats.gate_events_appended == len(items), timeout=30,
+                   what="the gate events stored")
+    dump = json.dumps(await influx_client.series("SELECT * FROM /.*/"))
+    text_seen = caplog.text + dump
+    for w in workers:
+        assert w.id_number not in text_seen and w.id_number[:17] not in text_seen
+    with Session(engine) as s:
+        stored = " ".join(f"{r.id_hash} {r.id_masked}" for r in Workers(s).page(SITE).items)
+    assert all(w.id_number not in stored for w in workers)
     engine.dispose()
