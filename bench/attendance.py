@@ -64,16 +64,22 @@ from childproc import cpu_seconds, machine_busy_seconds  # bench/childproc.py
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sitewatch.attendance import idcard, reports
+from sitewatch.attendance import reports
 from sitewatch.attendance.hours import worker_days
 from sitewatch.attendance.ledger import GateBatch, Ledger, LedgerWriter
 from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.attendance.sheets import DayLabourSheet, build_sheets
 from sitewatch.attendance.sitepolicy import get_policy
-from sitewatch.attendance.workers import WorkerRow, Workers
+from sitewatch.attendance.workers import Workers
 from sitewatch.db import create_tables, make_engine
 from sitewatch.registry import SiteRow
-from sitewatch.simulators.attendance_days import SimWorker, gate_events, simulate, workforce
+from sitewatch.simulators.attendance_days import (
+    SimWorker,
+    gate_events,
+    simulate,
+    worker_rows,
+    workforce,
+)
 
 SITE, GATEWAY = "S-BENCH-ATT", "GW-ATT"
 #: HMAC key of the simulated ID-card numbers (a bench's throwaway key)
@@ -89,16 +95,6 @@ LABELS = {
 
 
 # -- the store ------------------------------------------------------------------------
-def worker_rows(site: str, workers: list[SimWorker], now_ms: int) -> list[WorkerRow]:
-    return [WorkerRow(site=site, id=w.id, name=w.name, team=w.team, team_lead=w.team_lead,
-                      subcontractor=w.subcontractor, trade=w.trade, day_rate=w.day_rate,
-                      training_expires=w.training_expires,
-                      certificate_expires=w.certificate_expires,
-                      id_hash=idcard.keyed_hash(w.id_number, ID_KEY),
-                      id_masked=idcard.mask(w.id_number), active=True, updated_at=now_ms)
-            for w in workers]
-
-
 @dataclass
 class Loaded:
     events: int          # gate events appended (all new)
@@ -114,7 +110,7 @@ def load(url: str, engine: Engine, site: str, workers: list[SimWorker],
                         town="Chengguan", project_type="building", latitude=34.82,
                         longitude=114.82, planned_headcount=len(workers),
                         created_at=now_ms))
-        Workers(s).put_many(worker_rows(site, workers, now_ms))
+        Workers(s).put_many(worker_rows(workers, site, ID_KEY, now_ms))
     writer = LedgerWriter(url)
     try:
         t = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,6 +24,7 @@ DAY_MS = 86_400_000
 _EPOCH = date(1970, 1, 1)
 
 
+@lru_cache(maxsize=256)  # day_of runs per gate event: parse each setting once
 def _minutes(hhmm: str) -> int:
     m = re.fullmatch(r"(\d\d):(\d\d)", hhmm)
     assert m is not None  # the field pattern checked it
