@@ -64,7 +64,7 @@ class DemoOptions:
     duration_s: float = 0.0
 
 
-def _gate_tokens(site: str) -> dict[str, str]:
+def _gate_tokens() -> dict[str, str]:
     return {g: secrets.token_hex(16) for g in GATES}
 
 
@@ -316,7 +316,7 @@ def run_demo(opts: DemoOptions) -> int:
         for i in range(1, opts.sites + 1):
             site = f"SITE{i:02d}"
             cfg = state / f"edge-{site}.yaml"
-            gate_port, tokens = free_port(), _gate_tokens(site)
+            gate_port, tokens = free_port(), _gate_tokens()
             cfg.write_text(yaml.safe_dump(_site_config(i, mq.port, state, gate_port, tokens)))
             children.spawn(f"edge-{site}", "edge", "--config", str(cfg),
                            env=_mqtt_login("EDGE", gateway_username(site, f"GW{i:02d}"),

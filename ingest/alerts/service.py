@@ -26,8 +26,10 @@ import httpx
 import msgspec
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from sitewatch import contract, mqtt
+from sitewatch.attendance import reports
 from sitewatch.attendance.ledger import LedgerRow
 from sitewatch.attendance.watch import AttendanceWatch, Derived, SiteInfo
 from sitewatch.backoff import Backoff
@@ -168,10 +170,6 @@ class AlertService:
     def read_attendance(self, now_ms: int, *, restore: bool = False) -> AttendanceState:
         """The worker registry, policies and plans (and at start, today's gate events
         from the ledger). Blocking: run it in a worker thread."""
-        from sqlalchemy.orm import Session
-
-        from sitewatch.attendance import reports
-
         with Session(self.store.engine) as s:
             infos = reports.site_infos(s)
             today = reports.todays_gate_events(s, infos, now_ms) if restore else []
@@ -291,8 +289,6 @@ class AlertService:
     def _apply_registry_overrides(self) -> None:
         """Per-device overrides set through the API (the registry), after the config's:
         read at start, so a change there takes effect when the service restarts."""
-        from sqlalchemy.orm import Session
-
         from sitewatch.registry import Registry
 
         s = self.settings

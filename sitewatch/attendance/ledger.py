@@ -167,7 +167,8 @@ class Ledger:
         return q if worker is None else q.where(LedgerRow.worker == worker)
 
     def rows(self, site: str, start_ms: int, end_ms: int, *, offset: int = 0,
-             limit: int = 100, worker: str | None = None) -> list[LedgerRow]:
+             limit: int | None = 100, worker: str | None = None) -> list[LedgerRow]:
+        """Entries in time order; ``limit`` None: all of them."""
         q = self._query(site, start_ms, end_ms, worker)
         return list(self.s.scalars(q.order_by(LedgerRow.ts, LedgerRow.n)
                                    .offset(offset).limit(limit)))

@@ -16,12 +16,14 @@ these alerts have the same lifecycle, overrides and outputs as every other:
 - ``headcount_pct``: workers on site as a share of the site's planned headcount.
 
 :meth:`tick` advances time: hours on site grow and a day that ends closes the sessions
-left open. Events of an earlier attendance day are history (the sheets use them) and
-raise nothing.
+left open. It re-reads every worker on site, so it runs at most once a minute (the
+derived profiles' sample interval) however often it is called. Events of an earlier
+attendance day are history (the sheets use them) and raise nothing.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,6 +34,8 @@ from sitewatch.attendance.hours import GateEvent, worker_day
 from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.attendance.workers import WorkerInfo
 
+#: how often :meth:`AttendanceWatch.tick` re-derives everyone
+TICK_MS = 60_000
 WORKER_PROFILE = "attendance_worker"
 SITE_PROFILE = "attendance_site"
 SITE_DEVICE = "HEADCOUNT"
@@ -74,6 +78,9 @@ class AttendanceWatch:
         self.sites: dict[str, SiteInfo] = dict(sites or {})
         self._workers: dict[tuple[str, str], _Worker] = {}
         self._headcount: dict[str, tuple[str, int, float | None]] = {}  # gateway, n, pct
+        #: workers on site per site, kept as each worker's state changes
+        self._on_site: Counter[str] = Counter()
+        self._ticked_ms: int | None = None
 
     def site(self, site: str) -> SiteInfo:
         return self.sites.get(site) or SiteInfo()
@@ -81,7 +88,7 @@ class AttendanceWatch:
     def update_sites(self, sites: Mapping[str, SiteInfo], now_ms: int) -> list[Derived]:
         """New registry content (workers, policies, plans): re-derive everyone."""
         self.sites = dict(sites)
-        return self.tick(now_ms)
+        return self.tick(now_ms, force=True)
 
     # -- input ------------------------------------------------------------------------
     def observe(self, site: str, gateway: str, items: Iterable[contract.AttendanceItem],
@@ -105,7 +112,10 @@ class AttendanceWatch:
         out += self._headcount_change(site, gateway)
         return out
 
-    def tick(self, now_ms: int) -> list[Derived]:
+    def tick(self, now_ms: int, *, force: bool = False) -> list[Derived]:
+        if not force and self._ticked_ms is not None and now_ms - self._ticked_ms < TICK_MS:
+            return []
+        self._ticked_ms = now_ms
         out: list[Derived] = []
         sites: set[str] = set()
         for (site, worker), w in list(self._workers.items()):
@@ -134,7 +144,9 @@ class AttendanceWatch:
                 ) -> list[Derived]:
         info = self.site(site)
         wd = worker_day(worker, w.day, w.events, info.policy, now_ms)
-        w.on_site = wd.on_site
+        if wd.on_site != w.on_site:
+            self._on_site[site] += 1 if wd.on_site else -1
+            w.on_site = wd.on_site
         member = info.workers.get(worker)
         unknown = member is None and bool(info.workers)
         values = dict(_CLEAR)
@@ -158,7 +170,7 @@ class AttendanceWatch:
         return out
 
     def _headcount_change(self, site: str, gateway: str) -> list[Derived]:
-        n = sum(1 for (s, _), w in self._workers.items() if s == site and w.on_site)
+        n = self._on_site[site]
         plan = self.site(site).planned_headcount
         pct = round(n / plan * 100, 1) if plan else None
         before = self._headcount.get(site)
@@ -171,4 +183,4 @@ class AttendanceWatch:
                         {"on_site": n, "headcount_pct": pct})]
 
     def on_site(self, site: str) -> int:
-        return sum(1 for (s, _), w in self._workers.items() if s == site and w.on_site)
+        return self._on_site[site]
