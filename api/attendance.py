@@ -48,8 +48,7 @@ from sitewatch.attendance.registration import (
     same_person_message,
 )
 from sitewatch.attendance.reports import DayRangeError, day_range
-from sitewatch.attendance.sheets import CENT, DayLabourSheet
-from sitewatch.attendance.sheets import cents as round_cents
+from sitewatch.attendance.sheets import CENT, DayLabourSheet, hours_of
 from sitewatch.attendance.sitepolicy import get_policy, put_policy
 from sitewatch.attendance.workers import WorkerInfo, WorkerRow, Workers
 from sitewatch.ids import IDENT_PATTERN
@@ -274,7 +273,7 @@ def _worker(row: WorkerRow, today: date) -> Worker:
 def _hours(wd: WorkerDay) -> WorkerHours:
     return WorkerHours(
         worker=wd.worker, day=wd.day, minutes=wd.minutes,
-        hours=str(round_cents(Decimal(wd.minutes) / 60)),
+        hours=str(hours_of(wd.minutes)),
         sessions=[SessionOut(start=x.start, end=x.end, flag=x.flag.value if x.flag else None)
                   for x in wd.sessions],
         flags=[f.value for f in wd.flags], noted={f.value: n for f, n in wd.noted.items()},

@@ -68,11 +68,16 @@ class DayLabourSheet:
     totals: Totals = field(default_factory=Totals)
 
 
+def hours_of(minutes: int) -> Decimal:
+    """Credited minutes as hours, as a sheet prints them."""
+    return cents(Decimal(minutes) / 60)
+
+
 def row_for(wd: WorkerDay, info: WorkerInfo, hours_per_day: Decimal) -> SheetRow:
     minutes = Decimal(wd.minutes)
     day_eq = cents(minutes / (hours_per_day * 60))
     return SheetRow(wd.day, wd.worker, info.name, info.trade, wd.minutes,
-                    cents(minutes / 60), day_eq, info.day_rate,
+                    hours_of(wd.minutes), day_eq, info.day_rate,
                     cents(day_eq * info.day_rate), tuple(f.value for f in wd.flags))
 
 
