@@ -91,6 +91,8 @@ class Agent:
         for r in self.spool.unbatched():  # committed before a crash, not yet batched
             self._unbatched.setdefault(r.channel, []).append(r)
         self._wake = asyncio.Event()
+        #: the spooler's commit-and-batch round and flush() never interleave
+        self._batching = asyncio.Lock()
         self._emitted = 0          # readings taken
         self._settled = 0          # of those, committed or failed
         self._failed: list[tuple[int, int]] = []  # (after, up to) of recent failed commits
@@ -187,8 +189,9 @@ class Agent:
                 await asyncio.sleep(wait)
             self._wake.clear()
             last = loop.time()
-            await self._commit_pending()
-            await self._make_batches(force=False)
+            async with self._batching:
+                await self._commit_pending()
+                await self._make_batches(force=False)
 
     async def _commit_pending(self) -> None:
         if not self._pending:
@@ -223,9 +226,12 @@ class Agent:
                     self._publish([batch])
 
     async def flush(self) -> None:
-        """Commit and batch everything taken so far (clean stop, tests)."""
-        await self._commit_pending()
-        await self._make_batches(force=True)
+        """Commit and batch everything taken so far (clean stop, tests). Waits for a
+        commit the spooler has under way: its readings would otherwise join the unbatched
+        ones after this forced batching, and a clean stop would leave them unsent."""
+        async with self._batching:
+            await self._commit_pending()
+            await self._make_batches(force=True)
 
     def _publish(self, batches: list[SpooledBatch]) -> None:
         client = self._client
