@@ -41,6 +41,12 @@ def _pit_trend(v: Values, p: float) -> Values:
     return {**v, "displacement_mm": round(base + 30.0 * p, 3)}
 
 
+def _formwork_settlement(v: Values, p: float) -> Values:
+    # settlement ramps to 10 mm (alarm at 8) and the support leans with it
+    return {**v, "settlement_mm": round(1.5 + 8.5 * p, 3),
+            "displacement_mm": round(float(v.get("displacement_mm", 2.0)) + 8.0 * p, 3)}
+
+
 def _door_open_moving(v: Values, p: float) -> Values:
     return {**v, "door_closed": False, "speed_ms": 0.8}
 
@@ -72,6 +78,8 @@ SCENARIOS: dict[str, ScenarioKind] = {
                                 "74 dB(A) (above the 55 dB(A) night limit)"),
     "pit_displacement_trend": ScenarioKind(frozenset({"foundation_pit"}), _pit_trend,
                                            "wall-top displacement grows by 30 mm"),
+    "formwork_settlement": ScenarioKind(frozenset({"high_formwork"}), _formwork_settlement,
+                                        "settlement ramps to 10 mm, displacement by 8 mm"),
     "hoist_door_open": ScenarioKind(frozenset({"construction_hoist"}), _door_open_moving,
                                     "cage moves with its door open"),
     "residual_current": ScenarioKind(frozenset({"electrical"}), _residual_current,

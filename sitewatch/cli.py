@@ -417,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_attendance(sub)  # sitewatch attendance ACTION: its actions and handlers live there
 
+    from sitewatch.dashboards.cli import add_parser as add_dashboards
+
+    add_dashboards(sub)  # sitewatch dashboards generate|check|push
+
     prof = add("profiles", cmd_profiles, "load and check the device profiles")
     prof.add_argument("--dir", default=None)
 
