@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sitewatch.ids import Ident
@@ -50,6 +50,18 @@ class AlertSettings(SubscriberSettings):
     #: how often the worker registry, attendance policies and planned headcounts are
     #: re-read for the attendance alerts (docs/attendance.md)
     attendance_refresh_s: float = Field(default=60, ge=1, le=3600)
+    #: how often the dashboard feed (limits, site summaries, team hours) is written to
+    #: InfluxDB (docs/alerts.md, "Dashboard feed"); 0: not at all
+    board_interval_s: float = Field(default=60, ge=0, le=3600)
+    #: attendance days before today whose team hours are written again at start
+    board_days: int = Field(default=7, ge=0, le=62)
+
+    @field_validator("board_interval_s")
+    @classmethod
+    def _board_interval(cls, v: float) -> float:
+        if 0 < v < 1:
+            raise ValueError("must be 0 (no dashboard feed) or from 1 to 3600")
+        return v
 
     @model_validator(mode="after")
     def _notifier_names(self) -> Self:

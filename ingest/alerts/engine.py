@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sitewatch.ingest.alerts.model import SEVERITY_RANK, EventKind, State
 from sitewatch.ingest.rules.evaluate import EVALUATORS, Evaluator, Silent, Verdict
 from sitewatch.ingest.rules.overrides import RuleBook
-from sitewatch.profiles.model import OfflineRule, Rule
+from sitewatch.profiles.model import Limit, OfflineRule, Rule
 
 GATEWAY_PROFILE = "gateway"
 
@@ -55,6 +55,19 @@ class Change:
     value: Any = None
     limit: Any = None
     late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuleLimit:
+    """The limit one rule of one device applies at a given moment."""
+
+    site: str
+    gateway: str
+    device: str
+    profile: str
+    rule: str
+    field: str
+    value: float
 
 
 @dataclass(slots=True)
@@ -229,6 +242,31 @@ class AlertEngine:
 
     def open_alerts(self) -> list[OpenAlert]:
         return [a for dev in self._devices.values() for a in dev.open.values()]
+
+    # -- read-only views (the dashboard feed) -------------------------------------------
+    def limits(self, now_ms: int) -> Iterator[RuleLimit]:
+        """The numeric limit each rule that compares a field applies at ``now_ms``, per
+        device, as its evaluator sees it (schedule, site clock, overrides). A rule with
+        no limit at that hour (a night-only schedule by day) or a non-numeric one
+        (``== true``) is left out."""
+        for dev in self._devices.values():
+            for run in dev.runs:
+                if not isinstance(run.rule, Limit):
+                    continue
+                limit = run.evaluator.limit_at(now_ms)
+                if isinstance(limit, int | float) and not isinstance(limit, bool):
+                    yield RuleLimit(dev.site, dev.gateway, dev.device, dev.profile,
+                                    run.rule.id, run.rule.field, float(limit))
+
+    def sites(self) -> set[str]:
+        """Every site the engine has seen a device or a gateway of."""
+        return {site for site, _ in self._devices} | {site for site, _ in self._gateways}
+
+    def gateways(self) -> set[tuple[str, str]]:
+        """Every (site, gateway) the engine knows, by a status or by its devices."""
+        known = set(self._gateways)
+        known.update((d.site, d.gateway) for d in self._devices.values() if d.gateway)
+        return known
 
     # -- readings ---------------------------------------------------------------------
     def observe(self, site: str, gateway: str, device: str, profile: str, ts: int, seq: int,

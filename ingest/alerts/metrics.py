@@ -81,6 +81,10 @@ class AlertCollector:
                        d.stats.failed if d else {}, known=outputs),
             gauge(f"{P}broker_connected", "1 while the service's MQTT session is up",
                   1 if svc.connected.is_set() else 0),
+            counter_by(f"{P}board_writes_total", "Rounds of the dashboard feed written to "
+                       "InfluxDB, by outcome (a failed round is not kept: the next one "
+                       "writes it all again)", "outcome", svc.board_writes,
+                       known=["ok", "error"]),
         ]
         if self._outbox is not None:
             waiting = {(t,): float(w) for t, (w, _) in self._outbox.items()}

@@ -10,6 +10,9 @@ store - with their history entries and outbox rows - in small transactions by th
 committer task, and only then is the message PUBACKed: a crash redelivers what was
 not committed, and the store's open alerts make the replay raise nothing twice. The
 dispatcher then delivers to MQTT, InfluxDB and the notifiers.
+
+Every ``board_interval_s`` it also writes the dashboard feed (``board.py``): derived
+state, rewritten each round, so a failed write is not kept for later.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from contextlib import suppress
+from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import httpx
@@ -34,7 +39,8 @@ from sitewatch.attendance.ledger import LedgerRow
 from sitewatch.attendance.watch import AttendanceWatch, Derived, SiteInfo
 from sitewatch.backoff import Backoff
 from sitewatch.db import create_tables
-from sitewatch.influx import InfluxClient
+from sitewatch.influx import InfluxClient, InfluxError
+from sitewatch.ingest.alerts import board
 from sitewatch.ingest.alerts.config import AlertSettings
 from sitewatch.ingest.alerts.dispatch import (
     Deliver,
@@ -51,6 +57,7 @@ from sitewatch.ingest.alerts.notify import Notifier, build_notifier
 from sitewatch.ingest.alerts.store import AlertStore, Router
 from sitewatch.ingest.decode import BatchDecoder, TimeWindow
 from sitewatch.ingest.rules.overrides import Override, RuleBook
+from sitewatch.lineprotocol import join_lines
 from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import load_profiles
 from sitewatch.settings import ConfigError
@@ -62,6 +69,9 @@ log = logging.getLogger("sitewatch.alerts")
 #: what the attendance alerts read from the store: sites' workers, policies and plans,
 #: and at start today's gate events
 AttendanceState = tuple[dict[str, SiteInfo], list[LedgerRow]]
+
+#: lines per InfluxDB write of the dashboard feed (the batch size InfluxDB suggests)
+BOARD_LINES_PER_WRITE = 5000
 
 
 def _now_ms() -> int:
@@ -120,6 +130,12 @@ class AlertService:
         self.watch = AttendanceWatch()
         self._derived_seq = _now_ms() * 1000  # increasing across restarts
         self._attendance_loaded = 0.0
+        #: the dashboard feed: rounds written, by outcome ("ok", "error")
+        self.board_writes: Counter[str] = Counter()
+        self._board_view = board.StoreView()  # the last one read: kept if the store fails
+        self._board_written: dict[str, date] = {}  # per site: "today" of the last round
+        self._board_store = board.Outage("reading the store")
+        self._board_influx = board.Outage("writing to InfluxDB")
 
     def stop(self) -> None:
         self._stop.set()
@@ -182,6 +198,13 @@ class AlertService:
         for r in today:
             derived += self.watch.observe(r.site, r.gateway, [r.item()], now_ms)
         return self.observe_derived(derived, now_ms)
+
+    def read_board(self, now_ms: int) -> board.StoreView:
+        """What the dashboard feed reads from the store. Blocking: run it in a worker
+        thread."""
+        with Session(self.store.engine) as s:
+            return board.read_store(s, dict(self._board_written), now_ms,
+                                    self.settings.board_days)
 
     def _queue_changes(self, changes: list[Change]) -> asyncio.Future[None]:
         """Hand changes to the committer; the future is done once they are committed."""
@@ -249,6 +272,47 @@ class AlertService:
                 self._attendance_loaded = time.monotonic()
                 log.warning("alerts: worker registry not readable: %s", exc)
         return self.observe_derived(self.watch.tick(now), now)
+
+    async def _board(self, influx: InfluxClient) -> None:
+        """The dashboard feed: once the session is up (or after one interval without
+        it) and the state restored, then every ``board_interval_s``."""
+        interval = self.settings.board_interval_s
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), interval)
+        while True:
+            started = time.monotonic()
+            try:
+                await self.write_board(influx, _now_ms())
+            except Exception:  # a fault in the feed must never stop the safety alerts
+                self.board_writes["error"] += 1
+                log.exception("dashboard feed: round failed")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def write_board(self, influx: InfluxClient, now: int) -> None:
+        """One round of the dashboard feed."""
+        try:
+            view = self._board_view = await asyncio.to_thread(self.read_board, now)
+            self._board_store.ok()
+        except SQLAlchemyError as exc:
+            # limits and summaries go out all the same, with the registry as last read
+            view = replace(self._board_view, teams=(), today={})
+            self._board_store.failed(type(exc).__name__, "no team hours until it is back")
+        # the engine is read on the event loop; the bulk of the formatting is done off it
+        lines = board.site_summary_lines(self.engine, self.watch, view, now)
+        lines += await asyncio.to_thread(board.bulk_lines, list(self.engine.limits(now)),
+                                         view.teams, now)
+        try:
+            for i in range(0, len(lines), BOARD_LINES_PER_WRITE):
+                await influx.write(join_lines(lines[i:i + BOARD_LINES_PER_WRITE]))
+        except InfluxError as exc:
+            self.board_writes["error"] += 1
+            self._board_influx.failed(exc, "not kept: the next round writes it all again")
+            return
+        self.board_writes["ok"] += 1
+        self._board_influx.ok()
+        # the days written as today: next round starts there (the day just ended, once
+        # more, when the attendance day has rolled over)
+        self._board_written.update(view.today)
 
     async def _consume(self, client: mqtt.Client) -> None:
         acks: asyncio.Queue[tuple[mqtt.Message, asyncio.Future[None] | None]] = asyncio.Queue()
@@ -350,6 +414,8 @@ class AlertService:
             background = [asyncio.create_task(c, name=n) for n, c in (
                 ("dispatch", self.dispatcher.run()), ("commit", self._committer()),
                 ("tick", self._ticker()), ("stats", self._log_stats()))]
+            if s.board_interval_s:
+                background.append(asyncio.create_task(self._board(influx), name="board"))
             for task in background:
                 task.add_done_callback(self._background_done)
             try:
