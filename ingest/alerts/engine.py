@@ -248,8 +248,11 @@ class AlertEngine:
         """The numeric limit each rule that compares a field applies at ``now_ms``, per
         device, as its evaluator sees it (schedule, site clock, overrides). A rule with
         no limit at that hour (a night-only schedule by day) or a non-numeric one
-        (``== true``) is left out."""
+        (``== true``) is left out, and so are derived devices (one per worker on site:
+        their limit is the site's daily limit, the same for all)."""
         for dev in self._devices.values():
+            if self.book.profiles[dev.profile].derived:
+                continue
             for run in dev.runs:
                 if not isinstance(run.rule, Limit):
                     continue
