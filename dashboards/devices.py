@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from sitewatch.dashboards import influxql as iq
 from sitewatch.dashboards.model import Dashboard, Expect, Item, Panel, Query, Row, ValueText
 from sitewatch.dashboards.panels import (
+    SERIES,
+    SERIES_ALIAS,
     alert_annotation,
     device_series,
     device_var,
@@ -120,8 +122,8 @@ def _state_timeline(profile: Profile, f: Field, words: tuple[str, str]) -> Panel
     return Panel(
         "state-timeline", f.title,
         (Query(iq.select([(f"last({iq.q(f.name)})", f.name)], profile.profile, cond,
-                         by=("device",)),
-               Expect((f.name,), ("device",)), alias="$tag_device"),),
+                         by=SERIES),
+               Expect((f.name,), SERIES), alias=SERIES_ALIAS),),
         w=f.w, h=5, description=profile.fields[f.name].description + ".",
         mappings=(ValueText("true", good, "green"), ValueText("false", bad, "red")),
         options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8,

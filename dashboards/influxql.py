@@ -19,6 +19,8 @@ SITE_SUMMARY = "site_summary"
 TEAM_HOURS = "attendance_team"
 #: how far back the open-alert list looks for an alert's last change
 OPEN_ALERTS_WINDOW = "30d"
+#: how far back a gateway's last status is looked for (sent when its link changes only)
+STATUS_WINDOW = "365d"
 
 
 def q(name: str) -> str:

@@ -17,6 +17,7 @@ from sitewatch.dashboards.model import (
     Row,
     Step,
     Thresholds,
+    ValueText,
     Variable,
 )
 from sitewatch.dashboards.panels import (
@@ -90,12 +91,23 @@ def _map() -> Panel:
         "geomap", "Sites by their worst open alert", (_sites_query(),), w=14, h=14,
         description="Every site at its registered location, green with nothing open, orange "
                     "with an open warning, red with an open alarm.",
-        thresholds=Thresholds(WORST_STEPS), color_mode="thresholds", mappings=WORST,
+        thresholds=Thresholds(WORST_STEPS), color_mode="thresholds",
+        overrides=(worst_field("worst"),),
         options={"view": {"id": "fit", "lat": 0, "lon": 0, "zoom": 8, "allLayers": True},
                  "controls": {"showZoom": True, "mouseWheelZoom": True, "showScale": True},
                  "basemap": {"type": "default", "name": "Basemap"},
                  "layers": [layer], "tooltip": {"mode": "details"}},
         transformations=({"id": "merge", "options": {}},))
+
+
+def worst_field(name: str) -> Override:
+    """The ``worst`` column as words on its colour (only that column: a mapping in the
+    panel's defaults would turn every 1 and 2 of the counts into words too)."""
+    return Override("byName", name, {
+        "mappings": ValueText.to_json(WORST),
+        "thresholds": Thresholds(WORST_STEPS).to_json(),
+        "color": {"mode": "thresholds"},
+        "custom.cellOptions": {"type": "color-background"}})
 
 
 def _ranked() -> Panel:
@@ -105,9 +117,7 @@ def _ranked() -> Panel:
              "gateways_offline": "gateways offline", "on_site": "on site"}
     return Panel(
         "table", "Sites ranked by open alarms", (_sites_query(),), w=10, h=14,
-        thresholds=Thresholds(WORST_STEPS), mappings=WORST,
-        overrides=(Override("byName", "worst open",
-                            {"custom.cellOptions": {"type": "color-background"}}),),
+        overrides=(worst_field("worst open"),),
         options={"showHeader": True, "cellHeight": "sm",
                  "sortBy": [{"displayName": "alarms", "desc": True}]},
         transformations=(
@@ -177,9 +187,13 @@ def _devices_reporting() -> Panel:
 def site(profiles: ProfileSet) -> Dashboard:
     gateway = profiles["gateway"]
     link = stat("Gateway link", iq.select([('last("state")', "state")], iq.GATEWAY_STATUS,
-                                          [iq.is_var("site")], by=("gateway",), interval=None),
+                                          [iq.is_var("site"), f"time > now() - {iq.STATUS_WINDOW}"],
+                                          by=("gateway",), interval=None, time=False),
                 "state", w=4, mappings=LINK_TEXT, alias="$tag_gateway", tags=("gateway",),
-                description="The gateway's last status message (its will says offline).")
+                description="Each gateway's last status: online when it connects, offline "
+                            "when it says goodbye or the broker sends its will. Sent only "
+                            "when the link changes, so looked for over "
+                            f"{iq.STATUS_WINDOW}, whatever the dashboard's range.")
     items: list[Item] = [
         *_totals(county=False),
         Row("Devices and alerts"),

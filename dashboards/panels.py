@@ -33,6 +33,9 @@ LIMIT_STYLE = {"custom.lineStyle": {"fill": "dash", "dash": [10, 10]},
                "color": {"mode": "fixed", "fixedColor": "red"}, "custom.fillOpacity": 0,
                "custom.lineWidth": 2}
 SEVERITY_STEP: dict[str, Color] = {"warning": "orange", "alarm": "red"}
+#: a device's series: its site and id (ids are unique within a site only)
+SERIES = ("site", "device")
+SERIES_ALIAS = "$tag_site $tag_device"
 
 
 def unit(profile: Profile, field: str) -> str:
@@ -98,15 +101,16 @@ def device_series(profile: Profile, field: str, title: str, *, w: int = 12, h: i
     else:
         select = expr or f"{agg}({iq.q(field)})"
         steps = limit_steps(profile, field, ("threshold", "window", "cumulative"))
-    queries = [Query(iq.select([(select, field)], measurement, cond, by=("device",)),
-                     Expect((field,), ("device",)), alias="$tag_device")]
+    # device ids are unique within a site only: a series per site and device
+    queries = [Query(iq.select([(select, field)], measurement, cond, by=SERIES),
+                     Expect((field,), SERIES), alias=SERIES_ALIAS)]
     overrides: tuple[Override, ...] = ()
     if not rate_of and scheduled(profile, field):
         limit_cond = [*cond, f"{iq.q('field')} = '{field}'"]
         queries.append(Query(
             iq.select([('last("value")', "limit")], iq.LIMITS, limit_cond,
-                      by=("device", "rule"), fill="previous"),
-            Expect(("limit",), ("device", "rule")), alias="limit $tag_rule ($tag_device)"))
+                      by=(*SERIES, "rule"), fill="previous"),
+            Expect(("limit",), (*SERIES, "rule")), alias=f"limit $tag_rule ({SERIES_ALIAS})"))
         overrides = (Override("byFrameRefID", "B", LIMIT_STYLE),)
     field_unit = unit(profile, rate_of or field) if not rate_of else _per_day(profile, rate_of)
     return Panel(

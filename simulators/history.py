@@ -1,0 +1,134 @@
+"""Hours of a simulated fleet's past, as its gateways would have sent them.
+
+The fleet simulator (``fleet.py``) publishes live; this builds the contract messages of
+the last HOURS in one go: every device's readings (the same signal models and scenarios,
+one reading per STEP or per the device's own sample interval if longer), each gateway's
+health readings and status, and the last days of gate events of a simulated workforce.
+Ingest and the alert service take them like any backlog, so InfluxDB and the alerts fill
+as if the sites had run. The dashboard tests and the README pictures use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sitewatch import __version__, contract
+from sitewatch.attendance.policy import AttendancePolicy
+from sitewatch.profiles import ProfileSet
+from sitewatch.simulators.attendance_days import (
+    SimWorker,
+    Swipe,
+    batches,
+    gate_events,
+    simulate,
+)
+from sitewatch.simulators.fleet import FleetOptions, build_fleet
+from sitewatch.simulators.scenarios import SimulatedDevice
+from sitewatch.topics import GatewayChannel, gateway_topic
+
+GATEWAY = "GW01"
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    prefix: str = "sitewatch/v1"
+    sites: int = 3
+    devices: int = 6
+    hours: float = 6.0
+    #: seconds between a device's readings (a device that samples slower keeps its pace)
+    step_s: float = 60.0
+    #: ``NAME[@SITE[/DEVICE]][:START_S[:DURATION_S]]``, START from the history's start
+    scenarios: tuple[str, ...] = ()
+    seed: int = 1
+    batch_items: int = 200
+    #: sites whose gateway says it is offline at the end (its will)
+    offline: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+@dataclass
+class _Stream:
+    site: str
+    device: SimulatedDevice
+    every_s: float
+    seq: int = 0
+    items: list[contract.TelemetryItem] = field(default_factory=list)
+
+
+def telemetry(opts: HistoryOptions, profiles: ProfileSet, end_ms: int) -> Iterator[Message]:
+    """Status, then readings batch by batch in time order across all sites, then the
+    last status of the gateways in ``offline``."""
+    start_s = end_ms / 1000 - opts.hours * 3600
+    fleet = build_fleet(FleetOptions(sites=opts.sites, devices=opts.devices,
+                                     scenarios=opts.scenarios, seed=opts.seed), start_s)
+    streams: list[_Stream] = []
+    for g in fleet:
+        health = SimulatedDevice("gateway", g.gateway, f"{opts.seed}/{g.site}", start_s)
+        for dev in [*g.devices, health]:
+            every = max(opts.step_s, profiles[dev.profile].sample_interval_s)
+            streams.append(_Stream(g.site, dev, every))
+        yield Message(gateway_topic(opts.prefix, g.site, g.gateway, GatewayChannel.STATUS),
+                      contract.encode(contract.Status(state="online", ts=int(start_s * 1000),
+                                                      boot=1, agent=__version__)), retain=True)
+    batch = 0
+    chunk_s = opts.step_s * max(1, opts.batch_items // max(1, len(streams) // opts.sites))
+    t0 = start_s
+    while t0 < end_ms / 1000:
+        t1 = min(t0 + chunk_s, end_ms / 1000)
+        for site in sorted({s.site for s in streams}):
+            items: list[contract.TelemetryItem] = []
+            for s in (s for s in streams if s.site == site):
+                k = math.ceil((t0 - start_s) / s.every_s)
+                while start_s + k * s.every_s < t1:
+                    t = start_s + k * s.every_s
+                    values = s.device.sample(t)
+                    if values is not None:
+                        s.seq += 1
+                        items.append(contract.TelemetryItem(
+                            device=s.device.device, profile=s.device.profile, seq=s.seq,
+                            ts=int(t * 1000), values=values))
+                    k += 1
+            items.sort(key=lambda i: i.ts)
+            for i in range(0, len(items), opts.batch_items):
+                batch += 1
+                part = items[i:i + opts.batch_items]
+                yield Message(gateway_topic(opts.prefix, site, GATEWAY,
+                                            GatewayChannel.TELEMETRY),
+                              contract.encode(contract.TelemetryBatchOut(
+                                  v=1, batch=batch, sent=part[-1].ts, items=part)))
+        t0 = t1
+    for site in opts.offline:
+        yield Message(gateway_topic(opts.prefix, site, GATEWAY, GatewayChannel.STATUS),
+                      contract.encode(contract.Status(state="offline", ts=end_ms, boot=1,
+                                                      agent=__version__)), retain=True)
+
+
+#: the unregistered visitor ``attendance(visitor_at_ms=...)`` lets in
+VISITOR = "VISITOR01"
+
+
+def attendance(prefix: str, site: str, workers: list[SimWorker], *, days: int, end_ms: int,
+               policy: AttendancePolicy | None = None, seed: int = 7,
+               visitor_at_ms: int | None = None) -> Iterator[Message]:
+    """The gate events of the last ``days`` attendance days up to ``end_ms`` (today's
+    only as far as they have happened), in contract batches; with ``visitor_at_ms``, an
+    unregistered visitor comes in then and is still on site."""
+    policy = policy or AttendancePolicy()
+    today = policy.day_of(end_ms)
+    sim = simulate(workers, today - timedelta(days=days - 1), days, policy=policy, seed=seed)
+    sim.swipes[:] = [s for s in sim.swipes if s.ts <= end_ms]
+    if visitor_at_ms is not None:
+        sim.swipes.append(Swipe(visitor_at_ms, VISITOR, "in", "GATE01", "card"))
+        sim.swipes.sort(key=lambda s: s.ts)
+    for payload in batches(gate_events(sim), sent_ms=end_ms):
+        yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.ATTENDANCE),
+                      payload)
