@@ -239,7 +239,12 @@ class Client:
                 continue
             get = asyncio.ensure_future(self._messages.get())
             waiters: set[asyncio.Future[Any]] = {get, self._disconnected}
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # the consumer cancelled (a service stopping): no orphan task left waiting
+                if not get.done():
+                    get.cancel()
             if get in done:
                 yield get.result()
                 continue
