@@ -6,7 +6,7 @@ sees what they will get) and for eyeballing a change; ``scripts/render-dashboard
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,17 +38,22 @@ class Frame:
         return [r[i] for r in self.rows]
 
 
-async def fetch(client: InfluxClient, d: Dashboard, end_ms: int, start_ms: int | None = None
+async def fetch(client: InfluxClient, d: Dashboard, end_ms: int, start_ms: int | None = None,
+                *, pick: Mapping[str, Sequence[str]] | None = None
                 ) -> tuple[dict[tuple[int, int], list[Frame]], list[dict[str, Any]], int]:
-    """Every query's frames by (panel index, query index), the annotations' rows."""
+    """Every query's frames by (panel index, query index), the annotations' rows. The
+    variables start as Grafana starts them (All, or the first option) unless ``pick``
+    chooses their values."""
     start = start_ms if start_ms is not None else end_ms - _span_ms(d.time_from)
     variables: dict[str, Selection] = {}
     for v in d.variables:
         rows = await client.series(interpolate(v.query, start_ms=start, end_ms=end_ms,
                                                variables=variables))
         options = sorted({str(r["value"]) for r in rows})
-        variables[v.name] = Selection(tuple(options) if v.include_all else tuple(options[:1]),
-                                      regex=v.multi or v.include_all)
+        chosen = tuple(options) if v.include_all else tuple(options[:1])
+        if pick and v.name in pick:
+            chosen = tuple(o for o in options if o in pick[v.name])
+        variables[v.name] = Selection(chosen, regex=v.multi or v.include_all)
     frames: dict[tuple[int, int], list[Frame]] = {}
     for i, item in enumerate(d.items):
         if not isinstance(item, Panel):
@@ -152,6 +157,14 @@ def _mapped(maps: Sequence[ValueText], value: Any) -> tuple[str, str | None]:
     return str(value), None
 
 
+def _fixed_color(p: Panel, name: str) -> str | None:
+    for o in p.overrides:
+        color = o.properties.get("color", {})
+        if o.matcher == "byName" and o.pattern == name and color.get("mode") == "fixed":
+            return COLORS.get(color["fixedColor"], color["fixedColor"])
+    return None
+
+
 def _timeseries(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[dict[str, Any]],
                 start: int, end: int, tz: timedelta) -> None:
     import matplotlib.dates as mdates
@@ -162,16 +175,20 @@ def _timeseries(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[dict[s
         limit = any(o.matcher == "byFrameRefID" and o.pattern == chr(65 + k)
                     for o in p.overrides)
         for f in frames[k]:
-            ys = f.column(f.columns[-1])
             xs = _times(f, tz)
-            if limit:
-                ax.step(xs, ys, where="post", color=COLORS["red"], lw=1.5, ls="--",
-                        label=_label(q, f))
-            elif bars:
-                ax.bar(xs, ys, width=0.03, color=PALETTE[n % len(PALETTE)], label=_label(q, f))
-            else:
-                ax.plot(xs, ys, lw=1, color=PALETTE[n % len(PALETTE)], label=_label(q, f))
-            n += 1
+            values = [c for c in f.columns if c != "time"]
+            for col in values:
+                ys = f.column(col)
+                label = _label(q, f) if len(values) == 1 else col
+                color = _fixed_color(p, label) or PALETTE[n % len(PALETTE)]
+                if limit:
+                    ax.step(xs, ys, where="post", color=COLORS["red"], lw=1.5, ls="--",
+                            label=label)
+                elif bars:
+                    ax.bar(xs, ys, width=0.03, color=color, label=label)
+                else:
+                    ax.plot(xs, ys, lw=1, color=color, label=label)
+                n += 1
     for s in p.thresholds.steps[1:]:
         if p.thresholds.style != "off" and s.value is not None:
             ax.axhline(s.value, color=COLORS[s.color], ls="--", lw=1)
@@ -254,22 +271,23 @@ def _table_rows(p: Panel, frames: list[list[Frame]]) -> tuple[list[str], list[li
     return header, table
 
 
-def _cell(name: str, maps: Sequence[ValueText], value: Any) -> str:
+def _cell(name: str, maps: Sequence[ValueText], value: Any, tz: timedelta) -> str:
     if value is None:
         return ""
     if name in ("raised_at", "Time") and isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, UTC).strftime("%m-%d %H:%M")
+        return (datetime.fromtimestamp(value / 1000, UTC) + tz).strftime("%m-%d %H:%M")
     return _mapped(maps, value)[0]
 
 
-def _table(ax: Any, p: Panel, frames: list[list[Frame]], *_: Any) -> None:
+def _table(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[Any], start: int,
+           end: int, tz: timedelta) -> None:
     ax.axis("off")
     header, rows = _table_rows(p, frames)
     if not rows:
         return
     shown = rows[: max(1, p.h * 2 - 3)]
     maps = [_maps_for(p, name) for name in header]
-    cells = [[_cell(name, m, v) for name, m, v in zip(header, maps, r, strict=True)]
+    cells = [[_cell(name, m, v, tz) for name, m, v in zip(header, maps, r, strict=True)]
              for r in shown]
     colors = [[_mapped(m, v)[1] or PANEL for m, v in zip(maps, r, strict=True)]
               for r in shown]

@@ -53,6 +53,15 @@ def test_committed_files_are_what_the_code_generates() -> None:
     assert REQUIRED <= set(DASHBOARDS)
 
 
+def test_compose_runs_a_grafana_that_reads_schema_42() -> None:
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    image = compose["services"]["grafana"]["image"]
+    major, minor = (int(x) for x in image.split(":")[1].split(".")[:2])
+    assert (major, minor) >= (12, 2), f"{image}: schema version 42 needs Grafana 12.2+"
+
+
 def test_check_names_a_file_that_differs_and_generate_repairs_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     copy = tmp_path / "dashboards"
