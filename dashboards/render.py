@@ -110,8 +110,8 @@ def draw(d: Dashboard, frames: dict[tuple[int, int], list[Frame]],
         chart = item.type in ("timeseries", "geomap", "state-timeline", "bargauge")
         left = (0.045 if item.type == "bargauge" else 0.028) if chart else 0.004
         bottom = 0.22 / height_in if chart else 0.006
-        ax = fig.add_axes([x0 + left, y0 + bottom, w0 - left - 0.006,
-                           h0 - bottom - 0.3 / height_in], facecolor=PANEL)
+        ax = fig.add_axes((x0 + left, y0 + bottom, w0 - left - 0.006,
+                           h0 - bottom - 0.3 / height_in), facecolor=PANEL)
         ax.set_title(item.title, color=TEXT, fontsize=9, loc="left", pad=4)
         for spine in ax.spines.values():
             spine.set_color(GRID)
@@ -161,13 +161,13 @@ def _fixed_color(p: Panel, name: str) -> str | None:
     for o in p.overrides:
         color = o.properties.get("color", {})
         if o.matcher == "byName" and o.pattern == name and color.get("mode") == "fixed":
-            return COLORS.get(color["fixedColor"], color["fixedColor"])
+            fixed = str(color["fixedColor"])
+            return COLORS.get(fixed, fixed)
     return None
 
 
 def _timeseries(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[dict[str, Any]],
                 start: int, end: int, tz: timedelta) -> None:
-    import matplotlib.dates as mdates
 
     n = 0
     bars = p.custom.get("drawStyle") == "bars"
@@ -198,7 +198,7 @@ def _timeseries(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[dict[s
         ax.axvline(t, color=color, lw=0.6, alpha=0.5)
     ax.set_xlim(datetime.fromtimestamp(start / 1000, UTC) + tz,
                 datetime.fromtimestamp(end / 1000, UTC) + tz)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if end - start <= 86_400_000
+    ax.xaxis.set_major_formatter(_date_format("%H:%M" if end - start <= 86_400_000
                                                       else "%m-%d"))
     ax.grid(color=GRID, lw=0.5)
     if n:
@@ -338,7 +338,6 @@ def _bargauge(ax: Any, p: Panel, frames: list[list[Frame]], *_: Any) -> None:
 
 def _state_timeline(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[Any],
                     start: int, end: int, tz: timedelta) -> None:
-    import matplotlib.dates as mdates
 
     q = p.queries[0]
     series = sorted(frames[0], key=lambda f: _label(q, f)) if frames else []
@@ -351,11 +350,23 @@ def _state_timeline(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[An
                                 else v)
             color = mapped or _step_color(p.thresholds.steps,
                                           v if isinstance(v, int | float) else None)
-            ax.barh(i, mdates.date2num(nxt) - mdates.date2num(t), left=mdates.date2num(t),
+            ax.barh(i, _date_num(nxt) - _date_num(t), left=_date_num(t),
                     color=color, height=0.8)
     ax.set_yticks(range(len(series)), [_label(q, f) for f in series])
     ax.xaxis_date()
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    ax.xaxis.set_major_formatter(_date_format("%H:%M"))
+
+
+def _date_format(fmt: str) -> Any:
+    import matplotlib.dates as mdates
+
+    return mdates.DateFormatter(fmt)  # type: ignore[no-untyped-call]
+
+
+def _date_num(t: datetime) -> float:
+    import matplotlib.dates as mdates
+
+    return float(mdates.date2num(t))  # type: ignore[no-untyped-call]
 
 
 def _nothing(ax: Any, *_: Any) -> None:

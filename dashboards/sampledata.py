@@ -137,12 +137,13 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
         out.gate_events += sum(m.payload.count(b'"seq"') for m in gates)
         messages += gates
 
-    common = {"mqtt": mqtt_settings, "influx": influx, "database_url": database_url,
-              "stats_interval_s": 3600}
-    ingest = Ingest(IngestSettings(client_id=f"sample-ingest-{end}", flush_interval_s=0.05,
-                                   **common))
-    alert_settings = AlertSettings(client_id=f"sample-alerts-{end}", tick_s=0.5,
-                                   board_interval_s=1, board_days=ATTENDANCE_DAYS, **common)
+    ingest = Ingest(IngestSettings(
+        mqtt=mqtt_settings, influx=influx, database_url=database_url, stats_interval_s=3600,
+        client_id=f"sample-ingest-{end}", flush_interval_s=0.05))
+    alert_settings = AlertSettings(
+        mqtt=mqtt_settings, influx=influx, database_url=database_url, stats_interval_s=3600,
+        client_id=f"sample-alerts-{end}", tick_s=0.5, board_interval_s=1,
+        board_days=ATTENDANCE_DAYS)
     alerts = AlertService(alert_settings)
     tasks = [asyncio.create_task(ingest.run()), asyncio.create_task(alerts.run())]
     async with InfluxClient(influx) as client:
@@ -164,8 +165,8 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
             tasks.append(asyncio.create_task(alerts.run()))
             await asyncio.wait_for(alerts.connected.wait(), 30)
             for what in ("site_summary", "limits", "attendance_team"):
-                await _until(f"the dashboard feed's {what}", lambda m=what: _has(
-                    client, f'SELECT count(*) FROM "{m}"', 1), timeout_s)
+                await _until(f"the dashboard feed's {what}",
+                             _counter(client, f'SELECT count(*) FROM "{what}"', 1), timeout_s)
             await asyncio.sleep(2)  # a few more rounds of the feed
         finally:
             ingest.stop()
@@ -181,6 +182,10 @@ async def _has(client: InfluxClient, sql: str, n: int) -> bool:
     total = sum(v for r in rows for k, v in r.items()
                 if k.startswith("count") and isinstance(v, int | float))
     return total >= n
+
+
+def _counter(client: InfluxClient, sql: str, n: int) -> Callable[[], Awaitable[bool]]:
+    return lambda: _has(client, sql, n)
 
 
 async def _done(flag: bool) -> bool:
