@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -304,3 +305,84 @@ async def test_outbox_left_by_a_crash_is_delivered_and_open_alerts_are_taken_ove
     assert [e.id for e in listener.events] == ["a-before-crash"]
     assert alerts.service.store.pending(set()) == []
     await alerts.stop()
+
+
+def overload(device: str, seq: int, ts: int, load_pct: float = 120.0) -> dict[str, Any]:
+    return {"device": device, "profile": "tower_crane", "ts": ts, "seq": seq,
+            "values": {"load_pct": load_pct}}
+
+
+async def test_a_restart_waits_for_the_commit_under_way_and_raises_nothing_twice(
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Stopping cancelled the committer's task, but not the transaction running in its
+    worker thread: run() returned and disposed the store while that commit was still
+    under way, and it landed after the next service on the same store had read the open
+    alerts. That one then raised the same conditions again, the store refused them (one
+    open alert per condition), and every later alert change was held behind that batch.
+
+    Here the first service's commit is held in its thread until the service says it
+    waits for it (or, as before the fix, until run() has returned)."""
+    from sitewatch.ingest.alerts.engine import Change
+    from sitewatch.ingest.alerts.store import Outgoing
+
+    caplog.set_level(logging.INFO, logger="sitewatch.alerts")
+    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    first = await start_alerts(database_url=url, hold_s=60)
+    store = first.service.store
+    entered, release, committed = threading.Event(), threading.Event(), threading.Event()
+    apply = store.apply
+
+    def held_apply(changes: list[Change], now: int) -> list[Outgoing]:
+        entered.set()
+        release.wait(30)
+        try:
+            return apply(changes, now)
+        finally:
+            committed.set()
+
+    store.apply = held_apply  # type: ignore[method-assign]
+
+    class ReleaseWhenWaitedFor(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "commit under way" in record.getMessage():
+                release.set()
+
+    waited_for = ReleaseWhenWaitedFor()
+    logging.getLogger("sitewatch.alerts").addHandler(waited_for)
+    try:
+        t = now_ms()
+        mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry",
+                      batch(1, overload("TC1", 1, t - 1000)))
+        assert await asyncio.to_thread(entered.wait, 15), "no commit began"
+        returned_first: list[bool] = []
+
+        def returned(_: object) -> None:
+            returned_first.append(not committed.is_set())
+            release.set()
+
+        assert first.task is not None
+        first.task.add_done_callback(returned)
+        await first.stop()
+    finally:
+        logging.getLogger("sitewatch.alerts").removeHandler(waited_for)
+        release.set()
+    assert returned_first == [False], "run() returned with its commit still under way"
+    [raised] = store.list_alerts()
+
+    # the next service on the same store takes the alert over: the reading redelivered
+    # (never acknowledged) and a new one of the same overload raise nothing
+    second = await start_alerts(database_url=url, hold_s=60)
+    svc = second.service
+    assert [a.id for a in svc.engine.open_alerts()] == [raised.id]
+    again = batch(2, overload("TC1", 2, now_ms()))
+    for _ in range(2):  # once more: seen as a duplicate once the first is evaluated
+        mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", again)
+    await wait_for(lambda: svc.engine.stats.duplicates >= 1, timeout=10,
+                   what="the new reading evaluated")
+    await wait_for(lambda: not svc._pending and not svc._committing, timeout=10,
+                   what="nothing left to commit")
+    assert [a.id for a in svc.store.list_alerts()] == [raised.id]
+    assert svc.store.verify().ok
+    await second.stop()

@@ -11,6 +11,9 @@ committer task, and only then is the message PUBACKed: a crash redelivers what w
 not committed, and the store's open alerts make the replay raise nothing twice. The
 dispatcher then delivers to MQTT, InfluxDB and the notifiers.
 
+The service stops only once no transaction of it is under way: the next one, on the
+same store, must find every alert this one opened.
+
 Every ``board_interval_s`` it also writes the dashboard feed (``board.py``): derived
 state, rewritten each round, so a failed write is not kept for later.
 """
@@ -21,11 +24,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 import msgspec
@@ -54,7 +57,7 @@ from sitewatch.ingest.alerts.engine import AlertEngine, Change
 from sitewatch.ingest.alerts.metrics import AlertCollector
 from sitewatch.ingest.alerts.model import AlertEvent
 from sitewatch.ingest.alerts.notify import Notifier, build_notifier
-from sitewatch.ingest.alerts.store import AlertStore, Router
+from sitewatch.ingest.alerts.store import AlertStore, Outgoing, Router
 from sitewatch.ingest.decode import BatchDecoder, TimeWindow
 from sitewatch.ingest.rules.overrides import Override, RuleBook
 from sitewatch.lineprotocol import join_lines
@@ -72,6 +75,13 @@ AttendanceState = tuple[dict[str, SiteInfo], list[LedgerRow]]
 
 #: lines per InfluxDB write of the dashboard feed (the batch size InfluxDB suggests)
 BOARD_LINES_PER_WRITE = 5000
+
+#: at stop, how long to wait for store transactions still under way (they take
+#: milliseconds; SQLite waits up to 10 s for a lock)
+STORE_SETTLE_S = 30.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _now_ms() -> int:
@@ -115,6 +125,9 @@ class AlertService:
         self._client: mqtt.Client | None = None
         self._pending: list[Change] = []
         self._round: asyncio.Future[None] | None = None
+        self._committing = 0  # changes in the committer's transaction under way
+        #: store calls running in worker threads (see _in_store)
+        self._store_calls: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._history_n = 0
         self.dispatcher: Dispatcher | None = None
@@ -214,9 +227,51 @@ class AlertService:
         self._wake.set()
         return self._round
 
+    # -- the store ----------------------------------------------------------------------
+    async def _in_store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store call in a worker thread. Cancelling the caller cannot stop the
+        thread, whose transaction then commits whenever it gets there: so the call is
+        tracked, and the service does not stop before it has ended (:meth:`_settle`).
+        Otherwise a service started next on the same store could read the open alerts
+        before this one's last commit, and raise them a second time."""
+        task = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+        self._store_calls.add(task)
+        task.add_done_callback(self._store_call_done)
+        return await asyncio.shield(task)
+
+    def _store_call_done(self, task: asyncio.Task[Any]) -> None:
+        self._store_calls.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its caller may have been cancelled meanwhile
+
+    async def _settle(self) -> None:
+        """Wait for the store calls still under way (at stop)."""
+        calls = set(self._store_calls)
+        if not calls:
+            return
+        log.info("alerts: stopping once %d store call(s) under way have ended", len(calls))
+        _, pending = await asyncio.wait(calls, timeout=STORE_SETTLE_S)
+        if pending:
+            log.error("alerts: %d store call(s) still under way after %.0fs; stopping "
+                      "without them", len(pending), STORE_SETTLE_S)
+
+    async def _store_changes(self, changes: list[Change]) -> list[Outgoing]:
+        """Store a batch of changes, held and retried while the store is out."""
+        backoff = Backoff(0.2, 10)
+        while True:
+            self._committing = len(changes)
+            try:
+                return await self._in_store(self.store.apply, changes, _now_ms())
+            except SQLAlchemyError as exc:
+                delay = backoff.next_delay()
+                log.warning("alert store failed (%s); retrying in %.1fs holding %d "
+                            "changes", type(exc).__name__, delay, len(changes))
+            finally:
+                self._committing = 0
+            await asyncio.sleep(delay)
+
     # -- tasks ------------------------------------------------------------------------
     async def _committer(self) -> None:
-        backoff = Backoff(0.2, 10)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -224,16 +279,7 @@ class AlertService:
                 continue
             changes, self._pending = self._pending, []
             done, self._round = self._round, None
-            while True:
-                try:
-                    rows = await asyncio.to_thread(self.store.apply, changes, _now_ms())
-                    break
-                except SQLAlchemyError as exc:
-                    delay = backoff.next_delay()
-                    log.warning("alert store failed (%s); retrying in %.1fs holding %d "
-                                "changes", type(exc).__name__, delay, len(changes))
-                    await asyncio.sleep(delay)
-            backoff.reset()
+            rows = await self._store_changes(changes)
             self.changes_by_kind.update(c.event.value for c in changes)
             assert self.dispatcher is not None
             self.dispatcher.submit(rows)
@@ -247,8 +293,8 @@ class AlertService:
             await asyncio.sleep(s.tick_s)
             now = _now_ms()
             try:
-                n, resolved = await asyncio.to_thread(self.store.resolved_by_people,
-                                                      self._history_n)
+                n, resolved = await self._in_store(self.store.resolved_by_people,
+                                                   self._history_n)
                 self._history_n = n
                 for alert_id in resolved:
                     self.engine.forget(alert_id)
@@ -256,7 +302,7 @@ class AlertService:
                 changes += await self._attendance_tick(now)
                 if changes:
                     await self._queue_changes(changes)
-                escalated, rows = await asyncio.to_thread(self.store.escalate_due, now, after)
+                escalated, rows = await self._in_store(self.store.escalate_due, now, after)
                 self.changes_by_kind.update(e.event.value for e in escalated)
                 assert self.dispatcher is not None
                 self.dispatcher.submit(rows)
@@ -266,7 +312,7 @@ class AlertService:
     async def _attendance_tick(self, now: int) -> list[Change]:
         if time.monotonic() - self._attendance_loaded >= self.settings.attendance_refresh_s:
             try:
-                state = await asyncio.to_thread(self.read_attendance, now)
+                state = await self._in_store(self.read_attendance, now)
                 return self.apply_attendance(state, now)
             except SQLAlchemyError as exc:  # keep what was loaded; the rest of the tick runs
                 self._attendance_loaded = time.monotonic()
@@ -291,7 +337,7 @@ class AlertService:
     async def write_board(self, influx: InfluxClient, now: int) -> None:
         """One round of the dashboard feed."""
         try:
-            view = self._board_view = await asyncio.to_thread(self.read_board, now)
+            view = self._board_view = await self._in_store(self.read_board, now)
             self._board_store.ok()
         except SQLAlchemyError as exc:
             # limits and summaries go out all the same, with the registry as last read
@@ -427,6 +473,9 @@ class AlertService:
                 for t in background:
                     t.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
+                # a transaction under way commits even though its task was cancelled:
+                # not stopped before it has (the next service must see what it stores)
+                await self._settle()
                 await publisher.close()
                 self.store.dispose()
         if self._failure is not None:
@@ -440,7 +489,13 @@ class AlertService:
             self._stop.set()
 
     async def _drain(self) -> None:
-        while self._pending or (self.dispatcher and any(self.dispatcher.backlog().values())):
+        """Commit what is pending, and deliver what is committed (the caller bounds it).
+        A batch being committed counts: its rows go out before the service stops."""
+        if self._committing:
+            log.info("alerts: stopping once the commit under way (%d changes) is stored",
+                     self._committing)
+        while self._pending or self._committing or (
+                self.dispatcher and any(self.dispatcher.backlog().values())):
             self._wake.set()
             await asyncio.sleep(0.05)
 
