@@ -140,6 +140,32 @@ def test_forgotten_alert_is_raised_again_if_its_condition_holds() -> None:
     assert events(again) == [("raised", "load", "alarm")] and again[0].alert_id != alert_id
 
 
+def test_an_alert_the_store_refused_gives_way_to_the_stored_one() -> None:
+    """The store would not take A1 (its condition already had an open alert there, A9):
+    the engine drives A9 from then on; with nothing stored, A1 is forgotten and a
+    condition that still holds raises again."""
+    from sitewatch.ingest.alerts.engine import OpenAlert
+    e = engine()
+    assert [c.alert_id for c in crane(e, 1, 0, load_pct=120)] == ["A1"]
+    stored = OpenAlert("A9", "S1", "GW1", "TC1", "tower_crane", "load", "warning",
+                       State.ACTIVE, T0 - 60_000)
+    assert e.refused("A1", stored)
+    assert [a.id for a in e.open_alerts()] == ["A9"]
+    assert not e.refused("A1", stored)  # no longer tracked: nothing to do
+    assert [(c.event.value, c.alert_id) for c in crane(e, 2, 1, load_pct=120)] == [
+        ("escalated", "A9")]  # the stored warning, now an alarm
+    assert [(c.event.value, c.alert_id) for c in crane(e, 3, 2, load_pct=10)] == [
+        ("cleared", "A9")]
+    assert [(c.event.value, c.alert_id) for c in crane(e, 4, 3, load_pct=120)] == [
+        ("reactivated", "A9")]
+    # a refusal with nothing stored for the condition
+    e2 = engine()
+    crane(e2, 1, 0, load_pct=120)
+    assert e2.refused("A1", None) and e2.open_alerts() == []
+    assert [(c.event.value, c.alert_id) for c in crane(e2, 2, 1, load_pct=120)] == [
+        ("raised", "A2")]
+
+
 def test_overrides_by_site_and_device_take_precedence() -> None:
     book = RuleBook(PROFILES, [
         Override(site="S1", device="TC1", rule="load_alarm", set={"value": 95}),

@@ -126,6 +126,48 @@ def test_one_open_alert_per_condition_is_enforced(store: AlertStore) -> None:
     store.apply([change(EventKind.LATE, "a3", T0 - 5000, **RAISE)], T0 + 2)  # late: resolved
 
 
+def test_apply_each_leaves_out_what_the_store_refuses_and_stores_the_rest(
+        store: AlertStore) -> None:
+    """A batch with a change the store can never take (here a second open alert for a
+    condition, and an id already used) is stored change by change: the refused changes,
+    and the later changes of their alerts, are left out and reported; the others are
+    stored, with a history chain that still verifies and outbox rows for them only."""
+    from sqlalchemy.exc import IntegrityError
+    store.apply([change(EventKind.RAISED, "a1", T0, **RAISE)], T0)
+    batch = [
+        change(EventKind.RAISED, "b1", T0 + 1000, **RAISE),  # TC1's load: a1 is open
+        change(EventKind.RAISED, "c1", T0 + 1000, device="TC2", **RAISE),
+        change(EventKind.ESCALATED, "b1", T0 + 1500, rule="load_alarm", severity="alarm",
+               title="Overload", value=101.0, limit=100.0),
+        change(EventKind.RAISED, "a1", T0 + 1600, device="TC3", **RAISE),  # a1 exists
+        change(EventKind.CLEARED, "a1", T0 + 2000),
+        change(EventKind.RAISED, "d1", T0 + 2000, device="TC4", **RAISE),
+    ]
+    with pytest.raises(IntegrityError):
+        store.apply(batch, T0 + 2000)
+    out, refused = store.apply_each(batch, T0 + 2000)
+    assert [(r.change.event, r.change.alert_id, r.first) for r in refused] == [
+        ("raised", "b1", True), ("escalated", "b1", False), ("raised", "a1", True),
+        ("cleared", "a1", False)]
+    assert "alerts" in refused[0].reason and "alerts" in refused[2].reason, refused
+    assert store.get("b1") is None
+    a1 = store.get("a1")
+    assert a1 is not None and (a1.device, a1.state) == ("TC1", "active")
+    assert [(h.alert_id, h.event) for h in store.history()] == [
+        ("a1", "raised"), ("c1", "raised"), ("d1", "raised")]
+    assert sorted(event_decoder.decode(o.payload).id for o in out) == ["c1", "d1"]
+    assert sorted(event_decoder.decode(o.payload).id for o in store.pending(set())) == [
+        "a1", "c1", "d1"]  # a1's from its first apply: nothing of a refused change
+    report = store.verify()
+    assert report.ok, report.problems
+    assert (report.entries, report.alerts) == (3, 3)
+    # nothing refused: the same as apply
+    out, refused = store.apply_each([change(EventKind.CLEARED, "a1", T0 + 3000)], T0 + 3000)
+    assert refused == [] and [event_decoder.decode(o.payload).event for o in out] == [
+        "cleared"]
+    assert store.verify().ok
+
+
 def test_outbox_pending_delivered_and_failed(store: AlertStore) -> None:
     store.apply([change(EventKind.RAISED, "a1", T0, **{**RAISE, "severity": "alarm"})], T0)
     rows = store.pending(set())

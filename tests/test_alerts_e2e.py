@@ -383,6 +383,56 @@ async def test_a_restart_waits_for_the_commit_under_way_and_raises_nothing_twice
                    what="the new reading evaluated")
     await wait_for(lambda: not svc._pending and not svc._committing, timeout=10,
                    what="nothing left to commit")
+    assert svc.refused_by_kind.total() == 0
     assert [a.id for a in svc.store.list_alerts()] == [raised.id]
     assert svc.store.verify().ok
     await second.stop()
+
+
+async def test_a_change_the_store_refuses_is_left_out_and_the_rest_of_its_batch_stored(
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch with a change the store refuses for good (a second open alert for a
+    condition) used to be retried for ever, holding every later change. Now the refused
+    change is logged and counted and left out, the rest stored; the engine takes over
+    the store's alert of that condition, and later changes go through."""
+    from sitewatch.ingest.alerts.engine import Change
+    from sitewatch.ingest.alerts.model import EventKind
+
+    alerts = await start_alerts(hold_s=60)
+    svc = alerts.service
+    t = now_ms()
+    # an open alert for TC1's load the engine does not know (another writer left it)
+    svc.store.apply([Change(EventKind.RAISED, "stored-before", t - 5000, "S1", "GW1", "TC1",
+                            "tower_crane", "load", "load_alarm", "alarm", "Overload", 120.0,
+                            100.0)], t - 5000)
+    topic = f"{prefix}/S1/GW1/telemetry"
+    mosquitto_pub(mosquitto, topic, batch(1, overload("TC1", 1, t), overload("TC2", 1, t)))
+    await wait_for(lambda: svc.refused_by_kind["raised"] == 1, timeout=10,
+                   what="the second alert for TC1's load refused")
+    # the engine takes over the stored alert (read from the store after the refusal)
+    await wait_for(lambda: "stored-before" in {a.id for a in svc.engine.open_alerts()},
+                   timeout=10, what="the stored alert taken over")
+    rows = {(r.device, r.group): r for r in svc.store.list_alerts()}
+    assert set(rows) == {("TC1", "load"), ("TC2", "load")}
+    assert rows["TC1", "load"].id == "stored-before"
+    refused = [r for r in caplog.records if "refused change raised" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelno == logging.ERROR
+    message = refused[0].getMessage()
+    for detail in ("site S1", "device TC1", "group load", "alerts"):
+        assert detail in message, message
+    assert svc.registry.get_sample_value("sitewatch_alerts_changes_refused_total",
+                                         {"kind": "raised"}) == 1
+    assert svc.registry.get_sample_value("sitewatch_alerts_changes_total",
+                                         {"kind": "raised"}) == 1  # TC2's only
+    # the engine now drives the stored alert, and nothing is held: TC1 back to normal
+    # clears it, TC3's overload is raised
+    mosquitto_pub(mosquitto, topic, batch(2, overload("TC1", 2, t + 1000, load_pct=10.0),
+                                          overload("TC3", 1, t + 1000)))
+    await wait_for(lambda: {(r.device, r.state) for r in svc.store.list_alerts()} == {
+        ("TC1", "clearing"), ("TC2", "active"), ("TC3", "active")}, timeout=10,
+        what="TC1's stored alert cleared and TC3's raised")
+    assert svc.refused_by_kind.total() == 1
+    assert svc.store.verify().ok
+    await alerts.stop()

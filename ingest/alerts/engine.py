@@ -224,10 +224,29 @@ class AlertEngine:
             dev = self._device(a.site, a.gateway, a.device, a.profile)
             if dev is None:
                 continue
+            before = dev.open.get(a.group)
+            if before is not None and before.id != a.id:
+                self._by_id.pop(before.id, None)
             dev.open[a.group] = a
             self._by_id[a.id] = (dev, a.group)
             n += 1
         return n
+
+    def refused(self, alert_id: str, stored: OpenAlert | None) -> bool:
+        """The store refused to raise ``alert_id``: its condition already has an open alert
+        there (``stored``: left by another writer, or an earlier run of the service), or
+        none could be written. Track ``stored`` in its place, so the engine and the store
+        agree again: later readings clear, reactivate or escalate the stored alert. False
+        if the engine no longer tracks ``alert_id`` (it moved on: nothing to change)."""
+        found = self._by_id.get(alert_id)
+        if found is None:
+            return False
+        dev, group = found
+        self.forget(alert_id)
+        if stored is not None and (stored.site, stored.device, stored.group) == (
+                dev.site, dev.device, group):
+            self.restore([stored])
+        return True
 
     def forget(self, alert_id: str) -> None:
         """An alert resolved by someone else (an operator): stop tracking it."""

@@ -69,6 +69,12 @@ class AlertCollector:
                        "service, by kind", "kind", svc.changes_by_kind,
                        known=[k.value for k in EventKind
                               if k is not EventKind.ACKNOWLEDGED]),
+            counter_by(f"{P}changes_refused_total", "Alert changes the store refused for "
+                       "good (a constraint, e.g. a second open alert for one condition): "
+                       "logged and left out, the rest of their batch stored", "kind",
+                       svc.refused_by_kind,
+                       known=[k.value for k in EventKind
+                              if k is not EventKind.ACKNOWLEDGED]),
             gauge_by(f"{P}open", "Alerts not resolved, by severity and state",
                      ["severity", "state"], open_alerts),
             counter_by(f"{P}deliveries_total", "Alert changes delivered, per output",

@@ -11,8 +11,11 @@ committer task, and only then is the message PUBACKed: a crash redelivers what w
 not committed, and the store's open alerts make the replay raise nothing twice. The
 dispatcher then delivers to MQTT, InfluxDB and the notifiers.
 
-The service stops only once no transaction of it is under way: the next one, on the
-same store, must find every alert this one opened.
+A batch the store cannot take because the database is out (or locked) is held and
+retried; one it refuses for good (a constraint: a second open alert for one condition) is
+stored change by change, the refused ones logged, counted and left out. The service
+stops only once no transaction of it is under way: the next one, on the same store, must
+find every alert this one opened.
 
 Every ``board_interval_s`` it also writes the dashboard feed (``board.py``): derived
 state, rewritten each round, so a failed write is not kept for later.
@@ -55,9 +58,9 @@ from sitewatch.ingest.alerts.dispatch import (
 )
 from sitewatch.ingest.alerts.engine import AlertEngine, Change
 from sitewatch.ingest.alerts.metrics import AlertCollector
-from sitewatch.ingest.alerts.model import AlertEvent
+from sitewatch.ingest.alerts.model import AlertEvent, EventKind
 from sitewatch.ingest.alerts.notify import Notifier, build_notifier
-from sitewatch.ingest.alerts.store import AlertStore, Outgoing, Router
+from sitewatch.ingest.alerts.store import REFUSALS, AlertStore, Outgoing, Refused, Router
 from sitewatch.ingest.decode import BatchDecoder, TimeWindow
 from sitewatch.ingest.rules.overrides import Override, RuleBook
 from sitewatch.lineprotocol import join_lines
@@ -135,6 +138,8 @@ class AlertService:
         self._profile_of = self.codec.item_by_class
         #: alert changes committed by this service, by event kind (for the metrics)
         self.changes_by_kind: Counter[str] = Counter()
+        #: alert changes the store refused for good and that were left out, by kind
+        self.refused_by_kind: Counter[str] = Counter()
         self.metrics = AlertCollector(self)
         self.registry = new_registry("alerts")
         self.registry.register(self.metrics)
@@ -255,20 +260,54 @@ class AlertService:
             log.error("alerts: %d store call(s) still under way after %.0fs; stopping "
                       "without them", len(pending), STORE_SETTLE_S)
 
-    async def _store_changes(self, changes: list[Change]) -> list[Outgoing]:
-        """Store a batch of changes, held and retried while the store is out."""
+    async def _store_changes(self, changes: list[Change]
+                             ) -> tuple[list[Outgoing], list[Refused]]:
+        """Store a batch of changes: held and retried while the store is out, stored
+        change by change if it refuses some of them for good (those are left out and
+        returned)."""
         backoff = Backoff(0.2, 10)
+        each = False
         while True:
             self._committing = len(changes)
             try:
-                return await self._in_store(self.store.apply, changes, _now_ms())
+                if not each:
+                    return await self._in_store(self.store.apply, changes, _now_ms()), []
+                return await self._in_store(self.store.apply_each, changes, _now_ms())
             except SQLAlchemyError as exc:
+                if isinstance(exc, REFUSALS) and not each:
+                    # not an outage: the same batch would be refused forever
+                    log.warning("alert store refused a batch of %d changes (%s); storing "
+                                "them one by one", len(changes), type(exc).__name__)
+                    each = True
+                    continue
                 delay = backoff.next_delay()
                 log.warning("alert store failed (%s); retrying in %.1fs holding %d "
                             "changes", type(exc).__name__, delay, len(changes))
             finally:
                 self._committing = 0
             await asyncio.sleep(delay)
+
+    async def _refused(self, refused: list[Refused]) -> None:
+        """Log and count changes the store refused; where the engine raised an alert the
+        store would not take, it takes over the store's alert of that condition."""
+        for r in refused:
+            c = r.change
+            self.refused_by_kind[c.event.value] += 1
+            log.error("alert store refused change %s of alert %s (site %s, device %s, "
+                      "group %s, rule %s, at %d): %s; left out", c.event.value, c.alert_id,
+                      c.site, c.device, c.group, c.rule or "-", c.at, r.reason)
+            if c.event is not EventKind.RAISED or not r.first:
+                continue
+            try:
+                stored = await self._in_store(self.store.open_alert, c.site, c.device,
+                                              c.group)
+            except SQLAlchemyError as exc:
+                log.warning("alerts: cannot read the open alert of %s/%s/%s: %s", c.site,
+                            c.device, c.group, exc)
+                stored = None
+            if self.engine.refused(c.alert_id, stored) and stored is not None:
+                log.warning("alerts: took over alert %s of %s/%s/%s from the store instead",
+                            stored.id, c.site, c.device, c.group)
 
     # -- tasks ------------------------------------------------------------------------
     async def _committer(self) -> None:
@@ -279,12 +318,16 @@ class AlertService:
                 continue
             changes, self._pending = self._pending, []
             done, self._round = self._round, None
-            rows = await self._store_changes(changes)
-            self.changes_by_kind.update(c.event.value for c in changes)
+            rows, refused = await self._store_changes(changes)
+            left_out = {id(r.change) for r in refused}
+            self.changes_by_kind.update(c.event.value for c in changes
+                                        if id(c) not in left_out)
             assert self.dispatcher is not None
             self.dispatcher.submit(rows)
             if done is not None and not done.done():
                 done.set_result(None)
+            if refused:
+                await self._refused(refused)
 
     async def _ticker(self) -> None:
         s = self.settings

@@ -37,6 +37,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch.db import Base, count_rows, make_engine
@@ -128,6 +129,21 @@ class Outgoing:
 #: which outputs want an event (MQTT, InfluxDB, the notifiers that match its filters)
 Router = Callable[[AlertEvent], list[str]]
 
+#: what the database refuses for good, whenever it is tried: a change that breaks a
+#: constraint (a second open alert for one condition, an id already used) or does not fit
+#: a column. Not an outage (OperationalError): retrying such a change can never succeed.
+REFUSALS = (IntegrityError, DataError)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A change :meth:`AlertStore.apply_each` left out, and why."""
+
+    change: Change
+    reason: str
+    #: False for a later change of an alert whose earlier change was refused
+    first: bool = True
+
 
 @dataclass(frozen=True, slots=True)
 class AlertFilter:
@@ -174,6 +190,11 @@ def _state_of(e: AlertEvent) -> tuple[Any, ...]:
             e.state, e.late, e.title, e.value, e.limit, e.raised_at, e.cleared_at,
             e.resolved_at, e.acked_at, e.acked_by, e.ack_comment, e.resolved_by,
             e.resolve_comment)
+
+
+def _open_alert(r: AlertRow) -> OpenAlert:
+    return OpenAlert(r.id, r.site, r.gateway, r.device, r.profile, r.group, r.severity,
+                     State(r.state), r.raised_at, r.cleared_at)
 
 
 def _default_router(event: AlertEvent) -> list[str]:
@@ -243,6 +264,37 @@ class AlertStore:
                 if row is not None:
                     self._append(s, head, row, c.event, c.at, SYSTEM_ACTOR)
             return self._outgoing(s, mark)
+
+    def apply_each(self, changes: Sequence[Change], now: int
+                   ) -> tuple[list[Outgoing], list[Refused]]:
+        """Like :meth:`apply`, but each change in a savepoint of its own: one the database
+        refuses for good (:data:`REFUSALS`) is left out, and so are the later changes of
+        its alert; the others are stored. For a batch :meth:`apply` could not store: one
+        bad change must not hold back every other."""
+        if not changes:
+            return [], []
+        refused: list[Refused] = []
+        left_out: set[str] = set()
+        with Session(self.engine) as s, s.begin():
+            head = self._lock(s, now)
+            mark = self._max_outbox(s)
+            for c in changes:
+                if c.alert_id in left_out:
+                    refused.append(Refused(c, "an earlier change of this alert was refused",
+                                           first=False))
+                    continue
+                try:
+                    with s.begin_nested():
+                        row = self._change_row(s, c)
+                        if row is not None:
+                            self._append(s, head, row, c.event, c.at, SYSTEM_ACTOR)
+                        s.flush()
+                except REFUSALS as exc:
+                    left_out.add(c.alert_id)
+                    refused.append(Refused(c, str(exc.orig).strip()))
+                    # the chain head as the savepoint left it
+                    s.expire(head)
+            return self._outgoing(s, mark), refused
 
     @staticmethod
     def _change_row(s: Session, c: Change) -> AlertRow | None:
@@ -349,9 +401,15 @@ class AlertStore:
     def open_alerts(self) -> list[OpenAlert]:
         with Session(self.engine) as s:
             rows = s.scalars(select(AlertRow).where(AlertRow.state != State.RESOLVED.value))
-            return [OpenAlert(r.id, r.site, r.gateway, r.device, r.profile, r.group,
-                              r.severity, State(r.state), r.raised_at, r.cleared_at)
-                    for r in rows]
+            return [_open_alert(r) for r in rows]
+
+    def open_alert(self, site: str, device: str, group: str) -> OpenAlert | None:
+        """The open alert of one condition (site, device, group), if there is one."""
+        with Session(self.engine) as s:
+            r = s.scalar(select(AlertRow).where(
+                AlertRow.site == site, AlertRow.device == device, AlertRow.group == group,
+                AlertRow.state != State.RESOLVED.value))
+            return None if r is None else _open_alert(r)
 
     def head(self) -> int:
         with Session(self.engine) as s:
