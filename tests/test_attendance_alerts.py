@@ -125,3 +125,26 @@ def test_the_end_of_the_attendance_day_clears_what_was_left_open() -> None:
 def test_gate_events_of_an_earlier_day_raise_nothing() -> None:
     g = Gate(SiteInfo(workers=REGISTRY))
     assert g.swipe("X9", "in", "07:00", now=at("09:00", D + timedelta(days=1))) == []
+
+
+def test_a_restart_restores_the_day_and_raises_only_what_holds_now() -> None:
+    """At start the alert service reads today's gate events from the ledger. Observed
+    one by one, each moment of the day that was over - the headcount above the plan this
+    morning, an unknown worker who has left - was raised and cleared again at every
+    restart (new alerts, notified). Restored at once, only what holds now is derived."""
+    g = Gate(SiteInfo(planned_headcount=2, workers=REGISTRY))
+    day = [("W1", "in", "07:00"), ("W2", "in", "07:01"), ("W3", "in", "07:02"),
+           ("X9", "in", "07:03"), ("X9", "out", "08:00"), ("W2", "out", "12:00"),
+           ("W3", "out", "12:30"), ("X8", "in", "13:00")]
+    events = [("S1", "GW1", contract.AttendanceItem(
+        device="GATE01", ts=at(hhmm), seq=n, worker=wid,
+        direction=direction, method="face"))  # type: ignore[arg-type]
+        for n, (wid, direction, hhmm) in enumerate(day, start=1)]
+    now = at("14:00")
+    derived = g.watch.restore(events, now)
+    assert g.feed(derived, now) == [("raised", "X8", "unregistered_worker")]
+    assert {d.gateway for d in derived} == {"GW1"}  # the headcount's too
+    assert g.watch.on_site("S1") == 2
+    # and the watch goes on from there: one more in is over the plan
+    assert g.swipe("W2", "in", "14:05", seq=99) == [
+        ("raised", "HEADCOUNT", "headcount_over_plan")]

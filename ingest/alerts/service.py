@@ -213,8 +213,9 @@ class AlertService:
         infos, today = state
         self._attendance_loaded = time.monotonic()
         derived = self.watch.update_sites(infos, now_ms)
-        for r in today:
-            derived += self.watch.observe(r.site, r.gateway, [r.item()], now_ms)
+        if today:  # at start: who is on site now, not each moment of the day again
+            derived += self.watch.restore([(r.site, r.gateway, r.item()) for r in today],
+                                          now_ms)
         return self.observe_derived(derived, now_ms)
 
     def read_board(self, now_ms: int) -> board.StoreView:

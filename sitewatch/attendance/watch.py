@@ -98,38 +98,60 @@ class AttendanceWatch:
         touched: dict[str, _Worker] = {}
         out: list[Derived] = []
         for i in items:
-            if policy.day_of(i.ts) != today:
-                continue  # an earlier day's event (a backlog): history, not an alert
-            w = self._worker(site, i.worker, gateway, today)
-            if (i.device, i.seq) in w.seen:
-                continue  # a resend
-            w.seen.add((i.device, i.seq))
-            w.events.append(GateEvent(i.ts, i.worker, i.direction, i.device, i.seq))
-            w.gateway = gateway
-            touched[i.worker] = w
+            w = self._add(site, gateway, i, policy, today)
+            if w is not None:
+                touched[i.worker] = w
         for worker, w in touched.items():
             out += self._derive(site, worker, w, now_ms, swiped=True)
         out += self._headcount_change(site, gateway)
         return out
+
+    def restore(self, events: Iterable[tuple[str, str, contract.AttendanceItem]],
+                now_ms: int) -> list[Derived]:
+        """Today's gate events at start, as (site, gateway, event) from the ledger: all
+        taken in before anyone is derived, so only what holds now is. Observed one by
+        one, every moment of the day already over (the headcount above the plan this
+        morning, an unknown worker who has left) was raised, and cleared, again at each
+        restart of the alert service."""
+        days: dict[str, tuple[AttendancePolicy, date]] = {}
+        for site, gateway, i in events:
+            if site not in days:
+                policy = self.site(site).policy
+                days[site] = policy, policy.day_of(now_ms)
+            self._add(site, gateway, i, *days[site])
+        return self.tick(now_ms, force=True)
 
     def tick(self, now_ms: int, *, force: bool = False) -> list[Derived]:
         if not force and self._ticked_ms is not None and now_ms - self._ticked_ms < TICK_MS:
             return []
         self._ticked_ms = now_ms
         out: list[Derived] = []
-        sites: set[str] = set()
+        sites: dict[str, str] = {}  # a gateway of each, for a headcount not seen yet
         for (site, worker), w in list(self._workers.items()):
             today = self.site(site).policy.day_of(now_ms)
             if w.day != today:  # the day is over: what was open is closed
                 w.day, w.events, w.seen = today, [], set()
             out += self._derive(site, worker, w, now_ms, swiped=False)
-            sites.add(site)
+            sites.setdefault(site, w.gateway)
             if not w.events and not w.on_site and w.reported == _CLEAR:
                 del self._workers[(site, worker)]  # nothing to remember
-        for site in sites | set(self._headcount):
-            gateway = self._headcount[site][0] if site in self._headcount else ""
+        for site in sites.keys() | self._headcount.keys():
+            gateway = self._headcount[site][0] if site in self._headcount else sites[site]
             out += self._headcount_change(site, gateway)
         return out
+
+    def _add(self, site: str, gateway: str, i: contract.AttendanceItem,
+             policy: AttendancePolicy, today: date) -> _Worker | None:
+        """Record one gate event of ``today``; None if it is not one (or a resend)."""
+        if policy.day_of(i.ts) != today:
+            return None  # an earlier day's event (a backlog): history, not an alert
+        w = self._worker(site, i.worker, gateway, today)
+        if (i.device, i.seq) in w.seen:
+            return None  # a resend
+        w.seen.add((i.device, i.seq))
+        w.events.append(GateEvent(i.ts, i.worker, i.direction, i.device, i.seq))
+        w.gateway = gateway
+        return w
 
     # -- derivation ---------------------------------------------------------------------
     def _worker(self, site: str, worker: str, gateway: str, today: date) -> _Worker:
