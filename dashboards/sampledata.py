@@ -143,7 +143,10 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
     alert_settings = AlertSettings(
         mqtt=mqtt_settings, influx=influx, database_url=database_url, stats_interval_s=3600,
         client_id=f"sample-alerts-{end}", tick_s=0.5, board_interval_s=1,
-        board_days=ATTENDANCE_DAYS)
+        board_days=ATTENDANCE_DAYS,
+        # hours pass in seconds here: a condition gone (a visitor who left at 10:30) is
+        # resolved as it would have been by now, not held for 5 minutes of the fill
+        hold_s=1)
     alerts = AlertService(alert_settings)
     tasks = [asyncio.create_task(ingest.run()), asyncio.create_task(alerts.run())]
     async with InfluxClient(influx) as client:
