@@ -1,0 +1,1 @@
+"""Camera analytics at the edge (OpenCV)."""
