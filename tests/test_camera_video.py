@@ -60,3 +60,23 @@ def test_a_video_file_reads_back_frame_for_frame(tmp_path: Path) -> None:
     finally:
         cap.release()
     assert n == 20
+
+
+def test_opencv_people_detector_finds_every_synthetic_person() -> None:
+    """The walkers are people to OpenCV's HOG detector (what the intrusion analytic
+    uses), so the video can measure it: each truth box overlaps a detection."""
+    scene = site_scene()
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    rects, _ = hog.detectMultiScale(scene.frame(150), winStride=(8, 8), padding=(8, 8),
+                                    scale=1.05)
+    truth = [w.box(150) for w in scene.visible(150)]
+    assert len(truth) == 4
+
+    def overlaps(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+        ix = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+        iy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+        return ix > 0 and iy > 0 and ix * iy > 0.5 * a[2] * a[3]
+
+    assert all(any(overlaps(t, tuple(r)) for r in rects) for t in truth if t), (truth, rects)
+    assert len(rects) == len(truth)
