@@ -6,6 +6,7 @@ Killing the gateway raises `offline` from its Last Will; restarting it clears it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -436,3 +437,44 @@ async def test_a_change_the_store_refuses_is_left_out_and_the_rest_of_its_batch_
     assert svc.refused_by_kind.total() == 1
     assert svc.store.verify().ok
     await alerts.stop()
+
+
+async def test_the_dispatcher_is_busy_while_a_delivery_is_under_way(tmp_path: Path) -> None:
+    """What the stop waits for: a row taken off its queue and being delivered counts.
+    The stop used to go on once the queues were empty, and cancelled the delivery under
+    way - on Python 3.11 a wait_for there can swallow that cancellation, and the
+    dispatcher's TaskGroup then never ends."""
+    from sitewatch.ingest.alerts.dispatch import Dispatcher
+    from sitewatch.ingest.alerts.engine import Change
+    from sitewatch.ingest.alerts.model import EventKind
+    from sitewatch.ingest.alerts.store import AlertStore
+
+    store = AlertStore(f"sqlite:///{tmp_path / 'busy.db'}", router=lambda e: ["slow"])
+    store.create_schema()
+    started, release = asyncio.Event(), asyncio.Event()
+    delivered: list[str] = []
+
+    async def slow(event: AlertEvent, payload: bytes) -> None:
+        started.set()
+        await release.wait()
+        delivered.append(event.id)
+
+    d = Dispatcher(store, {"slow": slow}, poll_s=3600)
+    rows = store.apply([Change(EventKind.RAISED, "a1", now_ms(), "S1", "GW1", "TC1",
+                               "tower_crane", "load", "load_alarm", "alarm", "Overload",
+                               120.0, 100.0)], now_ms())
+    task = asyncio.create_task(d.run())
+    try:
+        assert not d.busy()
+        d.submit(rows)
+        assert d.busy()
+        await started.wait()
+        assert d.backlog() == {"slow": 0} and d.busy()  # taken, not delivered yet
+        release.set()
+        await wait_for(lambda: not d.busy(), timeout=5, what="the delivery ended")
+        assert delivered == ["a1"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        store.dispose()

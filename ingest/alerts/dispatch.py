@@ -68,7 +68,10 @@ class MqttPublisher:
             client = Client(self.settings, client_id=self.client_id)
             await client.connect()
             self._client = client
-        await asyncio.wait_for(self._client.publish(topic, payload, qos=1), 30)
+        # not wait_for: on Python 3.11 it swallows a cancellation that comes as the
+        # PUBACK does, and the worker goes on (its TaskGroup never ends: a stop hangs)
+        async with asyncio.timeout(30):
+            await self._client.publish(topic, payload, qos=1)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -121,6 +124,7 @@ class Dispatcher:
         self.stats = DispatchStats()
         self._queues: dict[str, asyncio.Queue[Outgoing]] = {n: asyncio.Queue() for n in outputs}
         self._taken: set[int] = set()
+        self._attempts = 0  # deliveries under way (not counting the waits between tries)
         self._done: list[int] = []
         #: ids deleted since the current poll began: its query may still return them
         self._gone: set[int] = set()
@@ -137,6 +141,10 @@ class Dispatcher:
 
     def backlog(self) -> dict[str, int]:
         return {n: q.qsize() for n, q in self._queues.items()}
+
+    def busy(self) -> bool:
+        """Rows queued, or a delivery attempt under way."""
+        return self._attempts > 0 or any(q.qsize() for q in self._queues.values())
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -175,6 +183,7 @@ class Dispatcher:
             event = event_decoder.decode(row.payload)
             backoff = Backoff(0.5, self.max_retry_delay_s)
             while True:
+                self._attempts += 1
                 try:
                     await deliver(event, row.payload)
                     self._done.append(row.id)
@@ -196,4 +205,6 @@ class Dispatcher:
                     delay = backoff.next_delay()
                     log.warning("%s: delivery of alert %s failed (%s); retrying in %.1fs",
                                 name, event.id, exc, delay)
-                    await asyncio.sleep(delay)
+                finally:
+                    self._attempts -= 1
+                await asyncio.sleep(delay)

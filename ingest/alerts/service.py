@@ -368,7 +368,8 @@ class AlertService:
         it) and the state restored, then every ``board_interval_s``."""
         interval = self.settings.board_interval_s
         with suppress(TimeoutError):
-            await asyncio.wait_for(self.connected.wait(), interval)
+            async with asyncio.timeout(interval):  # not wait_for: see _drain's callers
+                await self.connected.wait()
         while True:
             started = time.monotonic()
             try:
@@ -510,9 +511,12 @@ class AlertService:
                 task.add_done_callback(self._background_done)
             try:
                 await mqtt.reconnecting(self._session, self._stop, self.connected.clear)
-                # let what is committed go out before stopping
+                # let what is committed go out before stopping (asyncio.timeout, not
+                # wait_for, which on Python 3.11 swallows a cancellation that comes as
+                # what it waits for ends)
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._drain(), 5)
+                    async with asyncio.timeout(5):
+                        await self._drain()
             finally:
                 for t in background:
                     t.cancel()
@@ -534,12 +538,13 @@ class AlertService:
 
     async def _drain(self) -> None:
         """Commit what is pending, and deliver what is committed (the caller bounds it).
-        A batch being committed counts: its rows go out before the service stops."""
+        A batch being committed counts, and so does a row being delivered: its rows go
+        out before the service stops, and the stop then finds every worker idle rather
+        than cancelling one in the middle of a delivery."""
         if self._committing:
             log.info("alerts: stopping once the commit under way (%d changes) is stored",
                      self._committing)
-        while self._pending or self._committing or (
-                self.dispatcher and any(self.dispatcher.backlog().values())):
+        while self._pending or self._committing or (self.dispatcher and self.dispatcher.busy()):
             self._wake.set()
             await asyncio.sleep(0.05)
 
@@ -565,7 +570,8 @@ class AlertService:
                 if self._stop.is_set():
                     consumer.cancel()  # take nothing more; deliver what is committed
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(self._drain(), 5)
+                        async with asyncio.timeout(5):
+                            await self._drain()
             finally:
                 for t in (consumer, stopper):
                     t.cancel()
