@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sitewatch.dashboards.model import DATASOURCE_UID, Dashboard, Json
+from sitewatch.influx import InfluxClient
 
 #: Grafana's interval rounding (kbn.roundInterval): below the bound -> this interval, ms
 _ROUND = ((15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1_500, 1_000),
@@ -45,6 +46,13 @@ def format_interval(ms: int) -> str:
         if ms % _UNITS_MS[unit] == 0:
             return f"{ms // _UNITS_MS[unit]}{unit}"
     return f"{ms}ms"
+
+
+def default_range(time_from: str, end_ms: int) -> tuple[int, int]:
+    """The range a dashboard opens on (``now-6h``) as (start, end) ms, ending at ``end_ms``."""
+    if not time_from.startswith("now-"):
+        raise ValueError(f"not a relative range: {time_from!r}")
+    return end_ms - parse_interval(time_from[4:]), end_ms
 
 
 def interval_ms(start_ms: int, end_ms: int, *, max_points: int = 1000,
@@ -89,6 +97,25 @@ def interpolate(sql: str, *, start_ms: int, end_ms: int,
     if left:
         raise ValueError(f"unfilled variables {sorted(set(left))} in {out!r}")
     return out
+
+
+async def variable_values(client: InfluxClient, d: Dashboard, start_ms: int, end_ms: int,
+                          *, pick: Mapping[str, Sequence[str]] | None = None
+                          ) -> dict[str, Selection]:
+    """Each variable's options from its own query, in order (``device`` depends on
+    ``site``), and the values Grafana starts with: All, or the first option, unless
+    ``pick`` chooses them. A variable without options gets none (its queries then
+    match nothing)."""
+    chosen: dict[str, Selection] = {}
+    for v in d.variables:
+        rows = await client.series(interpolate(v.query, start_ms=start_ms, end_ms=end_ms,
+                                               variables=chosen))
+        options = sorted({str(r["value"]) for r in rows})
+        values = tuple(options) if v.include_all else tuple(options[:1])
+        if pick and v.name in pick:
+            values = tuple(o for o in options if o in pick[v.name])
+        chosen[v.name] = Selection(values, regex=v.multi or v.include_all)
+    return chosen
 
 
 # -- pushing to a running Grafana --------------------------------------------------------

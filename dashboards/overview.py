@@ -27,11 +27,12 @@ from sitewatch.dashboards.panels import (
     alert_annotation,
     device_series,
     open_alerts_table,
+    site_var,
     stat,
 )
 from sitewatch.profiles import ProfileSet
 
-SITE_VAR = Variable("site", "Site", iq.tag_values(iq.SITE_SUMMARY, "site"))
+SITE_VAR = site_var(iq.SITE_SUMMARY)
 ONE_SITE = Variable("site", "Site", iq.tag_values(iq.SITE_SUMMARY, "site"), multi=False,
                     include_all=False)
 #: what the ranked table and the map show per site

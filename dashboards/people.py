@@ -8,11 +8,10 @@ day-labour sheets (docs/attendance.md)."""
 from __future__ import annotations
 
 from sitewatch.dashboards import influxql as iq
-from sitewatch.dashboards.model import Dashboard, Expect, Panel, Query, Step, Variable
-from sitewatch.dashboards.overview import headcount
+from sitewatch.dashboards.model import Dashboard, Expect, Panel, Query, Step
+from sitewatch.dashboards.overview import SITE_VAR, headcount
 from sitewatch.dashboards.panels import open_alerts_table, stat
 
-SITE_VAR = Variable("site", "Site", iq.tag_values(iq.SITE_SUMMARY, "site"))
 BLUE = (Step(None, "blue"),)
 ENTRIES = [iq.is_var("site"), "\"direction\" = 'in'"]
 

@@ -12,7 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sitewatch.dashboards.grafana import Selection, interpolate
+from sitewatch.dashboards.grafana import (
+    Selection,
+    default_range,
+    interpolate,
+    variable_values,
+)
 from sitewatch.dashboards.model import Dashboard, Panel, Query, Row, Step, ValueText
 from sitewatch.influx import InfluxClient
 
@@ -44,16 +49,8 @@ async def fetch(client: InfluxClient, d: Dashboard, end_ms: int, start_ms: int |
     """Every query's frames by (panel index, query index), the annotations' rows. The
     variables start as Grafana starts them (All, or the first option) unless ``pick``
     chooses their values."""
-    start = start_ms if start_ms is not None else end_ms - _span_ms(d.time_from)
-    variables: dict[str, Selection] = {}
-    for v in d.variables:
-        rows = await client.series(interpolate(v.query, start_ms=start, end_ms=end_ms,
-                                               variables=variables))
-        options = sorted({str(r["value"]) for r in rows})
-        chosen = tuple(options) if v.include_all else tuple(options[:1])
-        if pick and v.name in pick:
-            chosen = tuple(o for o in options if o in pick[v.name])
-        variables[v.name] = Selection(chosen, regex=v.multi or v.include_all)
+    start = start_ms if start_ms is not None else default_range(d.time_from, end_ms)[0]
+    variables = await variable_values(client, d, start, end_ms, pick=pick)
     frames: dict[tuple[int, int], list[Frame]] = {}
     for i, item in enumerate(d.items):
         if not isinstance(item, Panel):
@@ -74,11 +71,6 @@ async def _run(client: InfluxClient, q: Query, start: int, end: int,
     result = (await client.query(sql))[0]
     return [Frame(s["name"], s.get("tags") or {}, s["columns"], s["values"])
             for s in result.get("series", [])]
-
-
-def _span_ms(time_from: str) -> int:
-    n, unit = int(time_from[4:-1]), time_from[-1]
-    return n * {"m": 60_000, "h": 3_600_000, "d": 86_400_000}[unit]
 
 
 def draw(d: Dashboard, frames: dict[tuple[int, int], list[Frame]],

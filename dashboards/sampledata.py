@@ -13,10 +13,12 @@ past attendance days.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from sitewatch import mqtt
 from sitewatch.influx import InfluxClient, InfluxSettings
@@ -104,9 +106,10 @@ async def _publish(settings: mqtt.MqttSettings, messages: list[history.Message])
             await c.publish(m.topic, m.payload, qos=1, retain=m.retain)
 
 
-async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
+async def _until(what: str, check: Callable[[], Awaitable[bool] | bool],
+                 timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not await check():
+    while not await _truth(check()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"sample data: timed out waiting for {what}")
         await asyncio.sleep(0.2)
@@ -128,7 +131,8 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
     opts = history.HistoryOptions(prefix=prefix, sites=sample.sites, hours=sample.hours,
                                   step_s=sample.step_s, scenarios=scenarios(sample.hours),
                                   offline=sample.offline)
-    messages = list(history.telemetry(opts, load_profiles(), end))
+    profiles = load_profiles()
+    messages = list(history.telemetry(opts, profiles, end))
     out.readings = sum(m.payload.count(b'"seq"') for m in messages if "/telemetry" in m.topic)
     for n, site in enumerate(out.sites, start=1):
         gates = list(history.attendance(prefix, site, workforce(WORKERS_PER_SITE, seed=n),
@@ -154,13 +158,13 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
             await asyncio.wait_for(ingest.connected.wait(), 30)
             await asyncio.wait_for(alerts.connected.wait(), 30)
             await _publish(mqtt_settings, messages)
-            devices = "/^(" + "|".join(load_profiles().of_devices()) + ")$/"
+            devices = "/^(" + "|".join(profiles.of_devices()) + ")$/"
             await _until("every reading in InfluxDB", lambda: _has(
                 client, f'SELECT count("seq") FROM {devices}', out.readings), timeout_s)
             await _until("every gate event in InfluxDB", lambda: _has(
                 client, 'SELECT count("seq") FROM "attendance"', out.gate_events), timeout_s)
             await _until("the alert service to evaluate every reading",
-                         lambda: _done(alerts.engine.stats.readings >= out.readings), timeout_s)
+                         lambda: alerts.engine.stats.readings >= out.readings, timeout_s)
             # a restart, as a deployment has had: its feed then covers the past days too
             alerts.stop()
             await asyncio.wait_for(tasks.pop(), 30)
@@ -169,7 +173,7 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
             await asyncio.wait_for(alerts.connected.wait(), 30)
             for what in ("site_summary", "limits", "attendance_team"):
                 await _until(f"the dashboard feed's {what}",
-                             _counter(client, f'SELECT count(*) FROM "{what}"', 1), timeout_s)
+                             partial(_has, client, f'SELECT count(*) FROM "{what}"', 1), timeout_s)
             await asyncio.sleep(2)  # a few more rounds of the feed
         finally:
             ingest.stop()
@@ -187,9 +191,5 @@ async def _has(client: InfluxClient, sql: str, n: int) -> bool:
     return total >= n
 
 
-def _counter(client: InfluxClient, sql: str, n: int) -> Callable[[], Awaitable[bool]]:
-    return lambda: _has(client, sql, n)
-
-
-async def _done(flag: bool) -> bool:
-    return flag
+async def _truth(value: Awaitable[bool] | bool) -> bool:
+    return await value if inspect.isawaitable(value) else value

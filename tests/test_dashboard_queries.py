@@ -9,7 +9,6 @@ No Grafana server runs here; what Grafana adds (macros, variables) is done by
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,12 @@ import pytest
 from conftest import mqtt_settings
 
 from sitewatch.dashboards.catalog import build_all
-from sitewatch.dashboards.grafana import Selection, interpolate
+from sitewatch.dashboards.grafana import (
+    Selection,
+    default_range,
+    interpolate,
+    variable_values,
+)
 from sitewatch.dashboards.model import Dashboard, Query
 from sitewatch.dashboards.sampledata import Filled, Sample, fill
 from sitewatch.influx import InfluxClient, InfluxError, InfluxSettings
@@ -26,29 +30,12 @@ from sitewatch.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
 
-DAY_MS = 86_400_000
-_RANGE = re.compile(r"now-(\d+)([hd])")
-
-
-def _range(d: Dashboard, end_ms: int) -> tuple[int, int]:
-    m = _RANGE.fullmatch(d.time_from)
-    assert m, d.time_from
-    span = int(m.group(1)) * (3_600_000 if m.group(2) == "h" else DAY_MS)
-    return end_ms - span, end_ms
-
-
 async def _variables(client: InfluxClient, d: Dashboard, start: int, end: int
                      ) -> dict[str, Selection]:
-    """Each variable's options from its query (in order: device depends on site), and
-    the value Grafana starts with: All, or the first option."""
-    chosen: dict[str, Selection] = {}
-    for v in d.variables:
-        sql = interpolate(v.query, start_ms=start, end_ms=end, variables=chosen)
-        rows = await client.series(sql)
-        options = sorted({str(r["value"]) for r in rows})
-        assert options, f"{d.uid}: variable {v.name} has no options ({sql})"
-        picked = tuple(options) if v.include_all else (options[0],)
-        chosen[v.name] = Selection(picked, regex=v.multi or v.include_all)
+    """The variables as Grafana starts them; each must have options."""
+    chosen = await variable_values(client, d, start, end)
+    for name, sel in chosen.items():
+        assert sel.values, f"{d.uid}: variable {name} has no options"
     return chosen
 
 
@@ -91,7 +78,7 @@ async def test_every_panel_query_returns_what_its_panel_reads(
     now = int(time.time() * 1000)  # as Grafana's "now": after the fill, with its feed
     async with InfluxClient(influx) as client:
         for d in build_all().values():
-            start, end = _range(d, now)
+            start, end = default_range(d.time_from, now)
             variables = await _variables(client, d, start, end)
             for where, q, min_interval in d.queries():
                 sql = interpolate(q.influxql, start_ms=start, end_ms=end, variables=variables,
