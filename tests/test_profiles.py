@@ -17,8 +17,9 @@ from sitewatch.simulators.signals import SIGNALS, signal_for
 PROFILES = load_profiles()
 EXPECTED = {"tower_crane", "construction_hoist", "environment", "foundation_pit",
             "high_formwork", "electrical", "gateway", "attendance_gate"}
-#: made by the alert service from gate events: not devices, no simulator of their own
-DERIVED = {"attendance_worker", "attendance_site"}
+#: made by the alert service from gate events and camera events: not devices, no
+#: simulator of their own
+DERIVED = {"attendance_worker", "attendance_site", "camera_zone"}
 
 
 def test_every_expected_profile_ships() -> None:
@@ -30,6 +31,23 @@ def test_a_gateway_cannot_send_derived_readings() -> None:
     codec = contract.TelemetryCodec(PROFILES)
     raw = msgspec.json.encode({"device": "W1", "profile": "attendance_worker", "ts": 1,
                                "seq": 1, "values": {"unregistered": True}})
+    with pytest.raises(msgspec.ValidationError):
+        codec.item_decoder.decode(raw)
+
+
+@pytest.mark.parametrize("name", sorted(DERIVED))
+def test_derived_profiles_are_checked_like_the_others(name: str) -> None:
+    p = PROFILES[name]
+    assert p.derived and p.standard and p.title
+    for field, spec in p.fields.items():
+        if spec.type.value in ("float", "int"):
+            assert spec.min is not None and spec.max is not None, field
+    for rule in p.rules:
+        assert getattr(rule, "field", None) in p.fields
+        assert rule.title, rule.id  # what the alert says to people
+    codec = contract.TelemetryCodec(PROFILES)
+    raw = msgspec.json.encode({"device": "D1", "profile": name, "ts": 1, "seq": 1,
+                               "values": {}})
     with pytest.raises(msgspec.ValidationError):
         codec.item_decoder.decode(raw)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -24,6 +24,21 @@ class EscalateAfter(BaseModel):
 
     warning: float | None = Field(default=4 * 3600, gt=0)
     alarm: float | None = Field(default=15 * 60, gt=0)
+
+
+class CameraSettings(BaseModel):
+    """Camera alerts (docs/alerts.md, "Camera alerts")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: zones whose name matches one of these glob patterns (case-insensitive) are crane
+    #: swing areas: an intrusion there while a crane of the site slews is an alarm
+    crane_swing_zones: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = (
+        "crane-swing*", "crane_swing*")
+    #: a crane slews at a reading whose slew_deg differs from its previous one by this much
+    slew_min_deg: float = Field(default=1.0, gt=0, le=180)
+    #: a crane counts as slewing for this long after the last reading that showed it
+    slew_window_s: float = Field(default=60, gt=0, le=3600)
 
 
 class AlertSettings(SubscriberSettings):
@@ -55,6 +70,7 @@ class AlertSettings(SubscriberSettings):
     board_interval_s: float = Field(default=60, ge=0, le=3600)
     #: attendance days before today whose team hours are written again at start
     board_days: int = Field(default=7, ge=0, le=62)
+    camera: CameraSettings = CameraSettings()
 
     @field_validator("board_interval_s")
     @classmethod
