@@ -1,13 +1,19 @@
 """Camera alerts: camera events and crane slewing through the CameraWatch and the alert
-engine (pure logic)."""
+engine (pure logic), then once through the alert service against the suite's real
+Mosquitto and SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import pytest
+from conftest import RunningAlerts, now_ms, wait_for
+from test_alerts_e2e import AlertListener
+from test_ingest_integration import batch, mosquitto_pub
 
 from sitewatch import contract
 from sitewatch.attendance.watch import Derived
@@ -15,6 +21,7 @@ from sitewatch.ingest.alerts.camera import CameraWatch, slew_between, zone_devic
 from sitewatch.ingest.alerts.config import AlertSettings, CameraSettings
 from sitewatch.ingest.alerts.engine import AlertEngine, Change
 from sitewatch.ingest.rules.overrides import RuleBook
+from sitewatch.localstack import MosquittoServer
 from sitewatch.profiles import load_profiles
 
 BOOK = RuleBook(load_profiles(), [])
@@ -248,3 +255,65 @@ def test_camera_settings_refuse_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ValueError, match=r"camera\.slew_min_deg"):
         AlertSettings(camera={"slew_min_deg": 0})
     assert AlertSettings().camera == CameraSettings()
+
+
+# -- through the alert service: real Mosquitto and SQLite ----------------------------------
+async def test_crane_swing_intrusion_through_the_alert_service(
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str,
+) -> None:
+    # MQTT out and the SQLite store; no InfluxDB output or dashboard feed
+    alerts = await start_alerts(hold_s=60, influx_enabled=False, board_interval_s=0)
+    svc = alerts.service
+    t = now_ms()
+    telemetry = f"{prefix}/S1/GW1/telemetry"
+    camera = f"{prefix}/S1/GW2/camera"
+
+    def crane(seq: int, ts: int, slew: float) -> dict[str, Any]:
+        return {"device": "TC01", "profile": "tower_crane", "ts": ts, "seq": seq,
+                "values": {"slew_deg": slew, "load_pct": 40.0}}
+
+    async with AlertListener(mosquitto, prefix) as listener:
+        # the crane slews (across north), then a worker without a hard hat walks into
+        # the crane swing area
+        mosquitto_pub(mosquitto, telemetry,
+                      batch(1, crane(1, t - 2000, 359.0), crane(2, t - 1000, 1.0)))
+        await wait_for(lambda: svc.engine.stats.readings == 2, what="crane readings")
+        mosquitto_pub(mosquitto, camera, batch(1, {
+            "device": "CAM03", "ts": t, "seq": 1, "event": "intrusion",
+            "zone": "crane-swing", "count": 1, "confidence": 0.91, "snapshot": "ab" * 32},
+            {"device": "CAM03", "ts": t, "seq": 2, "event": "no_helmet",
+             "zone": "crane-swing", "count": 1, "confidence": 0.87}))
+        await wait_for(lambda: sorted(e.rule for e in listener.events) == [
+            "crane_swing_intrusion", "intrusion", "no_helmet"], timeout=10,
+            what=lambda: f"three alerts raised ({listener.events})")
+        raised = {e.rule: e for e in listener.events}
+        assert raised["crane_swing_intrusion"].severity == "alarm"
+        assert raised["crane_swing_intrusion"].title == (
+            "Person in the crane swing area while the crane slews")
+        assert raised["no_helmet"].severity == "alarm"
+        assert raised["intrusion"].severity == "warning"
+        assert {(e.device, e.profile, e.gateway) for e in listener.events} == {
+            ("CAM03-crane-swing", "camera_zone", "GW2")}
+        # the same batch resent: nothing new
+        mosquitto_pub(mosquitto, camera, batch(1, {
+            "device": "CAM03", "ts": t, "seq": 1, "event": "intrusion",
+            "zone": "crane-swing", "count": 1}))
+        await wait_for(lambda: svc.cameras.stats.duplicates == 1, what="resend seen")
+        # the edge's end items: everything clears
+        mosquitto_pub(mosquitto, camera, batch(2, {
+            "device": "CAM03", "ts": t + 1000, "seq": 3, "event": "intrusion",
+            "zone": "crane-swing", "count": 0},
+            {"device": "CAM03", "ts": t + 1000, "seq": 4, "event": "no_helmet",
+             "zone": "crane-swing", "count": 0}))
+        await wait_for(lambda: sorted(e.rule or e.group for e in listener.events
+                                      if e.event == "cleared") == [
+            "crane_swing_intrusion", "intrusion", "no_helmet"], timeout=10,
+            what=lambda: f"three alerts cleared ({listener.events})")
+        await asyncio.sleep(0.3)
+    assert [e.event for e in listener.events].count("raised") == 3
+    stored = svc.store.list_alerts()
+    assert sorted((a.device, a.group, a.state) for a in stored) == [
+        ("CAM03-crane-swing", g, "clearing")
+        for g in ("crane_swing_intrusion", "intrusion", "no_helmet")]
+    await alerts.stop()

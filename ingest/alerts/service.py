@@ -1,15 +1,18 @@
 """``sitewatch alerts serve``: the alert service.
 
-It has its own persistent MQTT session on the telemetry, attendance and status topics,
-next to ingest's: alerts keep coming while InfluxDB is down or slow, and evaluating rules never
-takes CPU from the write path (on a small server, they run on the other core).
+It has its own persistent MQTT session on the telemetry, attendance, camera and status
+topics, next to ingest's: alerts keep coming while InfluxDB is down or slow, and
+evaluating rules never takes CPU from the write path (on a small server, they run on the
+other core).
 
 Per message: decode and validate as ingest does (what ingest dead-letters is skipped
-here), feed each reading to the :class:`AlertEngine`. Its changes are committed to the
-store - with their history entries and outbox rows - in small transactions by the
-committer task, and only then is the message PUBACKed: a crash redelivers what was
-not committed, and the store's open alerts make the replay raise nothing twice. The
-dispatcher then delivers to MQTT, InfluxDB and the notifiers.
+here), feed each reading to the :class:`AlertEngine`. Gate events, camera events and
+tower cranes' ``slew_deg`` go through their watches first (``AttendanceWatch``,
+``camera.CameraWatch``), which turn them into readings of derived profiles. The changes
+are committed to the store - with their history entries and outbox rows - in small
+transactions by the committer task, and only then is the message PUBACKed: a crash
+redelivers what was not committed, and the store's open alerts make the replay raise
+nothing twice. The dispatcher then delivers to MQTT, InfluxDB and the notifiers.
 
 A batch the store cannot take because the database is out (or locked) is held and
 retried; one it refuses for good (a constraint: a second open alert for one condition) is
@@ -47,6 +50,7 @@ from sitewatch.backoff import Backoff
 from sitewatch.db import create_tables
 from sitewatch.influx import InfluxClient, InfluxError
 from sitewatch.ingest.alerts import board
+from sitewatch.ingest.alerts.camera import CRANE_PROFILE, CameraWatch
 from sitewatch.ingest.alerts.config import AlertSettings
 from sitewatch.ingest.alerts.dispatch import (
     Deliver,
@@ -148,6 +152,8 @@ class AlertService:
         self.watch = AttendanceWatch()
         self._derived_seq = _now_ms() * 1000  # increasing across restarts
         self._attendance_loaded = 0.0
+        #: camera alerts: camera events and cranes slewing -> derived readings
+        self.cameras = CameraWatch(s.camera)
         #: the dashboard feed: rounds written, by outcome ("ok", "error")
         self.board_writes: Counter[str] = Counter()
         self._board_view = board.StoreView()  # the last one read: kept if the store fails
@@ -179,21 +185,35 @@ class AlertService:
             self.skipped += rejected
             return self.observe_derived(
                 self.watch.observe(t.site, t.gateway, gate_events, now_ms), now_ms)
+        if t.channel is GatewayChannel.CAMERA:
+            camera_events, rejected = self.decoder.items(t.channel, payload, now_ms)
+            self.skipped += rejected
+            return self.observe_derived(
+                self.cameras.observe(t.site, t.gateway, camera_events, now_ms), now_ms)
         if t.channel is not GatewayChannel.TELEMETRY:
             return []
         items, rejected = self.decoder.items(t.channel, payload, now_ms)
         self.skipped += rejected
         changes: list[Change] = []
+        derived: list[Derived] = []
         to_dict, observe = msgspec.to_builtins, self.engine.observe
         for item in items:
             # the reading's fields as a dict; fields the device did not send are left out
             values: dict[str, Any] = to_dict(item.values)
-            changes += observe(t.site, t.gateway, item.device, self._profile_of[type(item)],
-                               item.ts, item.seq, values, now_ms)
+            profile = self._profile_of[type(item)]
+            changes += observe(t.site, t.gateway, item.device, profile, item.ts, item.seq,
+                               values, now_ms)
+            slew = values.get("slew_deg") if profile == CRANE_PROFILE else None
+            if slew is not None:  # crane swing intrusions need to know it slews
+                derived += self.cameras.observe_crane(t.site, item.device, item.ts,
+                                                      float(slew), now_ms)
+        if derived:
+            changes += self.observe_derived(derived, now_ms)
         return changes
 
     def observe_derived(self, derived: list[Derived], now_ms: int) -> list[Change]:
-        """Derived readings (attendance) are evaluated like a device's, stamped now."""
+        """Derived readings (attendance, cameras) are evaluated like a device's, stamped
+        now."""
         changes: list[Change] = []
         for d in derived:
             self._derived_seq += 1
@@ -344,6 +364,7 @@ class AlertService:
                     self.engine.forget(alert_id)
                 changes = self.engine.tick(now)
                 changes += await self._attendance_tick(now)
+                changes += self.observe_derived(self.cameras.tick(now), now)
                 if changes:
                     await self._queue_changes(changes)
                 escalated, rows = await self._in_store(self.store.escalate_due, now, after)
@@ -428,11 +449,13 @@ class AlertService:
             await asyncio.sleep(self.settings.stats_interval_s)
             st = self.engine.stats
             d = self.dispatcher
+            cam = self.cameras.stats
             log.info("alerts: readings=%d duplicates=%d late=%d changes=%d skipped=%d "
-                     "stale_wills=%d delivered=%s retries=%s failed=%s", st.readings,
-                     st.duplicates, st.late, st.changes, self.skipped, st.stale_wills,
-                     d.stats.delivered if d else {}, d.stats.retries if d else {},
-                     d.stats.failed if d else {})
+                     "stale_wills=%d camera_items=%d camera_duplicates=%d camera_late=%d "
+                     "delivered=%s retries=%s failed=%s", st.readings, st.duplicates,
+                     st.late, st.changes, self.skipped, st.stale_wills, cam.items,
+                     cam.duplicates, cam.late, d.stats.delivered if d else {},
+                     d.stats.retries if d else {}, d.stats.failed if d else {})
 
     async def run(self) -> None:
         s = self.settings
@@ -558,6 +581,7 @@ class AlertService:
         async with client:
             await client.subscribe(subscription(self.prefix, GatewayChannel.TELEMETRY),
                                    subscription(self.prefix, GatewayChannel.ATTENDANCE),
+                                   subscription(self.prefix, GatewayChannel.CAMERA),
                                    subscription(self.prefix, GatewayChannel.STATUS), qos=1)
             self._client = client
             self.connected.set()
