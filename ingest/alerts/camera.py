@@ -164,7 +164,7 @@ class CameraWatch:
     def tick(self, now_ms: int) -> list[Derived]:
         """Time passes: a crane that no longer slews clears the crane swing alarms."""
         return [d for zones in self._swing_open.values() for z in zones.values()
-                if z.reported is not None and z.reported["crane_swing_intrusion"]
+                if z.reported is not None and z.reported.get("crane_swing_intrusion")
                 for d in self._report(z, now_ms)]
 
     # -- derivation -------------------------------------------------------------------
@@ -174,16 +174,14 @@ class CameraWatch:
         return last is not None and last >= at_ms - self.window_ms
 
     def _report(self, z: _Zone, now_ms: int) -> list[Derived]:
-        c = z.counts
-        intrusion = c.get("intrusion", 0)
-        values: dict[str, Any] = {
-            "no_helmet": c.get("no_helmet", 0),
-            "no_vest": c.get("no_vest", 0),
-            "intrusion": intrusion,
-            "crane_swing_intrusion": z.crane_swing and intrusion > 0 and self.slewing(
-                z.site, max(z.newest["intrusion"], now_ms)),
-            "fire_smoke": c.get("fire_smoke", 0) > 0,
-        }
+        # only the events seen since the service started: after a restart, the end of
+        # one occurrence must not clear the alert of another taken over from the store
+        values: dict[str, Any] = {event: count > 0 if event == "fire_smoke" else count
+                                  for event, count in z.counts.items()}
+        if "intrusion" in values:
+            values["crane_swing_intrusion"] = (
+                z.crane_swing and values["intrusion"] > 0
+                and self.slewing(z.site, max(z.newest["intrusion"], now_ms)))
         if values == z.reported:
             return []
         z.reported = values
