@@ -50,8 +50,8 @@ _HASHED_ID = 64 - 9
 def zone_device(camera: str, zone: str | None) -> str:
     """The derived device of a camera's zone: ``{camera}-{zone}``, the camera alone for
     whole-frame events. Too long an id (over 64 characters) becomes ``{camera}-`` and
-    the first 8 hex digits of the zone's SHA-256 (of camera and zone, after the first 55
-    characters of the camera, for a camera id that long)."""
+    the first 8 hex digits of the zone's SHA-256; for a camera id over 55 characters,
+    its first 55, ``-`` and 8 hex digits of the SHA-256 of ``{camera}/{zone}``."""
     if zone is None:
         return camera
     device = f"{camera}-{zone}"
