@@ -9,7 +9,6 @@ only to those who may see that site.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, Security
@@ -27,7 +26,7 @@ from sitewatch.api.errors import (
     responses,
 )
 from sitewatch.registry import Registry
-from sitewatch.snapshots import SnapshotError, SnapshotRow
+from sitewatch.snapshots import Refusal, SnapshotError, SnapshotRow, store_snapshot
 
 router = APIRouter(tags=["snapshots"])
 
@@ -65,25 +64,22 @@ async def upload(site: SiteId, request: Request, state: StateDep, session: Sessi
         data += chunk
         if len(data) > limit:
             raise PayloadTooLarge(f"larger than {limit} bytes")
-    if not data:
-        raise BadRequest("empty body: send the image bytes")
     try:
-        snap, _ = await asyncio.to_thread(state.snapshots.put, bytes(data))
+        stored = await asyncio.to_thread(
+            store_snapshot, state.snapshots, state.engine, site=site, source=p.name,
+            data=bytes(data), max_bytes=limit)
     except SnapshotError as exc:
+        if exc.code is Refusal.EMPTY:
+            raise BadRequest("empty body: send the image bytes") from None
+        if exc.code is Refusal.TOO_LARGE:
+            raise PayloadTooLarge(f"larger than {limit} bytes") from None
         raise UnsupportedMediaType(str(exc)) from None
-    row = session.get(SnapshotRow, (site, snap.sha256))
-    created = row is None
-    if row is None:
-        row = SnapshotRow(site=site, sha256=snap.sha256, media_type=snap.media_type,
-                          size=snap.size, source=p.name, created_at=int(time.time() * 1000))
-        session.add(row)
-        session.commit()
-    else:
+    if not stored.created:
         response.status_code = 200
-    response.headers["Location"] = f"/sites/{site}/snapshots/{snap.sha256}"
-    return SnapshotInfo(site=site, sha256=snap.sha256, media_type=row.media_type,
-                        size=row.size, source=row.source, created_at=row.created_at,
-                        created=created)
+    response.headers["Location"] = f"/sites/{site}/snapshots/{stored.sha256}"
+    return SnapshotInfo(site=site, sha256=stored.sha256, media_type=stored.media_type,
+                        size=stored.size, source=stored.source,
+                        created_at=stored.created_at, created=stored.created)
 
 
 @router.get("/sites/{site}/snapshots/{sha256}", response_class=FileResponse,

@@ -5,6 +5,9 @@ file, a reference (an event's ``snapshot`` field, a topic's last level) can be c
 against the bytes, and nothing is ever overwritten with other content. Files live under
 ``<dir>/<first two hex digits>/<sha256>.<ext>``; only JPEG and PNG are taken (by their
 magic bytes, not by what the sender claims).
+
+A snapshot belongs to a site by a :class:`SnapshotRow`; :func:`store_snapshot` is the one
+way in (the API's upload, ingest's snapshot topic): the file first, then the row.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Engine, Integer, String
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch.db import Base
 
@@ -42,8 +48,21 @@ class SnapshotRow(Base):
 TABLES = [SnapshotRow.__table__]
 
 
+def create_schema(engine: Engine) -> None:
+    Base.metadata.create_all(engine, tables=TABLES)  # type: ignore[arg-type]
+
+
+class Refusal(StrEnum):
+    """Why bytes are not stored as a snapshot."""
+
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    HASH_MISMATCH = "hash_mismatch"
+
+
 class SnapshotError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: Refusal, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -73,16 +92,16 @@ class SnapshotStore:
         whose hash differs from ``expected_sha256``."""
         kind = image_kind(data)
         if kind is None:
-            raise SnapshotError("unsupported_media_type", "not a JPEG or PNG image")
+            raise SnapshotError(Refusal.UNSUPPORTED_MEDIA_TYPE, "not a JPEG or PNG image")
         digest = hashlib.sha256(data).hexdigest()
         if expected_sha256 is not None and expected_sha256 != digest:
-            raise SnapshotError("hash_mismatch", f"content has SHA-256 {digest}, "
+            raise SnapshotError(Refusal.HASH_MISMATCH, f"content has SHA-256 {digest}, "
                                 f"not {expected_sha256}")
         path = self.dir / digest[:2] / f"{digest}.{kind}"
         snap = Snapshot(digest, path, MEDIA_TYPES[kind], len(data))
         if path.exists():
             return snap, False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -93,6 +112,8 @@ class SnapshotStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        # the rename is durable only once the folder is: a row must never outlive its file
+        _fsync_dir(path.parent)
         return snap, True
 
     def get(self, sha256: str) -> Snapshot | None:
@@ -103,3 +124,69 @@ class SnapshotStore:
             if path.exists():
                 return Snapshot(sha256, path, media, path.stat().st_size)
         return None
+
+
+def _make_dirs(directory: Path) -> None:
+    """``mkdir -p``, each new folder's entry fsynced in its parent (as the file's is)."""
+    if directory.is_dir():
+        return
+    _make_dirs(directory.parent)
+    directory.mkdir(exist_ok=True)
+    _fsync_dir(directory.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    """A site's snapshot as its row records it, and whether this call added the row."""
+
+    site: str
+    sha256: str
+    media_type: str
+    size: int
+    source: str
+    created_at: int
+    #: False when the site already had it (the same picture again: not an error)
+    created: bool
+
+
+def store_snapshot(files: SnapshotStore, engine: Engine, *, site: str, source: str,
+                   data: bytes, expected_sha256: str | None = None,
+                   max_bytes: int | None = None) -> StoredSnapshot:
+    """Store ``data`` for ``site``: the file fsynced, then its row committed.
+
+    Blocking (fsync, a transaction): run it in a worker thread. Raises
+    :class:`SnapshotError` for bytes that are empty, over ``max_bytes``, not JPEG/PNG, or
+    whose SHA-256 is not ``expected_sha256``; database and file-system errors pass
+    through (the caller retries or answers 5xx). Storing the same picture for the same
+    site again, even from two writers at once, keeps the first row and returns it.
+    """
+    if not data:
+        raise SnapshotError(Refusal.EMPTY, "no bytes: a snapshot is one JPEG or PNG image")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise SnapshotError(Refusal.TOO_LARGE, f"{len(data)} bytes, more than {max_bytes}")
+    snap, _ = files.put(data, expected_sha256)
+    with Session(engine) as s:
+        row = s.get(SnapshotRow, (site, snap.sha256))
+        if row is None:
+            new = StoredSnapshot(site, snap.sha256, snap.media_type, snap.size, source,
+                                 int(time.time() * 1000), created=True)
+            s.add(SnapshotRow(site=site, sha256=snap.sha256, media_type=new.media_type,
+                              size=new.size, source=source, created_at=new.created_at))
+            try:
+                s.commit()
+                return new
+            except IntegrityError:  # another writer added it since we looked
+                s.rollback()
+                row = s.get(SnapshotRow, (site, snap.sha256))
+                if row is None:
+                    raise
+        return StoredSnapshot(row.site, row.sha256, row.media_type, row.size, row.source,
+                              row.created_at, created=False)
