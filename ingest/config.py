@@ -47,3 +47,7 @@ class IngestSettings(SubscriberSettings):
     retention_days: float = Field(default=730, gt=0)
     #: readings further ahead of ingest's clock than this are dead-lettered
     max_future_s: float = Field(default=300, ge=0)
+    #: camera snapshots, stored by their SHA-256: the API's ``snapshots_dir`` (it serves them)
+    snapshots_dir: Path = Path("snapshots")
+    #: larger snapshot messages are dead-lettered (``too_large``); the API's limit too
+    max_snapshot_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

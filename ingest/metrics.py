@@ -72,7 +72,7 @@ class IngestCollector:
             count_value=times.count, sum_value=times.seconds)
         return [
             counter(f"{p}messages_total", "MQTT messages taken from the broker (batches, "
-                    "statuses, messages refused whole)", st.messages),
+                    "statuses, snapshots, messages refused whole)", st.messages),
             counter(f"{p}status_messages_total", "Gateway status messages taken",
                     st.statuses),
             counter(f"{p}readings_received_total", "Items of telemetry, attendance and "
@@ -100,6 +100,13 @@ class IngestCollector:
                                    "resent": st.gate_events_resent}),
             counter(f"{p}ledger_errors_total", "Failed appends to the attendance ledger "
                     "(retried; the acks wait)", st.ledger_retries),
+            counter_by(f"{p}snapshots_total", "Camera snapshots stored (file and row) by "
+                       "whether their site had them: stored (new), or resent (already there)",
+                       "outcome", {"stored": st.snapshots_stored,
+                                   "resent": st.snapshots_resent}),
+            counter(f"{p}snapshot_store_errors_total", "Failed attempts to store a snapshot "
+                    "(file or row; retried, its PUBACK and later ones wait)",
+                    st.snapshot_store_retries),
             gauge(f"{p}messages_in_flight", "Messages taken from the broker and not yet "
                   "acknowledged to it (being written)", ingest.in_flight if connected else 0),
             gauge(f"{p}messages_queued", "Messages received from the broker, not yet taken",

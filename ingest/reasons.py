@@ -9,7 +9,7 @@ import msgspec
 
 class Reason(StrEnum):
     BAD_TOPIC = "bad_topic"                  # not a contract topic / invalid id in topic
-    TOO_LARGE = "too_large"                  # payload over 256 KiB
+    TOO_LARGE = "too_large"                  # batch over 256 KiB, snapshot over max_snapshot_bytes
     BAD_JSON = "bad_json"                    # not JSON at all
     BAD_ENVELOPE = "bad_envelope"            # v/batch/sent/items missing or wrong
     UNSUPPORTED_VERSION = "unsupported_version"
@@ -23,6 +23,9 @@ class Reason(StrEnum):
     TS_FUTURE = "ts_future"                  # more than max_future_s ahead of ingest's clock
     TS_TOO_OLD = "ts_too_old"                # older than the retention period
     INFLUX_REJECTED = "influx_rejected"      # InfluxDB refused the point (e.g. type conflict)
+    EMPTY_SNAPSHOT = "empty_snapshot"        # a snapshot message without bytes
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # a snapshot that is not JPEG or PNG
+    SNAPSHOT_HASH_MISMATCH = "snapshot_hash_mismatch"  # its SHA-256 is not the topic's
 
 
 def classify(exc: msgspec.ValidationError) -> Reason:

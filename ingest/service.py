@@ -4,6 +4,10 @@ Reads like aiomqtt's own loop: connect with a persistent session, subscribe, con
 a TaskGroup with the pipeline's flush timer; on a lost connection everything taken but
 not finished is dropped (the broker redelivers it: it was never PUBACKed) and we
 reconnect with jittered exponential backoff.
+
+A camera snapshot carries no batch to ack: it is stored (file fsynced, row committed) by
+the consumer before its Work enters the pipeline, so its PUBACK, in order with the
+others, means it is kept, or dead-lettered with its reason.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import logging
 import time
 
 import msgspec
+from sqlalchemy.exc import SQLAlchemyError
 
 from sitewatch import contract, mqtt
 from sitewatch.attendance.ledger import LedgerWriter
 from sitewatch.backoff import Backoff
+from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.deadletter import DeadLetterStore
@@ -28,9 +34,18 @@ from sitewatch.ingest.stats import IngestStats
 from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import load_profiles
 from sitewatch.signals import stop_on_signals
+from sitewatch.snapshots import (
+    SHA256_RE,
+    Refusal,
+    SnapshotError,
+    SnapshotStore,
+    store_snapshot,
+)
+from sitewatch.snapshots import create_schema as create_snapshot_schema
 from sitewatch.topics import (
     BATCH_CHANNELS,
     GatewayChannel,
+    GatewayTopic,
     TopicError,
     gateway_topic,
     parse_gateway_topic,
@@ -40,7 +55,15 @@ from sitewatch.topics import (
 log = logging.getLogger("sitewatch.ingest")
 
 SUBSCRIBED = (GatewayChannel.TELEMETRY, GatewayChannel.ATTENDANCE, GatewayChannel.CAMERA,
-              GatewayChannel.STATUS)
+              GatewayChannel.STATUS, GatewayChannel.SNAPSHOT)
+#: how much of a message refused whole the dead-letter store keeps
+MAX_COPY = 64 * 1024
+SNAPSHOT_REASONS = {
+    Refusal.EMPTY: Reason.EMPTY_SNAPSHOT,
+    Refusal.TOO_LARGE: Reason.TOO_LARGE,
+    Refusal.UNSUPPORTED_MEDIA_TYPE: Reason.UNSUPPORTED_MEDIA_TYPE,
+    Refusal.HASH_MISMATCH: Reason.SNAPSHOT_HASH_MISMATCH,
+}
 
 
 class Ingest:
@@ -56,6 +79,8 @@ class Ingest:
         self.prefix = settings.mqtt.topic_prefix
         self.dead_letters = DeadLetterStore(settings.database_url)
         self.ledger = LedgerWriter(settings.database_url)
+        self.snapshots = SnapshotStore(settings.snapshots_dir)
+        self.snapshot_rows = make_engine(settings.database_url)
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         # what the metrics report besides the stats: the session's client, the messages
@@ -71,12 +96,18 @@ class Ingest:
         self._stop.set()
 
     # -- message -> work -----------------------------------------------------------
-    def to_work(self, message: mqtt.Message, now_ms: int) -> Work:
+    async def take(self, message: mqtt.Message, now_ms: int) -> Work:
+        """What one message becomes; a snapshot is stored first (in a worker thread)."""
         try:
             t = parse_gateway_topic(self.prefix, message.topic)
         except TopicError as exc:
             return Work(message, message.topic, None, None, None, 0, [],
-                        [Rejected(Reason.BAD_TOPIC, str(exc), message.payload[:65536])])
+                        [Rejected(Reason.BAD_TOPIC, str(exc), message.payload[:MAX_COPY])])
+        if t.channel is GatewayChannel.SNAPSHOT:
+            return await self._store_snapshot(message, t)
+        return self.to_work(message, t, now_ms)
+
+    def to_work(self, message: mqtt.Message, t: GatewayTopic, now_ms: int) -> Work:
         if t.channel in BATCH_CHANNELS:
             d: Decoded = self.decoder.decode(t.channel, t.site, t.gateway, message.payload,
                                              now_ms)
@@ -95,7 +126,42 @@ class Ingest:
                         [status_line(status, t.site, t.gateway)], [])
         return Work(message, message.topic, t.site, t.gateway, None, 0, [],
                     [Rejected(Reason.BAD_TOPIC, f"ingest does not take {t.channel.value}",
-                              message.payload[:65536])])
+                              message.payload[:MAX_COPY])])
+
+    async def _store_snapshot(self, message: mqtt.Message, t: GatewayTopic) -> Work:
+        """Store the picture for its site (whether the site is registered or not: the API
+        decides who sees it), retrying while the disk or the database fails: its PUBACK,
+        and every later one, waits. Bad bytes are dead-lettered, never retried."""
+        def work(*rejected: Rejected) -> Work:
+            return Work(message, message.topic, t.site, t.gateway, None, 0, [], list(rejected))
+
+        sha256 = t.snapshot or ""
+        if not SHA256_RE.fullmatch(sha256):
+            return work(Rejected(Reason.BAD_TOPIC, f"snapshot topic ends in {sha256[:80]!r}, "
+                                 "not a lowercase hex SHA-256", message.payload[:MAX_COPY]))
+        backoff = Backoff()
+        while True:
+            try:
+                stored = await asyncio.to_thread(
+                    store_snapshot, self.snapshots, self.snapshot_rows, site=t.site,
+                    source=f"gateway:{t.gateway}", data=message.payload,
+                    expected_sha256=sha256, max_bytes=self.settings.max_snapshot_bytes)
+                break
+            except SnapshotError as exc:
+                log.info("snapshot %s refused: %s", message.topic, exc)
+                return work(Rejected(SNAPSHOT_REASONS[exc.code], str(exc),
+                                     message.payload[:MAX_COPY]))
+            except (OSError, SQLAlchemyError) as exc:
+                self.stats.snapshot_store_retries += 1
+                delay = backoff.next_delay()
+                log.warning("storing snapshot %s failed (%s: %s); retrying in %.1fs",
+                            message.topic, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+        if stored.created:
+            self.stats.snapshots_stored += 1
+        else:
+            self.stats.snapshots_resent += 1
+        return work()
 
     # -- main loop -----------------------------------------------------------------
     async def run(self) -> None:
@@ -104,6 +170,7 @@ class Ingest:
             self.metrics_endpoint = endpoint
             self.dead_letters.create_schema()
             self.ledger.create_schema()
+            create_snapshot_schema(self.snapshot_rows)
             async with TimedInflux(s.influx, self.write_times) as influx:
                 await self._wait_influx(influx)
                 stats_task = asyncio.create_task(self._log_stats(), name="stats")
@@ -115,6 +182,7 @@ class Ingest:
                     log.info("ingest stopped: %s", self.stats.summary())
                     self.dead_letters.dispose()
                     self.ledger.dispose()
+                    self.snapshot_rows.dispose()
 
     async def _wait_influx(self, influx: InfluxClient) -> None:
         backoff = Backoff(0.2, 10)
@@ -179,10 +247,10 @@ class Ingest:
     async def _consume(self, client: mqtt.Client, pipeline: WritePipeline) -> None:
         stats = self.stats
         async for message in client.messages():
-            work = self.to_work(message, int(time.time() * 1000))
             stats.messages += 1
-            stats.items_received += work.items
             self.in_flight += 1
+            work = await self.take(message, int(time.time() * 1000))
+            stats.items_received += work.items
             await pipeline.put(work)
 
     async def _log_stats(self) -> None:

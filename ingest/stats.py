@@ -21,6 +21,10 @@ class IngestStats:
     gate_events_appended: int = 0
     gate_events_resent: int = 0
     ledger_retries: int = 0
+    #: snapshots new to their site, and ones it already had (sent again)
+    snapshots_stored: int = 0
+    snapshots_resent: int = 0
+    snapshot_store_retries: int = 0
 
     @property
     def items_rejected(self) -> int:
@@ -33,4 +37,6 @@ class IngestStats:
                 f"acks={self.acks_published} writes={self.writes} "
                 f"retries={self.write_retries} dead_letter_retries={self.dead_letter_retries} "
                 f"gate_events={self.gate_events_appended} "
-                f"gate_events_resent={self.gate_events_resent}")
+                f"gate_events_resent={self.gate_events_resent} "
+                f"snapshots={self.snapshots_stored} "
+                f"snapshots_resent={self.snapshots_resent}")

@@ -1,19 +1,32 @@
-"""Camera snapshots: the shared store (files and rows, on SQLite)."""
+"""Camera snapshots: the shared store (files and rows, on SQLite), and ingest taking them
+from the snapshot topic of real Mosquitto, published by a client we did not write."""
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
+import httpx
 import numpy as np
 import pytest
+from conftest import RunningIngest, wait_for
 from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session
 
+from sitewatch.accounts import add_api_key
+from sitewatch.api.config import ApiSettings
+from sitewatch.api.main import create_app
 from sitewatch.db import make_engine
+from sitewatch.influx import InfluxSettings
+from sitewatch.ingest.config import IngestSettings
+from sitewatch.ingest.deadletter import DeadLetterStore
+from sitewatch.ingest.service import Ingest
+from sitewatch.localstack import InfluxServer, MosquittoServer
 from sitewatch.snapshots import (
     Refusal,
     SnapshotError,
@@ -22,6 +35,7 @@ from sitewatch.snapshots import (
     create_schema,
     store_snapshot,
 )
+from sitewatch.topics import snapshot_topic
 
 
 def jpeg(seed: int, size: int = 32) -> bytes:
@@ -136,3 +150,127 @@ def test_store_snapshot_from_threads_at_once(engine: Engine, tmp_path: Path) -> 
         t.join()
     assert sorted(created) == [False] * 7 + [True]
     assert len(rows(engine)) == 1 and len(files_in(tmp_path / "snaps")) == 1
+
+
+# -- ingest, against real Mosquitto and InfluxDB -------------------------------------
+def test_ingest_snapshot_settings_default_to_the_apis() -> None:
+    ingest, api = IngestSettings(), ApiSettings(environment="development")
+    assert ingest.snapshots_dir == api.snapshots_dir
+    assert ingest.max_snapshot_bytes == api.max_snapshot_bytes == 8 * 1024 * 1024
+    with pytest.raises(ValueError, match="snapshot_dir"):
+        IngestSettings(snapshot_dir="typo")  # type: ignore[call-arg]
+
+
+def mosquitto_pub(server: MosquittoServer, topic: str, payload: bytes) -> None:
+    body = ["-n"] if not payload else ["-s"]  # -n: a zero-length message
+    subprocess.run(["mosquitto_pub", "-h", server.host, "-p", str(server.port), "-q", "1",
+                    "-t", topic, *body], input=payload, check=True, timeout=10)
+
+
+def sample(ingest: Ingest, name: str, **labels: str) -> float | None:
+    return ingest.registry.get_sample_value(name, labels)
+
+
+@pytest.mark.integration
+async def test_snapshot_is_stored_under_its_hash_and_served_by_the_api(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    influxdb: InfluxServer, prefix: str, unique: str, tmp_path: Path,
+) -> None:
+    snaps = tmp_path / "snapshots"
+    running = await start_ingest(snapshots_dir=snaps)
+    service = running.service
+    assert service is not None
+    picture = jpeg(10, 48)
+    topic = snapshot_topic(prefix, "S1", "GW7", sha(picture))
+    mosquitto_pub(mosquitto, topic, picture)
+    await wait_for(lambda: service.stats.snapshots_stored == 1, what="snapshot stored")
+    path = snaps / sha(picture)[:2] / f"{sha(picture)}.jpg"
+    assert files_in(snaps) == [path] and path.read_bytes() == picture
+    engine = make_engine(running.settings.database_url)
+    assert rows(engine) == [("S1", sha(picture), "image/jpeg", len(picture), "gateway:GW7")]
+    # the same bytes again (a gateway resending): one file, one row, nothing refused
+    mosquitto_pub(mosquitto, topic, picture)
+    await wait_for(lambda: service.stats.snapshots_resent == 1, what="resend taken")
+    assert files_in(snaps) == [path] and len(rows(engine)) == 1
+    assert service.stats.items_rejected == 0
+    assert sample(service, "sitewatch_ingest_snapshots_total", outcome="stored") == 1
+    assert sample(service, "sitewatch_ingest_snapshots_total", outcome="resent") == 1
+    engine.dispose()
+
+    # the API, on the same folder and database, serves it to whoever may see site S1
+    # (S1 is not registered: ingest keeps a snapshot whatever its site)
+    app = create_app(ApiSettings(environment="development",
+                                 influx=InfluxSettings(url=influxdb.url, database=unique),
+                                 database_url=running.settings.database_url,
+                                 snapshots_dir=snaps))
+    async with app.router.lifespan_context(app):
+        with app.state.sitewatch.sessions() as s:
+            _, key = add_api_key(s, "test", "viewer")
+            s.commit()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://api",
+                                     headers={"X-API-Key": key}) as api:
+            r = await api.get(f"/sites/S1/snapshots/{sha(picture)}")
+            assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+            assert r.content == picture
+            assert (await api.get(f"/sites/S2/snapshots/{sha(picture)}")).status_code == 404
+
+
+@pytest.mark.integration
+async def test_bad_snapshots_are_dead_lettered_counted_and_acknowledged(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    prefix: str, tmp_path: Path,
+) -> None:
+    snaps = tmp_path / "snapshots"
+    limit = 64 * 1024
+    running = await start_ingest(snapshots_dir=snaps, max_snapshot_bytes=limit)
+    service = running.service
+    assert service is not None
+    big = jpeg(11, 400)
+    assert len(big) > limit
+    gif = b"GIF89a" + bytes(200)
+    other = jpeg(12)
+    bad: list[tuple[str, str, bytes]] = [
+        ("snapshot_hash_mismatch", snapshot_topic(prefix, "S1", "GW1", sha(jpeg(13))), other),
+        ("unsupported_media_type", snapshot_topic(prefix, "S1", "GW1", sha(gif)), gif),
+        ("empty_snapshot", snapshot_topic(prefix, "S1", "GW1", sha(b"")), b""),
+        ("too_large", snapshot_topic(prefix, "S1", "GW1", sha(big)), big),
+        ("bad_topic", f"{prefix}/S1/GW1/snapshot/{sha(other).upper()}", other),
+    ]
+    for _, topic, payload in bad:
+        mosquitto_pub(mosquitto, topic, payload)
+    good = jpeg(14)
+    mosquitto_pub(mosquitto, snapshot_topic(prefix, "S1", "GW1", sha(good)), good)
+
+    # ingest goes on: the good snapshot after them is stored, and every bad one is kept
+    # with its reason and counted
+    await wait_for(lambda: service.stats.snapshots_stored == 1, what="good snapshot stored")
+    await wait_for(lambda: service.stats.items_rejected == len(bad),
+                   what=lambda: f"rejections counted: {service.stats.rejected}")
+    assert files_in(snaps) == [snaps / sha(good)[:2] / f"{sha(good)}.jpg"]
+    store = DeadLetterStore(running.settings.database_url)
+    kept = {r.topic: r for r in store.recent(100)}
+    assert len(kept) == len(bad)
+    for reason, topic, payload in bad:
+        row = kept[topic]
+        assert (row.reason, row.site, row.gateway, row.batch) == (reason, "S1", "GW1", None)
+        assert row.detail and row.payload == payload[:64 * 1024]
+        assert service.stats.rejected[reason] == 1
+        assert sample(service, "sitewatch_ingest_dead_letters_total", reason=reason) == 1
+    assert len(kept[bad[3][1]].payload) == 64 * 1024  # the too-large one, cut
+    assert "not " + sha(jpeg(13)) in kept[bad[0][1]].detail
+
+    # all of them were PUBACKed: ingest back on the same persistent session gets none
+    # of them again, only what is published now
+    await running.stop()
+    again = await start_ingest(snapshots_dir=snaps, max_snapshot_bytes=limit)
+    assert again.settings.client_id == running.settings.client_id
+    later = again.service
+    assert later is not None
+    newer = jpeg(15)
+    mosquitto_pub(mosquitto, snapshot_topic(prefix, "S1", "GW1", sha(newer)), newer)
+    await wait_for(lambda: later.stats.snapshots_stored == 1, what="newer snapshot stored")
+    assert later.stats.messages == 1 and later.stats.snapshots_resent == 0
+    assert not later.stats.rejected
+    assert sum(store.counts_by_reason().values()) == len(bad)
+    store.dispose()
