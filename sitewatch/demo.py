@@ -280,8 +280,11 @@ def run_demo(opts: DemoOptions) -> int:
             return 1
         db_url = f"sqlite:///{state / 'sitewatch.db'}"
         common = {"influx": {"url": influx.url}, "database_url": db_url}
+        # ingest stores the gateways' camera snapshots where the API serves them from
+        snapshots_dir = str(state / "snapshots")
         (state / "ingest.yaml").write_text(yaml.safe_dump(
-            {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
+            {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60,
+             "snapshots_dir": snapshots_dir}))
         # a real secret (a new one each start), as in production
         # provisioning a gateway through the API rewrites the broker's files and has it
         # re-read them (it runs here, on this host)
@@ -295,7 +298,7 @@ def run_demo(opts: DemoOptions) -> int:
                       for a in accounts if a.role is not Role.GATEWAY]}
         id_key = secrets.token_hex(32)  # ID-card numbers are kept hashed under it
         (state / "api.yaml").write_text(yaml.safe_dump(
-            {**common, "port": api_port, "snapshots_dir": str(state / "snapshots"),
+            {**common, "port": api_port, "snapshots_dir": snapshots_dir,
              "auth": {"secret_key": secrets.token_hex(32)}, "broker": broker,
              "attendance": {"id_hash_key": id_key}}))
         admin_password, api_key = _seed_registry(db_url, accounts, id_key)

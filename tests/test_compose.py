@@ -122,6 +122,23 @@ def test_mounted_files_exist_and_match_the_project() -> None:
         "service_completed_successfully"
 
 
+def test_ingest_stores_snapshots_where_the_api_serves_them() -> None:
+    """Ingest writes the gateways' snapshots (file and row), the API serves them: one
+    folder on one volume, one database, for both."""
+    def snapshots(service: str) -> tuple[str, str, str]:
+        svc = COMPOSE["services"][service]
+        env = {k.split("_", 2)[2]: str(v) for k, v in svc["environment"].items()}
+        folder = env["SNAPSHOTS_DIR"]
+        mounts = dict(v.split(":")[:2] for v in svc["volumes"])
+        volume = next((source for source, target in mounts.items()
+                       if folder.startswith(target.rstrip("/") + "/")), None)
+        assert volume is not None, f"{service}: {folder} is on no volume"
+        return volume, folder, env["DATABASE_URL"]
+
+    assert snapshots("ingest") == snapshots("api")
+    assert not snapshots("ingest")[0].startswith("./")  # a named volume, not the checkout
+
+
 def test_grafana_provisioning_paths_match_the_mounts() -> None:
     mounts = dict(v.split(":")[:2] for v in COMPOSE["services"]["grafana"]["volumes"])
     assert mounts["./dashboards/provisioning"] == "/etc/grafana/provisioning"
