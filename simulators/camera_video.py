@@ -84,6 +84,14 @@ class Scene:
         """The static background (drawn once)."""
         return _ground(self.width, self.height, self.seed)
 
+    @cached_property
+    def noise_bank(self) -> list[np.ndarray[Any, np.dtype[np.int16]]]:
+        """Sensor noise, drawn once: frame ``i`` gets noise ``i % 7``, so no two
+        consecutive frames are alike, and rendering is not dominated by the draws."""
+        rng = np.random.default_rng((self.seed, 99))
+        return [np.rint(rng.standard_normal((self.height, self.width, 3), np.float32)
+                        * self.noise).astype(np.int16) for _ in range(7)]
+
     def frame(self, i: int) -> Frame:
         img = self.ground.copy()
         if self.plume is not None and i >= self.plume.first:
@@ -91,9 +99,8 @@ class Scene:
         for w in sorted(self.walkers, key=lambda w: (w.feet(i) or (0, 0))[1]):
             if w.feet(i) is not None:
                 _person(img, w, i)
-        rng = np.random.default_rng((self.seed, i))
-        noise = np.asarray(rng.normal(0, self.noise, img.shape), np.float32).astype(np.int16)
-        noisy: np.ndarray[Any, np.dtype[np.int16]] = img.astype(np.int16) + noise
+        noisy: np.ndarray[Any, np.dtype[np.int16]] = (img.astype(np.int16)
+                                                     + self.noise_bank[i % len(self.noise_bank)])
         out: Frame = np.clip(noisy, 0, 255).astype(np.uint8)
         return out
 
@@ -212,3 +219,75 @@ def site_scene(*, frames: int = 300, seed: int = 1, plume: bool = False) -> Scen
 
 #: the crane's swing area in :func:`site_scene` (pixels), a polygon
 SWING_ZONE: tuple[Point, ...] = ((520, 380), (980, 380), (1060, 700), (440, 700))
+
+
+def random_scene(seed: int, *, frames: int = 600, people: int = 8, fps: float = 10.0,
+                 plume: bool = False) -> Scene:
+    """A scene of ``people`` walkers with random paths, times and hats (deterministic
+    for ``seed``); people further up the picture (further away) are smaller. Used to
+    measure the analytics on more than the one standard scene."""
+    rng = np.random.default_rng(seed)
+    walkers = []
+    for k in range(people):
+        y0, y1 = (float(v) for v in rng.uniform(300, 700, 2))
+        x0, x1 = (float(v) for v in rng.uniform(60, 1220, 2))
+        first = int(rng.integers(0, frames - 80))
+        last = min(frames - 1, first + int(rng.integers(60, 240)))
+        helmet = bool(rng.random() < 0.7)
+        walkers.append(Walker(
+            f"R{k + 1}", (x0, y0), (x1, y1), first, last,
+            height=int(110 + (min(y0, y1) - 300) * 0.12),
+            helmet=helmet, hat=HAT_COLORS[int(rng.integers(0, len(HAT_COLORS)))],
+            vest=((0, 200, 255), (40, 180, 40), (0, 140, 255))[int(rng.integers(0, 3))]))
+    return Scene(frames=frames, fps=fps, walkers=tuple(walkers), seed=seed,
+                 plume=Plume((float(rng.uniform(200, 1000)), 300.0), frames // 3)
+                 if plume else None)
+
+
+Interval = tuple[float, float]
+
+
+def occupied(scene: Scene, zone: Sequence[Point], *, gap_s: float = 3.0) -> list[Interval]:
+    """The truth of intrusions: from when to when (seconds) someone's feet are in
+    ``zone``, absences shorter than ``gap_s`` bridged (as the edge debounces them)."""
+    out: list[list[float]] = []
+    for i in range(scene.frames):
+        if scene.inside(i, zone):
+            t = i / scene.fps
+            if out and t - out[-1][1] <= gap_s:
+                out[-1][1] = t
+            else:
+                out.append([t, t])
+    return [(a, b) for a, b in out]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def precision(self) -> float:
+        found = self.true_positives + self.false_positives
+        return self.true_positives / found if found else 1.0
+
+    @property
+    def recall(self) -> float:
+        real = self.true_positives + self.false_negatives
+        return self.true_positives / real if real else 1.0
+
+
+def score(truth: Sequence[Interval], found: Sequence[Interval], *, min_s: float = 1.0,
+          slack_s: float = 1.0) -> Score:
+    """Occurrences matched by overlap (with ``slack_s`` at either end for the debounce
+    delays). A true occurrence shorter than ``min_s`` (the debounce's ``on_s``) need not
+    be found, and finding it is no false positive either."""
+    def overlaps(a: Interval, b: Interval) -> bool:
+        return a[0] - slack_s <= b[1] and b[0] <= a[1] + slack_s
+
+    tp = sum(1 for f in found if any(overlaps(t, f) for t in truth))
+    fp = len(found) - tp
+    must = [t for t in truth if t[1] - t[0] >= min_s]
+    fn = sum(1 for t in must if not any(overlaps(t, f) for f in found))
+    return Score(tp, fp, fn)
