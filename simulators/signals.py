@@ -205,6 +205,22 @@ class AttendanceGate:
                                       + self.rng.gauss(0, 0.3), -39, 84), 2)}
 
 
+@dataclass
+class CameraStatus:
+    """A camera's status as its edge analytics report it (the video itself comes from
+    :mod:`sitewatch.simulators.camera_video`); now and then the picture is lost."""
+
+    rng: random.Random
+    clock: SiteClock = field(default_factory=SiteClock)
+
+    def sample(self, t: float) -> Values:
+        online = self.rng.random() > 0.01
+        people = self.rng.randint(2, 12) if self.clock.working(t) else 0
+        return {"online": online, "frozen": False, "covered": False,
+                "fps": round(_clip(2.0 + self.rng.gauss(0, 0.05), 0, 30), 2) if online else 0.0,
+                "people": people if online else 0}
+
+
 SignalFactory = Callable[[random.Random, float, SiteClock], SignalModel]
 
 #: One signal model per device profile: the simulators' registry.
@@ -217,6 +233,7 @@ SIGNALS: dict[str, SignalFactory] = {
     "electrical": lambda rng, start, clock: Electrical(rng, clock=clock),
     "gateway": lambda rng, start, clock: Gateway(rng),
     "attendance_gate": lambda rng, start, clock: AttendanceGate(rng, clock=clock),
+    "camera": lambda rng, start, clock: CameraStatus(rng, clock=clock),
 }
 
 
