@@ -38,6 +38,9 @@ class DirectSink:
     def emit_attendance(self, *a: object) -> bool:
         return False
 
+    async def emit_camera(self, *a: object) -> bool:
+        return False
+
     async def durable(self) -> bool:
         return True
 

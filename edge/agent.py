@@ -43,7 +43,8 @@ from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import ProfileSet, load_profiles
 from sitewatch.settings import ConfigError
 from sitewatch.signals import stop_on_signals
-from sitewatch.topics import GatewayChannel, gateway_topic
+from sitewatch.snapshots import SnapshotError, SnapshotStore
+from sitewatch.topics import GatewayChannel, gateway_topic, snapshot_topic
 
 log = logging.getLogger("sitewatch.edge")
 
@@ -110,6 +111,11 @@ class Agent:
         self.registry = new_registry("edge")
         self.registry.register(self.metrics)
         self.metrics_endpoint: MetricsEndpoint | None = None
+        #: camera snapshots waiting for their batch's ack (content-addressed files)
+        self.snapshots = SnapshotStore(Path(settings.state_dir) / "snapshots")
+        self._batch_snapshots: dict[int, list[str]] = {}
+        self.snapshots_sent = 0
+        self.snapshots_failed = 0  # not written, or gone before they were sent
         self.topics: dict[GatewayChannel, str] = {
             ch: gateway_topic(self.prefix, settings.site, settings.gateway, ch)
             for ch in GatewayChannel if ch is not GatewayChannel.SNAPSHOT
@@ -147,6 +153,31 @@ class Agent:
                           lambda seq, ts: contract.AttendanceItem(
                               device=device, ts=ts, seq=seq, worker=worker,
                               direction=direction, method=method))  # type: ignore[arg-type]
+
+    async def emit_camera(self, device: str, event: contract.CameraEvent, zone: str | None,
+                          count: int, confidence: float | None,
+                          method: contract.DetectionMethod | None,
+                          snapshot: tuple[bytes, str] | None, ts_ms: int) -> bool:
+        """Take a camera event (camera channel). Its snapshot is written (fsynced) to
+        ``state_dir/snapshots`` first; it is published before the batch that names it
+        and deleted once ingest has acknowledged that batch."""
+        sha: str | msgspec.UnsetType = msgspec.UNSET
+        if snapshot is not None:
+            jpeg, sha = snapshot
+            try:
+                await asyncio.to_thread(self.snapshots.put, jpeg, sha)
+            except (OSError, SnapshotError) as exc:
+                self.snapshots_failed += 1
+                log.error("camera %s: snapshot not kept (%s); the event goes without it",
+                          device, exc)
+                sha = msgspec.UNSET
+        unset = msgspec.UNSET
+        return self._take(device, GatewayChannel.CAMERA, ts_ms,
+                          lambda seq, ts: contract.CameraItem(
+                              device=device, ts=ts, seq=seq, event=event, count=count,
+                              snapshot=sha, zone=unset if zone is None else zone,
+                              confidence=unset if confidence is None else confidence,
+                              method=unset if method is None else method))
 
     def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
               make: Callable[[int, int], msgspec.Struct]) -> bool:
@@ -239,12 +270,42 @@ class Agent:
             return
         sent = []
         for b in batches:
+            if b.channel == GatewayChannel.CAMERA.value:
+                self._publish_snapshots(client, b)
             fut = client.publish_nowait(self.topics[GatewayChannel(b.channel)], b.payload, qos=1)
             fut.add_done_callback(_ignore)
             sent.append(b.batch)
             self.items_sent += b.items
         self.batches_sent += len(sent)
         self.spool.mark_sent(sent)
+
+    def _publish_snapshots(self, client: mqtt.Client, batch: SpooledBatch) -> None:
+        """The snapshots a camera batch names go out before it (so they are at ingest
+        when the event is); they stay on disk until the batch is acknowledged."""
+        try:
+            items = contract.camera_decoder.decode(batch.payload).items
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        names = [i.snapshot for i in items if isinstance(i.snapshot, str)]
+        self._batch_snapshots[batch.batch] = names
+        for sha in names:
+            snap = self.snapshots.get(sha)
+            if snap is None:
+                self.snapshots_failed += 1
+                log.error("snapshot %s of batch %d is gone; the event is sent without "
+                          "its picture", sha, batch.batch)
+                continue
+            topic = snapshot_topic(self.prefix, self.settings.site, self.settings.gateway, sha)
+            fut = client.publish_nowait(topic, snap.path.read_bytes(), qos=1)
+            fut.add_done_callback(_ignore)
+            self.snapshots_sent += 1
+
+    def _forget_snapshots(self, batches: list[int]) -> None:
+        for b in batches:
+            for sha in self._batch_snapshots.pop(b, []):
+                snap = self.snapshots.get(sha)
+                if snap is not None:
+                    snap.path.unlink(missing_ok=True)
 
     # -- tasks ---------------------------------------------------------------------
     async def _run_driver(self, driver: Driver) -> None:
@@ -269,6 +330,18 @@ class Agent:
             await asyncio.sleep(10)
             self.spool.retry_disk()
             await asyncio.to_thread(self.spool.expire)
+            await asyncio.to_thread(self._expire_snapshots)
+
+    def _expire_snapshots(self) -> None:
+        """Snapshots outlive their batch only when the agent stopped before the ack; the
+        spool's age bound applies to them too."""
+        if not self.snapshots.dir.is_dir():
+            return
+        cutoff = time.time() - self.settings.spool.max_age_s
+        for path in self.snapshots.dir.glob("*/*.jpg"):
+            with suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
 
     async def _backlog(self) -> None:
         """Resend what is unacknowledged past the timeout, at a bounded rate."""
@@ -360,6 +433,7 @@ class Agent:
                 log.warning("edge: ignoring malformed ack: %s", exc)
                 continue
             self.spool.acknowledge([e.batch for e in ack.acks])
+            self._forget_snapshots([e.batch for e in ack.acks])
             self.batches_acked += len(ack.acks)
             for e in ack.acks:
                 if e.rejected:
@@ -425,6 +499,12 @@ class _DeviceSink:
 
     def emit_attendance(self, worker: str, direction: str, method: str, ts_ms: int) -> bool:
         return self._agent.emit_attendance(self._device, worker, direction, method, ts_ms)
+
+    async def emit_camera(self, event: contract.CameraEvent, zone: str | None, count: int,
+                          confidence: float | None, method: contract.DetectionMethod | None,
+                          snapshot: tuple[bytes, str] | None, ts_ms: int) -> bool:
+        return await self._agent.emit_camera(self._device, event, zone, count, confidence,
+                                             method, snapshot, ts_ms)
 
     async def durable(self) -> bool:
         return await self._agent.durable()

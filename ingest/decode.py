@@ -137,6 +137,8 @@ def _camera_line(item: contract.CameraItem, site: str, gateway: str) -> str:
         parts.append(f"confidence={float(item.confidence)!r}")
     if item.snapshot is not msgspec.UNSET:
         parts.append(f'snapshot="{item.snapshot}"')
+    if item.method is not msgspec.UNSET:
+        parts.append(f'method="{item.method}"')
     return (f"camera,device={item.device},event={item.event},gateway={gateway},site={site} "
             f"{','.join(parts)} {item.ts}")
 

@@ -60,6 +60,8 @@ class AttendanceItem(_Msg):
 
 
 CameraEvent = Literal["no_helmet", "no_vest", "intrusion", "person_count", "fire_smoke"]
+#: how a camera event was found: a trained model, or a classical check (a heuristic)
+DetectionMethod = Literal["model", "classical"]
 
 
 class CameraItem(_Msg):
@@ -75,6 +77,7 @@ class CameraItem(_Msg):
     snapshot: (
         Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | msgspec.UnsetType
     ) = msgspec.UNSET
+    method: DetectionMethod | msgspec.UnsetType = msgspec.UNSET
 
 
 class AttendanceBatch(_Msg):

@@ -42,6 +42,9 @@ class Sink:
         self.events.append(("gate", worker, direction, method, ts_ms))
         return self.accept
 
+    async def emit_camera(self, *a: object) -> bool:
+        return False
+
     async def durable(self) -> bool:
         return True
 

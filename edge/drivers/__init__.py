@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sitewatch.edge.drivers.base import Driver, PollingDriver, Sink, Values
+from sitewatch.edge.drivers.camera import CameraDriver
 from sitewatch.edge.drivers.hj212 import Hj212Driver
 from sitewatch.edge.drivers.http_push import HttpPushDriver
 from sitewatch.edge.drivers.modbus_tcp import ModbusTcpDriver
@@ -13,6 +14,7 @@ DRIVERS: dict[str, type[Driver]] = {
     "hj212": Hj212Driver,
     "modbus_tcp": ModbusTcpDriver,
     "http_push": HttpPushDriver,
+    "camera": CameraDriver,
 }
 
 __all__ = ["DRIVERS", "Driver", "PollingDriver", "Sink", "Values"]

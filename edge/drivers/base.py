@@ -9,6 +9,7 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from sitewatch.contract import CameraEvent, DetectionMethod
 from sitewatch.profiles import Profile
 
 Values = dict[str, float | int | bool | str]
@@ -22,6 +23,12 @@ class Sink(Protocol):
 
     def emit_attendance(self, worker: str, direction: str, method: str, ts_ms: int) -> bool:
         """Take a gate event (the attendance channel of the contract)."""
+
+    async def emit_camera(self, event: CameraEvent, zone: str | None, count: int,
+                          confidence: float | None, method: DetectionMethod | None,
+                          snapshot: tuple[bytes, str] | None, ts_ms: int) -> bool:
+        """Take a camera analytics event (the camera channel), with its snapshot (JPEG
+        bytes and their SHA-256), which is kept until ingest has the event."""
 
     async def durable(self) -> bool:
         """Wait until everything emitted so far is committed to the spool; False if a
