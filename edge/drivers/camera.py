@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,6 +24,7 @@ from sitewatch.edge.vision.events import DebounceConfig
 from sitewatch.edge.vision.health import HealthConfig, Problem
 from sitewatch.edge.vision.snapshot import SnapshotConfig
 from sitewatch.edge.vision.source import VideoSource
+from sitewatch.edge.vision.yolo import OnnxDetector
 from sitewatch.edge.vision.zones import Zone
 from sitewatch.ids import IDENT_PATTERN
 from sitewatch.profiles import Profile
@@ -108,8 +110,16 @@ def build_analysis(camera: str, options: CameraOptions) -> CameraAnalysis:
     except ValueError as exc:
         raise ValueError(f"zones: {exc}") from None
     analytics = build_analytics(options, zones)
-    for model in {m.path for a in analytics for m in a.models()}:
-        log.info("camera %s: model %s", camera, model)
+    models: dict[Path, OnnxDetector] = {}
+    for name, analytic in zip(options.analytics, analytics, strict=True):
+        for m in analytic.models():
+            if m.path in models:
+                continue
+            try:
+                models[m.path] = m.load()
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"analytics.{name}.model.path: {exc}") from None
+            log.info("camera %s: model %s (%s)", camera, m.path, name)
     h, e, s = options.health, options.events, options.snapshot
     try:
         return CameraAnalysis(
@@ -117,8 +127,8 @@ def build_analysis(camera: str, options: CameraOptions) -> CameraAnalysis:
             debounce=DebounceConfig(e.on_s, e.off_s),
             health=HealthConfig(offline_s=h.offline_s, frozen_s=h.frozen_s,
                                 covered_s=h.covered_s),
-            snapshot=SnapshotConfig(s.max_width, s.quality))
-    except (OSError, ValueError) as exc:
+            snapshot=SnapshotConfig(s.max_width, s.quality), models=models)
+    except ValueError as exc:
         raise ValueError(f"analytics: {exc}") from None
 
 

@@ -44,7 +44,8 @@ class CameraAnalysis:
     def __init__(self, camera: str, zones: Sequence[Zone], analytics: Sequence[Analytic], *,
                  debounce: DebounceConfig | None = None, health: HealthConfig | None = None,
                  snapshot: SnapshotConfig | None = None,
-                 people: PeopleConfig | None = None) -> None:
+                 people: PeopleConfig | None = None,
+                 models: dict[Path, OnnxDetector] | None = None) -> None:
         self.camera = camera
         self.zones = list(zones)
         self.analytics = list(analytics)
@@ -52,7 +53,9 @@ class CameraAnalysis:
         self.health = CameraHealth(health or HealthConfig())
         self.snapshot = snapshot or SnapshotConfig()
         self.people = PeopleDetector(people or PeopleConfig())
-        self.models: dict[Path, OnnxDetector] = {}
+        #: the analytics' models by file, loaded once (build_analysis loads them, naming
+        #: the analytic whose model fails); those not given are loaded here
+        self.models: dict[Path, OnnxDetector] = dict(models or {})
         for a in self.analytics:
             for m in a.models():
                 if m.path not in self.models:
