@@ -233,7 +233,7 @@ SIGNALS: dict[str, SignalFactory] = {
     "electrical": lambda rng, start, clock: Electrical(rng, clock=clock),
     "gateway": lambda rng, start, clock: Gateway(rng),
     "attendance_gate": lambda rng, start, clock: AttendanceGate(rng, clock=clock),
-    "camera": lambda rng, start, clock: CameraStatus(rng, clock=clock),
+    "camera_status": lambda rng, start, clock: CameraStatus(rng, clock=clock),
 }
 
 

@@ -98,7 +98,7 @@ def test_a_snapshot_is_a_jpeg_named_by_its_sha256_with_the_zone_and_boxes_drawn(
 def camera_settings(tmp_path: Path, options: dict[str, object]) -> EdgeSettings:
     return EdgeSettings.model_validate({
         "site": "S1", "gateway": "GW1", "state_dir": str(tmp_path),
-        "devices": [{"id": "CAM01", "driver": "camera", "profile": "camera",
+        "devices": [{"id": "CAM01", "driver": "camera", "profile": "camera_status",
                      "options": options}]})
 
 
@@ -131,7 +131,7 @@ def test_camera_configuration_errors_name_the_key(tmp_path: Path, options: dict[
 def test_the_camera_driver_reports_only_the_camera_profile(tmp_path: Path) -> None:
     settings = camera_settings(tmp_path, {"source": "x.avi", "analytics": {"smoke": {}}})
     settings.devices[0].profile = "environment"
-    with pytest.raises(ConfigError, match="reports the 'camera' profile"):
+    with pytest.raises(ConfigError, match="reports the 'camera_status' profile"):
         build_drivers(settings, load_profiles(None))
 
 

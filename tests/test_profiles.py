@@ -16,7 +16,8 @@ from sitewatch.simulators.signals import SIGNALS, signal_for
 
 PROFILES = load_profiles()
 EXPECTED = {"tower_crane", "construction_hoist", "environment", "foundation_pit",
-            "high_formwork", "electrical", "gateway", "attendance_gate", "camera"}
+            "high_formwork", "electrical", "gateway", "attendance_gate",
+            "camera_status"}
 #: made by the alert service from gate events and camera events: not devices, no
 #: simulator of their own
 DERIVED = {"attendance_worker", "attendance_site", "camera_zone"}

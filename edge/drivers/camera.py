@@ -4,7 +4,8 @@ device) and analysed at the edge: intrusion into zones, people count, hard hats,
 What goes out: each event once per occurrence (with a JPEG snapshot, zones and
 detections drawn) on the camera channel, and the camera's status (online, frozen,
 covered, frames analysed per second, people in view) as ``camera`` readings every
-interval and at once when it changes. See docs/camera.md for the options.
+interval and at once when it changes (profile ``camera_status``; its measurement is
+not the events' ``camera``). See docs/camera.md for the options.
 """
 
 from __future__ import annotations
@@ -138,8 +139,8 @@ class CameraDriver(Driver):
     def __init__(self, device_id: str, profile: Profile, interval_s: float,
                  options: BaseModel) -> None:
         super().__init__(device_id, profile, interval_s, options)
-        if profile.profile != "camera":
-            raise ValueError(f"the camera driver reports the 'camera' profile, not "
+        if profile.profile != "camera_status":
+            raise ValueError(f"the camera driver reports the 'camera_status' profile, not "
                              f"{profile.profile!r}")
         assert isinstance(options, CameraOptions)
         self.opts = options
