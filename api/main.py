@@ -22,6 +22,7 @@ from sitewatch.api import (
     readings,
     sites,
 )
+from sitewatch.api import camera as camera_routes
 from sitewatch.api import snapshots as snapshot_routes
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.deps import AppState
@@ -35,11 +36,12 @@ from sitewatch.profiles import load_profiles
 
 #: every slice, in the order the OpenAPI page shows them
 ROUTERS = (health.router, auth.router, sites.router, readings.router, alerts.router,
-           snapshot_routes.router, deadletters.router, attendance.router)
+           camera_routes.router, snapshot_routes.router, deadletters.router,
+           attendance.router)
 
-DESCRIPTION = """Sites, gateways, devices, readings, alerts, snapshots, dead letters and
-the real-name attendance (workers, gate events, hours, day-labour sheets) of the SiteWatch
-platform. Log in at `/auth/token` (OAuth2 password flow) for a bearer token,
+DESCRIPTION = """Sites, gateways, devices, readings, alerts, camera events and snapshots, dead
+letters and the real-name attendance (workers, gate events, hours, day-labour sheets) of
+the SiteWatch platform. Log in at `/auth/token` (OAuth2 password flow) for a bearer token,
 or send an API key as `X-API-Key`. Errors always have the shape
 `{"error": {"code", "message", "detail"}}`."""
 
