@@ -89,13 +89,13 @@ def test_an_occurrence_raises_on_its_start_item_and_clears_on_its_end_item() -> 
     assert [c.event.value for c in site.engine.tick(T + 305 * S)] == ["resolved"]
 
 
-def test_fire_smoke_is_a_whole_frame_event_whose_device_is_the_camera() -> None:
+def test_fire_smoke_is_a_whole_frame_event_of_the_cameras_picture() -> None:
     site = Site()
     assert site.camera(cam(1, "fire_smoke", T, zone=None, count=1)) == [
-        ("raised", "CAM03", "fire_smoke")]
+        ("raised", "CAM03-picture", "fire_smoke")]
     assert site.derived[-1].values["fire_smoke"] is True
     assert site.camera(cam(2, "fire_smoke", T + 60 * S, zone=None, count=0)) == [
-        ("cleared", "CAM03", "fire_smoke")]
+        ("cleared", "CAM03-picture", "fire_smoke")]
 
 
 def test_a_resent_batch_and_an_unchanged_state_derive_nothing() -> None:
@@ -229,7 +229,8 @@ def test_slewing_stops_counting_at_the_ingest_clock_not_the_camera_item_time() -
 
 def test_zone_device_ids_stay_valid_identifiers() -> None:
     assert zone_device("CAM03", "crane-swing") == "CAM03-crane-swing"
-    assert zone_device("CAM03", None) == "CAM03"
+    # not the camera's own id, which its camera_status readings use
+    assert zone_device("CAM03", None) == "CAM03-picture"
     zone = "z" * 60  # CAM03-zzz… would be 66 characters
     digest = hashlib.sha256(zone.encode()).hexdigest()[:8]
     assert zone_device("CAM03", zone) == f"CAM03-{digest}"

@@ -170,15 +170,15 @@ async def test_a_frozen_covered_or_vanished_camera_reports_within_its_configured
         # analysed frame); covered from 8.0 s, 1.5 s later
         assert 3.9 + start.frozen_s <= (frozen[1] - t0) / 1000 <= 3.9 + start.frozen_s + 0.45
         assert 8.0 + start.covered_s <= (covered[1] - t0) / 1000 <= 8.0 + start.covered_s + 0.45
-        # the file is gone once it ends: the camera has vanished; offline within offline_s
-        # of its last frame (the clock goes on from the last frame)
-        video.unlink()
+        # a file that ended (not looping) is a camera that vanished: offline within
+        # offline_s of its last analysed frame (the clock goes on from that frame)
         await wait_for(lambda: sink.first("online", False) is not None, timeout=20,
                        what="offline reported")
         offline = sink.first("online", False)
         assert offline is not None
-        last_frame = 11.9
+        last_frame = 11.8  # analysed at 5 frames/s: 0.0, 0.2, ... 11.8
         assert last_frame + 2.0 <= (offline[1] - t0) / 1000 <= last_frame + 2.0 + 1.5
+        assert driver.frames == 60  # played once, not again
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -23,6 +23,7 @@ from sitewatch.edge.vision.analytics import ANALYTICS, Analytic
 from sitewatch.edge.vision.camera import CameraAnalysis, Outcome
 from sitewatch.edge.vision.events import DebounceConfig
 from sitewatch.edge.vision.health import HealthConfig, Problem
+from sitewatch.edge.vision.people import PeopleConfig
 from sitewatch.edge.vision.snapshot import SnapshotConfig
 from sitewatch.edge.vision.source import VideoSource
 from sitewatch.edge.vision.yolo import OnnxDetector
@@ -128,7 +129,11 @@ def build_analysis(camera: str, options: CameraOptions) -> CameraAnalysis:
             debounce=DebounceConfig(e.on_s, e.off_s),
             health=HealthConfig(offline_s=h.offline_s, frozen_s=h.frozen_s,
                                 covered_s=h.covered_s),
-            snapshot=SnapshotConfig(s.max_width, s.quality), models=models)
+            snapshot=SnapshotConfig(s.max_width, s.quality),
+            # a person is reported once seen in 2 analysed frames: keep them long enough
+            # to be seen twice at a slow analysis rate
+            people=PeopleConfig(keep_s=max(1.0, 2.5 / options.analysis_fps)),
+            models=models)
     except ValueError as exc:
         raise ValueError(f"analytics: {exc}") from None
 

@@ -109,6 +109,16 @@ def _merge(regions: list[Box]) -> list[Box]:
     return out
 
 
+#: how far a person may get between two analysed frames, in their heights per second
+#: (a brisk walk is about one height a second), plus half a height for the detector's
+#: own jitter
+WALK_HEIGHTS_PER_S = 1.5
+
+
+def _distance(a: Box, b: Box) -> float:
+    return math.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2)
+
+
 @dataclass
 class _Track:
     id: int
@@ -116,6 +126,19 @@ class _Track:
     confidence: float
     hits: int
     seen: float
+
+
+def _follows(track: _Track, box: Box, at: float) -> bool:
+    """Whether ``box`` can be the tracked person: overlapping, or within walking reach
+    of where they were and of about their size (frames at 2/s are 0.5 s apart: a person
+    crossing the picture no longer overlaps their last box)."""
+    if iou(track.box, box) > 0.2:
+        return True
+    h = max(track.box[3], 1)
+    if not 0.7 <= box[3] / h <= 1.4:
+        return False
+    reach = h * (0.5 + WALK_HEIGHTS_PER_S * max(0.0, at - track.seen))
+    return _distance(track.box, box) <= reach
 
 
 @dataclass
@@ -206,8 +229,9 @@ class PeopleDetector:
         free = list(self._tracks)
         for box, weight in sorted(boxes, key=lambda b: -b[1]):
             conf = 1 / (1 + math.exp(-2 * weight))
-            best = max(free, key=lambda t: iou(t.box, box), default=None)
-            if best is not None and iou(best.box, box) > 0.2:
+            best = min((t for t in free if _follows(t, box, at)),
+                       key=lambda t: _distance(t.box, box), default=None)
+            if best is not None:
                 free.remove(best)
                 best.box, best.confidence, best.seen = box, conf, at
                 best.hits += 1

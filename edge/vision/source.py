@@ -2,7 +2,8 @@
 analysis rate.
 
 ``source`` is a URL (``rtsp://…``, ``http://…``), a file path, or ``device:N`` (a local
-camera, ``/dev/videoN``). Live sources are read continuously (a stream that is not read
+camera, ``/dev/videoN``). A file plays once unless it loops; once it has ended the
+camera is gone (offline). Live sources are read continuously (a stream that is not read
 falls behind) and a frame is decoded for analysis every ``1 / analysis_fps`` seconds; its
 time is the clock's. A file is played at its own frame rate (``pace: realtime``, for
 demos) or as fast as the analysis goes (``pace: fast``, for tests and benchmarks), and
@@ -43,6 +44,8 @@ class VideoSource:
         self._start = 0.0  # wall time of its first frame
         self._next_due = 0.0
         self.opens = 0
+        #: a file that ended (not looping): it is not played again
+        self.ended = False
 
     @property
     def live(self) -> bool:
@@ -76,12 +79,14 @@ class VideoSource:
     def next(self) -> tuple[float, Any] | None:
         """The next frame due for analysis and its time (seconds since the epoch);
         None when the stream failed or the file ended (not looping)."""
-        if self._cap is None and not self.open():
+        if self.ended or (self._cap is None and not self.open()):
             return None
         while True:
             if not self._cap.grab():
-                if not self.live and self.loop and self._pos > 0 and self.open():
-                    continue
+                if not self.live and self._pos > 0:
+                    if self.loop and self.open():
+                        continue
+                    self.ended = not self.loop  # played once: the camera is gone
                 self.close()
                 return None
             if self.live:

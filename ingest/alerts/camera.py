@@ -47,13 +47,20 @@ OCCURRENCES = ("no_helmet", "no_vest", "intrusion", "fire_smoke")
 _HASHED_ID = 64 - 9
 
 
+#: the "zone" of events about the whole picture (no zone in the item)
+WHOLE_PICTURE = "picture"
+
+
 def zone_device(camera: str, zone: str | None) -> str:
-    """The derived device of a camera's zone: ``{camera}-{zone}``, the camera alone for
-    whole-frame events. Too long an id (over 64 characters) becomes ``{camera}-`` and
-    the first 8 hex digits of the zone's SHA-256; for a camera id over 55 characters,
-    its first 55, ``-`` and 8 hex digits of the SHA-256 of ``{camera}/{zone}``."""
+    """The derived device of a camera's zone: ``{camera}-{zone}``, ``{camera}-picture``
+    for whole-frame events (not the camera's own id: its ``camera_status`` readings are
+    that device, and one device id with two profiles would reset the engine's state of
+    each, losing the status's ``silent`` alert). Too long an id (over 64 characters)
+    becomes ``{camera}-`` and the first 8 hex digits of the zone's SHA-256; for a camera
+    id over 55 characters, its first 55, ``-`` and 8 hex digits of the SHA-256 of
+    ``{camera}/{zone}``."""
     if zone is None:
-        return camera
+        zone = WHOLE_PICTURE
     device = f"{camera}-{zone}"
     if is_ident(device):
         return device
