@@ -4,7 +4,8 @@ Starts Mosquitto and InfluxDB (Debian's packages) with generated configs in a st
 folder, then ingest, the API and one edge agent per simulated site as child processes
 (each the same ``sitewatch`` command an operator runs), prints where everything is and
 runs until Ctrl-C, which stops every process it started, edge agents first so that they
-drain their spools.
+drain their spools. Each site has a camera too, reading a synthetic site video made in
+the state folder at the first start (``sitewatch simulate camera-video``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ SITE_SCENARIOS = [
 ]
 
 
+#: each site's camera: the synthetic site video (made at the first start, then kept),
+#: looping in real time, watching the crane's swing area. One analysed frame a second:
+#: the people detector costs about 0.1 s of CPU a frame
+CAMERA = "CAM01"
+CAMERA_VIDEO = "site-camera.avi"
+CAMERA_ZONE = "crane-swing"  # the alert service's crane-swing* zones: crane swing alarms
+
+
 #: each site's two gates (http_push terminals) and how many workers it has
 GATES = ("GATE01", "GATE02")
 WORKERS_PER_SITE = 60
@@ -68,6 +77,17 @@ def _gate_tokens() -> dict[str, str]:
     return {g: secrets.token_hex(16) for g in GATES}
 
 
+def _camera_device(video: Path) -> dict[str, object]:
+    from sitewatch.simulators.camera_video import SWING_ZONE
+
+    return {"id": CAMERA, "driver": "camera", "profile": "camera_status", "interval_s": 10,
+            "options": {
+                "source": str(video), "analysis_fps": 1, "pace": "realtime", "loop": True,
+                "zones": [{"name": CAMERA_ZONE, "polygon": [[x, y] for x, y in SWING_ZONE]}],
+                "analytics": {"intrusion": {}, "person_count": {"zones": [CAMERA_ZONE]},
+                              "helmet": {}, "smoke": {}}}}
+
+
 def _site_config(i: int, mqtt_port: int, state: Path, gate_port: int,
                  tokens: dict[str, str]) -> dict[str, object]:
     site, gateway = f"SITE{i:02d}", f"GW{i:02d}"
@@ -80,6 +100,7 @@ def _site_config(i: int, mqtt_port: int, state: Path, gate_port: int,
                                      "duration_s": scenario[3]}]
         devices.append({"id": dev, "driver": "simulated", "profile": profile,
                         "interval_s": interval, "options": options})
+    devices.append(_camera_device(state / CAMERA_VIDEO))
     for gate, token in tokens.items():  # the attendance terminals push to the gateway
         devices.append({"id": gate, "driver": "http_push", "profile": "attendance_gate",
                         "options": {"token": token, "kind": "attendance",
@@ -148,6 +169,9 @@ def _seed_registry(db_url: str, accounts: list[Account], id_key: str) -> tuple[s
             for device, profile, _ in SITE_DEVICES:
                 s.merge(DeviceRow(site=a.site, id=device, gateway=a.gateway, profile=profile,
                                   name="", overrides={}, created_at=now))
+            s.merge(DeviceRow(site=a.site, id=CAMERA, gateway=a.gateway,
+                              profile="camera_status", name="crane swing area camera",
+                              overrides={}, created_at=now))
             for gate in GATES:
                 s.merge(DeviceRow(site=a.site, id=gate, gateway=a.gateway,
                                   profile="attendance_gate", name="", overrides={},
@@ -179,16 +203,23 @@ class _Children:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        #: children that do one thing and exit (0 when it went well)
+        self.once: set[str] = set()
 
-    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None,
+              once: bool = False) -> subprocess.Popen[bytes]:
         log = open(self.state / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "sitewatch.cli", *args],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, **(env or {})})
         self.procs.append((name, proc))
+        if once:
+            self.once.add(name)
+        return proc
 
     def dead(self) -> list[str]:
-        return [name for name, p in self.procs if p.poll() is not None]
+        return [name for name, p in self.procs if p.poll() is not None
+                and not (name in self.once and p.returncode == 0)]
 
     def stop(self) -> None:
         """Gate terminals first (nothing more is pushed to the edges), then the edge
@@ -269,6 +300,11 @@ def run_demo(opts: DemoOptions) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        video = state / CAMERA_VIDEO
+        # made while the servers start (about 10 s); the edges wait for it
+        making_video = None if video.exists() else children.spawn(
+            "camera-video", "simulate", "camera-video", "--out", str(video), "--plume",
+            once=True)
         try:
             mq.start()
             influx.start()
@@ -316,6 +352,15 @@ def run_demo(opts: DemoOptions) -> int:
                 print(f"sitewatch demo: {name} did not connect:\n"
                       f"{_tail(state / f'{name}.log')}", file=sys.stderr)
                 return 1
+        if making_video is not None:
+            try:
+                making_video.wait(120)
+            except subprocess.TimeoutExpired:
+                pass
+            if making_video.returncode != 0:
+                print(f"sitewatch demo: the camera video was not made:\n"
+                      f"{_tail(state / 'camera-video.log')}", file=sys.stderr)
+                return 1
         for i in range(1, opts.sites + 1):
             site = f"SITE{i:02d}"
             cfg = state / f"edge-{site}.yaml"
@@ -336,8 +381,9 @@ def run_demo(opts: DemoOptions) -> int:
             print(f"sitewatch demo: the API did not come up:\n{_tail(state / 'api.log')}",
                   file=sys.stderr)
             return 1
+        devices = len(SITE_DEVICES)
         print(f"""
-SiteWatch demo is running: {opts.sites} simulated sites, {len(SITE_DEVICES)} devices each.
+SiteWatch demo is running: {opts.sites} simulated sites, {devices} devices and a camera each.
 
   MQTT broker   mqtt://127.0.0.1:{mq.port}      (topics sitewatch/v1/#; accounts only,
                 one per gateway and service: {broker_files.password_file.parent})
@@ -347,6 +393,7 @@ SiteWatch demo is running: {opts.sites} simulated sites, {len(SITE_DEVICES)} dev
   log in        admin / {admin_password}   (made for this run)
   API key       {api_key}   (viewer)
   state, logs   {state}
+  camera video  {video}   (every {CAMERA}, looping; zone {CAMERA_ZONE})
 
 Try:
   mosquitto_sub -p {mq.port} -u observer -P {passwords["observer"]} -t 'sitewatch/v1/#' -v
@@ -354,6 +401,7 @@ Try:
                                                    (alerts as they change)
   curl -s -H 'X-API-Key: {api_key}' {api}/sites/SITE01/latest
   curl -s -H 'X-API-Key: {api_key}' '{api}/alerts?state=open'
+  curl -s -H 'X-API-Key: {api_key}' {api}/sites/SITE01/camera-events
   sitewatch alerts list --database-url {db_url}
   sitewatch alerts verify --database-url {db_url}
   sitewatch deadletters --database-url {db_url}

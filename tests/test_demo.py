@@ -9,12 +9,16 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import cv2
 import httpx
 import pytest
+import yaml
 
 from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.localstack import free_port
+from sitewatch.simulators.camera_video import SWING_ZONE
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +40,23 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             banner += line
         assert "Press Ctrl-C" in banner, banner
         assert f"http://127.0.0.1:{api_port}/docs" in banner
+        # each site's camera reads the synthetic site video, made in the state folder
+        video = tmp_path / "site-camera.avi"
+        assert f"camera video  {video}" in banner
+        for i in (1, 2, 3):
+            gateway = yaml.safe_load((tmp_path / f"edge-SITE0{i}.yaml").read_text())
+            camera = next(d for d in gateway["devices"] if d["id"] == "CAM01")
+            assert (camera["driver"], camera["profile"]) == ("camera", "camera_status")
+            options = camera["options"]
+            assert (options["source"], options["loop"]) == (str(video), True)
+            assert options["zones"] == [{"name": "crane-swing",
+                                         "polygon": [list(p) for p in SWING_ZONE]}]
+            assert set(options["analytics"]) == {"intrusion", "person_count", "helmet",
+                                                 "smoke"}
+        cap = cv2.VideoCapture(str(video))
+        assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 300  # the whole scene, 30 s
+        cap.release()
+        assert [p.name for p in tmp_path.glob(".*partial*")] == []
         # the broker has an account per gateway and service, and no anonymous access
         mqtt_port = banner.split("mqtt://127.0.0.1:", 1)[1].split()[0]
         anon = subprocess.run(["mosquitto_sub", "-p", mqtt_port, "-t", "#", "-C", "1",
@@ -57,6 +78,18 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 break
             time.sleep(0.5)
         assert {"TC01", "HOIST01", "ENV01", "PIT01", "HF01", "EL01"} <= devices
+        # the camera's status comes with its first analysed frame (its events take longer:
+        # not waited for here)
+        camera_status: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not camera_status:
+            r = httpx.get(f"http://127.0.0.1:{api_port}/sites/SITE01/devices/CAM01/latest",
+                          timeout=5, headers={"X-API-Key": key})
+            camera_status = r.json() if r.status_code == 200 else {}
+            time.sleep(0.5)
+        assert camera_status, "no status from SITE01's camera"
+        assert camera_status["profile"] == "camera_status"
+        assert camera_status["values"]["online"] is True
         # the gate terminals' past week reaches the ledger through the edge agent
         today = AttendancePolicy().day_of(int(time.time() * 1000))
         week = {"from": str(today - timedelta(days=6)), "to": str(today)}
