@@ -76,6 +76,7 @@ def cmd_camera_video(args: argparse.Namespace) -> int:
     tests), made here: a looping source for a simulated gateway's ``camera`` device."""
     import dataclasses
     import os
+    import signal
 
     from sitewatch.simulators.camera_video import SWING_ZONE, site_scene
 
@@ -92,14 +93,18 @@ def cmd_camera_video(args: argparse.Namespace) -> int:
     scene = dataclasses.replace(scene, frames=max(1, round(args.seconds * scene.fps)))
     # written under another name and renamed: a camera reading OUT never sees half a file
     partial = out.with_name(f".{out.stem}.{os.getpid()}.partial{out.suffix}")
+    # stopped (the demo stopping, docker stop): no half file left behind either
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         scene.write(partial)
         os.replace(partial, out)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         print(f"{where}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        partial.unlink(missing_ok=True)
+        signal.signal(signal.SIGTERM, previous)
     zone = ", ".join(f"[{x:g}, {y:g}]" for x, y in SWING_ZONE)
     print(f"wrote {out}: {scene.frames} frames at {scene.fps:g} fps "
           f"({scene.frames / scene.fps:g} s), {scene.width}x{scene.height}; "
@@ -424,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--plume", action="store_true",
                        help="a grey smoke plume, rising after 10 s (for smoke detection)")
     video.add_argument("--if-missing", action="store_true",
-                       help="keep OUT as it is if it exists (container and demo starts)")
+                       help="keep OUT as it is if it exists (for a container's every start)")
 
     demo = add("demo", cmd_demo, "run the whole platform locally with simulated sites")
     demo.add_argument("--state-dir", default=".sitewatch-demo")
