@@ -31,6 +31,8 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "ingest": IngestSettings, "api": ApiSettings, "edge": EdgeSettings,
     "alerts": AlertSettings,
 }
+#: one-shot services that prepare files and exit; each has its own tests below
+INIT_COMMANDS = ("broker", "simulate")
 
 
 def _our_services() -> dict[str, dict[str, Any]]:
@@ -63,8 +65,15 @@ def _compose_default(value: object) -> str:
     return text.split(":-", 1)[1].rstrip("}") if text.startswith("${") else text
 
 
+def test_every_service_is_a_service_or_an_init_step() -> None:
+    for name, svc in _our_services().items():
+        assert svc["command"][0] in (*SETTINGS, *INIT_COMMANDS), name
+        if svc["command"][0] in INIT_COMMANDS:
+            assert svc["restart"] == "no", name
+
+
 @pytest.mark.parametrize("name", sorted(n for n, s in _our_services().items()
-                                        if s["command"][0] != "broker"))
+                                        if s["command"][0] not in INIT_COMMANDS))
 def test_command_and_environment_are_accepted(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     svc = _our_services()[name]
     command = svc["command"]
@@ -139,6 +148,61 @@ def test_ingest_stores_snapshots_where_the_api_serves_them() -> None:
     assert not snapshots("ingest")[0].startswith("./")  # a named volume, not the checkout
 
 
+def _volume_of(service: str, path: str) -> tuple[str, str]:
+    """The volume (name, mount point) that ``path`` of ``service``'s container is on."""
+    mounts = dict(v.split(":")[:2] for v in COMPOSE["services"][service]["volumes"])
+    found = [(source, target) for source, target in mounts.items()
+             if path.startswith(target.rstrip("/") + "/")]
+    assert found, f"{service}: {path} is on no volume"
+    return max(found, key=lambda m: len(m[1]))
+
+
+def test_the_gateway_camera_reads_the_video_the_init_service_makes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The camera-video service writes the video where the gateway's camera reads it (one
+    named volume, the same mount point), before the gateway starts, and keeps it on the
+    next start; the camera's zone is a crane swing zone for the alert service; the
+    gateway's spool and snapshots are on a volume too."""
+    from sitewatch.cli import cmd_camera_video, main
+    from sitewatch.edge.vision.source import VideoSource
+    from sitewatch.ingest.alerts.camera import CameraWatch
+    from sitewatch.simulators.camera_video import SWING_ZONE
+
+    init, gateway = COMPOSE["services"]["camera-video"], COMPOSE["services"]["gateway"]
+    args = build_parser().parse_args(init["command"])
+    assert args.fn is cmd_camera_video and args.if_missing and args.plume
+    assert gateway["depends_on"]["camera-video"]["condition"] == \
+        "service_completed_successfully"
+    edge = load_settings(EdgeSettings, ROOT / "deploy/gateway.yaml")
+    camera = next(d for d in edge.devices if d.driver == "camera")
+    source = camera.options["source"]
+    assert source == str(args.out)
+    volume = _volume_of("camera-video", source)
+    assert not volume[0].startswith("./") and _volume_of("gateway", source) == volume
+    assert not _volume_of("gateway", str(edge.state_dir))[0].startswith("./")
+    # the crane swing area of the video, which the alert service takes for one
+    alerts = load_settings(AlertSettings, ROOT / "deploy/alerts.yaml")
+    zones = {z["name"]: z["polygon"] for z in camera.options["zones"]}
+    assert zones["crane-swing"] == [list(p) for p in SWING_ZONE]
+    assert CameraWatch(alerts.camera).is_crane_swing("crane-swing")
+    assert camera.options["loop"] is True
+    # the init command, its volume mapped here (and a short video): the camera reads it
+    mapped = tmp_path / source.removeprefix(volume[1]).lstrip("/")
+    command = [str(mapped) if a == source else a for a in init["command"]]
+    assert main([*command, "--seconds", "0.5"]) == 0
+    video = VideoSource(str(mapped), camera.options["analysis_fps"], "fast")
+    try:
+        got = video.next()
+    finally:
+        video.close()
+    assert got is not None and got[1].shape == (720, 1280, 3)
+    before = mapped.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*command, "--seconds", "0.5"]) == 0  # the next start keeps it
+    assert "exists: kept" in capsys.readouterr().out
+    assert mapped.stat().st_mtime_ns == before
+
+
 def test_grafana_provisioning_paths_match_the_mounts() -> None:
     mounts = dict(v.split(":")[:2] for v in COMPOSE["services"]["grafana"]["volumes"])
     assert mounts["./dashboards/provisioning"] == "/etc/grafana/provisioning"
@@ -194,8 +258,9 @@ def test_broker_files_service_has_every_account_the_stack_logs_in_with(
     for name, svc in _our_services().items():
         env = svc.get("environment", {})
         user_key = next((k for k in env if k.endswith("_MQTT__USERNAME")), None)
-        if svc["command"][0] in ("broker", "api"):
-            assert user_key is None, name  # (the API does not use the broker)
+        if svc["command"][0] in ("broker", "api", "simulate"):
+            # (the API and the camera video's maker do not use the broker)
+            assert user_key is None, name
             continue
         assert user_key is not None, f"{name} has no broker account"
         username = str(env[user_key])
