@@ -77,7 +77,9 @@ def _gate_tokens() -> dict[str, str]:
     return {g: secrets.token_hex(16) for g in GATES}
 
 
-def _camera_device(video: Path) -> dict[str, object]:
+def camera_device(video: Path) -> dict[str, object]:
+    """A simulated site's camera on ``video`` (deploy/gateway.yaml has the same for
+    docker-compose; tests/test_compose.py holds the two together)."""
     from sitewatch.simulators.camera_video import SWING_ZONE
 
     return {"id": CAMERA, "driver": "camera", "profile": "camera_status", "interval_s": 10,
@@ -100,7 +102,7 @@ def _site_config(i: int, mqtt_port: int, state: Path, gate_port: int,
                                      "duration_s": scenario[3]}]
         devices.append({"id": dev, "driver": "simulated", "profile": profile,
                         "interval_s": interval, "options": options})
-    devices.append(_camera_device(state / CAMERA_VIDEO))
+    devices.append(camera_device(state / CAMERA_VIDEO))
     for gate, token in tokens.items():  # the attendance terminals push to the gateway
         devices.append({"id": gate, "driver": "http_push", "profile": "attendance_gate",
                         "options": {"token": token, "kind": "attendance",

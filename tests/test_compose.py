@@ -164,6 +164,7 @@ def test_the_gateway_camera_reads_the_video_the_init_service_makes(
     next start; the camera's zone is a crane swing zone for the alert service; the
     gateway's spool and snapshots are on a volume too."""
     from sitewatch.cli import cmd_camera_video, main
+    from sitewatch.demo import camera_device
     from sitewatch.edge.vision.source import VideoSource
     from sitewatch.ingest.alerts.camera import CameraWatch
     from sitewatch.simulators.camera_video import SWING_ZONE
@@ -186,6 +187,10 @@ def test_the_gateway_camera_reads_the_video_the_init_service_makes(
     assert zones["crane-swing"] == [list(p) for p in SWING_ZONE]
     assert CameraWatch(alerts.camera).is_crane_swing("crane-swing")
     assert camera.options["loop"] is True
+    # the demo's camera (sitewatch demo), so both show the same
+    demo = camera_device(Path(source))
+    assert (camera.driver, camera.profile, camera.interval_s, camera.options) == \
+        (demo["driver"], demo["profile"], demo["interval_s"], demo["options"])
     # the init command, its volume mapped here (and a short video): the camera reads it
     mapped = tmp_path / source.removeprefix(volume[1]).lstrip("/")
     command = [str(mapped) if a == source else a for a in init["command"]]
