@@ -228,6 +228,7 @@ def topic_rules(prefix: str, account: Account) -> list[tuple[str, str]]:
             ("read", f"{every_gateway}/{GatewayChannel.TELEMETRY}"),
             ("read", f"{every_gateway}/{GatewayChannel.ATTENDANCE}"),
             ("read", f"{every_gateway}/{GatewayChannel.STATUS}"),
+            ("read", f"{every_gateway}/{GatewayChannel.CAMERA}"),  # camera alerts
             ("write", f"{p}/+/alerts"),
         ]
     if role is Role.MONITOR:
