@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sitewatch.dashboards.alerting import alerts
+from sitewatch.dashboards.cameras import cameras
 from sitewatch.dashboards.devices import SPECS, Spec, device_dashboard
 from sitewatch.dashboards.model import Dashboard
 from sitewatch.dashboards.overview import county, site
@@ -24,6 +25,7 @@ DASHBOARDS: dict[str, Builder] = {
     "county": lambda _: county(),
     "site": site,
     **{spec.uid.removeprefix("sitewatch-"): _device(spec) for spec in SPECS},
+    "cameras": cameras,
     "attendance": lambda _: attendance(),
     "alerts": lambda _: alerts(),
 }

@@ -109,7 +109,8 @@ SPECS = (
 )
 
 
-def _panel(profile: Profile, f: Field) -> Panel:
+def field_panel(profile: Profile, f: Field) -> Panel:
+    """A field of a profile over time (a true/false one as a state timeline)."""
     if f.states is not None:
         return _state_timeline(profile, f, f.states)
     return device_series(profile, f.name, f.title, w=f.w, agg=f.agg,
@@ -152,7 +153,7 @@ def device_dashboard(spec: Spec, profiles: ProfileSet) -> Dashboard:
     items: list[Item] = [*_status(profile)]
     for heading, fields in spec.sections:
         items.append(Row(heading))
-        items.extend(_panel(profile, f) for f in fields)
+        items.extend(field_panel(profile, f) for f in fields)
     return Dashboard(spec.uid, spec.title, spec.description, tuple(items),
                      variables=(site_var(spec.profile), device_var(spec.profile)),
                      annotations=(alert_annotation(),))

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from sitewatch import mqtt
 from sitewatch.influx import InfluxClient, InfluxSettings
@@ -62,6 +64,7 @@ class Filled:
     end_ms: int
     readings: int = 0
     gate_events: int = 0
+    camera_events: int = 0
     sites: list[str] = field(default_factory=list)
 
 
@@ -117,7 +120,7 @@ async def _until(what: str, check: Callable[[], Awaitable[bool] | bool],
 
 async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, database_url: str,
                sample: Sample = Sample(), *, end_ms: int | None = None,
-               timeout_s: float = 120.0) -> Filled:
+               timeout_s: float = 120.0, snapshots_dir: Path | None = None) -> Filled:
     from sitewatch.ingest.alerts.config import AlertSettings
     from sitewatch.ingest.alerts.service import AlertService
     from sitewatch.ingest.config import IngestSettings
@@ -140,10 +143,19 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
                                         visitor_at_ms=end - 5 * 60_000))
         out.gate_events += sum(m.payload.count(b'"seq"') for m in gates)
         messages += gates
+        cams = list(history.camera(prefix, site, hours=sample.hours, end_ms=end, seed=n,
+                                   offline_min=20 if site in sample.offline else 0))
+        out.camera_events += sum(m.payload.count(b'"seq"') for m in cams
+                                 if m.topic.endswith("/camera"))
+        out.readings += sum(m.payload.count(b'"seq"') for m in cams
+                            if m.topic.endswith("/telemetry"))
+        messages += cams
 
+    snapshots = tempfile.TemporaryDirectory(prefix="sitewatch-sample-snapshots-")
     ingest = Ingest(IngestSettings(
         mqtt=mqtt_settings, influx=influx, database_url=database_url, stats_interval_s=3600,
-        client_id=f"sample-ingest-{end}", flush_interval_s=0.05))
+        client_id=f"sample-ingest-{end}", flush_interval_s=0.05,
+        snapshots_dir=Path(snapshots_dir or snapshots.name)))
     alert_settings = AlertSettings(
         mqtt=mqtt_settings, influx=influx, database_url=database_url, stats_interval_s=3600,
         client_id=f"sample-alerts-{end}", tick_s=0.5, board_interval_s=1,
@@ -163,6 +175,8 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
                 client, f'SELECT count("seq") FROM {devices}', out.readings), timeout_s)
             await _until("every gate event in InfluxDB", lambda: _has(
                 client, 'SELECT count("seq") FROM "attendance"', out.gate_events), timeout_s)
+            await _until("every camera event in InfluxDB", lambda: _has(
+                client, 'SELECT count("seq") FROM "camera"', out.camera_events), timeout_s)
             await _until("the alert service to evaluate every reading",
                          lambda: alerts.engine.stats.readings >= out.readings, timeout_s)
             # a restart, as a deployment has had: its feed then covers the past days too
@@ -179,6 +193,7 @@ async def fill(mqtt_settings: mqtt.MqttSettings, influx: InfluxSettings, databas
             ingest.stop()
             alerts.stop()
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+            snapshots.cleanup()
     log.info("sample data: %d readings and %d gate events of %d sites", out.readings,
              out.gate_events, len(out.sites))
     return out

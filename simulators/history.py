@@ -15,8 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import msgspec
+
 from sitewatch import __version__, contract
 from sitewatch.attendance.policy import AttendancePolicy
+from sitewatch.contract import CameraEvent
 from sitewatch.profiles import ProfileSet
 from sitewatch.simulators.attendance_days import (
     SimWorker,
@@ -27,7 +30,7 @@ from sitewatch.simulators.attendance_days import (
 )
 from sitewatch.simulators.fleet import FleetOptions, build_fleet
 from sitewatch.simulators.scenarios import SimulatedDevice
-from sitewatch.topics import GatewayChannel, gateway_topic
+from sitewatch.topics import GatewayChannel, gateway_topic, snapshot_topic
 
 GATEWAY = "GW01"
 
@@ -132,3 +135,94 @@ def attendance(prefix: str, site: str, workers: list[SimWorker], *, days: int, e
     for payload in batches(gate_events(sim), sent_ms=end_ms):
         yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.ATTENDANCE),
                       payload)
+
+
+#: the camera of every simulated site, watching its crane's swing area
+CAMERA = "CAM01"
+CAMERA_ZONE = "crane-swing"
+
+
+def camera(prefix: str, site: str, *, hours: float, end_ms: int, seed: int = 1,
+           offline_min: float = 0.0) -> Iterator[Message]:
+    """A site camera's last ``hours``: its ``camera_status`` each minute (offline for the
+    last ``offline_min`` minutes if given), and events as its edge analytics send them —
+    intrusions into the crane swing area and bare heads in it (each a start item with a
+    snapshot and an end item), smoke once, person counts as they change — with the
+    snapshots, drawn from the synthetic site video. The last intrusion is still going
+    on at the end."""
+    import random
+
+    from sitewatch.edge.vision.events import Event, Observation
+    from sitewatch.edge.vision.snapshot import SnapshotConfig, draw, encode
+    from sitewatch.edge.vision.zones import Zone
+    from sitewatch.simulators.camera_video import SWING_ZONE, site_scene
+
+    rng = random.Random(f"{seed}/{site}/camera")
+    start_ms = end_ms - int(hours * 3_600_000)
+    offline_from = end_ms - int(offline_min * 60_000) if offline_min else end_ms + 1
+    statuses: list[contract.TelemetryItem] = []
+    seq = 0
+    for ts in range(start_ms, end_ms, 60_000):
+        seq += 1
+        online = ts < offline_from
+        values: dict[str, float | int | bool | str] = {
+            "online": online, "frozen": False, "covered": False,
+            "fps": round(rng.uniform(1.9, 2.0), 2) if online else 0.0}
+        if online:
+            values["people"] = rng.randint(0, 6)
+        statuses.append(contract.TelemetryItem(device=CAMERA, profile="camera_status", ts=ts,
+                                               seq=seq, values=values))
+    for k in range(0, len(statuses), 200):
+        part = statuses[k:k + 200]
+        yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.TELEMETRY),
+                      contract.encode(contract.TelemetryBatchOut(
+                          v=1, batch=10_000 + k // 200, sent=part[-1].ts, items=part)))
+
+    scene, zone = site_scene(frames=300, plume=True), Zone(CAMERA_ZONE, SWING_ZONE)
+    items: list[contract.CameraItem] = []
+    seq = 0
+
+    def item(ts: int, event: CameraEvent, count: int, zone_name: str | None,
+             frame: int | None = None) -> contract.CameraItem:
+        nonlocal seq
+        seq += 1
+        snapshot: str | msgspec.UnsetType = msgspec.UNSET
+        if frame is not None:
+            ev = Event(event, zone_name, count, ts / 1000, 0.8, "classical",
+                       Observation(event, zone_name, count, 0.8))
+            jpeg, snapshot = encode(draw(scene.frame(frame), ev, [zone], CAMERA),
+                                    SnapshotConfig(max_width=640, quality=70))
+            snaps.append(Message(snapshot_topic(prefix, site, GATEWAY, snapshot), jpeg))
+        return contract.CameraItem(
+            device=CAMERA, ts=ts, seq=seq, event=event, count=count, snapshot=snapshot,
+            zone=zone_name if zone_name is not None else msgspec.UNSET,
+            confidence=0.8 if count else msgspec.UNSET,
+            method="classical" if count else msgspec.UNSET)
+
+    snaps: list[Message] = []
+    live_until = min(offline_from, end_ms)
+    t = start_ms + 10 * 60_000
+    people = 0
+    while t < live_until - 10 * 60_000:
+        n = rng.randint(1, 3)
+        items.append(item(t, "person_count", people + n, None))
+        items.append(item(t + 1_000, "intrusion", n, CAMERA_ZONE, frame=150))
+        if rng.random() < 0.4:
+            items.append(item(t + 2_000, "no_helmet", 1, CAMERA_ZONE, frame=120))
+            items.append(item(t + 62_000, "no_helmet", 0, CAMERA_ZONE))
+        items.append(item(t + 120_000, "intrusion", 0, CAMERA_ZONE))
+        items.append(item(t + 121_000, "person_count", people, None))
+        t += rng.randint(20, 50) * 60_000
+    mid = start_ms + (live_until - start_ms) // 2
+    items.append(item(mid + 30_000, "fire_smoke", 1, None, frame=200))
+    items.append(item(mid + 330_000, "fire_smoke", 0, None))
+    # someone in the swing area now: the intrusion is still open at the end
+    items.append(item(live_until - 3 * 60_000, "intrusion", 1, CAMERA_ZONE, frame=100))
+    items.sort(key=lambda i: i.ts)
+    yield from snaps  # each before the batch that names it, as the agent sends them
+    for k in range(0, len(items), 200):
+        events = items[k:k + 200]
+        yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.CAMERA),
+                      contract.encode(contract.CameraBatch(v=1, batch=20_000 + k // 200,
+                                                           sent=events[-1].ts,
+                                                           items=events)))
