@@ -19,7 +19,7 @@ from conftest import (
 
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers.base import Values
-from sitewatch.edge.drivers.http_push import HttpPushDriver, HttpPushOptions
+from sitewatch.edge.drivers.http_push import HttpPushDriver, HttpPushListener, HttpPushOptions
 from sitewatch.influx import InfluxClient
 from sitewatch.localstack import MosquittoServer, free_port
 from sitewatch.profiles import load_profiles
@@ -132,6 +132,26 @@ async def test_other_refusals(gate: tuple[Sink, str, HttpPushDriver]) -> None:
         sink.accept = False
         r = await c.post("/v1/push/GATE01", json=EVENT, headers=AUTH)
         assert r.status_code == 507 and r.json()["error"] == "spool_refused"
+
+
+async def test_an_idle_connection_is_closed_quietly(
+        gate: tuple[Sink, str, HttpPushDriver], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal's idle keep-alive connection is closed after the idle time, counted,
+    with no unhandled error; the listener goes on serving."""
+    _, base, _ = gate
+    monkeypatch.setattr(HttpPushListener, "idle_timeout_s", 0.3)
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the gateway
+    writer.close()
+    listener = HttpPushListener.shared(host, int(port))
+    assert listener.counters["idle_closed"] == 1 and not errors
+    async with httpx.AsyncClient(base_url=base) as c:
+        r = await c.post("/v1/push/GATE01", json=EVENT, headers=AUTH)
+        assert r.status_code == 202
 
 
 def test_token_must_be_long() -> None:

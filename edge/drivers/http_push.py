@@ -64,6 +64,9 @@ class _Reject(Exception):
 
 class HttpPushListener(SharedListener["HttpPushDriver"]):
     protocol = "HTTP push"
+    #: a connection that sends nothing for this long is closed (terminals keep idle
+    #: keep-alive connections open)
+    idle_timeout_s = 30.0
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
@@ -86,6 +89,9 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
         except (h11.RemoteProtocolError, ConnectionError, asyncio.IncompleteReadError) as exc:
             self.counters["bad_http"] += 1
             log.debug("HTTP push: connection dropped: %s", exc)
+        except TimeoutError:  # an idle keep-alive connection, or a client that stalled
+            self.counters["idle_closed"] += 1
+            log.debug("HTTP push: nothing for %.0fs: connection closed", self.idle_timeout_s)
         finally:
             writer.close()
 
@@ -96,7 +102,8 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(65536), 30)
+                async with asyncio.timeout(self.idle_timeout_s):
+                    data = await reader.read(65536)
                 conn.receive_data(data)
                 if not data and request is None:
                     return None, b""
