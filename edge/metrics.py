@@ -104,6 +104,11 @@ class EdgeCollector:
                     "included", a.items_sent),
             counter(f"{P}batches_acked_total", "Batches acknowledged by ingest",
                     a.batches_acked),
+            counter(f"{P}snapshots_sent_total", "Camera snapshots published (each just "
+                    "before the batch that names it; resends included)", a.snapshots_sent),
+            counter(f"{P}snapshots_failed_total", "Camera snapshots not kept (disk) or gone "
+                    "before they were sent: their events went without the picture",
+                    a.snapshots_failed),
             gauge(f"{P}broker_connected", "1 while the agent's MQTT connection is up",
                   1 if a.connected.is_set() else 0),
             counter_by(f"{P}device_restarts_total", "Drivers that failed and were "

@@ -100,6 +100,12 @@ async def test_events_and_their_snapshots_reach_ingest_and_verify_by_hash(
     # the gateway forgets a snapshot once ingest has the batch that names it
     await wait_for(lambda: not any((tmp_path / "edge" / "snapshots").glob("*/*.jpg")),
                    timeout=10, what="the edge's snapshots removed after the ack")
+    agent = running.agent
+    assert agent.snapshots_sent >= len(named) and agent.snapshots_failed == 0
+    exported = {m.name: m.samples[0].value for m in agent.metrics.collect()
+                if m.name.startswith("sitewatch_edge_snapshots")}
+    assert exported == {"sitewatch_edge_snapshots_sent": agent.snapshots_sent,
+                        "sitewatch_edge_snapshots_failed": 0}
     await running.stop()
 
 
