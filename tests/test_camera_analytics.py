@@ -151,6 +151,11 @@ def test_helmet_and_smoke_models_give_events_labelled_model(tmp_path: Path) -> N
         "events": {"on_s": 0.0}})
     analysis = build_analysis("CAM01", options)
     assert len(analysis.models) == 1  # one model file, loaded and run once per frame
+    other = options.model_copy(update={"analytics": {
+        "helmet": {"model": spec}, "smoke": {"model": {**spec, "score_threshold": 0.6}}}})
+    with pytest.raises(ValueError, match=r"analytics.smoke.model: .* is also "
+                                         r"analytics.helmet.model, with other settings"):
+        build_analysis("CAM01", other)
     out = analysis.analyse(site_scene(frames=2).frame(0), 100.0)
     events = {e.event: (e, snap) for e, snap in out.events}
     no_helmet, snap = events["no_helmet"]

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sitewatch.edge.drivers.base import Driver, Sink
-from sitewatch.edge.vision.analytics import ANALYTICS, Analytic
+from sitewatch.edge.vision.analytics import ANALYTICS, Analytic, ModelOptions
 from sitewatch.edge.vision.camera import CameraAnalysis, Outcome
 from sitewatch.edge.vision.events import DebounceConfig
 from sitewatch.edge.vision.health import HealthConfig, Problem
@@ -113,10 +113,17 @@ def build_analysis(camera: str, options: CameraOptions) -> CameraAnalysis:
         raise ValueError(f"zones: {exc}") from None
     analytics = build_analytics(options, zones)
     models: dict[Path, OnnxDetector] = {}
+    seen: dict[Path, tuple[str, ModelOptions]] = {}
     for name, analytic in zip(options.analytics, analytics, strict=True):
         for m in analytic.models():
-            if m.path in models:
+            if m.path in seen:
+                other, first = seen[m.path]
+                if m != first:  # one file is run once per frame: one class map, layout
+                    raise ValueError(f"analytics.{name}.model: {m.path} is also "
+                                     f"analytics.{other}.model, with other settings; give "
+                                     "both the same classes, layout, size and thresholds")
                 continue
+            seen[m.path] = (name, m)
             try:
                 models[m.path] = m.load()
             except (OSError, ValueError) as exc:
