@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 from conftest import RunningAgent, RunningIngest, one_device_settings, wait_for
 from sqlalchemy import create_engine, select
 
@@ -188,3 +190,56 @@ async def test_a_frozen_covered_or_vanished_camera_reports_within_its_configured
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class StallingStream:
+    """A live stream that gives frames for a while, then stalls: ``next`` blocks (as
+    OpenCV's read does on a dead RTSP connection) until the source is closed."""
+
+    def __init__(self, frames: int, fps: float) -> None:
+        self.scene = Scene(frames=frames)
+        self.left, self.fps = frames, fps
+        self.closed = threading.Event()
+        self.last_at = 0.0
+
+    def next(self) -> tuple[float, Any] | None:
+        if self.left == 0:
+            self.closed.wait()
+            return None
+        self.left -= 1
+        time.sleep(1 / self.fps)
+        self.last_at = time.time()
+        return self.last_at, self.scene.frame(self.left)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+async def test_a_stream_that_stalls_is_offline_within_offline_s(tmp_path: Path) -> None:
+    options = CameraOptions.model_validate({
+        "source": "rtsp://camera.invalid/stream", "analysis_fps": 5,
+        "analytics": {"smoke": {}}, "health": {"offline_s": 1.5}})
+    profile = load_profiles(None).of_devices()["camera_status"]
+    driver = CameraDriver("CAM01", profile, 3600, options)
+    stream = StallingStream(frames=10, fps=5)
+    driver.open_source = lambda: stream  # type: ignore[method-assign]
+    sink = Recorder()
+    task = asyncio.create_task(driver.run(sink))
+    try:
+        await wait_for(lambda: sink.first("online", False) is not None, timeout=15,
+                       what="offline reported")
+        offline = sink.first("online", False)
+        assert offline is not None and sink.status[0][2]["online"] is True
+        late = offline[1] / 1000 - stream.last_at
+        assert 1.5 <= late <= 1.5 + 0.6, late  # offline_s after the last frame (+ a tick)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert stream.closed.is_set()  # the driver closed its source, freeing the reader
+
+
+def test_a_local_camera_source_must_name_a_number() -> None:
+    with pytest.raises(ValueError, match="a local camera is device:N"):
+        CameraOptions.model_validate({"source": "device:front", "analytics": {"smoke": {}}})
+    assert CameraOptions.model_validate({"source": "device:0",
+                                         "analytics": {"smoke": {}}}).source == "device:0"

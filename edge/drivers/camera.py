@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sitewatch.edge.drivers.base import Driver, Sink
 from sitewatch.edge.vision.analytics import ANALYTICS, Analytic, ModelOptions
@@ -25,7 +25,7 @@ from sitewatch.edge.vision.events import DebounceConfig
 from sitewatch.edge.vision.health import HealthConfig, Problem
 from sitewatch.edge.vision.people import PeopleConfig
 from sitewatch.edge.vision.snapshot import SnapshotConfig
-from sitewatch.edge.vision.source import VideoSource
+from sitewatch.edge.vision.source import Frame, FrameSource, VideoSource, capture_target
 from sitewatch.edge.vision.yolo import OnnxDetector
 from sitewatch.edge.vision.zones import Zone
 from sitewatch.ids import IDENT_PATTERN
@@ -65,6 +65,12 @@ class SnapshotOptions(_Strict):
 class CameraOptions(_Strict):
     #: rtsp://..., http://..., a video file's path, or device:N
     source: str = Field(min_length=1)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        capture_target(value)  # device:N must name a number
+        return value
     #: frames analysed per second
     analysis_fps: float = Field(default=2.0, gt=0, le=30)
     #: files: played at their frame rate, or as fast as the analysis goes
@@ -169,11 +175,17 @@ class CameraDriver(Driver):
             return time.time()
         return self._last_at + (time.monotonic() - self._last_mono)
 
+    def open_source(self) -> FrameSource:
+        """Where the frames come from (tests give their own source here)."""
+        o = self.opts
+        return VideoSource(o.source, o.analysis_fps, o.pace, o.loop,
+                           stall_s=max(5.0, o.health.offline_s))
+
     async def run(self, sink: Sink) -> None:
         o = self.opts
-        source = VideoSource(o.source, o.analysis_fps, o.pace, o.loop)
+        source = self.open_source()
         tick = min(1.0, o.health.offline_s / 4)
-        reading: asyncio.Future[tuple[float, Any] | None] | None = None
+        reading: asyncio.Future[Frame | None] | None = None
         status_due = time.monotonic() + self.interval_s
         counted, counted_at = 0, self.now()
         retry_at = 0.0
@@ -211,10 +223,9 @@ class CameraDriver(Driver):
                     self._status(sink, round(fps, 2))
                     status_due = time.monotonic() + self.interval_s
         finally:
-            if reading is not None and not reading.done():
-                reading.add_done_callback(lambda _f: source.close())
-            else:
-                source.close()
+            # the source's own lock (a file) or reader thread (a stream) makes this safe
+            # while a worker thread is in next(): it returns None soon after
+            source.close()
 
     def _problems(self) -> set[Problem]:
         return self.analysis.health.problems()
