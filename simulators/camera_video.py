@@ -281,13 +281,21 @@ class Score:
 def score(truth: Sequence[Interval], found: Sequence[Interval], *, min_s: float = 1.0,
           slack_s: float = 1.0) -> Score:
     """Occurrences matched by overlap (with ``slack_s`` at either end for the debounce
-    delays). A true occurrence shorter than ``min_s`` (the debounce's ``on_s``) need not
-    be found, and finding it is no false positive either."""
+    delays). Each true occurrence is found once: a second event over the same one (an
+    occurrence split into fragments) is a false positive. A true occurrence shorter
+    than ``min_s`` (the debounce's ``on_s``) need not be found, and finding it is no
+    false positive either."""
     def overlaps(a: Interval, b: Interval) -> bool:
         return a[0] - slack_s <= b[1] and b[0] <= a[1] + slack_s
 
-    tp = sum(1 for f in found if any(overlaps(t, f) for t in truth))
-    fp = len(found) - tp
-    must = [t for t in truth if t[1] - t[0] >= min_s]
-    fn = sum(1 for t in must if not any(overlaps(t, f) for f in found))
+    claimed: set[int] = set()
+    tp = fp = 0
+    for f in sorted(found):
+        hits = {k for k, t in enumerate(truth) if overlaps(t, f)}
+        if hits - claimed:
+            tp += 1
+            claimed |= hits
+        else:
+            fp += 1
+    fn = sum(1 for k, t in enumerate(truth) if t[1] - t[0] >= min_s and k not in claimed)
     return Score(tp, fp, fn)

@@ -116,7 +116,7 @@ class Analytic(ABC):
 
 def _observation(event: CameraEvent, zone: str | None, people: Sequence[Person],
                  method: Method) -> Observation:
-    conf = max((p.confidence for p in people), default=1.0)
+    conf = _unit(max((p.confidence for p in people), default=1.0))
     return Observation(event, zone, len(people), round(conf, 3),
                        tuple(p.box for p in people), method)
 
@@ -226,7 +226,7 @@ class Smoke(Analytic):
         if o.model is not None:
             found = [d for d in ctx.detections(o.model.path) if d.label in o.labels]
             boxes = tuple(_int_box(d.box) for d in found)
-            conf = max((d.score for d in found), default=1.0)
+            conf = _unit(max((d.score for d in found), default=1.0))
             return [Observation("fire_smoke", None, min(1, len(found)), round(conf, 3),
                                 boxes, "model")]
         share = self.check.fraction(ctx.frame)
@@ -235,6 +235,11 @@ class Smoke(Analytic):
         conf = min(1.0, (share or 0.0) / (4 * o.min_fraction))
         return [Observation("fire_smoke", None, int(seen), round(conf, 3),
                             (region,) if region else (), "classical")]
+
+
+def _unit(score: float) -> float:
+    """A confidence in [0, 1], whatever a model's scores are (the contract's range)."""
+    return min(1.0, max(0.0, float(score)))
 
 
 def _int_box(box: tuple[float, float, float, float]) -> Box:

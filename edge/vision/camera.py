@@ -5,7 +5,8 @@ Per analysed frame every configured analytic observes (sharing the people found 
 model's detections), the debouncer turns observations into events, each event that
 starts gets a snapshot, and the health watch says whether the picture is frozen or the
 lens covered. While the camera is offline, frozen or covered it sees nothing, so every
-occurrence under way ends then.
+occurrence under way ends then. The first analysed frame ends every occurrence a stop may
+have left open.
 """
 
 from __future__ import annotations
@@ -79,8 +80,19 @@ class CameraAnalysis:
         ctx = FrameContext(frame, at, self.people, self.models)
         observations = [ob for a in self.analytics for ob in a.observe(ctx)]
         events = self.debouncer.update(observations, at)
+        if self.frames == 1:
+            events = self._nothing_open(observations, at) + events
         people = len(ctx.people) if ctx.people_looked_for else None
         return Outcome(self._with_snapshots(events, frame), health, people, observations)
+
+    @staticmethod
+    def _nothing_open(observations: list[Observation], at: float) -> list[Event]:
+        """At the first frame, an end item (count 0) for every event and zone watched:
+        an occurrence left open when the camera's driver or the gateway stopped ends,
+        instead of keeping its alert raised. Where nothing was open it changes nothing."""
+        keys = dict.fromkeys((ob.event, ob.zone) for ob in observations
+                             if ob.event != "person_count")
+        return [Event(event, zone, 0, at) for event, zone in keys]
 
     def tick(self, at: float) -> Outcome:
         """No frame came: the camera may be offline."""

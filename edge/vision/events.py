@@ -5,10 +5,10 @@ whether smoke) it sees there: an :class:`Observation`, with a count of 0 when th
 nothing. The :class:`Debouncer` keeps one state per camera, event type and zone:
 
 - an *occurrence* (``intrusion``, ``no_helmet``, ``no_vest``, ``fire_smoke``) starts when
-  it has been seen for ``on_s`` (gaps shorter than ``off_s`` do not reset that), and is
+  it has been seen in every analysed frame for ``on_s``, and is
   reported once, with its count, confidence and the frame that decided it (for the
-  snapshot); it is over when nothing has been seen for ``off_s``, reported once with a
-  count of 0 and no snapshot;
+  snapshot); it is over when nothing has been seen for ``off_s`` (shorter gaps do not
+  split it), reported once with a count of 0 and no snapshot;
 - ``person_count`` is reported when a count different from the last one reported has
   held for ``on_s``.
 
@@ -110,8 +110,7 @@ class Debouncer:
     def _occurrence(self, st: _State, ob: Observation, at: float) -> Event | None:
         c = self.config
         if ob.count > 0:
-            if st.since is None or (st.last_seen is not None and at - st.last_seen >= c.off_s
-                                    and not st.active):
+            if st.since is None:
                 st.since, st.best = at, None
             st.last_seen = at
             if st.best is None or ob.count >= st.best.count:
@@ -122,11 +121,13 @@ class Debouncer:
                 return Event(ob.event, ob.zone, best.count, at, best.confidence, best.method,
                              best)
             return None
-        if st.last_seen is None or at - st.last_seen < c.off_s:
+        if not st.active:  # seen, then not: on_s counts continuous presence only
+            st.since, st.last_seen, st.best = None, None, None
             return None
-        was_active = st.active
+        if st.last_seen is not None and at - st.last_seen < c.off_s:
+            return None
         st.active, st.since, st.last_seen, st.best = False, None, None, None
-        return Event(ob.event, ob.zone, 0, at) if was_active else None
+        return Event(ob.event, ob.zone, 0, at)
 
     def _count(self, st: _State, ob: Observation, at: float) -> Event | None:
         if ob.count != st.candidate:
