@@ -45,7 +45,7 @@ class ZoneOptions(_Strict):
 
 
 class EventOptions(_Strict):
-    #: seen this long before it is an event
+    #: seen this long, in every analysed frame, before it is an event
     on_s: float = Field(default=1.0, ge=0, le=600)
     #: gone this long before the occurrence is over
     off_s: float = Field(default=3.0, gt=0, le=3600)

@@ -32,7 +32,8 @@ class HealthConfig:
     covered_s: float = 20.0
     #: mean absolute difference (0-255) under which two frames are the same picture; a
     #: live camera's sensor noise alone stays above it (compared on every fourth pixel
-    #: of the grey picture, not on an averaged one, which would smooth the noise away)
+    #: of the green channel, not on an averaged picture, which would smooth the noise
+    #: away)
     still_diff: float = 0.5
     #: mean brightness under which a picture is dark
     dark_level: float = 12.0

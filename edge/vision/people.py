@@ -144,7 +144,7 @@ def _follows(track: _Track, box: Box, at: float) -> bool:
 @dataclass
 class PeopleDetector:
     config: PeopleConfig = field(default_factory=PeopleConfig)
-    #: the last frame's foreground mask at ``motion_width`` (other analytics read it)
+    #: the last frame's foreground mask at ``motion_width`` (for inspection and tests)
     foreground: np.ndarray[Any, Any] | None = None
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 1
