@@ -172,12 +172,17 @@ class Agent:
                           device, exc)
                 sha = msgspec.UNSET
         unset = msgspec.UNSET
-        return self._take(device, GatewayChannel.CAMERA, ts_ms,
+        taken = self._take(device, GatewayChannel.CAMERA, ts_ms,
                           lambda seq, ts: contract.CameraItem(
                               device=device, ts=ts, seq=seq, event=event, count=count,
                               snapshot=sha, zone=unset if zone is None else zone,
                               confidence=unset if confidence is None else confidence,
                               method=unset if method is None else method))
+        if not taken and isinstance(sha, str):  # refused (counted as dropped): no orphan
+            snap = self.snapshots.get(sha)
+            if snap is not None:
+                snap.path.unlink(missing_ok=True)
+        return taken
 
     def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
               make: Callable[[int, int], msgspec.Struct]) -> bool:
