@@ -77,9 +77,7 @@ async def upload(site: SiteId, request: Request, state: StateDep, session: Sessi
     if not stored.created:
         response.status_code = 200
     response.headers["Location"] = f"/sites/{site}/snapshots/{stored.sha256}"
-    return SnapshotInfo(site=site, sha256=stored.sha256, media_type=stored.media_type,
-                        size=stored.size, source=stored.source,
-                        created_at=stored.created_at, created=stored.created)
+    return SnapshotInfo.model_validate(stored, from_attributes=True)
 
 
 @router.get("/sites/{site}/snapshots/{sha256}", response_class=FileResponse,

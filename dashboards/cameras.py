@@ -10,7 +10,6 @@ from __future__ import annotations
 from sitewatch.dashboards import influxql as iq
 from sitewatch.dashboards.devices import Field, field_panel
 from sitewatch.dashboards.model import (
-    Annotation,
     Dashboard,
     Expect,
     Override,
@@ -20,7 +19,12 @@ from sitewatch.dashboards.model import (
     ValueText,
     Variable,
 )
-from sitewatch.dashboards.panels import device_series, open_alerts_table, site_var
+from sitewatch.dashboards.panels import (
+    alert_annotation,
+    device_series,
+    open_alerts_table,
+    site_var,
+)
 from sitewatch.profiles import ProfileSet
 
 STATUS = "camera_status"
@@ -28,7 +32,8 @@ EVENTS = "camera"
 CAMERA_VAR = Variable("device", "Camera", iq.tag_values(STATUS, "device", iq.is_var("site")))
 #: a camera's own readings, and the alerts of its zones (device {camera}-{zone})
 OWN = [iq.is_var("site"), iq.is_var("device")]
-ITS_ALERTS = [iq.is_var("site"), f"{iq.q('device')} =~ /^$device(-.*)?$/"]
+ITS_DEVICES = f"{iq.q('device')} =~ /^$device(-.*)?$/"
+ITS_ALERTS = [iq.is_var("site"), ITS_DEVICES]
 EVENT_COLUMNS = ("device", "event", "zone", "count", "confidence", "method", "snapshot")
 EVENT_TEXT = (ValueText("intrusion", "intrusion", "orange"),
               ValueText("no_helmet", "no hard hat", "red"),
@@ -81,15 +86,10 @@ def cameras(profiles: ProfileSet) -> Dashboard:
         _events_over_time(),
         _events_table(),
     )
-    sql = iq.select([('"title"', ""), ('"event"', ""), ('"severity"', ""), ('"device"', ""),
-                     ('"rule"', "")], iq.ALERTS,
-                    [*ITS_ALERTS, '"event" =~ /^(raised|escalated|resolved)$/'], interval=None)
     return Dashboard(
         "sitewatch-cameras", "SiteWatch · Cameras",
         "Site cameras and their edge analytics: whether each camera sees the site, and the "
         "events it found (intrusion into zones, bare heads, smoke) with their snapshots.",
         items, variables=(site_var(STATUS), CAMERA_VAR),
-        annotations=(Annotation("Alerts", Query(sql, Expect(("title", "event", "severity"))),
-                                color="red", text_column="title",
-                                tags_column="device,event,severity"),),
+        annotations=(alert_annotation(device_match=ITS_DEVICES),),
         time_from="now-6h")

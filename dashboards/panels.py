@@ -51,11 +51,12 @@ def device_var(measurement: str) -> Variable:
     return Variable("device", "Device", iq.tag_values(measurement, "device", iq.is_var("site")))
 
 
-def alert_annotation(*, device: bool = True) -> Annotation:
-    """Alerts raised, escalated and resolved, on every time series of the dashboard."""
+def alert_annotation(*, device: bool = True, device_match: str = "") -> Annotation:
+    """Alerts raised, escalated and resolved, on every time series of the dashboard;
+    of the selected devices (``device``), or of those ``device_match`` selects."""
     cond = [iq.is_var("site"), '"event" =~ /^(raised|escalated|resolved)$/']
-    if device:
-        cond.insert(1, iq.is_var("device"))
+    if device or device_match:
+        cond.insert(1, device_match or iq.is_var("device"))
     sql = iq.select([('"title"', ""), ('"event"', ""), ('"severity"', ""), ('"device"', ""),
                      ('"rule"', "")], iq.ALERTS, cond, interval=None)
     return Annotation("Alerts", Query(sql, Expect(("title", "event", "severity"))),

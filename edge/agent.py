@@ -179,9 +179,7 @@ class Agent:
                               confidence=unset if confidence is None else confidence,
                               method=unset if method is None else method))
         if not taken and isinstance(sha, str):  # refused (counted as dropped): no orphan
-            snap = self.snapshots.get(sha)
-            if snap is not None:
-                snap.path.unlink(missing_ok=True)
+            self.snapshots.delete(sha)
         return taken
 
     def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
@@ -312,9 +310,7 @@ class Agent:
     def _forget_snapshots(self, batches: list[int]) -> None:
         for b in batches:
             for sha in self._batch_snapshots.pop(b, []):
-                snap = self.snapshots.get(sha)
-                if snap is not None:
-                    snap.path.unlink(missing_ok=True)
+                self.snapshots.delete(sha)
 
     # -- tasks ---------------------------------------------------------------------
     async def _run_driver(self, driver: Driver) -> None:
@@ -339,18 +335,9 @@ class Agent:
             await asyncio.sleep(10)
             self.spool.retry_disk()
             await asyncio.to_thread(self.spool.expire)
-            await asyncio.to_thread(self._expire_snapshots)
-
-    def _expire_snapshots(self) -> None:
-        """Snapshots outlive their batch only when the agent stopped before the ack; the
-        spool's age bound applies to them too."""
-        if not self.snapshots.dir.is_dir():
-            return
-        cutoff = time.time() - self.settings.spool.max_age_s
-        for path in self.snapshots.dir.glob("*/*.jpg"):
-            with suppress(OSError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
+            # snapshots outlive their batch only when the agent stopped before the ack:
+            # the spool's age bound applies to them too
+            await asyncio.to_thread(self.snapshots.expire, self.settings.spool.max_age_s)
 
     async def _backlog(self) -> None:
         """Resend what is unacknowledged past the timeout, at a bounded rate."""

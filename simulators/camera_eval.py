@@ -68,7 +68,7 @@ def evaluate(scene: Scene, zone: Sequence[Point], *, analysis_fps: float = 2.0,
     start: dict[str, float] = {}
     ftp = ffp = ffn = 0
     htp = hfp = 0
-    bare_seen: dict[str, int] = {}
+    bare_in_zone = 0  # bare heads seen for 2 s and in the zone, per analysed frame
     bare_found: set[tuple[str, int]] = set()
     events: list[Event] = []
     frames = 0
@@ -76,16 +76,17 @@ def evaluate(scene: Scene, zone: Sequence[Point], *, analysis_fps: float = 2.0,
         at = i / scene.fps
         outcome = analysis.analyse(scene.frame(i), at)
         frames += 1
-        truth = bool(scene.inside(i, zone))
+        inside = scene.inside(i, zone)
+        truth = bool(inside)
         seen = any(o.count for o in outcome.observations
                    if o.event == "intrusion" and o.zone == ZONE)
         ftp += truth and seen
         ffp += seen and not truth
         ffn += truth and not seen
         visible = scene.visible(i)
-        for w in visible:
-            if not w.helmet and i - w.first >= 2 * scene.fps:
-                bare_seen[w.id] = bare_seen.get(w.id, 0) + 1
+        # the helmet analytic watches the zone: only bare heads in it count as missed
+        bare_in_zone += sum(1 for w in visible if not w.helmet and w.id in inside
+                            and i - w.first >= 2 * scene.fps)
         for o in outcome.observations:
             if o.event != "no_helmet" or o.zone != ZONE:
                 continue
@@ -109,10 +110,6 @@ def evaluate(scene: Scene, zone: Sequence[Point], *, analysis_fps: float = 2.0,
     for name, began in start.items():
         found[name].append((began, scene.frames / scene.fps))
     bare = replace(scene, walkers=tuple(w for w in scene.walkers if not w.helmet))
-    # the helmet analytic watches the zone: only bare heads in it count as missed
-    bare_in_zone = sum(1 for i in range(0, scene.frames, step) for w in scene.visible(i)
-                       if not w.helmet and i - w.first >= 2 * scene.fps
-                       and w.id in scene.inside(i, zone))
     helmet = Score(htp, hfp, max(0, bare_in_zone - len(bare_found)))
     # a hat is judged over a few frames: a bare head must be in the zone that much longer
     judged_s = on_s + 3 / analysis_fps

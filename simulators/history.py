@@ -11,6 +11,7 @@ as if the sites had run. The dashboard tests and the README pictures use it.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,6 +21,9 @@ import msgspec
 from sitewatch import __version__, contract
 from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.contract import CameraEvent
+from sitewatch.edge.vision.events import Event, Observation
+from sitewatch.edge.vision.snapshot import SnapshotConfig, draw, encode
+from sitewatch.edge.vision.zones import Zone
 from sitewatch.profiles import ProfileSet
 from sitewatch.simulators.attendance_days import (
     SimWorker,
@@ -28,6 +32,7 @@ from sitewatch.simulators.attendance_days import (
     gate_events,
     simulate,
 )
+from sitewatch.simulators.camera_video import SWING_ZONE, site_scene
 from sitewatch.simulators.fleet import FleetOptions, build_fleet
 from sitewatch.simulators.scenarios import SimulatedDevice
 from sitewatch.topics import GatewayChannel, gateway_topic, snapshot_topic
@@ -150,13 +155,6 @@ def camera(prefix: str, site: str, *, hours: float, end_ms: int, seed: int = 1,
     snapshot and an end item), smoke once, person counts as they change — with the
     snapshots, drawn from the synthetic site video. The last intrusion is still going
     on at the end."""
-    import random
-
-    from sitewatch.edge.vision.events import Event, Observation
-    from sitewatch.edge.vision.snapshot import SnapshotConfig, draw, encode
-    from sitewatch.edge.vision.zones import Zone
-    from sitewatch.simulators.camera_video import SWING_ZONE, site_scene
-
     rng = random.Random(f"{seed}/{site}/camera")
     start_ms = end_ms - int(hours * 3_600_000)
     offline_from = end_ms - int(offline_min * 60_000) if offline_min else end_ms + 1

@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -124,6 +125,23 @@ class SnapshotStore:
             if path.exists():
                 return Snapshot(sha256, path, media, path.stat().st_size)
         return None
+
+    def delete(self, sha256: str) -> None:
+        """Remove a snapshot (a gateway's, once ingest has it); nothing if there is none."""
+        snap = self.get(sha256)
+        if snap is not None:
+            snap.path.unlink(missing_ok=True)
+
+    def expire(self, older_than_s: float) -> None:
+        """Remove the snapshots written more than ``older_than_s`` seconds ago."""
+        if not self.dir.is_dir():
+            return
+        cutoff = time.time() - older_than_s
+        for kind in MEDIA_TYPES:
+            for path in self.dir.glob(f"*/*.{kind}"):
+                with suppress(OSError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
 
 
 def _make_dirs(directory: Path) -> None:

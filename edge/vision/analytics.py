@@ -102,7 +102,7 @@ class Analytic(ABC):
     @abstractmethod
     def observe(self, ctx: FrameContext) -> list[Observation]: ...
 
-    def _per_zone(self, event: CameraEvent, people: list[Person], ctx: FrameContext,
+    def _per_zone(self, event: CameraEvent, people: list[Person],
                   method: Method = "classical", whole_frame: bool = False
                   ) -> list[Observation]:
         out = []
@@ -121,14 +121,14 @@ def _observation(event: CameraEvent, zone: str | None, people: Sequence[Person],
                        tuple(p.box for p in people), method)
 
 
-class ZoneOptions(_Options):
+class ZoneSelection(_Options):
     #: the zones watched (default: every zone of the camera)
     zones: list[str] | None = None
 
 
 class Intrusion(Analytic):
     name = "intrusion"
-    Options = ZoneOptions
+    Options = ZoneSelection
 
     def __init__(self, options: Any, zones: Sequence[Zone]) -> None:
         super().__init__(options, zones)
@@ -136,7 +136,7 @@ class Intrusion(Analytic):
             raise ValueError("intrusion needs at least one zone")
 
     def observe(self, ctx: FrameContext) -> list[Observation]:
-        return self._per_zone("intrusion", ctx.people, ctx)
+        return self._per_zone("intrusion", ctx.people)
 
 
 class CountOptions(_Options):
@@ -149,10 +149,10 @@ class PersonCount(Analytic):
     Options = CountOptions
 
     def observe(self, ctx: FrameContext) -> list[Observation]:
-        return self._per_zone("person_count", ctx.people, ctx, whole_frame=True)
+        return self._per_zone("person_count", ctx.people, whole_frame=True)
 
 
-class HelmetOptions(ZoneOptions):
+class HelmetOptions(ZoneSelection):
     #: a helmet model; without one, the classical hard-hat colour check runs
     model: ModelOptions | None = None
     #: labels of the model that mean a bare head
@@ -176,7 +176,7 @@ class Helmet(Analytic):
 
     def observe(self, ctx: FrameContext) -> list[Observation]:
         bare, method = self._bare(ctx)
-        return self._per_zone("no_helmet", bare, ctx, method, whole_frame=not self.zones)
+        return self._per_zone("no_helmet", bare, method, whole_frame=not self.zones)
 
     def _bare(self, ctx: FrameContext) -> tuple[list[Person], Method]:
         o: HelmetOptions = self.options

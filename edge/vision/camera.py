@@ -54,13 +54,12 @@ class CameraAnalysis:
         self.health = CameraHealth(health or HealthConfig())
         self.snapshot = snapshot or SnapshotConfig()
         self.people = PeopleDetector(people or PeopleConfig())
-        #: the analytics' models by file, loaded once (build_analysis loads them, naming
-        #: the analytic whose model fails); those not given are loaded here
+        #: the analytics' models by file, loaded once by the caller
+        #: (:func:`sitewatch.edge.drivers.camera.build_analysis`)
         self.models: dict[Path, OnnxDetector] = dict(models or {})
-        for a in self.analytics:
-            for m in a.models():
-                if m.path not in self.models:
-                    self.models[m.path] = m.load()
+        missing = {m.path for a in self.analytics for m in a.models()} - set(self.models)
+        if missing:
+            raise ValueError(f"models not loaded: {', '.join(map(str, sorted(missing)))}")
         self.frames = 0
 
     def check_frame_size(self, width: int, height: int) -> None:
