@@ -30,6 +30,7 @@ from sitewatch.devicetime import DeviceClock
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers import DRIVERS, Driver, Values
 from sitewatch.edge.metrics import EdgeCollector, driver_name
+from sitewatch.edge.outbox import SnapshotOutbox
 from sitewatch.edge.spool import (
     FullPolicy,
     PendingReading,
@@ -43,7 +44,6 @@ from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import ProfileSet, load_profiles
 from sitewatch.settings import ConfigError
 from sitewatch.signals import stop_on_signals
-from sitewatch.snapshots import SHA256_RE, SnapshotError, SnapshotStore
 from sitewatch.topics import GatewayChannel, gateway_topic, snapshot_topic
 
 log = logging.getLogger("sitewatch.edge")
@@ -112,10 +112,9 @@ class Agent:
         self.registry.register(self.metrics)
         self.metrics_endpoint: MetricsEndpoint | None = None
         #: camera snapshots waiting for their batch's ack (content-addressed files)
-        self.snapshots = SnapshotStore(Path(settings.state_dir) / "snapshots")
-        self._batch_snapshots: dict[int, list[str]] = {}
-        self.snapshots_sent = 0
-        self.snapshots_failed = 0  # not written, or gone before they were sent
+        self.snapshots = SnapshotOutbox(
+            Path(settings.state_dir) / "snapshots",
+            lambda sha: snapshot_topic(self.prefix, settings.site, settings.gateway, sha))
         self.topics: dict[GatewayChannel, str] = {
             ch: gateway_topic(self.prefix, settings.site, settings.gateway, ch)
             for ch in GatewayChannel if ch is not GatewayChannel.SNAPSHOT
@@ -125,6 +124,16 @@ class Agent:
         self._stop.set()
 
     # -- readings -> spool ---------------------------------------------------------
+    @property
+    def snapshots_sent(self) -> int:
+        """Camera snapshots published (resends included)."""
+        return self.snapshots.sent
+
+    @property
+    def snapshots_failed(self) -> int:
+        """Camera snapshots not written, or gone before they were sent."""
+        return self.snapshots.failed
+
     @property
     def readings_taken(self) -> int:
         """Readings and gate events taken into the spool since the agent started."""
@@ -162,15 +171,8 @@ class Agent:
         ``state_dir/snapshots`` first; it is published before the batch that names it
         and deleted once ingest has acknowledged that batch."""
         sha: str | msgspec.UnsetType = msgspec.UNSET
-        if snapshot is not None:
-            jpeg, sha = snapshot
-            try:
-                await asyncio.to_thread(self.snapshots.put, jpeg, sha)
-            except (OSError, SnapshotError) as exc:
-                self.snapshots_failed += 1
-                log.error("camera %s: snapshot not kept (%s); the event goes without it",
-                          device, exc)
-                sha = msgspec.UNSET
+        if snapshot is not None and await self.snapshots.keep(device, *snapshot):
+            sha = snapshot[1]
         unset = msgspec.UNSET
         taken = self._take(device, GatewayChannel.CAMERA, ts_ms,
                           lambda seq, ts: contract.CameraItem(
@@ -179,7 +181,7 @@ class Agent:
                               confidence=unset if confidence is None else confidence,
                               method=unset if method is None else method))
         if not taken and isinstance(sha, str):  # refused (counted as dropped): no orphan
-            self.snapshots.delete(sha)
+            self.snapshots.drop(sha)
         return taken
 
     def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
@@ -274,43 +276,13 @@ class Agent:
         sent = []
         for b in batches:
             if b.channel == GatewayChannel.CAMERA.value:
-                self._publish_snapshots(client, b)
+                self.snapshots.publish(client, b, _ignore)
             fut = client.publish_nowait(self.topics[GatewayChannel(b.channel)], b.payload, qos=1)
             fut.add_done_callback(_ignore)
             sent.append(b.batch)
             self.items_sent += b.items
         self.batches_sent += len(sent)
         self.spool.mark_sent(sent)
-
-    def _publish_snapshots(self, client: mqtt.Client, batch: SpooledBatch) -> None:
-        """The snapshots a camera batch names go out before it (so they are at ingest
-        when the event is); they stay on disk until the batch is acknowledged."""
-        try:  # leniently: one item ingest will refuse must not cost the others theirs
-            items = msgspec.json.decode(batch.payload).get("items", [])
-            names = [sha for i in items if isinstance(i, dict)
-                     and isinstance(sha := i.get("snapshot"), str) and SHA256_RE.fullmatch(sha)]
-        except (msgspec.DecodeError, AttributeError) as exc:
-            self.snapshots_failed += 1
-            log.error("camera batch %d unreadable (%s): its snapshots are not sent",
-                      batch.batch, exc)
-            return
-        self._batch_snapshots[batch.batch] = names
-        for sha in names:
-            snap = self.snapshots.get(sha)
-            if snap is None:
-                self.snapshots_failed += 1
-                log.error("snapshot %s of batch %d is gone; the event is sent without "
-                          "its picture", sha, batch.batch)
-                continue
-            topic = snapshot_topic(self.prefix, self.settings.site, self.settings.gateway, sha)
-            fut = client.publish_nowait(topic, snap.path.read_bytes(), qos=1)
-            fut.add_done_callback(_ignore)
-            self.snapshots_sent += 1
-
-    def _forget_snapshots(self, batches: list[int]) -> None:
-        for b in batches:
-            for sha in self._batch_snapshots.pop(b, []):
-                self.snapshots.delete(sha)
 
     # -- tasks ---------------------------------------------------------------------
     async def _run_driver(self, driver: Driver) -> None:
@@ -429,7 +401,7 @@ class Agent:
                 log.warning("edge: ignoring malformed ack: %s", exc)
                 continue
             self.spool.acknowledge([e.batch for e in ack.acks])
-            self._forget_snapshots([e.batch for e in ack.acks])
+            self.snapshots.acknowledged([e.batch for e in ack.acks])
             self.batches_acked += len(ack.acks)
             for e in ack.acks:
                 if e.rejected:
