@@ -259,7 +259,8 @@ class WritePipeline:
                     contract.AckEntry(batch=w.batch, stored=min(w.stored, contract.MAX_ITEMS),
                                       rejected=min(len(w.rejected), contract.MAX_ITEMS)))
         for (site, gateway), entries in acks.items():
-            await self._publish_ack(site, gateway, contract.encode(contract.Ack(acks=entries)))
+            ack = contract.Ack(acks=entries, now=time.time_ns() // 1_000_000)
+            await self._publish_ack(site, gateway, contract.encode(ack))
             self._stats.acks_published += len(entries)
         for w in chunk.works:
             if w.message is not None:

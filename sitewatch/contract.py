@@ -110,8 +110,14 @@ class AckEntry(_Msg):
     rejected: Annotated[int, msgspec.Meta(ge=0, le=MAX_ITEMS)]
 
 
-class Ack(_Msg):
+class Ack(msgspec.Struct, omit_defaults=True):
+    """What ingest sends a gateway. Unlike the other messages, unknown fields are
+    ignored: a gateway must keep working when a newer ingest adds one."""
+
     acks: list[AckEntry]
+    #: ingest's clock when it sent the ack (ms since the epoch, UTC); gateways measure
+    #: their clock's offset from it. Absent from ingests before it was added.
+    now: Millis | None = None
 
 
 class TelemetryItem(_Msg):
