@@ -112,9 +112,19 @@ class GatewayClock:
         """Advance the timeline to now and return it: the timestamp for a reading the
         gateway takes now."""
         t, w = self._advance()
-        if abs(t - w) > self.policy.agree_s * 1e6:
-            self.corrected += 1
+        self._count(t - w)
         return t // 1000
+
+    def map_ms(self, wall_ms: int) -> int:
+        """The timeline's timestamp for a reading stamped ``wall_ms`` by the wall clock
+        a moment ago (a driver that read ``time.time()`` when it sampled)."""
+        t, w = self._advance()
+        self._count(t - w)
+        return wall_ms + (t - w) // 1000
+
+    def _count(self, correction_us: int) -> None:
+        if abs(correction_us) > self.policy.agree_s * 1e6:
+            self.corrected += 1
 
     def correction_s(self) -> float:
         """Timeline minus wall clock now, in seconds (0 while the wall clock is right)."""

@@ -120,6 +120,17 @@ def test_the_platform_estimate_takes_the_fastest_ack_and_ignores_wall_steps() ->
     assert off is not None and abs(off + 5.0 - 0.12) < 0.01
 
 
+def test_a_wall_clock_timestamp_is_moved_by_the_correction_now() -> None:
+    c = Clocks()
+    g = _clock(c)
+    _run(g, c, 2)
+    c.wall_error = -20_000
+    c.tick(1000)
+    sampled = int(c.true + c.wall_error) - 5  # a driver read the wall clock 5 ms ago
+    assert g.map_ms(sampled) == int(c.true) - 5 - 500  # half speed since the step
+    assert g.corrected == 1
+
+
 def test_the_timeline_starts_past_the_last_reading_after_a_restart() -> None:
     c = Clocks(wall_error=-20_000)  # stepped back 20 s while the agent was stopped
     g = GatewayClock(ClockPolicy(), wall=c.wall_ns, mono=c.mono_ns, floor_ms=int(T0))

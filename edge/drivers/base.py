@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +17,10 @@ Values = dict[str, float | int | bool | str]
 
 class Sink(Protocol):
     """Where a driver hands its device's readings."""
+
+    def now_ms(self) -> int:
+        """The gateway's time now (edge/clock.py), for a device that reports no time of
+        its own this time."""
 
     def emit(self, values: Values, ts_ms: int) -> bool:
         """Take a reading; False if the spool refused it (full or disk full; counted)."""
@@ -43,6 +47,10 @@ class Driver(ABC):
     """A device the agent reads. ``Options`` validates ``devices[].options`` at start-up."""
 
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: whose clock the driver's timestamps are: ``gateway`` (it reads ``time.time()``
+    #: when it samples; the agent moves them onto the gateway's timeline, edge/clock.py)
+    #: or ``device`` (the device says when it sampled; kept as they are)
+    stamps: ClassVar[Literal["gateway", "device"]] = "gateway"
 
     def __init__(self, device_id: str, profile: Profile, interval_s: float,
                  options: BaseModel) -> None:
