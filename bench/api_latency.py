@@ -35,7 +35,7 @@ request, which makes the generator the limit for /health: ``--client raw`` write
 requests by hand on asyncio streams (~0.1 ms each), leaving the cores to the API.
 
     .venv/bin/python bench/api_latency.py                    # 50 clients, 30 s per kind
-    .venv/bin/python bench/api_latency.py --quick            # smoke run: 3 s per kind
+    .venv/bin/python bench/api_latency.py --quick            # smoke run: 2 s per kind
     .venv/bin/python bench/api_latency.py --client raw       # the lightest clients
     .venv/bin/python bench/api_latency.py --postgres         # the stores on PostgreSQL
     .venv/bin/python bench/api_latency.py --kinds latest --duration 60
@@ -775,7 +775,8 @@ def main() -> int:
                     help="keep configs, logs and server state in this folder (default: a "
                          "temporary one, removed afterwards)")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 3 s per kind after 1 s of warm-up, 10 min of history")
+                    help="smoke run: 2 s per kind after 0.5 s of warm-up, 10 min of "
+                         "history, 20 alerts per site")
     ap.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.generator:
@@ -786,7 +787,7 @@ def main() -> int:
         ap.error(f"--kinds: unknown {', '.join(unknown)}; choose among "
                  f"{', '.join(k for k in KINDS if k != 'health')}")
     if args.quick:
-        args.duration, args.warmup, args.history = 3, 1, 600
+        args.duration, args.warmup, args.history, args.alerts = 2, 0.5, 600, 20
     return run_in_workdir(bench, args, "sw-bench-api-")
 
 

@@ -34,6 +34,7 @@ credit (``Simulation.minutes()`` for registered workers). It exits 1 if they do 
     .venv/bin/python bench/attendance.py --profile 25        # and cProfile's top 25 of sheets
     .venv/bin/python bench/attendance.py --database-url postgresql+psycopg://u@host/db
     .venv/bin/python bench/attendance.py --workers 200 --days 7 --repeat 3
+    .venv/bin/python bench/attendance.py --quick             # CI: 100 workers, 5 days, 1 round
 """
 
 from __future__ import annotations
@@ -434,7 +435,11 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep the SQLite file and server logs in this folder (default: a "
                          "temporary one, removed afterwards)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run (CI): 100 workers, 5 days, 1 round")
     args = ap.parse_args()
+    if args.quick:
+        args.workers, args.days, args.repeat = 100, 5, 1
     if args.workers < 1 or args.days < 1 or args.repeat < 1 or args.batch < 1:
         ap.error("--workers, --days, --repeat and --batch must be at least 1")
 

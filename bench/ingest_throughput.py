@@ -10,6 +10,7 @@ A reading counts as stored when the pipeline says so: ingest's acks to the gatew
 (after each write). Every run ends by counting the points in InfluxDB.
 
     .venv/bin/python bench/ingest_throughput.py [--readings 1000000] [--rounds 4]
+    .venv/bin/python bench/ingest_throughput.py --quick   # CI: 50,000 readings, 1 round
 """
 
 from __future__ import annotations
@@ -184,7 +185,11 @@ async def main() -> None:
     ap.add_argument("--fields", type=int, default=4,
                     help="values per reading (4 like the contract's example item; 0: every "
                          "field of the profile, 4 to 9)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run (CI): 50,000 readings, one round of each pipeline")
     args = ap.parse_args()
+    if args.quick:
+        args.readings, args.rounds = 50_000, 1
     readings = max(5000, args.readings // 5000 * 5000)
     t = time.perf_counter()
     stream = generate(readings, args.fields)
