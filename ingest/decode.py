@@ -4,6 +4,10 @@ Fast path: a good batch is decoded and validated in one msgspec call (see
 ``sitewatch.contract``) and formatted. Only a batch that fails takes the slow path,
 which decodes the envelope and each item on its own so that the good items of a batch
 are stored and each bad one is dead-lettered with its own reason.
+
+JSON the contract calls ambiguous (``sitewatch.strictjson``: too deep, a key twice, a
+control character in a string) is refused, never guessed at. A good batch pays for that
+with one re-encoding and a few byte searches; the exact checks run on the slow path.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from sitewatch import contract
+from sitewatch import contract, strictjson
 from sitewatch.ingest.reasons import Reason, classify
 from sitewatch.lineprotocol import quote_string
 from sitewatch.profiles import FieldType
@@ -153,6 +157,13 @@ def _has_non_finite(obj: Any) -> bool:
     return False
 
 
+class _Recover:
+    """Default of ``_whole``'s batch: read it from the payload as well as one can."""
+
+
+_RECOVER = _Recover()
+
+
 def _recover_batch(payload: bytes) -> int | None:
     """The batch number of a message too broken to decode, so that it can be acked."""
     m = _BATCH_NO.search(payload[:4096])
@@ -223,8 +234,12 @@ class BatchDecoder:
                                f"{len(payload)} bytes > {contract.MAX_PAYLOAD_BYTES}")
         try:
             batch = kind.batch_decoder.decode(payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            # RecursionError: nested too deep for the parser; the slow path says so
             return self._slow(kind, payload, now_ms)
+        if (not strictjson.same_keys(payload, contract.encode(batch))
+                or strictjson.may_hold_control(payload)):
+            return self._slow(kind, payload, now_ms)  # finds the items at fault
         out = Decoded(batch=batch.batch, items=len(batch.items))
         window = self.window
         good = out.good
@@ -240,42 +255,64 @@ class BatchDecoder:
         return Rejected(reason, f"ts {item.ts} vs ingest clock {now_ms}",
                         contract.encode(item), item.device, item.seq)
 
-    def _whole(self, payload: bytes, reason: Reason, detail: str) -> Decoded:
-        batch = _recover_batch(payload)
+    def _whole(self, payload: bytes, reason: Reason, detail: str,
+               batch: int | _Recover | None = _RECOVER) -> Decoded:
+        if isinstance(batch, _Recover):
+            batch = _recover_batch(payload)
         d = Decoded(batch=batch, items=0)
         d.rejected.append(Rejected(reason, detail, payload[: contract.MAX_PAYLOAD_BYTES]))
         return d
 
     def _slow(self, kind: _Kind, payload: bytes, now_ms: int) -> Decoded:
+        if strictjson.too_deep(payload):
+            return self._whole(payload, Reason.TOO_DEEP,
+                               f"JSON nested deeper than {strictjson.MAX_DEPTH} levels")
+        # Python's parser, bounded by the depth check, also reads NaN/Infinity and knows
+        # repeated keys; None when even it cannot read the payload
+        parsed: Any
+        try:
+            parsed = strictjson.loads(payload)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, strictjson.Object) and parsed.repeated:
+            # which batch a repeated "batch" means is a guess: no ack then
+            b = parsed.get("batch")
+            batch = (b if "batch" not in parsed.repeated and type(b) is int
+                     and 0 <= b < 2**63 else None)
+            return self._whole(payload, Reason.DUPLICATE_KEY,
+                               f"key(s) {parsed.repeated} repeated in the envelope", batch)
         raw_items: list[bytes]
+        item_objs: list[Any] | None = None
         try:
             env = contract.envelope_decoder.decode(payload)
             raw_items = [bytes(r) for r in env.items]
             batch_no = env.batch
-        except msgspec.DecodeError as exc:
-            # Not strict JSON. Python's parser also reads NaN/Infinity: a device that
-            # sends those gets the good items of its batch stored and those dead-lettered.
-            try:
-                obj = json.loads(payload)
-            except (ValueError, UnicodeDecodeError):
+            if isinstance(parsed, dict) and isinstance(parsed.get("items"), list) \
+                    and len(parsed["items"]) == len(raw_items):
+                item_objs = parsed["items"]
+        except msgspec.DecodeError as exc:  # ValidationError included
+            # Not strict JSON, or a bad envelope. A device that sends NaN/Infinity gets
+            # the good items of its batch stored and those dead-lettered.
+            if parsed is None:
                 return self._whole(payload, Reason.BAD_JSON, str(exc))
-            if not isinstance(obj, dict) or not isinstance(obj.get("items"), list):
+            if not isinstance(parsed, dict) or not isinstance(parsed.get("items"), list):
+                if isinstance(exc, msgspec.ValidationError) and isinstance(parsed, dict):
+                    return self._envelope_error(payload, exc, parsed.get("v"))
                 return self._whole(payload, Reason.BAD_ENVELOPE, "items missing")
             try:
-                env_any = msgspec.convert(obj, contract.EnvelopeAny)
+                env_any = msgspec.convert(parsed, contract.EnvelopeAny)
             except msgspec.ValidationError as exc2:
-                return self._envelope_error(payload, exc2, obj.get("v"))
-            raw_items = [json.dumps(i, allow_nan=True).encode() for i in env_any.items]
+                return self._envelope_error(payload, exc2, parsed.get("v"))
+            item_objs = env_any.items
+            raw_items = [json.dumps(i, allow_nan=True).encode() for i in item_objs]
             batch_no = env_any.batch
-        except msgspec.ValidationError as exc:
-            v = None
-            try:
-                v = json.loads(payload).get("v")
-            except (ValueError, AttributeError):
-                pass
-            return self._envelope_error(payload, exc, v)
         out = Decoded(batch=batch_no, items=len(raw_items))
-        for raw in raw_items:
+        for i, raw in enumerate(raw_items):
+            repeated = strictjson.repeated_key(item_objs[i]) if item_objs is not None else None
+            if repeated is not None:
+                out.rejected.append(self._item_reject(
+                    raw, Reason.DUPLICATE_KEY, f"key {repeated!r} repeated in the item"))
+                continue
             try:
                 item = kind.item_decoder.decode(raw)
             except msgspec.ValidationError as exc:
@@ -291,6 +328,12 @@ class BatchDecoder:
                         raw, Reason.NON_FINITE, "NaN or Infinity is not a reading"))
                 else:
                     out.rejected.append(self._item_reject(raw, Reason.BAD_JSON, str(exc)))
+                continue
+            control = strictjson.control_in(msgspec.to_builtins(item))
+            if control is not None:
+                out.rejected.append(self._item_reject(
+                    raw, Reason.CONTROL_CHARACTER,
+                    f"string {control[:80]!r} holds a control character"))
                 continue
             late = self.window.check(item.ts, now_ms)
             if late is None:
@@ -318,6 +361,25 @@ class BatchDecoder:
         except ValueError:
             pass
         return Rejected(reason, detail, raw[:_MAX_ITEM_COPY], device, seq)
+
+
+def decode_status(payload: bytes) -> contract.Status | Rejected:
+    """A gateway status message, or why it is refused (the same JSON rules as batches)."""
+    if strictjson.too_deep(payload):
+        return Rejected(Reason.TOO_DEEP,
+                        f"status: JSON nested deeper than {strictjson.MAX_DEPTH} levels",
+                        payload)
+    try:
+        status = contract.status_decoder.decode(payload)
+    except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError included
+        return Rejected(Reason.BAD_ENVELOPE, f"status: {exc}", payload)
+    repeated = strictjson.repeated_key(strictjson.loads(payload))  # msgspec read it
+    if repeated is not None:
+        return Rejected(Reason.DUPLICATE_KEY, f"status: key {repeated!r} repeated", payload)
+    if strictjson.CONTROL.search(status.agent):
+        return Rejected(Reason.CONTROL_CHARACTER,
+                        "status: agent holds a control character", payload)
+    return status
 
 
 def status_line(status: contract.Status, site: str, gateway: str) -> str:

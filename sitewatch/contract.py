@@ -75,7 +75,7 @@ class CameraItem(_Msg):
         msgspec.UNSET
     )
     snapshot: (
-        Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | msgspec.UnsetType
+        Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-f]{64}\Z")] | msgspec.UnsetType
     ) = msgspec.UNSET
     method: DetectionMethod | msgspec.UnsetType = msgspec.UNSET
 

@@ -4,6 +4,14 @@ Identifiers end up in MQTT topics, InfluxDB tags and SQL parameters. Restricting
 ``[A-Za-z0-9_-]{1,64}`` means none of them ever needs escaping anywhere, and a topic
 filter wildcard (``+``, ``#``) or a line-protocol separator (space, comma, ``=``) can never
 be smuggled in through one.
+
+An identifier is matched in full, everywhere. Two regex engines apply the pattern, and
+they disagree about ``$``: in Python's ``re`` (and so in msgspec, which *searches* with
+it) ``$`` also matches before a final newline, so ``^...$`` would let ``"S1\\n"``
+through; in pydantic's Rust engine ``$`` is the end of the text and ``\\Z`` does not
+exist. Hence one character rule, :data:`IDENT_CHARS`, anchored once per engine, and one
+:data:`Ident` type that carries both (msgspec reads its ``Meta``, pydantic its
+``StringConstraints``).
 """
 
 from __future__ import annotations
@@ -12,12 +20,23 @@ import re
 from typing import Annotated
 
 import msgspec
+from pydantic import StringConstraints
 
-IDENT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_IDENT_RE = re.compile(IDENT_PATTERN)
+#: what an identifier is made of (unanchored)
+IDENT_CHARS = r"[A-Za-z0-9_-]{1,64}"
+#: for pydantic and FastAPI (``Field(pattern=...)``, ``Path``, ``Query``): Rust regex,
+#: where ``$`` only matches at the very end of the text
+IDENT_PATTERN = rf"^{IDENT_CHARS}$"
+#: for Python's ``re`` and msgspec (``\\A``/``\\Z``: no final newline slips past ``$``)
+IDENT_PATTERN_PY = rf"\A{IDENT_CHARS}\Z"
+_IDENT_RE = re.compile(IDENT_PATTERN_PY)
 
-#: msgspec type for an identifier inside a contract message.
-Ident = Annotated[str, msgspec.Meta(pattern=IDENT_PATTERN, min_length=1, max_length=64)]
+#: an identifier in a contract message (msgspec) or a settings model (pydantic)
+Ident = Annotated[
+    str,
+    msgspec.Meta(pattern=IDENT_PATTERN_PY, min_length=1, max_length=64),
+    StringConstraints(pattern=IDENT_PATTERN, min_length=1, max_length=64),
+]
 
 
 class InvalidIdentifier(ValueError):

@@ -4,6 +4,8 @@ Rules (InfluxDB 1.x, 2.x and 3.x agree):
 - measurement: escape comma and space
 - tag keys, tag values, field keys: escape comma, equals sign and space
 - string field values: double-quoted; escape double quote and backslash
+- control characters (U+0000-U+001F, U+007F-U+009F) have no escape in any of them (a
+  newline ends the line): a value holding one is refused, never written
 - floats are written without a suffix, integers with ``i``: a float field must always be
   written as a float (``3.0``, never ``3i``) or InfluxDB refuses the whole write with a
   field-type conflict.
@@ -12,10 +14,13 @@ Rules (InfluxDB 1.x, 2.x and 3.x agree):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 _MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 _KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
+#: a character Unicode calls a control (category Cc): no line-protocol escape for it
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class LineProtocolError(ValueError):
@@ -36,13 +41,16 @@ def escape_key(key: str) -> str:
 def _no_trailing_backslash(s: str) -> None:
     if not s:
         raise LineProtocolError("empty measurement, tag or field key/value")
-    if s.endswith("\\") or "\n" in s:
+    if s.endswith("\\") or CONTROL.search(s):
         # a trailing backslash would escape the following separator; no protocol
         # version defines an unescape for it, so refuse rather than corrupt the line
-        raise LineProtocolError(f"{s!r}: trailing backslash or newline cannot be encoded")
+        raise LineProtocolError(
+            f"{s!r}: trailing backslash or control character cannot be encoded")
 
 
 def quote_string(value: str) -> str:
+    if CONTROL.search(value):
+        raise LineProtocolError(f"{value[:80]!r}: a control character cannot be encoded")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
