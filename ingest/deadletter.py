@@ -14,6 +14,18 @@ from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text,
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch.db import Base, count_rows, make_engine
+from sitewatch.lineprotocol import CONTROL
+
+
+def printable(text: str | None, limit: int) -> str | None:
+    """A text column's value as it is stored: control characters written as escapes
+    (PostgreSQL refuses NUL in text, and a gateway chose these strings), cut to
+    ``limit`` characters."""
+    if text is None:
+        return None
+    if CONTROL.search(text):
+        text = CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return text[:limit]
 
 
 class DeadLetter(Base):
@@ -58,9 +70,11 @@ class DeadLetterStore:
         now = datetime.now(UTC)
         with Session(self.engine) as s, s.begin():
             s.add_all(
-                DeadLetter(received_at=now, topic=r.topic, site=r.site, gateway=r.gateway,
-                           batch=r.batch, device=r.device, seq=r.seq, reason=r.reason,
-                           detail=r.detail[:2000], payload=r.payload)
+                DeadLetter(received_at=now, topic=printable(r.topic, 65535),
+                           site=printable(r.site, 64), gateway=printable(r.gateway, 64),
+                           batch=r.batch, device=printable(r.device, 64), seq=r.seq,
+                           reason=r.reason, detail=printable(r.detail, 2000),
+                           payload=r.payload)
                 for r in rows
             )
 

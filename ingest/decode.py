@@ -164,7 +164,7 @@ class _Recover:
 _RECOVER = _Recover()
 
 
-def _recover_batch(payload: bytes) -> int | None:
+def recover_batch(payload: bytes) -> int | None:
     """The batch number of a message too broken to decode, so that it can be acked."""
     m = _BATCH_NO.search(payload[:4096])
     if m is None:
@@ -258,7 +258,7 @@ class BatchDecoder:
     def _whole(self, payload: bytes, reason: Reason, detail: str,
                batch: int | _Recover | None = _RECOVER) -> Decoded:
         if isinstance(batch, _Recover):
-            batch = _recover_batch(payload)
+            batch = recover_batch(payload)
         d = Decoded(batch=batch, items=0)
         d.rejected.append(Rejected(reason, detail, payload[: contract.MAX_PAYLOAD_BYTES]))
         return d

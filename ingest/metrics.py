@@ -107,6 +107,13 @@ class IngestCollector:
             counter(f"{p}snapshot_store_errors_total", "Failed attempts to store a snapshot "
                     "(file or row; retried, its PUBACK and later ones wait)",
                     st.snapshot_store_retries),
+            counter_by(f"{p}internal_errors_total", "Messages whose handling raised (a "
+                       "bug), dead-lettered as internal_error and acknowledged, by exception "
+                       "type", "exception", st.internal_errors),
+            counter(f"{p}dead_letters_refused_total", "Dead letters the store refused for "
+                    "good even as one row: logged, not kept", st.dead_letters_refused),
+            counter(f"{p}ack_errors_total", "Acks that could not be built or published "
+                    "(logged; the gateway sends the batch again)", st.ack_errors),
             gauge(f"{p}messages_in_flight", "Messages taken from the broker and not yet "
                   "acknowledged to it (being written)", ingest.in_flight if connected else 0),
             gauge(f"{p}messages_queued", "Messages received from the broker, not yet taken",

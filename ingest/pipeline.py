@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from sitewatch import contract
 from sitewatch.attendance.ledger import GateBatch, LedgerWriter
@@ -35,6 +35,10 @@ from sitewatch.ingest.stats import IngestStats
 from sitewatch.mqtt import Message
 
 log = logging.getLogger(__name__)
+
+#: what the dead-letter store raises for rows it will never take (a constraint, a value
+#: that does not fit): retrying them would hold every ack behind them for ever
+_ROW_REFUSED = (DataError, IntegrityError)
 
 
 def _now_ms() -> int:
@@ -205,19 +209,38 @@ class WritePipeline:
             await self._write_bisect(work, lines[:mid])
             await self._write_bisect(work, lines[mid:])
 
-    async def _store_dead_letters(self, rows: list[NewDeadLetter]) -> None:
-        """Insert, retrying while the store is down: the acks wait, nothing is dropped."""
+    async def _store_dead_letters(self, rows: list[NewDeadLetter], *, each: bool = False
+                                  ) -> None:
+        """Insert, retrying while the store is down: the acks wait, nothing is dropped.
+        Rows the store refuses for good (or that make it raise anything but an outage)
+        are stored one by one; a row refused even alone is logged and counted, so that
+        it cannot hold every later ack for ever."""
         backoff = Backoff()
         while True:
             try:
                 await asyncio.to_thread(self._dead_letters.add_many, rows)
                 return
             except SQLAlchemyError as exc:
-                self._stats.dead_letter_retries += 1
-                delay = backoff.next_delay()
-                log.warning("dead-letter store failed (%s); retrying in %.1fs, holding %d rows",
-                            type(exc).__name__, delay, len(rows))
-                await asyncio.sleep(delay)
+                if not isinstance(exc, _ROW_REFUSED):
+                    self._stats.dead_letter_retries += 1
+                    delay = backoff.next_delay()
+                    log.warning("dead-letter store failed (%s); retrying in %.1fs, holding "
+                                "%d rows", type(exc).__name__, delay, len(rows))
+                    await asyncio.sleep(delay)
+                    continue
+                refusal: Exception = exc
+            except Exception as exc:  # not the database's: a bug, or a value it cannot take
+                refusal = exc
+            if not each:
+                for row in rows:
+                    await self._store_dead_letters([row], each=True)
+                return
+            self._stats.dead_letters_refused += 1
+            r = rows[0]
+            log.error("dead-letter store refused the row of %s (reason %s, device %r, "
+                      "%d bytes): %s: %s; not kept", r.topic, r.reason, r.device,
+                      len(r.payload), type(refusal).__name__, refusal)
+            return
 
     async def _append_gate_events(self, batches: list[GateBatch]) -> None:
         """Append to the ledger, retrying while the store is down: the acks wait."""
@@ -259,8 +282,16 @@ class WritePipeline:
                     contract.AckEntry(batch=w.batch, stored=min(w.stored, contract.MAX_ITEMS),
                                       rejected=min(len(w.rejected), contract.MAX_ITEMS)))
         for (site, gateway), entries in acks.items():
-            ack = contract.Ack(acks=entries, now=time.time_ns() // 1_000_000)
-            await self._publish_ack(site, gateway, contract.encode(ack))
+            try:
+                ack = contract.Ack(acks=entries, now=time.time_ns() // 1_000_000)
+                await self._publish_ack(site, gateway, contract.encode(ack))
+            except Exception:
+                # the PUBACKs still go out; the gateway sends the batch again, and the
+                # resend is harmless
+                self._stats.ack_errors += 1
+                log.exception("ack of batches %s to %s/%s failed",
+                              [e.batch for e in entries], site, gateway)
+                continue
             self._stats.acks_published += len(entries)
         for w in chunk.works:
             if w.message is not None:

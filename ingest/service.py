@@ -5,6 +5,12 @@ a TaskGroup with the pipeline's flush timer; on a lost connection everything tak
 not finished is dropped (the broker redelivers it: it was never PUBACKed) and we
 reconnect with jittered exponential backoff.
 
+No message can stop the loop: handling one that raises anything (a bug: the decoder's
+own refusals are dead letters with their reason) is caught at the message boundary,
+counted, logged with topic and size, and the message dead-lettered as ``internal_error``
+and PUBACKed. Otherwise the broker would redeliver it to the persistent session after
+every restart, and ingest would die on it again and again.
+
 A camera snapshot carries no batch to ack: it is stored (file fsynced, row committed) by
 the consumer before its Work enters the pipeline, so its PUBACK, in order with the
 others, means it is kept, or dead-lettered with its reason.
@@ -16,7 +22,6 @@ import asyncio
 import logging
 import time
 
-import msgspec
 from sqlalchemy.exc import SQLAlchemyError
 
 from sitewatch import contract, mqtt
@@ -26,7 +31,15 @@ from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.deadletter import DeadLetterStore
-from sitewatch.ingest.decode import BatchDecoder, Decoded, Rejected, TimeWindow, status_line
+from sitewatch.ingest.decode import (
+    BatchDecoder,
+    Decoded,
+    Rejected,
+    TimeWindow,
+    decode_status,
+    recover_batch,
+    status_line,
+)
 from sitewatch.ingest.metrics import IngestCollector, TimedInflux, WriteTimes
 from sitewatch.ingest.pipeline import Work, WritePipeline
 from sitewatch.ingest.reasons import Reason
@@ -66,16 +79,20 @@ SNAPSHOT_REASONS = {
 }
 
 
+def build_decoder(settings: IngestSettings) -> BatchDecoder:
+    return BatchDecoder(
+        contract.TelemetryCodec(load_profiles(settings.profiles_dir)),
+        TimeWindow(max_future_ms=int(settings.max_future_s * 1000),
+                   retention_ms=int(settings.retention_days * 86400 * 1000)),
+    )
+
+
 class Ingest:
-    def __init__(self, settings: IngestSettings, *, stats: IngestStats | None = None) -> None:
+    def __init__(self, settings: IngestSettings, *, stats: IngestStats | None = None,
+                 decoder: BatchDecoder | None = None) -> None:
         self.settings = settings
         self.stats = stats or IngestStats()
-        profiles = load_profiles(settings.profiles_dir)
-        self.decoder = BatchDecoder(
-            contract.TelemetryCodec(profiles),
-            TimeWindow(max_future_ms=int(settings.max_future_s * 1000),
-                       retention_ms=int(settings.retention_days * 86400 * 1000)),
-        )
+        self.decoder = decoder or build_decoder(settings)
         self.prefix = settings.mqtt.topic_prefix
         self.dead_letters = DeadLetterStore(settings.database_url)
         self.ledger = LedgerWriter(settings.database_url)
@@ -96,6 +113,35 @@ class Ingest:
         self._stop.set()
 
     # -- message -> work -----------------------------------------------------------
+    async def take_guarded(self, message: mqtt.Message, now_ms: int) -> Work:
+        """:meth:`take`, with the message boundary no exception crosses."""
+        try:
+            return await self.take(message, now_ms)
+        except Exception as exc:
+            return self.internal_error(message, exc)
+
+    def internal_error(self, message: mqtt.Message, exc: Exception) -> Work:
+        """The work of a message whose handling raised: dead-lettered whole (up to the
+        contract's largest payload, to replay once fixed) and its batch acked."""
+        kind = type(exc).__name__
+        self.stats.internal_errors[kind] += 1
+        log.error("ingest: handling the message on %r (%d bytes) raised %s; dead-lettered "
+                  "as internal_error", message.topic, len(message.payload), kind,
+                  exc_info=exc)
+        site = gateway = None
+        batch = None
+        try:
+            t = parse_gateway_topic(self.prefix, message.topic)
+            site, gateway = t.site, t.gateway
+            if t.channel in BATCH_CHANNELS:
+                batch = recover_batch(message.payload)
+        except TopicError:
+            pass
+        detail = f"{kind}: {exc}"
+        return Work(message, message.topic, site, gateway, batch, 0, [],
+                    [Rejected(Reason.INTERNAL_ERROR, detail,
+                              message.payload[: contract.MAX_PAYLOAD_BYTES])])
+
     async def take(self, message: mqtt.Message, now_ms: int) -> Work:
         """What one message becomes; a snapshot is stored first (in a worker thread)."""
         try:
@@ -117,11 +163,9 @@ class Ingest:
             self.stats.statuses += 1
             if not message.payload:  # a retained status being cleared
                 return Work(message, message.topic, t.site, t.gateway, None, 0, [], [])
-            try:
-                status = contract.status_decoder.decode(message.payload)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                return Work(message, message.topic, t.site, t.gateway, None, 0, [],
-                            [Rejected(Reason.BAD_ENVELOPE, f"status: {exc}", message.payload)])
+            status = decode_status(message.payload)
+            if isinstance(status, Rejected):
+                return Work(message, message.topic, t.site, t.gateway, None, 0, [], [status])
             return Work(message, message.topic, t.site, t.gateway, None, 0,
                         [status_line(status, t.site, t.gateway)], [])
         return Work(message, message.topic, t.site, t.gateway, None, 0, [],
@@ -249,7 +293,7 @@ class Ingest:
         async for message in client.messages():
             stats.messages += 1
             self.in_flight += 1
-            work = await self.take(message, int(time.time() * 1000))
+            work = await self.take_guarded(message, int(time.time() * 1000))
             stats.items_received += work.items
             await pipeline.put(work)
 

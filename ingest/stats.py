@@ -25,6 +25,13 @@ class IngestStats:
     snapshots_stored: int = 0
     snapshots_resent: int = 0
     snapshot_store_retries: int = 0
+    #: messages whose handling raised (a bug), dead-lettered as internal_error, by the
+    #: exception's type
+    internal_errors: Counter[str] = field(default_factory=Counter)
+    #: dead letters the store refused for good even as one row (logged, not kept)
+    dead_letters_refused: int = 0
+    #: acks that could not be built or published (logged; the gateway sends again)
+    ack_errors: int = 0
 
     @property
     def items_rejected(self) -> int:
@@ -39,4 +46,7 @@ class IngestStats:
                 f"gate_events={self.gate_events_appended} "
                 f"gate_events_resent={self.gate_events_resent} "
                 f"snapshots={self.snapshots_stored} "
-                f"snapshots_resent={self.snapshots_resent}")
+                f"snapshots_resent={self.snapshots_resent} "
+                f"internal_errors={sum(self.internal_errors.values())} "
+                f"dead_letters_refused={self.dead_letters_refused} "
+                f"ack_errors={self.ack_errors}")

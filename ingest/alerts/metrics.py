@@ -63,6 +63,8 @@ class AlertCollector:
                     "service does not know", st.unknown_profile),
             counter(f"{P}skipped_total", "Messages and items that do not pass validation "
                     "(ingest dead-letters them)", svc.skipped),
+            counter_by(f"{P}internal_errors_total", "Messages whose handling raised (a "
+                       "bug), skipped, by exception type", "exception", svc.internal_errors),
             counter(f"{P}stale_wills_total", "Gateway statuses from an older boot than one "
                     "already seen, ignored", st.stale_wills),
             counter_by(f"{P}changes_total", "Alert changes committed to the store by the "

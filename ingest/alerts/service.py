@@ -6,8 +6,11 @@ evaluating rules never takes CPU from the write path (on a small server, they ru
 other core).
 
 Per message: decode and validate as ingest does (what ingest dead-letters is skipped
-here), feed each reading to the :class:`AlertEngine`. Gate events, camera events and
-tower cranes' ``slew_deg`` go through their watches first (``AttendanceWatch``,
+here), feed each reading to the :class:`AlertEngine`. A message whose handling raises
+(a bug) is caught at the message boundary, counted by exception type, logged with its
+topic and size, and PUBACKed without changes: ingest dead-letters it as
+``internal_error``; the service, and every other site's alerts, go on. Gate events,
+camera events and tower cranes' ``slew_deg`` go through their watches first (``AttendanceWatch``,
 ``camera.CameraWatch``), which turn them into readings of derived profiles. The changes
 are committed to the store - with their history entries and outbox rows - in small
 transactions by the committer task, and only then is the message PUBACKed: a crash
@@ -65,7 +68,7 @@ from sitewatch.ingest.alerts.metrics import AlertCollector
 from sitewatch.ingest.alerts.model import AlertEvent, EventKind
 from sitewatch.ingest.alerts.notify import Notifier, build_notifier
 from sitewatch.ingest.alerts.store import REFUSALS, AlertStore, Outgoing, Refused, Router
-from sitewatch.ingest.decode import BatchDecoder, TimeWindow
+from sitewatch.ingest.decode import BatchDecoder, Rejected, TimeWindow, decode_status
 from sitewatch.ingest.rules.overrides import Override, RuleBook
 from sitewatch.lineprotocol import join_lines
 from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
@@ -128,6 +131,8 @@ class AlertService:
         self.store = AlertStore(s.database_url, self.route)
         self.connected = asyncio.Event()
         self.skipped = 0  # messages or items that ingest dead-letters
+        #: messages whose handling raised, by exception type (they are skipped)
+        self.internal_errors: Counter[str] = Counter()
         self._stop = asyncio.Event()
         self._client: mqtt.Client | None = None
         self._pending: list[Change] = []
@@ -165,6 +170,17 @@ class AlertService:
         self._stop.set()
 
     # -- message -> changes -------------------------------------------------------------
+    def handle_guarded(self, topic: str, payload: bytes, now_ms: int) -> list[Change]:
+        """:meth:`handle`, with the message boundary no exception crosses."""
+        try:
+            return self.handle(topic, payload, now_ms)
+        except Exception as exc:
+            kind = type(exc).__name__
+            self.internal_errors[kind] += 1
+            log.error("alerts: handling the message on %r (%d bytes) raised %s; skipped",
+                      topic, len(payload), kind, exc_info=exc)
+            return []
+
     def handle(self, topic: str, payload: bytes, now_ms: int) -> list[Change]:
         try:
             t = parse_gateway_topic(self.prefix, topic)
@@ -174,9 +190,8 @@ class AlertService:
         if t.channel is GatewayChannel.STATUS:
             if not payload:
                 return []
-            try:
-                st = contract.status_decoder.decode(payload)
-            except msgspec.DecodeError:
+            st = decode_status(payload)
+            if isinstance(st, Rejected):
                 self.skipped += 1
                 return []
             return self.engine.status(t.site, t.gateway, st.state, st.boot, now_ms)
@@ -439,7 +454,7 @@ class AlertService:
         ack_task = asyncio.create_task(acker(), name="puback")
         try:
             async for message in client.messages():
-                changes = self.handle(message.topic, message.payload, _now_ms())
+                changes = self.handle_guarded(message.topic, message.payload, _now_ms())
                 acks.put_nowait((message, self._queue_changes(changes) if changes else None))
         finally:
             ack_task.cancel()
