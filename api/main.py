@@ -15,6 +15,7 @@ from sitewatch.api import (
     alerts,
     attendance,
     auth,
+    broker,
     deadletters,
     errors,
     health,
@@ -35,8 +36,8 @@ from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.profiles import load_profiles
 
 #: every slice, in the order the OpenAPI page shows them
-ROUTERS = (health.router, auth.router, sites.router, readings.router, alerts.router,
-           camera_routes.router, snapshot_routes.router, deadletters.router,
+ROUTERS = (health.router, auth.router, sites.router, broker.router, readings.router,
+           alerts.router, camera_routes.router, snapshot_routes.router, deadletters.router,
            attendance.router)
 
 DESCRIPTION = """Sites, gateways, devices, readings, alerts, camera events and snapshots, dead

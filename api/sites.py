@@ -169,6 +169,7 @@ def create_gateway(site: SiteId, body: GatewayIn, p: Admin, session: SessionDep,
         Registry(session).add_gateway(row)
     except RegistryError as exc:
         raise _registry_error(exc) from None
+    broker.check(state.settings.broker, session)  # 409 rather than cut anybody off
     session.commit()
     broker.sync(state.settings.broker, session)
     prefix = state.settings.broker.topic_prefix

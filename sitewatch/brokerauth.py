@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 import secrets
+import signal
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -290,6 +291,23 @@ def write_broker_files(directory: Path, prefix: str, accounts: Iterable[Account]
     _replace(files.password_file, password_text, owner)
     _replace(files.acl_file, acl_text, owner)
     return files
+
+
+def password_file_users(path: Path) -> set[str]:
+    """The account names of a password file (none if there is no file yet)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return set()
+    return {line.split(":", 1)[0] for line in text.splitlines() if ":" in line}
+
+
+def reload_broker(pid_file: Path) -> None:
+    """SIGHUP to the broker whose pid is in ``pid_file``: Mosquitto re-reads its password
+    and ACL files and checks every connected client against them again, closing the
+    connections of accounts that are gone or whose password no longer matches (2.0's
+    ``mosquitto_security_apply``). Raises OSError or ValueError if it cannot."""
+    os.kill(int(Path(pid_file).read_text().strip()), signal.SIGHUP)
 
 
 def _replace(path: Path, text: str, owner: tuple[int, int] | None) -> None:

@@ -159,91 +159,10 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    """Mosquitto's password and ACL files (docs/broker.md)."""
-    import getpass
-    import os
+    """Mosquitto's password and ACL files, gateways' MQTT passwords (docs/broker.md)."""
+    from sitewatch.brokercmd import run
 
-    import yaml
-
-    from sitewatch.brokerauth import (
-        BrokerAuthError,
-        hash_password,
-        load_accounts,
-        write_broker_files,
-    )
-
-    where = f"sitewatch broker {args.action}"
-    try:
-        if args.action == "hash":
-            if sys.stdin.isatty():
-                password = getpass.getpass("Password: ")
-                if getpass.getpass("Reenter password: ") != password:
-                    print(f"{where}: the passwords differ", file=sys.stderr)
-                    return 1
-            else:
-                password = sys.stdin.readline().rstrip("\r\n")
-            print(hash_password(password))
-            return 0
-        try:
-            data = yaml.safe_load(args.accounts.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            print(f"{where}: cannot read {args.accounts}: {exc}", file=sys.stderr)
-            return 2
-        prefix, accounts = load_accounts(data, os.environ, source=str(args.accounts))
-        if args.database_url:
-            accounts += _registry_accounts(args.database_url)
-        files = write_broker_files(args.dir, args.prefix or prefix, accounts,
-                                   owner=_owner(args.owner))
-    except (BrokerAuthError, LookupError, PermissionError) as exc:
-        print(f"{where}: {exc}", file=sys.stderr)
-        return 2
-    gateways = sum(1 for a in accounts if a.gateway is not None)
-    print(f"wrote {files.password_file} and {files.acl_file}: {len(accounts)} accounts "
-          f"({gateways} gateways); a running broker applies them on SIGHUP")
-    return 0
-
-
-def _registry_accounts(database_url: str) -> list[Any]:
-    """The accounts of the gateways provisioned through the API (their hashes)."""
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.orm import Session
-
-    from sitewatch.brokerauth import BrokerAuthError
-    from sitewatch.db import make_engine
-    from sitewatch.registry import Registry
-
-    engine = make_engine(database_url)
-    try:
-        with Session(engine) as session:
-            return list(Registry(session).broker_accounts())
-    except SQLAlchemyError as exc:
-        raise BrokerAuthError(f"cannot read the gateways of {database_url}: {exc}") from None
-    finally:
-        engine.dispose()
-
-
-def _owner(spec: str | None) -> tuple[int, int] | None:
-    """``USER[:GROUP]`` by name or number; the group defaults to the user's."""
-    import grp
-    import pwd
-
-    if not spec:
-        return None
-    user, _, group = spec.partition(":")
-    if user.isdigit():
-        uid, gid = int(user), int(user)
-    else:
-        try:
-            entry = pwd.getpwnam(user)
-        except KeyError:
-            raise LookupError(f"no user {user!r} on this machine") from None
-        uid, gid = entry.pw_uid, entry.pw_gid
-    if group:
-        try:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise LookupError(f"no group {group!r} on this machine") from None
-    return uid, gid
+    return run(args)
 
 
 def _alert_settings(args: argparse.Namespace) -> Any:
@@ -456,21 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     br = add("broker", cmd_broker, "Mosquitto's accounts: password and ACL files "
              "(docs/broker.md)")
-    br.add_argument("action", choices=["files", "hash"],
-                    help="files: write passwd and acl into --dir from --accounts (passwords "
-                         "from the environment variables it names); hash: a password from "
-                         "stdin as a Mosquitto $7$ hash, for the accounts file")
-    br.add_argument("--accounts", type=Path, default=Path("accounts.yaml"),
-                    help="YAML: prefix and accounts (role, username or site/gateway, "
-                         "password_env or password_hash)")
-    br.add_argument("--dir", type=Path, default=Path("."),
-                    help="where to write passwd and acl (Mosquitto's password_file, acl_file)")
-    br.add_argument("--prefix", default=None, help="topic prefix; default: the file's")
-    br.add_argument("--database-url", default=None,
-                    help="also every gateway provisioned through the API (the registry)")
-    br.add_argument("--owner", default=None,
-                    help="USER[:GROUP] to own the files: the user Mosquitto runs as "
-                         "(it reads them again on SIGHUP); needs root")
+    from sitewatch.brokercmd import add_arguments as broker_arguments
+
+    broker_arguments(br)
 
     acc = add("accounts", cmd_accounts, "people and API keys of the API (docs/api.md)")
     acc.add_argument("action", choices=["list", "add-user", "add-key", "disable-user",

@@ -15,7 +15,7 @@ class Base(DeclarativeBase):
 def create_tables(engine: Engine) -> None:
     """Every table of the store, whatever the caller happened to import: the modules
     that define them register them with ``Base.metadata`` when imported, here."""
-    from sitewatch import accounts, registry, snapshots  # noqa: F401
+    from sitewatch import accounts, brokercreds, registry, snapshots  # noqa: F401
     from sitewatch.attendance import ledger, sitepolicy, workers  # noqa: F401
     from sitewatch.ingest import deadletter  # noqa: F401
     from sitewatch.ingest.alerts import store  # noqa: F401

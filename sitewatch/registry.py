@@ -4,7 +4,8 @@ What the county supervises (a site: where it is, which county and town, what kin
 project), which gateway boxes each site has (with the hash of the gateway's MQTT
 password, in Mosquitto's format, so the broker's password file can be rebuilt from here
 at any time) and which devices each gateway reads (with their profile and per-device rule
-overrides). The API provisions it; ``sitewatch broker`` writes the broker's files from it.
+overrides). The API provisions it; ``sitewatch broker`` writes the broker's files from it
+(gateways' credentials: :mod:`sitewatch.brokercreds`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from sqlalchemy import JSON, BigInteger, Float, ForeignKey, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sitewatch.brokerauth import Account, Role
 from sitewatch.db import Base, count_rows
 
 
@@ -160,11 +160,6 @@ class Registry:
         """(device, rule id, {"enabled", "set"}) of every rule override set per device."""
         rows = self.s.scalars(select(DeviceRow).order_by(DeviceRow.site, DeviceRow.id))
         return [(d, rule, o) for d in rows for rule, o in sorted((d.overrides or {}).items())]
-
-    def broker_accounts(self) -> list[Account]:
-        """Every gateway's MQTT account, for the broker's password and ACL files."""
-        return [Account(g.mqtt_username, g.mqtt_password_hash, Role.GATEWAY, g.site, g.id)
-                for g in self.all_gateways()]
 
     def _flush(self, what: str) -> None:
         try:

@@ -623,8 +623,9 @@ def test_hash_equals_mosquitto_passwd(tmp_path: Path, password: str) -> None:
 
 # -- `sitewatch broker`: what an operator runs ------------------------------------------------
 
-def registry_with_gateway(url: str, site: str, gateway: str, password: str) -> None:
-    """A gateway provisioned as the API does it: its account's hash in the registry."""
+def registry_with_gateway(url: str, site: str, gateway: str | None, password: str = "") -> None:
+    """A site, and a gateway provisioned as the API does it: its account's hash in the
+    registry."""
     from sqlalchemy.orm import Session
 
     from sitewatch import registry
@@ -637,10 +638,11 @@ def registry_with_gateway(url: str, site: str, gateway: str, password: str) -> N
         reg.add_site(registry.SiteRow(id=site, name="site", county="C", town="T",
                                       project_type="building", latitude=30.0, longitude=120.0,
                                       planned_headcount=None, created_at=now_ms()))
-        reg.add_gateway(registry.GatewayRow(site=site, id=gateway, description="",
-                                            mqtt_username=gateway_username(site, gateway),
-                                            mqtt_password_hash=hash_password(password),
-                                            created_at=now_ms()))
+        if gateway is not None:
+            reg.add_gateway(registry.GatewayRow(site=site, id=gateway, description="",
+                                                mqtt_username=gateway_username(site, gateway),
+                                                mqtt_password_hash=hash_password(password),
+                                                created_at=now_ms()))
         s.commit()
     engine.dispose()
 
@@ -659,6 +661,7 @@ accounts:
 """)
     db = f"sqlite:///{tmp_path / 'registry.db'}"
     registry_with_gateway(db, "S9", "GW9", "from-the-api")
+    registry_with_gateway(db, "S1", None)  # the file's gateway is imported: its site is known
     monkeypatch.setenv("TEST_INGEST_PASSWORD", "ingest-pw")
     args = ["broker", "files", "--accounts", str(accounts), "--dir", str(tmp_path / "auth")]
     assert main(args) == 2  # TEST_GW_PASSWORD is missing: nothing written
