@@ -33,6 +33,7 @@ from sitewatch.brokerauth import (
 )
 from sitewatch.localstack import InfluxServer, MosquittoServer, PortInUseError, ServerError
 from sitewatch.localstack.servers import free_port, port_is_free
+from sitewatch.statelock import StateFolderBusy, StateLock
 
 SITE_DEVICES = [
     ("TC01", "tower_crane", 1.0),
@@ -275,9 +276,31 @@ def _wait_http(url: str, timeout_s: float) -> bool:
     return False
 
 
+#: held for the demo's life: a second demo on the same state folder is refused
+LOCK_FILE = "demo.lock"
+
+
 def run_demo(opts: DemoOptions) -> int:
     state = opts.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
+    # before anything else is written: a second demo would overwrite the running one's
+    # configuration, broker accounts and admin password
+    lock = StateLock(state / LOCK_FILE)
+    try:
+        lock.acquire()
+    except StateFolderBusy as busy:
+        print(f"sitewatch demo: a demo is already running on {state}: pid "
+              f"{busy.pid or 'unknown'}, API {busy.address or 'not up yet'}. Stop it "
+              f"(Ctrl-C where it runs, or kill {busy.pid or '<pid>'}) or give another "
+              "--state-dir", file=sys.stderr)
+        return 2
+    try:
+        return _run_locked(opts, state, lock)
+    finally:
+        lock.release()  # after every child is stopped (_run_locked's own finally)
+
+
+def _run_locked(opts: DemoOptions, state: Path, lock: StateLock) -> int:
     if opts.api_port is not None:
         if not port_is_free(opts.api_port):
             print(f"sitewatch demo: API port {opts.api_port} is already in use; "
@@ -286,6 +309,7 @@ def run_demo(opts: DemoOptions) -> int:
         api_port = opts.api_port
     else:
         api_port = 8000 if port_is_free(8000) else free_port()
+    lock.describe(address=f"http://127.0.0.1:{api_port}")
     accounts, passwords = _broker_accounts(opts.sites)
     broker_files = write_broker_files(state / "broker", "sitewatch/v1", accounts)
     mq = MosquittoServer(state / "mosquitto", opts.mqtt_port,

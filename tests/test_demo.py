@@ -57,6 +57,18 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 300  # the whole scene, 30 s
         cap.release()
         assert [p.name for p in tmp_path.glob(".*partial*")] == []
+        # a second demo on the same state folder is refused at once, naming this one,
+        # and leaves its configuration (broker accounts, secrets, admin) alone
+        configs = {p: p.read_bytes() for p in [*tmp_path.glob("*.yaml"),
+                                               *(tmp_path / "broker").iterdir()]}
+        started = time.monotonic()
+        second = subprocess.run([sys.executable, "-m", "sitewatch.cli", "demo",
+                                 "--state-dir", str(tmp_path)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2, second
+        assert f"pid {proc.pid}, API http://127.0.0.1:{api_port}" in second.stderr
+        assert time.monotonic() - started < 15
+        assert {p: p.read_bytes() for p in configs} == configs
         # the broker has an account per gateway and service, and no anonymous access
         mqtt_port = banner.split("mqtt://127.0.0.1:", 1)[1].split()[0]
         anon = subprocess.run(["mosquitto_sub", "-p", mqtt_port, "-t", "#", "-C", "1",
