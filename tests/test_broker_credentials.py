@@ -312,3 +312,40 @@ async def test_api_refuses_to_cut_off_accounts_it_does_not_know(
         assert [g["id"] for g in gateways] == ["GW1"]
     async with st.client("S1.GW1", FILE_GW_PASSWORD):
         pass  # the refused rotation changed nothing
+
+
+def test_import_keeps_the_database_as_the_source(tmp_path: Path) -> None:
+    """Without a broker: the accounts file's gateway is imported once; after that its
+    password in the file does not count, and a revoked gateway stays out of the files."""
+    from sqlalchemy.orm import Session
+
+    from sitewatch import brokercreds, registry
+    from sitewatch.brokerauth import Account, Role, verify_password
+    from sitewatch.db import create_tables, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    create_tables(engine)
+
+    def file_gateway(site: str, password: str) -> Account:
+        return Account(f"{site}.GW1", hash_password(password), Role.GATEWAY, site, "GW1")
+
+    with Session(engine) as s:
+        registry.Registry(s).add_site(registry.SiteRow(
+            id="S1", name="s", county="C", town="", project_type="road", latitude=0.0,
+            longitude=0.0, planned_headcount=None, created_at=1))
+        first = brokercreds.import_gateways(s, [file_gateway("S1", "one")], by="t")
+        again = brokercreds.import_gateways(s, [file_gateway("S1", "two")], by="t")
+        assert (first.added, again.added, again.kept) == (["S1.GW1"], [], ["S1.GW1"])
+        [account] = brokercreds.gateway_accounts(s)
+        assert verify_password("one", account.password_hash)
+        with pytest.raises(brokercreds.CredentialError,
+                           match=r"S2\.GW1: site S2 is not in the database"):
+            brokercreds.import_gateways(s, [file_gateway("S2", "x")], by="t")
+        assert brokercreds.revoke(s, "S1", "GW1", by="t")
+        assert not brokercreds.revoke(s, "S1", "GW1", by="t")  # already
+        brokercreds.import_gateways(s, [file_gateway("S1", "one")], by="t")
+        assert brokercreds.gateway_accounts(s) == []
+        assert brokercreds.gateway_usernames(s) == {"S1.GW1"}
+        with pytest.raises(brokercreds.CredentialError, match="no gateway GW9 at site S1"):
+            brokercreds.rotate(s, "S1", "GW9", by="t")
+    engine.dispose()
