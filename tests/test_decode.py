@@ -9,8 +9,9 @@ import msgspec
 import pytest
 
 from sitewatch import contract
-from sitewatch.ingest.decode import BatchDecoder, TimeWindow
+from sitewatch.ingest.decode import BatchDecoder, Rejected, TimeWindow, decode_status
 from sitewatch.ingest.reasons import Reason
+from sitewatch.lineprotocol import format_line
 from sitewatch.profiles import load_profiles
 from sitewatch.topics import GatewayChannel
 
@@ -181,3 +182,92 @@ def test_fast_and_generic_formatting_agree_for_every_profile() -> None:
                     assert any(c in text for c in ".eE"), f"{text} must read as a float"
             checked += 1
     assert checked == 200 * len(codec.types)
+
+
+# -- ambiguous JSON is refused, not guessed ----------------------------------------------
+def test_json_nested_too_deep_is_refused_whole_not_a_recursion_error(
+        decoder: BatchDecoder) -> None:
+    for depth in (17, 5_000, 100_000):
+        payload = b'{"v":1,"batch":7,"sent":1,"items":[' + b"[" * depth + b"]" * depth + b"]}"
+        for channel in GatewayChannel.TELEMETRY, GatewayChannel.ATTENDANCE:
+            d = decoder.decode(channel, "S1", "G", payload, NOW)
+            assert d.batch == 7 and [r.reason for r in d.rejected] == [Reason.TOO_DEEP]
+        unclosed = b'{"v":1,"batch":7,"sent":1,"items":[' + b"{\"a\":" * min(depth, 5_000)
+        assert decoder.decode(T, "S1", "G", unclosed, NOW).rejected[0].reason == \
+            Reason.TOO_DEEP
+    # brackets inside strings are not nesting (a bad item sends the batch the slow way)
+    d = decoder.decode(T, "S1", "G", batch(item(values={"operator": "[{" * 30}),
+                                           item(seq=2, device="T C")), NOW)
+    assert len(d.lines) == 1 and [r.reason for r in d.rejected] == [Reason.BAD_IDENTIFIER]
+
+
+def test_a_repeated_envelope_key_refuses_the_batch_and_a_repeated_batch_is_not_acked(
+        decoder: BatchDecoder) -> None:
+    good = json.dumps(item()).encode()
+    d = decoder.decode(T, "S1", "G", b'{"v":1,"batch":7,"batch":8,"sent":1,"items":[%s]}'
+                       % good, NOW)
+    assert d.batch is None and [r.reason for r in d.rejected] == [Reason.DUPLICATE_KEY]
+    d = decoder.decode(T, "S1", "G", b'{"v":1,"batch":7,"sent":1,"sent":2,"items":[%s]}'
+                       % good, NOW)
+    assert d.batch == 7 and [r.reason for r in d.rejected] == [Reason.DUPLICATE_KEY]
+    assert not d.lines
+
+
+def test_a_repeated_key_in_an_item_refuses_that_item_alone(decoder: BatchDecoder) -> None:
+    twice_seq = b'{"device":"TC01","profile":"tower_crane","ts":%d,"seq":5,"seq":6,' \
+                b'"values":{"load_t":1.0}}' % NOW
+    twice_value = b'{"device":"TC01","profile":"tower_crane","ts":%d,"seq":7,' \
+                  b'"values":{"load_t":1.0,"load_t":90.0}}' % NOW
+    good = json.dumps(item()).encode()
+    for channel_payload in (twice_seq, twice_value):
+        d = decoder.decode(T, "S1", "G", b'{"v":1,"batch":7,"sent":1,"items":[%s,%s]}'
+                           % (good, channel_payload), NOW)
+        assert d.batch == 7 and len(d.lines) == 1
+        assert [r.reason for r in d.rejected] == [Reason.DUPLICATE_KEY]
+        assert d.rejected[0].payload == channel_payload
+
+
+@pytest.mark.parametrize("text", ["Li\nWei", "a\rb", "a\x00", "\x1b[31m", "del\x7f",
+                                  "c1\x85"])
+def test_a_control_character_in_a_string_refuses_the_item(
+        decoder: BatchDecoder, text: str) -> None:
+    d = decoder.decode(T, "S1", "G", batch(item(), item(seq=2, values={"operator": text})),
+                       NOW)
+    assert len(d.lines) == 1 and [r.reason for r in d.rejected] == [
+        Reason.CONTROL_CHARACTER]
+    assert d.rejected[0].seq == 2
+
+
+@pytest.mark.parametrize("text", ["back\\slash n", "\\n literally", 'quo"te', "é 中文"])
+def test_escapes_that_are_no_control_character_are_stored_as_they_are(
+        decoder: BatchDecoder, text: str) -> None:
+    d = decoder.decode(T, "S1", "G", batch(item(values={"operator": text})), NOW)
+    assert not d.rejected
+    assert d.lines[0] == format_line("tower_crane", {"device": "TC01", "gateway": "G",
+                                                     "site": "S1"},
+                                     {"seq": 1, "operator": text}, NOW)
+
+
+@pytest.mark.parametrize("device", ["TC01\n", "TC01\r", "TC01\x00", "\nTC01"])
+def test_an_identifier_with_a_control_character_is_a_bad_identifier(
+        decoder: BatchDecoder, device: str) -> None:
+    d = decoder.decode(T, "S1", "G", batch(item(), item(seq=2, device=device)), NOW)
+    assert len(d.lines) == 1 and "\n" not in d.lines[0]
+    assert [r.reason for r in d.rejected] == [Reason.BAD_IDENTIFIER]
+    gate = {"device": "D1", "ts": NOW, "seq": 1, "worker": "W1\n", "direction": "in",
+            "method": "card"}
+    d = decoder.decode(GatewayChannel.ATTENDANCE, "S1", "G", batch(gate), NOW)
+    assert [r.reason for r in d.rejected] == [Reason.BAD_IDENTIFIER]
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b'{"state":"online","ts":1,"boot":1,"agent":"a\\nb"}', Reason.CONTROL_CHARACTER),
+    (b'{"state":"online","state":"offline","ts":1,"boot":1}', Reason.DUPLICATE_KEY),
+    (b"[" * 10_000 + b"]" * 10_000, Reason.TOO_DEEP),
+    (b'{"state":"asleep","ts":1,"boot":1}', Reason.BAD_ENVELOPE),
+])
+def test_status_messages_follow_the_same_rules(payload: bytes, reason: Reason) -> None:
+    refused = decode_status(payload)
+    assert isinstance(refused, Rejected) and refused.reason is reason
+    ok = decode_status(b'{"state":"online","ts":1,"boot":1,"agent":"edge 1.0"}')
+    assert isinstance(ok, contract.Status)

@@ -1,6 +1,9 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sitewatch.lineprotocol import (
+    CONTROL,
     LineProtocolError,
     escape_key,
     escape_measurement,
@@ -50,3 +53,45 @@ def test_format_line_sorts_tags() -> None:
 def test_a_point_needs_a_field() -> None:
     with pytest.raises(LineProtocolError):
         format_line("m", {}, {})
+
+
+# -- control characters have no escape: refused; every other string round-trips ----------
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "\x00", "\t", "\x7f", "\x9b"])
+def test_control_characters_are_refused_in_strings_and_keys(value: str) -> None:
+    with pytest.raises(LineProtocolError, match="control character"):
+        quote_string(value)
+    with pytest.raises(LineProtocolError, match="control character"):
+        escape_key(value)
+
+
+def unquote_string(field: str) -> str:
+    """InfluxDB's reading of a string field value (its scanner's rules: inside the
+    quotes, a backslash escapes a double quote or a backslash, and is kept otherwise)."""
+    assert field[0] == field[-1] == '"' and len(field) >= 2
+    out: list[str] = []
+    body, i = field[1:-1], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body) and body[i + 1] in '\\"':
+            out.append(body[i + 1])
+            i += 2
+            continue
+        assert c != '"', f"unescaped quote in {field!r}"
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
+       | st.text(alphabet='\\"ab \n,=', max_size=20))
+def test_any_accepted_field_string_round_trips(value: str) -> None:
+    try:
+        quoted = quote_string(value)
+    except LineProtocolError:
+        assert CONTROL.search(value)
+        return
+    assert not CONTROL.search(quoted) and "\n" not in quoted
+    assert unquote_string(quoted) == value
