@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from conftest import (
     one_device_settings,
     wait_for,
 )
-from test_hj212 import vectors
+from test_hj212 import field_vectors, vectors
 
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers.base import Values
@@ -31,6 +32,9 @@ class CollectingSink:
     def __init__(self, accept: bool = True) -> None:
         self.readings: list[tuple[Values, int]] = []
         self.accept = accept
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
 
     def emit(self, values: Values, ts_ms: int) -> bool:
         if self.accept:
@@ -135,6 +139,51 @@ async def test_simulated_monitor(driver: tuple[Hj212Driver, CollectingSink, int]
     assert len(sink.readings) == 5
     assert len({ts for _, ts in sink.readings}) == 5
     assert all(set(v) >= {"pm10", "noise_dba", "tsp"} for v, _ in sink.readings)
+
+
+async def test_field_packets_through_the_listener(
+    driver: tuple[Hj212Driver, CollectingSink, int],
+) -> None:
+    """What field monitors send, over a real socket: no QN and no Flag (stored, no ack),
+    QN and Flag=5 (stored, acknowledged with the vector), Flag=5 without QN (stored, no
+    ack: counted), minute data without Flag; DataTime's milliseconds kept; a bad CRC
+    refused and counted while the connection carries on."""
+    d, sink, port = driver
+    v = field_vectors()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(v["field-no-qn-no-flag-ms"] + v["field-bad-crc"]
+                     + v["field-no-qn-flag5"] + v["field-minute-no-flag"])
+        await writer.drain()
+        await wait_for(lambda: len(sink.readings) == 3, what="three readings")
+        writer.write(v["field-qn-ack-ms"])
+        await writer.drain()
+        # the only reply on this connection: the other packets got none
+        assert await asyncio.wait_for(reader.readline(), 2) == v["field-ack"]
+    finally:
+        writer.close()
+    assert sink.readings == [
+        ({"pm25": 35.2, "pm10": 78.0, "noise_dba": 62.5}, 1717214400123),
+        ({"pm10": 81.0}, 1717214410500),
+        ({"pm10": 79.1, "noise_dba": 61.7}, 1717214400000),
+        ({"pm10": 80.5, "noise_dba": 63.0}, 1717214405250),
+    ]
+    c = d.listener.counters
+    assert (c["bad_crc"], c["no_qn_no_ack"], c["acks"], c["readings"]) == (1, 1, 1, 4)
+
+
+async def test_values_that_are_not_numbers_are_counted(
+    driver: tuple[Hj212Driver, CollectingSink, int],
+) -> None:
+    from sitewatch.edge import hj212
+
+    d, sink, port = driver
+    seg = (f"QN=20240601120000000;ST=39;CN=2011;PW=123456;MN={MN};Flag=5;"
+           "CP=&&DataTime=20240601120000;a34002-Rtd=nan;a34004-Rtd=1e999;LA-Rtd=1_0;"
+           "a34001-Rtd=;a01001-Rtd=-3.5&&")
+    assert await _send(port, hj212.build_frame(seg), expect_reply=True)
+    assert sink.readings == [({"temp_c": -3.5}, 1717214400000)]
+    assert d.listener.counters["bad_value"] == 4
 
 
 def test_driver_options_are_checked() -> None:

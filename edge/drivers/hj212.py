@@ -5,14 +5,21 @@ every ``hj212`` device of the agent; a device is the monitor with its ``mn``. Fa
 codes become profile fields through the profile's ``hj212`` map, overridable per device
 (``factors``). A data packet (CN 2011 real-time, 2051 minute, 2061 hour, 2031 day) is
 acknowledged with CN 9014 when its Flag asks, and only once its reading is committed to
-the spool. A bad CRC or garbage is logged and counted and only that frame is skipped;
-the connection, and every other monitor's, carries on.
+the spool. A packet without QN (field monitors send them) is stored like any other, but
+cannot be acknowledged: the ack repeats the packet's QN, which is how a monitor matches
+it. It is counted as ``no_qn_no_ack`` when its Flag asks for an ack anyway (logged once
+per device). A packet without DataTime is stamped with the gateway's time. A value that
+is not a finite decimal number is counted as ``bad_value`` and skipped. A bad CRC or
+garbage is logged and counted and only that frame is skipped; the connection, and every
+other monitor's, carries on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 import time
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +30,8 @@ from sitewatch.edge.drivers.listener import ListeningDriver, SharedListener
 from sitewatch.profiles import Profile
 
 log = logging.getLogger("sitewatch.edge.hj212")
+#: a value as monitors write it (HJ 212's N14.2 and the like, a sign, an exponent)
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class Hj212Options(BaseModel):
@@ -74,7 +83,7 @@ class Hj212Listener(SharedListener["Hj212Driver"]):
         driver = self.devices.get(packet.mn)
         if driver is None:
             self.counters["unknown_mn"] += 1
-            log.warning("HJ 212 %s: no device configured with MN %s", peer, packet.mn)
+            log.warning("HJ 212 %s: no device configured with MN %r", peer, packet.mn)
             return
         if await driver.handle(packet):
             writer.write(hj212.ack_frame(packet))
@@ -101,6 +110,7 @@ class Hj212Driver(ListeningDriver):
                              "give 'factors'")
         self.mapping = mapping
         self.listener = Hj212Listener.shared(options.host, options.port)
+        self._told_no_qn = False
 
     @property
     def listener_key(self) -> str:
@@ -111,7 +121,7 @@ class Hj212Driver(ListeningDriver):
         counters = self.listener.counters
         if self.opts.password is not None and packet.pw != self.opts.password:
             counters["bad_password"] += 1
-            log.warning("HJ 212 %s: wrong PW from MN %s", self.device_id, packet.mn)
+            log.warning("HJ 212 %s: wrong PW from MN %r", self.device_id, packet.mn)
             return False
         suffix = hj212.DATA_CNS.get(packet.cn)
         if suffix is None:
@@ -126,10 +136,11 @@ class Hj212Driver(ListeningDriver):
             if parts.get("Flag", "N") != "N":  # the monitor flags this value as not valid
                 counters["flagged_value"] += 1
                 continue
-            try:
-                values[target[0]] = float(parts[suffix]) * target[1]
-            except (KeyError, ValueError):
+            value = number(parts.get(suffix, ""))
+            if value is None:
                 counters["bad_value"] += 1
+                continue
+            values[target[0]] = value * target[1]
         try:
             ts = (hj212.data_time_ms(packet.data_time, self.opts.utc_offset_h)
                   if packet.data_time else int(time.time() * 1000))
@@ -141,4 +152,21 @@ class Hj212Driver(ListeningDriver):
             if not self._sink.emit(values, ts):
                 return False  # the spool refused it: no ack, the monitor sends it again
             counters["readings"] += 1
-        return packet.wants_ack and await self._sink.durable()
+        if packet.wants_ack and not packet.can_ack:
+            counters["no_qn_no_ack"] += 1
+            if not self._told_no_qn:
+                self._told_no_qn = True
+                log.warning("HJ 212 %s: MN %r asks for acknowledgements but sends no QN: "
+                            "its packets are stored, not acknowledged", self.device_id,
+                            packet.mn)
+            return False
+        return packet.can_ack and await self._sink.durable()
+
+
+def number(text: str) -> float | None:
+    """A factor's value, or None if it is not a finite decimal number (``nan``, ``inf``,
+    ``1e999``, ``1_000`` and the empty string are not)."""
+    if not NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
