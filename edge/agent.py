@@ -36,8 +36,8 @@ from sitewatch.edge.spool import (
     PendingReading,
     Spool,
     SpooledBatch,
-    SpooledReading,
     SpoolLimits,
+    SpoolUnavailable,
     SpoolWriteError,
 )
 from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
@@ -47,6 +47,9 @@ from sitewatch.signals import stop_on_signals
 from sitewatch.topics import GatewayChannel, gateway_topic, snapshot_topic
 
 log = logging.getLogger("sitewatch.edge")
+
+#: the gateway's own health readings kept in memory while the disk refuses writes
+HELD_MAX = 1000
 
 
 def build_drivers(settings: EdgeSettings, profiles: ProfileSet) -> list[Driver]:
@@ -83,22 +86,26 @@ class Agent:
         self.profiles = profiles or load_profiles(settings.profiles_dir)
         self.drivers = build_drivers(settings, self.profiles)
         self.prefix = settings.mqtt.topic_prefix
-        sp = settings.spool
-        self.spool = Spool(Path(settings.state_dir) / "spool.sqlite",
-                           SpoolLimits(sp.max_bytes, sp.max_age_s, FullPolicy(sp.policy)))
         self.boot = 0
-        self._pending: list[PendingReading] = []
-        self._unbatched: dict[str, list[SpooledReading]] = {}
-        for r in self.spool.unbatched():  # committed before a crash, not yet batched
-            self._unbatched.setdefault(r.channel, []).append(r)
+        #: per channel, readings taken and not yet committed (the batch being filled)
+        self._open: dict[str, list[PendingReading]] = {}
+        self._open_index: dict[str, list[int]] = {}  # their numbers in _emitted order
         self._wake = asyncio.Event()
-        #: the spooler's commit-and-batch round and flush() never interleave
+        self._force = False        # a driver waits: commit partial batches now
+        #: the spooler's commit round and flush() never interleave
         self._batching = asyncio.Lock()
         self._emitted = 0          # readings taken
-        self._settled = 0          # of those, committed or failed
-        self._failed: list[tuple[int, int]] = []  # (after, up to) of recent failed commits
+        self._settled = 0          # every reading up to this one is committed or failed
+        self._failed: set[int] = set()  # numbers of recent readings whose commit failed
         self._settled_event = asyncio.Event()
         self._clock = DeviceClock()
+        #: tries to open the spool that failed (disk full, I/O error: not corrupt)
+        self.spool_open_failures = 0
+        self._spool: Spool | None = None
+        try:
+            self._open_spool()
+        except SpoolUnavailable as exc:  # run() waits for it
+            self._spool_unavailable(exc)
         self._client: mqtt.Client | None = None
         self._stop = asyncio.Event()
         self.connected = asyncio.Event()
@@ -122,6 +129,45 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- the spool: opening, waiting for a disk that cannot be used yet ------------
+    @property
+    def spool(self) -> Spool:
+        if self._spool is None:
+            raise RuntimeError("the spool is not open (yet)")
+        return self._spool
+
+    def _open_spool(self) -> None:
+        sp = self.settings.spool
+        spool = Spool(Path(self.settings.state_dir) / "spool.sqlite",
+                      SpoolLimits(sp.max_bytes, sp.max_age_s, FullPolicy(sp.policy)))
+        for device, ts in spool.last_timestamps().items():
+            self._clock.seed(device, ts)  # no reading stamped at or before one sent
+        self._spool = spool
+
+    def _spool_unavailable(self, exc: SpoolUnavailable) -> None:
+        self.spool_open_failures += 1
+        log.error("edge: the spool in %s cannot be opened: %s. It is not corrupt and is "
+                  "left as it is; trying again in %gs (devices are read once it opens)",
+                  self.settings.state_dir, exc, self.SPOOL_RETRY_S)
+
+    #: seconds between two tries to open a spool whose disk cannot be used
+    SPOOL_RETRY_S = 2.0
+
+    async def _wait_for_spool(self) -> bool:
+        """Open the spool and count this boot, trying again while the disk cannot be
+        used; False if the agent was stopped first."""
+        while True:
+            try:
+                if self._spool is None:
+                    await asyncio.to_thread(self._open_spool)
+                self.boot = await asyncio.to_thread(self.spool.next_boot)
+                return True
+            except SpoolUnavailable as exc:
+                self._spool_unavailable(exc)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.SPOOL_RETRY_S)
+                return False
 
     # -- readings -> spool ---------------------------------------------------------
     @property
@@ -187,87 +233,113 @@ class Agent:
     def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
               make: Callable[[int, int], msgspec.Struct]) -> bool:
         ts_ms = self._clock.next(device, ts_ms)
-        seq = self.spool.peek_seq(device)
+        spool = self.spool
+        seq = spool.peek_seq(device)
         body = contract.encode(make(seq, ts_ms))
-        if not self.spool.admit(len(body)):
+        own = device == self.settings.gateway
+        if not spool.admit(len(body), hold=own and self._can_hold()):
             return False
-        self.spool.next_seq(device)
+        spool.next_seq(device)
         self._clock.record(device, ts_ms)
-        self._pending.append(PendingReading(channel.value, device, seq, body))
+        readings = self._open.setdefault(channel.value, [])
+        readings.append(PendingReading(channel.value, device, seq, ts_ms, body, time.time()))
         self._emitted += 1
-        self._wake.set()
+        self._open_index.setdefault(channel.value, []).append(self._emitted)
+        if len(readings) >= self.settings.publish.max_batch_items:
+            self._wake.set()
         return True
+
+    def _can_hold(self) -> bool:
+        """The gateway's own health readings are not refused while the disk fails: they
+        wait in memory (up to HELD_MAX), and report the fault once it is over."""
+        held = sum(r.device == self.settings.gateway
+                   for r in self._open.get(GatewayChannel.TELEMETRY.value, []))
+        return held < HELD_MAX
 
     async def durable(self) -> bool:
         """Wait until every reading emitted so far is committed (or its commit failed)."""
         target = self._emitted
         while self._settled < target:
+            self._force = True
             self._wake.set()
             await self._settled_event.wait()
-        return not any(lo < target <= hi for lo, hi in self._failed)
+        return target not in self._failed
 
     async def _spooler(self) -> None:
-        """The one writer: commits pending readings (group commit), builds batches.
-
-        Commits happen at most every ``spool.commit_interval_s``: readings arriving in
-        between share one fsync. Nothing is sent before its commit, and a driver that
-        acknowledges its device waits for it (``durable``).
+        """The one writer: commits each batch, in one transaction, when it is full, when
+        its oldest reading has waited ``publish.max_batch_delay_s``, or at once when a
+        driver waits for its readings (``durable``). Commits happen at most every
+        ``spool.commit_interval_s``: batches due in between share one fsync. Nothing is
+        sent before its commit, and a driver that acknowledges its device waits for it.
         """
         delay = self.settings.publish.max_batch_delay_s
         interval = self.settings.spool.commit_interval_s
         loop = asyncio.get_running_loop()
         last = 0.0
         while True:
+            oldest = min((rs[0].created for rs in self._open.values() if rs), default=None)
+            timeout = delay if oldest is None else max(0.0, oldest + delay - time.time())
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(delay / 2, 0.5))
+                await asyncio.wait_for(self._wake.wait(), timeout + 0.001)
             wait = last + interval - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             self._wake.clear()
             last = loop.time()
             async with self._batching:
-                await self._commit_pending()
-                await self._make_batches(force=False)
+                await self._commit(force=False)
 
-    async def _commit_pending(self) -> None:
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        upto = self._settled + len(pending)
-        try:
-            spooled = await asyncio.to_thread(self.spool.add_readings, pending)
-        except SpoolWriteError:  # counted and logged by the spool; the agent goes on
-            self._failed = [*self._failed[-99:], (self._settled, upto)]
-            spooled = []
-        self._settled = upto
-        self._settled_event.set()
-        self._settled_event = asyncio.Event()
-        for r in spooled:
-            self._unbatched.setdefault(r.channel, []).append(r)
-
-    async def _make_batches(self, force: bool) -> None:
+    async def _commit(self, force: bool) -> None:
+        """Commit what is due (everything when forced or a driver waits) and publish it."""
         p = self.settings.publish
-        for channel, readings in list(self._unbatched.items()):
-            while readings and (force or len(readings) >= p.max_batch_items
-                                or time.time() - readings[0].created >= p.max_batch_delay_s):
-                chunk, readings = readings[:p.max_batch_items], readings[p.max_batch_items:]
-                self._unbatched[channel] = readings
-                try:
-                    batch = await asyncio.to_thread(self.spool.make_batch, channel, chunk,
-                                                    int(time.time() * 1000))
-                except SpoolWriteError:
-                    self._unbatched[channel] = chunk + readings  # try again later
-                    return
-                if batch is not None:
-                    self._publish([batch])
+        force = force or self._force
+        self._force = False
+        now = time.time()
+        held = self.spool.disk_refusing()  # the gateway's health waits for the disk
+        gateway = self.settings.gateway
+        groups: list[tuple[str, list[PendingReading]]] = []
+        numbers: list[int] = []
+        for channel in list(self._open):
+            readings, index = self._open[channel], self._open_index[channel]
+            kept: list[PendingReading] = []
+            kept_index: list[int] = []
+            if held and any(r.device == gateway for r in readings):
+                pairs = list(zip(readings, index, strict=True))
+                kept = [r for r, _ in pairs if r.device == gateway]
+                kept_index = [i for r, i in pairs if r.device == gateway]
+                readings = [r for r, _ in pairs if r.device != gateway]
+                index = [i for r, i in pairs if r.device != gateway]
+            while len(readings) >= p.max_batch_items:
+                groups.append((channel, readings[:p.max_batch_items]))
+                numbers += index[:p.max_batch_items]
+                readings, index = readings[p.max_batch_items:], index[p.max_batch_items:]
+            if readings and (force or held or now - readings[0].created >= p.max_batch_delay_s):
+                groups.append((channel, readings))
+                numbers += index
+                readings, index = [], []
+            self._open[channel] = kept + readings
+            self._open_index[channel] = kept_index + index
+        upto = self._emitted if force else None
+        if groups:
+            try:
+                batches = await asyncio.to_thread(self.spool.commit, groups,
+                                                  int(time.time() * 1000))
+            except SpoolWriteError:  # counted and logged by the spool; the agent goes on
+                if len(self._failed) > 100_000:
+                    self._failed.clear()
+                self._failed.update(numbers)
+                batches = []
+            self._publish(batches)
+        if upto is not None:
+            self._settled = max(self._settled, upto)
+            self._settled_event.set()
+            self._settled_event = asyncio.Event()
 
     async def flush(self) -> None:
-        """Commit and batch everything taken so far (clean stop, tests). Waits for a
-        commit the spooler has under way: its readings would otherwise join the unbatched
-        ones after this forced batching, and a clean stop would leave them unsent."""
+        """Commit everything taken so far (clean stop, tests). Waits for a commit the
+        spooler has under way."""
         async with self._batching:
-            await self._commit_pending()
-            await self._make_batches(force=True)
+            await self._commit(force=True)
 
     def _publish(self, batches: list[SpooledBatch]) -> None:
         client = self._client
@@ -302,14 +374,20 @@ class Agent:
                 await asyncio.sleep(delay)
 
     async def _housekeeping(self) -> None:
-        """Age bound, and a periodic new try of a disk that was full."""
+        """Deletions of acknowledged batches when no commit takes them along (each
+        second), and the age bound (every 10 s)."""
+        tick = 0
         while True:
-            await asyncio.sleep(10)
-            self.spool.retry_disk()
-            await asyncio.to_thread(self.spool.expire)
-            # snapshots outlive their batch only when the agent stopped before the ack:
-            # the spool's age bound applies to them too
-            await asyncio.to_thread(self.snapshots.expire, self.settings.spool.max_age_s)
+            await asyncio.sleep(1)
+            tick += 1
+            if self.spool.needs_sync():
+                with suppress(SpoolWriteError):  # counted and logged; tried again
+                    await asyncio.to_thread(self.spool.sync)
+            if tick % 10 == 0:
+                self.spool.expire()
+                # snapshots outlive their batch only when the agent stopped before the
+                # ack: the spool's age bound applies to them too
+                await asyncio.to_thread(self.snapshots.expire, self.settings.spool.max_age_s)
 
     async def _backlog(self) -> None:
         """Resend what is unacknowledged past the timeout, at a bounded rate."""
@@ -346,6 +424,9 @@ class Agent:
             "dropped": self.spool.dropped,
             "send_rate": round(send_rate, 2),
             "link": "online" if self.connected.is_set() else "offline",
+            "disk_full": self.spool.disk_full,
+            "spool_write_errors": self.spool.write_errors,
+            "spool_resets": self.spool.resets_ever,
         }
 
     def _status(self, state: Literal["online", "offline"]) -> bytes:
@@ -409,7 +490,8 @@ class Agent:
                                 e.rejected, e.batch)
 
     async def run(self) -> None:
-        self.boot = self.spool.next_boot()
+        if not await self._wait_for_spool():
+            return
         try:
             async with serve_metrics(self.settings.metrics, self.registry, service="edge",
                                      before_scrape=self.metrics.refresh) as endpoint:
@@ -440,6 +522,10 @@ class Agent:
     async def _drain(self) -> None:
         """Clean stop: spool what is buffered, then wait a while for its acks."""
         await self.flush()
+        held = [r for rs in self._open.values() for r in rs]
+        if held:  # health readings the failing disk never took
+            self.spool.release(sum(len(r.body) for r in held))
+            self.spool.count_dropped(len(held), "the disk still refused writes at the stop")
         deadline = time.monotonic() + self.settings.publish.drain_timeout_s
         while self.spool.depth() and self.connected.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)

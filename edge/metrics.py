@@ -1,7 +1,7 @@
 """What the edge agent exports to Prometheus (``sitewatch_edge_*``; docs/metrics.md).
 
 The agent's and the spool's own counters, read when Prometheus scrapes. The spool's
-depth and oldest age are SQLite queries: they run in a worker thread just before the
+depth and oldest age come from its bookkeeping, read in a worker thread just before the
 scrape, never on the event loop that samples the devices.
 """
 
@@ -84,8 +84,17 @@ class EdgeCollector:
             gauge(f"{P}spool_dropped_readings", "Readings the spool lost (full, too old, "
                   "disk full), in all since the spool was created. A gauge: it goes down "
                   "when a batch dropped while in flight turns out stored", spool.dropped),
-            counter(f"{P}spool_resets_total", "Unreadable spool files moved aside and "
-                    "started afresh", spool.resets),
+            counter(f"{P}spool_resets_total", "Corrupt spool files moved aside (kept) and "
+                    "started afresh, since the gateway was installed (counters file)",
+                    spool.resets_ever),
+            counter(f"{P}spool_write_errors_total", "Spool writes that failed (disk full, "
+                    "I/O error); their readings are counted in spool_dropped_readings",
+                    spool.write_errors),
+            gauge(f"{P}spool_disk_full", "1 while the spool's last write failed (disk full "
+                  "or I/O error): new readings are refused, counted", int(spool.disk_full)),
+            counter(f"{P}spool_open_failures_total", "Tries to open the spool that failed "
+                    "at start (disk full, I/O error; not corrupt): the agent waited",
+                    a.spool_open_failures),
             gauge(f"{P}spool_bytes", "Bytes of readings and batches in the spool",
                   spool.bytes_used),
             gauge(f"{P}spool_max_bytes", "The spool's size limit (spool.max_bytes)",

@@ -1,66 +1,78 @@
-"""The gateway's on-disk spool: every reading is kept until ingest acknowledges it.
+"""The gateway's on-disk spool: every batch is kept until ingest acknowledges it.
 
-Durability: SQLite in WAL mode with ``synchronous=FULL`` — every commit fsyncs the WAL,
-so a reading whose commit returned survives a power cut. (``NORMAL`` would only fsync at
-checkpoints and lose the last commits on power loss; a flat append-only file with our
-own fsync would need its own crash recovery, which SQLite already has.) Readings that
-arrive together share one commit (group commit), done in a worker thread so that the
-agent's event loop never waits on the disk.
+The unit of work is the batch. The agent gathers a channel's readings in memory until a
+batch is full, ``publish.max_batch_delay_s`` has passed, or a driver waits for them
+(``durable``: its device is acknowledged only after the commit); the batch is then
+committed in ONE transaction — its payload, as it will be sent, and the counters it uses
+— and only then published. Durability: SQLite in WAL mode with ``synchronous=FULL``, so
+a commit that returned survives a power cut. (A flat append-only file with our own fsync
+would need its own crash recovery, which SQLite already has.) Batches due together
+share one commit; commits run in a worker thread, never on the agent's event loop.
 
-Two tables: ``readings`` holds committed readings not yet in a batch; ``batches`` holds
-batches built from them (in one transaction that also deletes the readings). Batch
-numbers and per-device seq counters live in ``counters`` and are committed in the same
-transaction as the data that uses them, so no number is ever used twice.
+What is only bookkeeping lives in memory and is rebuilt at start: which batches were
+sent when and how often (after a restart everything is due again, which is always
+safe), and the deletions of acknowledged, dropped and expired batches, which ride on the
+next commit (or a ``sync`` a second later). A deletion lost in a crash means a batch
+sent again; ingest stores it once.
+
+Counters (``counters`` table): each device's last ``seq`` and last reading timestamp,
+the batch and boot counters and the count of dropped readings, committed with the batch
+that uses them; a restart resumes from them exactly. Before a commit would go past them,
+the reservation file (:mod:`sitewatch.edge.counters`) is moved ahead, so a spool that is
+lost resumes above anything ever sent. Readings not yet committed when the power goes
+were never sent nor acknowledged to a device; their seqs are given out again.
 
 Bounds: ``max_bytes`` and ``max_age_s``. When a new reading does not fit, the policy
-decides: ``drop_oldest`` deletes the oldest batches (then readings) to make room;
-``refuse_newest`` does not take the reading (it gets no seq, so stored seqs stay
-contiguous). Data older than ``max_age_s`` is deleted. Every dropped reading is counted,
-in a counter that survives restarts. A batch dropped while it was in flight may still be
-stored by ingest: when its ack comes, its readings are taken off the count again, so the
-count is what was really lost.
+decides: ``drop_oldest`` drops the oldest batches to make room; ``refuse_newest`` does
+not take the reading (it gets no seq, so stored seqs stay contiguous). Data older than
+``max_age_s`` is dropped. Every dropped reading is counted, in a counter that survives
+restarts. A batch dropped while in flight may still be stored by ingest: when its ack
+comes, its readings are taken off the count again, so the count is what was really lost.
 
-A disk-full error refuses the readings at hand (counted, logged once per episode) and
-the agent carries on. A spool file that SQLite cannot read is moved aside
-(``spool.sqlite.corrupt-<time>``) and a new one started; its counters start from the
-wall clock in milliseconds, above any number used before, so none is reused.
+Faults. A commit that fails (disk full, I/O error) drops its batches' readings, counted,
+and the disk is left alone for :data:`Spool.RETRY_S` (readings are refused, counted),
+then tried again. At start, only a file the database itself calls corrupt
+(``SQLITE_CORRUPT``, ``SQLITE_NOTADB``, a failed ``quick_check``) is moved aside
+(``spool.sqlite.corrupt-<time>``, kept) and a new one started; any other error (disk
+full, I/O error, permissions) raises :class:`SpoolUnavailable` and the spool is left
+as it is: the agent waits and tries again.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from sitewatch.edge.counters import CounterFile, CounterFileError, Reserved
+
 log = logging.getLogger("sitewatch.edge.spool")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    channel  TEXT    NOT NULL,
-    device   TEXT    NOT NULL,
-    seq      INTEGER NOT NULL,
-    body     BLOB    NOT NULL,        -- the contract item, encoded
-    created  REAL    NOT NULL
-);
 CREATE TABLE IF NOT EXISTS batches (
     batch    INTEGER PRIMARY KEY,
     channel  TEXT    NOT NULL,
     items    INTEGER NOT NULL,
-    payload  BLOB    NOT NULL,
-    created  REAL    NOT NULL,        -- when its oldest reading was spooled
-    sent_at  REAL,                    -- last time it was published; NULL: not yet
-    attempts INTEGER NOT NULL DEFAULT 0
+    payload  BLOB    NOT NULL,        -- as published
+    created  REAL    NOT NULL         -- when its oldest reading was taken
 );
 CREATE TABLE IF NOT EXISTS counters (
-    name  TEXT PRIMARY KEY,           -- 'batch', 'boot', 'dropped', 'seq:<device>'
+    name  TEXT PRIMARY KEY,           -- 'batch', 'boot', 'dropped', 'seq:<device>', 'ts:<device>'
     value INTEGER NOT NULL
 );
 """
+
+_UPSERT_MAX = ("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+               "SET value = max(value, excluded.value)")
+_UPSERT = "INSERT OR REPLACE INTO counters VALUES (?, ?)"
+#: batches of the earlier schema's unbatched readings, at the upgrade
+_MIGRATION_ITEMS = 50
 
 
 class FullPolicy(StrEnum):
@@ -77,18 +89,14 @@ class SpoolLimits:
 
 @dataclass(frozen=True, slots=True)
 class PendingReading:
+    """A reading taken (admitted, seq given) and not yet committed."""
+
     channel: str
     device: str
     seq: int
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SpooledReading:
-    id: int
-    channel: str
-    body: bytes
-    created: float
+    ts: int
+    body: bytes            # the contract item, encoded
+    created: float         # wall clock when it was taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,204 +108,476 @@ class SpooledBatch:
     created: float
 
 
+@dataclass(slots=True)
+class _Entry:
+    channel: str
+    items: int
+    size: int
+    created: float
+    attempts: int = 0
+    version: int = 0       # bumped on every send: older entries of the due heaps are stale
+
+
 class SpoolWriteError(Exception):
     """The spool could not store data (disk full, I/O error); the data was not kept."""
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    return "full" in str(exc).lower() or getattr(exc, "sqlite_errorcode", 0) == 13
+class SpoolUnavailable(Exception):
+    """The spool cannot be opened now (disk full, I/O error, permissions); it is not
+    corrupt and was left as it is: try again later."""
+
+
+_CORRUPT = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def is_corrupt(exc: sqlite3.Error) -> bool:
+    """Does the database itself say the file is damaged (not: cannot be read now)?"""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _CORRUPT
+
+
+def _is_full(exc: Exception) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) or 0
+    return code & 0xFF == sqlite3.SQLITE_FULL or "full" in str(exc).lower() \
+        or "No space" in str(exc)
+
+
+class _CorruptSpool(Exception):
+    pass
+
+
+def _batch_payload(number: int, sent_ms: int, bodies: Sequence[bytes]) -> bytes:
+    return (b'{"v":1,"batch":%d,"sent":%d,"items":[' % (number, sent_ms)
+            + b",".join(bodies) + b"]}")
 
 
 class Spool:
     #: in-flight batches remembered after a drop, waiting for a late ack
     MAX_IN_FLIGHT_DROPS = 10_000
+    #: after a failed write, the disk is left alone this long
+    RETRY_S = 2.0
 
-    def __init__(self, path: Path, limits: SpoolLimits | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, limits: SpoolLimits | None = None,
+                 counters: Path | None = None) -> None:
+        """Open (or create) the spool. Raises :class:`SpoolUnavailable` when the disk
+        cannot be used now; a corrupt file is moved aside and a new spool started."""
         self.path = path
         self.limits = limits or SpoolLimits()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()    # the bookkeeping below
+        self._wlock = threading.Lock()   # the writing connection
+        self._rlock = threading.Lock()   # the reading connection
+        self._file = CounterFile(counters or path.with_name("counters.json"))
+        #: corrupt spool files moved aside: by this open (0 or 1), and ever (kept in the
+        #: counters file)
         self.resets = 0
-        self._db = self._open()
-        self._seq: dict[str, int] = {}
-        for name, value in self._db.execute(
-                "SELECT name, value FROM counters WHERE name LIKE 'seq:%'"):
-            self._seq[name[4:]] = int(value)
-        self._batch = self._counter("batch")
-        self._floor = self._counter("seq_floor")  # set when a corrupt spool was replaced
-        self.dropped = self._counter("dropped")
-        self.bytes_used = int(self._db.execute(
-            "SELECT coalesce((SELECT sum(length(payload)) FROM batches), 0)"
-            " + coalesce((SELECT sum(length(body)) FROM readings), 0)").fetchone()[0])
+        self.resets_ever = 0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            reserved = self._file.load()
+        except (OSError, CounterFileError) as exc:
+            raise SpoolUnavailable(str(exc)) from exc
+        self.resets_ever = reserved.resets
+        try:
+            self._db = self._connect()
+        except _CorruptSpool as exc:
+            self._move_aside(str(exc))
+            try:
+                self._db = self._connect()
+            except (_CorruptSpool, sqlite3.Error) as err:
+                raise SpoolUnavailable(f"cannot start a new spool: {err}") from err
+        except sqlite3.Error as exc:
+            raise SpoolUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            self._reader = sqlite3.connect(path, check_same_thread=False)
+            self._load(reserved)
+        except sqlite3.Error as exc:
+            self._db.close()
+            if is_corrupt(exc):  # found reading it: next open moves it aside
+                raise SpoolUnavailable(f"spool unreadable: {exc}") from exc
+            raise SpoolUnavailable(f"{type(exc).__name__}: {exc}") from exc
         self._disk_full = False
+        self._retry_at = 0.0
+        #: failed writes (commits, syncs) since start
+        self.write_errors = 0
         #: batches dropped while in flight (sent, not acknowledged): batch -> readings
         self._dropped_in_flight: dict[int, int] = {}
 
-    # -- opening, corruption ---------------------------------------------------------
+    # -- opening, corruption -------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA)
-        row = db.execute("PRAGMA quick_check").fetchone()
-        if row is None or row[0] != "ok":
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            if is_corrupt(exc):
+                raise _CorruptSpool(str(exc)) from exc
+            raise
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            row = db.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise _CorruptSpool(f"quick_check: {row[0] if row else 'no answer'}")
+            db.executescript(SCHEMA)
+            self._migrate(db)
+        except sqlite3.Error as exc:
             db.close()
-            raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+            if is_corrupt(exc):
+                raise _CorruptSpool(f"{exc}") from exc
+            raise
+        except _CorruptSpool:
+            db.close()
+            raise
         return db
 
-    def _open(self) -> sqlite3.Connection:
+    def _move_aside(self, why: str) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        log.error("spool %s is corrupt (%s): moved to %s and kept; a new spool is "
+                  "started. Its unsent data is lost; seq, batch and timestamps resume "
+                  "above everything ever sent (counters file %s)",
+                  self.path, why, aside, self._file.path)
         try:
-            return self._connect()
-        except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error("spool %s is unreadable (%s): moved to %s, starting a new spool; "
-                      "its unsent data is lost, counters restart from the clock",
-                      self.path, exc, aside)
             for suffix in ("", "-wal", "-shm"):
                 p = Path(str(self.path) + suffix)
                 if p.exists():
                     p.rename(Path(str(aside) + suffix))
-            db = self._connect()
-            clock = int(time.time() * 1000)
-            db.execute("INSERT OR REPLACE INTO counters VALUES ('batch', ?)", (clock,))
-            db.execute("INSERT OR REPLACE INTO counters VALUES ('seq_floor', ?)", (clock,))
-            self.resets += 1
-            return db
+            r = self._file.value
+            self._file.store(Reserved(r.boot, r.resets + 1, r.batch_floor, r.batch,
+                                      dict(r.seq), dict(r.ts)))
+        except (OSError, CounterFileError) as exc:
+            raise SpoolUnavailable(f"cannot move the corrupt spool aside: {exc}") from exc
+        self.resets += 1
+        self.resets_ever += 1
 
-    def _counter(self, name: str) -> int:
-        row = self._db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
-        return int(row[0]) if row else 0
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Spools of the earlier schema: their committed, unbatched readings become
+        batches (their seqs are in ``counters`` already)."""
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='readings'").fetchone() is None:
+            return
+        rows = db.execute("SELECT channel, body, created FROM readings ORDER BY id").fetchall()
+        db.execute("BEGIN IMMEDIATE")
+        number = int((db.execute("SELECT value FROM counters WHERE name='batch'").fetchone()
+                      or (0,))[0])
+        by_channel: dict[str, list[tuple[bytes, float]]] = {}
+        for channel, body, created in rows:
+            by_channel.setdefault(str(channel), []).append((bytes(body), float(created)))
+        for channel, items in by_channel.items():
+            for i in range(0, len(items), _MIGRATION_ITEMS):
+                chunk = items[i:i + _MIGRATION_ITEMS]
+                number += 1
+                db.execute("INSERT INTO batches (batch, channel, items, payload, created) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           (number, channel, len(chunk),
+                            _batch_payload(number, int(time.time() * 1000),
+                                           [b for b, _ in chunk]), chunk[0][1]))
+        db.execute(_UPSERT, ("batch", number))
+        db.execute("DROP TABLE readings")
+        db.execute("COMMIT")
+        log.info("spool: %d unbatched reading(s) of the earlier schema became batches",
+                 len(rows))
+
+    def _load(self, reserved: Reserved) -> None:
+        counters = {str(n): int(v) for n, v in self._db.execute(
+            "SELECT name, value FROM counters")}
+        self._seq = {n[4:]: v for n, v in counters.items() if n.startswith("seq:")}
+        self._ts = {n[3:]: v for n, v in counters.items() if n.startswith("ts:")}
+        self._batch = counters.get("batch", 0)
+        self._boot = counters.get("boot", 0)
+        self.dropped = counters.get("dropped", 0)
+        self._dropped_saved = self.dropped
+        self._seq_floor = counters.get("seq_floor", 0)
+        fresh = not counters
+        stale = not fresh and self._batch < reserved.batch_floor
+        if fresh or stale:
+            if stale:
+                log.error("spool %s is older than the counters file (batch %d < %d): "
+                          "numbers resume above the counters file's reservations",
+                          self.path, self._batch, reserved.batch_floor)
+            self._resume_above(reserved)
+        self._committed_seq = dict(self._seq)
+        self._committed_ts = dict(self._ts)
+        self._batches: dict[int, _Entry] = {}
+        self._items = 0
+        self.bytes_used = 0
+        for b, ch, n, size, created in self._db.execute(
+                "SELECT batch, channel, items, length(payload), created FROM batches "
+                "ORDER BY batch"):
+            self._batches[int(b)] = _Entry(str(ch), int(n), int(size), float(created))
+            self._items += int(n)
+            self.bytes_used += int(size)
+        self._unsent: dict[int, None] = dict.fromkeys(self._batches)
+        #: sent batches by backoff factor (1, 2, 4, 8, 16): (sent_at, batch, version);
+        #: within one factor the due order is the send order, whatever the timeout
+        self._heaps: dict[int, list[tuple[float, int, int]]] = {f: [] for f in (1, 2, 4, 8, 16)}
+        self._to_delete: set[int] = set()
+
+    def _resume_above(self, r: Reserved) -> None:
+        """The spool was lost (or is stale): resume above everything ever reserved, and
+        keep that in the spool. Raises sqlite3.Error if it cannot be written."""
+        if self._file.damaged and not r.seq:  # no record at all: the clock is above
+            clock = int(time.time() * 1000)
+            log.error("no counters to resume from: seq and batch numbers restart from "
+                      "the clock (%d)", clock)
+            r = Reserved(r.boot, r.resets, 0, clock, {}, {})
+            self._seq_floor = clock
+        self._batch = max(self._batch, r.batch)
+        self._boot = max(self._boot, r.boot)
+        for d, s in r.seq.items():
+            self._seq[d] = max(self._seq.get(d, 0), s)
+        for d, t in r.ts.items():
+            self._ts[d] = max(self._ts.get(d, -1), t)
+        # kept in this spool at once: a device that sends nothing before the next
+        # restart must not fall back below the reservation
+        rows = [("batch", self._batch), ("boot", self._boot), ("seq_floor", self._seq_floor)]
+        rows += [(f"seq:{d}", v) for d, v in self._seq.items()]
+        rows += [(f"ts:{d}", v) for d, v in self._ts.items()]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(_UPSERT_MAX, rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            raise
 
     def close(self) -> None:
-        with self._lock:
+        try:
+            self.sync()
+        except SpoolWriteError:
+            pass  # counted and logged; what was not deleted is sent again next time
+        with self._wlock, self._rlock:
             self._db.close()
+            self._reader.close()
 
-    # -- counters --------------------------------------------------------------------
+    # -- counters ------------------------------------------------------------------
     def next_boot(self) -> int:
-        """Count this start of the agent (carried in status and Last Will)."""
-        with self._lock:
-            boot = self._counter("boot") + 1
-            self._db.execute("INSERT OR REPLACE INTO counters VALUES ('boot', ?)", (boot,))
+        """Count this start of the agent (carried in status and Last Will). Raises
+        :class:`SpoolUnavailable` if it cannot be stored."""
+        with self._wlock:
+            boot = max(self._boot, self._file.value.boot) + 1
+            try:
+                r = self._file.value
+                self._file.store(Reserved(boot, r.resets, r.batch_floor, r.batch,
+                                          dict(r.seq), dict(r.ts)))
+                self._db.execute(_UPSERT, ("boot", boot))
+            except (sqlite3.Error, CounterFileError) as exc:
+                raise SpoolUnavailable(f"cannot count the boot: {exc}") from exc
+            self._boot = boot
             return boot
 
     def peek_seq(self, device: str) -> int:
         """The seq the next reading of ``device`` will get."""
-        return max(self._seq.get(device, 0), self._floor) + 1
+        return max(self._seq.get(device, 0), self._seq_floor) + 1
 
     def next_seq(self, device: str) -> int:
-        """Reserve the next seq of ``device``; it is persisted with the reading that uses it."""
+        """Give out the next seq of ``device``; it is persisted with the batch that
+        carries the reading."""
         seq = self.peek_seq(device)
         self._seq[device] = seq
         return seq
 
     def last_seqs(self) -> dict[str, int]:
-        """The last seq handed out per device."""
+        """The last seq given out per device."""
         return dict(self._seq)
+
+    def last_timestamps(self) -> dict[str, int]:
+        """Per device, the timestamp every later reading must be stamped past: the last
+        one committed (or, after a lost spool, the reserved ceiling)."""
+        return dict(self._ts)
 
     def next_batch_number(self) -> int:
         return self._batch + 1
 
-    # -- readings ----------------------------------------------------------------------
-    def admit(self, size: int) -> bool:
-        """May a reading of ``size`` bytes be spooled? Applies the full policy and, if
-        yes, reserves the space (the reading must then go to :meth:`add_readings`)."""
-        if self._disk_full:
-            self._count_dropped(1, "disk full")
+    # -- taking readings -----------------------------------------------------------
+    def admit(self, size: int, hold: bool = False) -> bool:
+        """May a reading of ``size`` bytes be taken? Applies the full policy and, if
+        yes, reserves the space (the reading must then go to :meth:`commit`, or its
+        space be given back with :meth:`release`). While the disk fails readings are
+        refused, unless ``hold`` (the caller keeps them in memory until it works)."""
+        if self.disk_refusing() and not hold:
+            self.count_dropped(1, "disk full or failing")
             return False
         if self.bytes_used + size > self.limits.max_bytes:
             if self.limits.policy is FullPolicy.REFUSE_NEWEST:
-                self._count_dropped(1, "spool full, refusing the newest reading")
+                self.count_dropped(1, "spool full, refusing the newest reading")
                 return False
             self._drop_oldest(self.bytes_used + size - self.limits.max_bytes)
-        self.bytes_used += size
+        with self._lock:
+            self.bytes_used += size
         return True
 
-    def add_readings(self, readings: list[PendingReading]) -> list[SpooledReading]:
-        """Commit readings and their seq counters in one fsynced transaction."""
-        if not readings:
-            return []
-        now = time.time()
-        seqs: dict[str, int] = {}
-        for r in readings:
-            seqs[r.device] = max(seqs.get(r.device, 0), r.seq)
+    def release(self, size: int) -> None:
+        """Give back the space of readings admitted that will not be committed."""
         with self._lock:
+            self.bytes_used -= size
+
+    def disk_refusing(self) -> bool:
+        """A write failed less than RETRY_S ago: new data is refused until then."""
+        return self._disk_full and time.monotonic() < self._retry_at
+
+    @property
+    def disk_full(self) -> bool:
+        """The last write failed (disk full or I/O error)."""
+        return self._disk_full
+
+    def commit(self, groups: Sequence[tuple[str, Sequence[PendingReading]]],
+               sent_ms: int) -> list[SpooledBatch]:
+        """Make one batch of each group of readings (one channel each) and commit them
+        all, with their counters and the pending deletions, in one fsynced transaction.
+        On failure every reading is dropped (counted) and SpoolWriteError raised."""
+        groups = [(c, rs) for c, rs in groups if rs]
+        if not groups:
+            return []
+        n_readings = sum(len(rs) for _, rs in groups)
+        body_bytes = sum(len(r.body) for _, rs in groups for r in rs)
+        seq: dict[str, int] = {}
+        ts: dict[str, int] = {}
+        for _, rs in groups:
+            for r in rs:
+                if r.seq > seq.get(r.device, 0):
+                    seq[r.device] = r.seq
+                if r.ts > ts.get(r.device, -1):
+                    ts[r.device] = r.ts
+        with self._wlock:
+            if self.disk_refusing():
+                self._failed(n_readings, body_bytes, None)
+                raise SpoolWriteError("disk full or failing; not tried again yet")
+            first = self._batch + 1
+            built = []
+            for i, (channel, rs) in enumerate(groups):
+                number = first + i
+                payload = _batch_payload(number, sent_ms, [r.body for r in rs])
+                built.append(SpooledBatch(number, channel, len(rs), payload,
+                                          min(r.created for r in rs)))
+            last = first + len(groups) - 1
+            with self._lock:
+                deletes = sorted(self._to_delete)
+                dropped = self.dropped
+            try:
+                self._reserve(last, seq, ts)
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT INTO batches (batch, channel, items, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(b.batch, b.channel, b.items, b.payload, b.created) for b in built])
+                self._write_counters(last, seq, ts, dropped, deletes)
+                self._db.execute("COMMIT")
+            except (sqlite3.Error, CounterFileError) as exc:
+                self._rollback()
+                self._failed(n_readings, body_bytes, exc)
+                raise SpoolWriteError(str(exc)) from exc
+            self._batch = last
+            self._committed_seq.update(seq)
+            self._committed_ts.update(ts)
+            for d, t in ts.items():
+                if t > self._ts.get(d, -1):
+                    self._ts[d] = t
+            with self._lock:
+                self._to_delete.difference_update(deletes)
+                self._dropped_saved = dropped
+                for b in built:
+                    self._batches[b.batch] = _Entry(b.channel, b.items, len(b.payload),
+                                                    b.created)
+                    self._unsent[b.batch] = None
+                    self._items += b.items
+                self.bytes_used += sum(len(b.payload) for b in built) - body_bytes
+            self._write_ok()
+        return built
+
+    def _reserve(self, batch: int, seq: dict[str, int], ts: dict[str, int]) -> None:
+        if self._file.value.covers(batch, seq, ts):
+            return
+        # every device moves ahead together: one write serves them all for a while
+        all_seq = {**self._committed_seq, **seq}
+        all_ts = {**self._committed_ts, **ts}
+        self._file.reserve(self._batch, batch, all_seq, all_ts)
+
+    def _write_counters(self, batch: int, seq: dict[str, int], ts: dict[str, int],
+                        dropped: int, deletes: list[int]) -> None:
+        rows = [("batch", batch), ("dropped", dropped)]
+        rows += [(f"seq:{d}", s) for d, s in seq.items()]
+        self._db.executemany(_UPSERT, rows[:2])
+        self._db.executemany(_UPSERT_MAX, rows[2:] + [(f"ts:{d}", t) for d, t in ts.items()])
+        if deletes:
+            self._db.executemany("DELETE FROM batches WHERE batch=?", [(b,) for b in deletes])
+
+    def sync(self) -> None:
+        """Persist the deletions and the drop count that wait for a commit (called a
+        second or so after them when no batch comes; at close)."""
+        with self._wlock:
+            with self._lock:
+                deletes = sorted(self._to_delete)
+                dropped = self.dropped
+            if not deletes and dropped == self._dropped_saved:
+                return
+            if self.disk_refusing():
+                return
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                ids = []
-                for r in readings:
-                    cur = self._db.execute(
-                        "INSERT INTO readings (channel, device, seq, body, created) "
-                        "VALUES (?, ?, ?, ?, ?)", (r.channel, r.device, r.seq, r.body, now))
-                    ids.append(int(cur.lastrowid or 0))
-                self._db.executemany(
-                    "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
-                    "SET value = max(value, excluded.value)",
-                    [(f"seq:{d}", s) for d, s in seqs.items()])
+                self._db.execute(_UPSERT, ("dropped", dropped))
+                if deletes:
+                    self._db.executemany("DELETE FROM batches WHERE batch=?",
+                                         [(b,) for b in deletes])
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                self.bytes_used -= sum(len(r.body) for r in readings)  # the reservations
-                self._write_failed(exc, len(readings))
+                self._failed(0, 0, exc)
                 raise SpoolWriteError(str(exc)) from exc
+            with self._lock:
+                self._to_delete.difference_update(deletes)
+                self._dropped_saved = dropped
+            self._write_ok()
+
+    def needs_sync(self) -> bool:
+        return bool(self._to_delete) or self.dropped != self._dropped_saved
+
+    def _failed(self, readings: int, size: int, exc: Exception | None) -> None:
+        """A write failed (``exc``; None: refused without trying): drop its readings."""
+        if exc is not None:
+            self.write_errors += 1
+            if not self._disk_full:
+                why = "disk full" if _is_full(exc) else "I/O error"
+                log.error("spool: %s (%s); dropping the readings at hand and refusing "
+                          "new ones (counted), trying the disk again every %gs",
+                          why, exc, self.RETRY_S)
+            self._disk_full = True
+            self._retry_at = time.monotonic() + self.RETRY_S
+        with self._lock:
+            self.bytes_used -= size
+        if readings:
+            self.count_dropped(readings, "not stored: disk full or failing")
+
+    def _write_ok(self) -> None:
         if self._disk_full:
             log.warning("spool writes work again")
             self._disk_full = False
-        return [SpooledReading(i, r.channel, r.body, now) for i, r in zip(ids, readings,
-                                                                           strict=True)]
 
-    def unbatched(self) -> list[SpooledReading]:
-        """Committed readings not yet in a batch (after a restart), oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, channel, body, created FROM readings ORDER BY id").fetchall()
-        return [SpooledReading(int(i), c, bytes(b), float(t)) for i, c, b, t in rows]
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
-    def make_batch(self, channel: str, readings: list[SpooledReading],
-                   sent_ms: int) -> SpooledBatch | None:
-        """Move readings into a new batch (one transaction); None if they were dropped."""
-        ids = [r.id for r in readings]
-        with self._lock:
-            marks = ",".join("?" * len(ids))
-            present = {int(i) for (i,) in self._db.execute(
-                f"SELECT id FROM readings WHERE id IN ({marks})", ids)}
-            kept = [r for r in readings if r.id in present]
-            if not kept:
-                return None
-            number = self._batch + 1
-            payload = (b'{"v":1,"batch":%d,"sent":%d,"items":[' % (number, sent_ms)
-                       + b",".join(r.body for r in kept) + b"]}")
-            created = min(r.created for r in kept)
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "INSERT INTO batches (batch, channel, items, payload, created) "
-                    "VALUES (?, ?, ?, ?, ?)", (number, channel, len(kept), payload, created))
-                self._db.execute("INSERT OR REPLACE INTO counters VALUES ('batch', ?)",
-                                 (number,))
-                self._db.executemany("DELETE FROM readings WHERE id=?",
-                                     [(r.id,) for r in kept])
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                self._write_failed(exc, 0)
-                raise SpoolWriteError(str(exc)) from exc
-            self._batch = number
-        self.bytes_used += len(payload) - sum(len(r.body) for r in kept)
-        return SpooledBatch(number, channel, len(kept), payload, created)
-
-    # -- batches -------------------------------------------------------------------------
+    # -- sending, acks ---------------------------------------------------------------
     def mark_sent(self, batches: list[int], when: float | None = None) -> None:
-        if not batches:
-            return
+        sent_at = when or time.time()
         with self._lock:
-            self._db.executemany(
-                "UPDATE batches SET sent_at=?, attempts=attempts+1 WHERE batch=?",
-                [(when or time.time(), b) for b in batches])
+            for b in batches:
+                e = self._batches.get(b)
+                if e is None:
+                    continue
+                e.attempts += 1
+                e.version += 1
+                self._unsent.pop(b, None)
+                heapq.heappush(self._heaps[min(1 << (e.attempts - 1), 16)],
+                               (sent_at, b, e.version))
 
     def forget_sent(self) -> None:
         """After a reconnect nothing sent before counts: everything pending is due."""
         with self._lock:
-            self._db.execute("UPDATE batches SET sent_at=NULL")
+            for e in self._batches.values():
+                e.version += 1
+            self._unsent = dict.fromkeys(sorted(self._batches))
+            for h in self._heaps.values():
+                h.clear()
 
     def due(self, ack_timeout_s: float, limit: int,
             now: float | None = None) -> list[SpooledBatch]:
@@ -306,130 +586,118 @@ class Spool:
         The wait doubles with every attempt (ack_timeout_s, 2x, 4x ... up to 16x), so a
         long outage of ingest does not pile up copies of every batch at the broker.
         """
+        now = now or time.time()
+        picked: list[int] = []
         with self._lock:
-            rows = self._db.execute(
-                "SELECT batch, channel, items, payload, created FROM batches "
-                "WHERE sent_at IS NULL "
-                "OR sent_at + ? * min(1 << max(attempts - 1, 0), 16) < ? "
-                "ORDER BY batch LIMIT ?",
-                (ack_timeout_s, now or time.time(), limit)).fetchall()
-        return [SpooledBatch(int(b), c, int(n), bytes(p), float(t)) for b, c, n, p, t in rows]
+            for b in self._unsent:
+                if len(picked) >= limit:
+                    break
+                picked.append(b)
+            for factor, heap in self._heaps.items():
+                keep: list[tuple[float, int, int]] = []
+                while heap and len(keep) < limit:
+                    sent_at, b, version = heap[0]
+                    if sent_at + ack_timeout_s * factor >= now:
+                        break
+                    heapq.heappop(heap)
+                    e = self._batches.get(b)
+                    if e is not None and e.version == version:
+                        keep.append((sent_at, b, version))
+                for item in keep:
+                    heapq.heappush(heap, item)
+                picked += [b for _, b, _ in keep]
+            picked = sorted(picked)[:limit]
+            entries = [(b, self._batches[b]) for b in picked]
+        if not entries:
+            return []
+        with self._rlock:
+            marks = ",".join("?" * len(entries))
+            payloads = {int(b): bytes(p) for b, p in self._reader.execute(
+                f"SELECT batch, payload FROM batches WHERE batch IN ({marks})",
+                [b for b, _ in entries])}
+        return [SpooledBatch(b, e.channel, e.items, payloads[b], e.created)
+                for b, e in entries if b in payloads]
 
     def acknowledge(self, batches: list[int]) -> int:
-        if not batches:
-            return 0
+        """Ingest stored these batches: they go (deleted with the next commit)."""
+        removed = delivered = 0
         with self._lock:
-            marks = ",".join("?" * len(batches))
-            freed = self._db.execute(
-                f"SELECT coalesce(sum(length(payload)), 0) FROM batches WHERE batch IN ({marks})",
-                batches).fetchone()[0]
-            cur = self._db.execute(f"DELETE FROM batches WHERE batch IN ({marks})", batches)
-        self.bytes_used -= int(freed)
-        delivered = sum(self._dropped_in_flight.pop(b, 0) for b in batches)
+            for b in batches:
+                e = self._forget(b)
+                if e is not None:
+                    removed += 1
+                delivered += self._dropped_in_flight.pop(b, 0)
         if delivered:
-            self._count_dropped(-delivered, "dropped while in flight, but stored after all")
-        return int(cur.rowcount)
+            self.count_dropped(-delivered, "dropped while in flight, but stored after all")
+        return removed
 
-    # -- bounds ----------------------------------------------------------------------------
+    def _forget(self, batch: int) -> _Entry | None:
+        """Take a batch out of the bookkeeping (lock held); its row goes at the next
+        commit."""
+        e = self._batches.pop(batch, None)
+        if e is None:
+            return None
+        self._unsent.pop(batch, None)
+        self._items -= e.items
+        self.bytes_used -= e.size
+        self._to_delete.add(batch)
+        return e
+
+    # -- bounds ------------------------------------------------------------------------
     def expire(self, now: float | None = None) -> int:
-        """Drop data older than ``max_age_s``; return the readings dropped."""
+        """Drop batches older than ``max_age_s``; return the readings dropped."""
         cutoff = (now or time.time()) - self.limits.max_age_s
+        dropped = 0
         with self._lock:
-            n_b, bytes_b = self._db.execute(
-                "SELECT coalesce(sum(items), 0), coalesce(sum(length(payload)), 0) "
-                "FROM batches WHERE created < ?", (cutoff,)).fetchone()
-            n_r, bytes_r = self._db.execute(
-                "SELECT count(*), coalesce(sum(length(body)), 0) FROM readings "
-                "WHERE created < ?", (cutoff,)).fetchone()
-            if not (n_b or n_r):
-                return 0
-            self._db.execute("DELETE FROM batches WHERE created < ?", (cutoff,))
-            self._db.execute("DELETE FROM readings WHERE created < ?", (cutoff,))
-        self.bytes_used -= int(bytes_b) + int(bytes_r)
-        self._count_dropped(int(n_b) + int(n_r),
-                            f"older than max_age_s={self.limits.max_age_s:g}")
-        return int(n_b) + int(n_r)
+            for b in [b for b, e in self._batches.items() if e.created < cutoff]:
+                e = self._forget(b)
+                if e is not None:
+                    dropped += e.items
+                    if e.attempts:
+                        self._note_in_flight(b, e.items)
+        self.count_dropped(dropped, f"older than max_age_s={self.limits.max_age_s:g}")
+        return dropped
 
     def _drop_oldest(self, need: int) -> None:
         freed = dropped = 0
         with self._lock:
-            while freed < need:
-                row = self._db.execute(
-                    "SELECT batch, items, length(payload), sent_at FROM batches "
-                    "ORDER BY batch LIMIT 1").fetchone()
-                if row is not None:
-                    self._db.execute("DELETE FROM batches WHERE batch=?", (row[0],))
-                    freed, dropped = freed + int(row[2]), dropped + int(row[1])
-                    if row[3] is not None:
-                        self._note_in_flight(int(row[0]), int(row[1]))
-                    continue
-                row = self._db.execute(
-                    "SELECT id, length(body) FROM readings ORDER BY id LIMIT 1").fetchone()
-                if row is None:
-                    break
-                self._db.execute("DELETE FROM readings WHERE id=?", (row[0],))
-                freed, dropped = freed + int(row[1]), dropped + 1
-        self.bytes_used -= freed
-        self._count_dropped(dropped, "spool full, dropping the oldest data")
+            while freed < need and self._batches:
+                b = next(iter(self._batches))
+                e = self._forget(b)
+                assert e is not None
+                freed, dropped = freed + e.size, dropped + e.items
+                if e.attempts:
+                    self._note_in_flight(b, e.items)
+        self.count_dropped(dropped, "spool full, dropping the oldest data")
 
     def _note_in_flight(self, batch: int, items: int) -> None:
         self._dropped_in_flight[batch] = items
         if len(self._dropped_in_flight) > self.MAX_IN_FLIGHT_DROPS:  # acks that never came
             del self._dropped_in_flight[next(iter(self._dropped_in_flight))]
 
-    def _count_dropped(self, n: int, why: str) -> None:
-        """Add ``n`` (negative: readings found delivered after all) to the count."""
+    def count_dropped(self, n: int, why: str) -> None:
+        """Add ``n`` (negative: readings found delivered after all) to the count; it is
+        persisted with the next commit or sync."""
         if n == 0:
             return
-        first = self.dropped == 0
-        self.dropped += n
         with self._lock:
-            try:
-                self._db.execute("INSERT OR REPLACE INTO counters VALUES ('dropped', ?)",
-                                 (self.dropped,))
-            except sqlite3.Error:
-                pass  # the count stays in memory; the disk is the problem being reported
+            first = self.dropped == 0
+            self.dropped += n
         (log.warning if first else log.debug)("spool dropped %d reading(s): %s (%d in all)",
                                               n, why, self.dropped)
 
-    def _write_failed(self, exc: sqlite3.Error, readings: int) -> None:
-        if _is_full(exc):
-            if not self._disk_full:
-                log.error("spool: disk full (%s); refusing new readings until there is room",
-                          exc)
-            self._disk_full = True
-        else:
-            log.error("spool write failed: %s", exc)
-        self.dropped += readings
-
-    def _rollback(self) -> None:
-        try:
-            self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-
-    def retry_disk(self) -> None:
-        """Let the next reading try the disk again (called periodically)."""
-        self._disk_full = False
-
-    # -- state -----------------------------------------------------------------------------
+    # -- state -------------------------------------------------------------------------
     def depth(self) -> int:
         """Batches waiting for acknowledgement."""
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM batches").fetchone()[0])
+        return len(self._batches)
 
     def readings_waiting(self) -> int:
-        with self._lock:
-            return int(self._db.execute(
-                "SELECT coalesce((SELECT sum(items) FROM batches), 0)"
-                " + (SELECT count(*) FROM readings)").fetchone()[0])
+        return self._items
 
     def oldest_age_s(self, now: float | None = None) -> float:
         with self._lock:
-            row = self._db.execute(
-                "SELECT min(t) FROM (SELECT min(created) AS t FROM batches "
-                "UNION ALL SELECT min(created) FROM readings)").fetchone()
-        return 0.0 if row[0] is None else max(0.0, (now or time.time()) - float(row[0]))
+            oldest = min((e.created for e in self._batches.values()), default=None)
+        return 0.0 if oldest is None else max(0.0, (now or time.time()) - oldest)
 
     @property
     def used_pct(self) -> float:

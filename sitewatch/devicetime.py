@@ -30,6 +30,11 @@ class DeviceClock:
     def record(self, device: str, ts_ms: int) -> None:
         self._last[device] = ts_ms
 
+    def seed(self, device: str, last_ts_ms: int) -> None:
+        """``device``'s last reading had ``last_ts_ms`` (e.g. before a restart): the next
+        one is stamped past it."""
+        self._last[device] = max(self._last.get(device, -1), last_ts_ms)
+
     def stamp(self, device: str, ts_ms: int) -> int:
         """:meth:`next` and :meth:`record` in one, for producers that never refuse."""
         ts = self.next(device, ts_ms)

@@ -50,17 +50,37 @@ async def test_batches_are_built_from_committed_readings(tmp_path: Path) -> None
     a.spool.close()
 
 
-async def test_readings_committed_but_not_batched_are_batched_after_a_restart(
+async def test_a_power_cut_loses_only_the_batch_being_filled_and_seqs_stay_contiguous(
+    tmp_path: Path,
+) -> None:
+    a = agent(tmp_path)  # 3 items a batch
+    for i in range(5):
+        a.emit("TC01", "tower_crane", {"load_t": float(i)}, 1_000 + i)
+    await a._commit(force=False)  # the full batch is committed; then the power goes
+    assert a.spool.depth() == 1   # (no close: nothing else reaches the disk)
+    b = agent(tmp_path)
+    assert [(i.seq, i.ts) for i in spooled_items(b)] == [(1, 1000), (2, 1001), (3, 1002)]
+    for i in range(2):  # the two readings never committed were never sent: their seqs
+        b.emit("TC01", "tower_crane", {"load_t": float(i)}, 2_000 + i)  # are given again
+    await b.flush()
+    assert [(i.seq, i.ts) for i in spooled_items(b)] == [
+        (1, 1000), (2, 1001), (3, 1002), (4, 2000), (5, 2001)]
+    b.spool.close()
+
+
+async def test_a_clock_stepped_back_before_a_restart_never_stamps_a_used_timestamp(
     tmp_path: Path,
 ) -> None:
     a = agent(tmp_path)
-    for i in range(2):
-        a.emit("TC01", "tower_crane", {"load_t": float(i)}, 1_000 + i)
-    await a._commit_pending()  # committed; then the power goes before batching
+    for i in range(3):
+        a.emit("TC01", "tower_crane", {"load_t": 1.0}, 50_000 + i)
+    await a.flush()
     a.spool.close()
-    b = agent(tmp_path)
+    b = agent(tmp_path)  # the gateway's clock now says an hour earlier
+    b.emit("TC01", "tower_crane", {"load_t": 1.0}, 50_000 - 3_600_000)
     await b.flush()
-    assert [(i.seq, i.ts) for i in spooled_items(b)] == [(1, 1000), (2, 1001)]
+    assert [(i.seq, i.ts) for i in spooled_items(b)] == [
+        (1, 50_000), (2, 50_001), (3, 50_002), (4, 50_003)]
     b.spool.close()
 
 

@@ -1,0 +1,143 @@
+"""The gateway's counters that must outlive its spool: a small fsynced reservation file.
+
+The spool commits each device's last ``seq`` and reading timestamp, the batch counter and
+the boot counter with every batch (``counters`` table of ``spool.sqlite``): that is where
+a restart resumes, exactly, so stored seqs stay contiguous. But a spool can be lost — its
+file moved aside as corrupt, deleted, or restored from an older copy. So, before a batch
+commit would put a number above what this file allows, the spool first raises the file's
+ceilings well ahead (:data:`SEQ_AHEAD`, :data:`BATCH_AHEAD`, :data:`TS_AHEAD_MS`): every
+seq, batch number and timestamp ever committed (and so ever sent) is at most the file's
+ceiling. A spool that starts empty, or older than the file, resumes above the ceilings:
+a gap, never a reuse. The file is rewritten about every :data:`TS_AHEAD_MS` of readings
+while data flows, whole and atomically (temporary file, fsync, rename, fsync of the
+folder), so it is either the old or the new one after a power cut.
+
+``state_dir/counters.json``::
+
+    {"v": 1, "boot": 17, "resets": 0, "batch_floor": 1041, "batch": 11041,
+     "seq": {"TC01": 15712}, "ts": {"TC01": 1763900005000}}
+
+``batch_floor`` is the last batch committed when the file was written: a spool whose
+batch counter is below it is older than the file (a restored copy) and is not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("sitewatch.edge.counters")
+
+#: seqs reserved ahead per device (the largest gap a lost spool leaves)
+SEQ_AHEAD = 10_000
+#: batch numbers reserved ahead
+BATCH_AHEAD = 10_000
+#: timestamps reserved ahead per device, ms (after a lost spool, a device's readings of
+#: up to this long are stamped just past the ceiling)
+TS_AHEAD_MS = 5_000
+
+
+class CounterFileError(Exception):
+    """The counters file could not be read or written (I/O error, disk full)."""
+
+
+@dataclass
+class Reserved:
+    """What the counters file holds."""
+
+    boot: int = 0
+    resets: int = 0
+    batch_floor: int = 0
+    batch: int = 0
+    seq: dict[str, int] = field(default_factory=dict)
+    ts: dict[str, int] = field(default_factory=dict)
+
+    def covers(self, batch: int, seq: dict[str, int], ts: dict[str, int]) -> bool:
+        return (batch <= self.batch
+                and all(s <= self.seq.get(d, 0) for d, s in seq.items())
+                and all(t <= self.ts.get(d, -1) for d, t in ts.items()))
+
+
+class CounterFile:
+    """``counters.json``: read at start, rewritten (atomically, fsynced) to reserve."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.value = Reserved()
+        #: the file was there but unreadable as counters (moved aside): numbers restart
+        #: from the clock when the spool is lost too
+        self.damaged = False
+
+    def load(self) -> Reserved:
+        """Read the file (absent: all zero). Raises CounterFileError on an I/O error; a
+        file that is not valid counters is moved aside and reported (``damaged``)."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return self.value
+        except OSError as exc:
+            raise CounterFileError(f"cannot read {self.path}: {exc}") from exc
+        try:
+            d = json.loads(raw)
+            self.value = Reserved(
+                boot=int(d["boot"]), resets=int(d.get("resets", 0)),
+                batch_floor=int(d.get("batch_floor", 0)), batch=int(d["batch"]),
+                seq={str(k): int(v) for k, v in d["seq"].items()},
+                ts={str(k): int(v) for k, v in d["ts"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = self.path.with_name(self.path.name + ".damaged")
+            log.error("counters file %s is damaged (%s): moved to %s", self.path, exc, aside)
+            try:
+                self.path.rename(aside)
+            except OSError as err:
+                raise CounterFileError(f"cannot move {self.path} aside: {err}") from err
+            self.damaged = True
+        return self.value
+
+    def store(self, value: Reserved) -> None:
+        """Write ``value`` whole: temporary file, fsync, rename, fsync of the folder."""
+        data = json.dumps({"v": 1, "boot": value.boot, "resets": value.resets,
+                           "batch_floor": value.batch_floor, "batch": value.batch,
+                           "seq": value.seq, "ts": value.ts},
+                          separators=(",", ":")).encode()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dirfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dirfd)
+            finally:
+                os.close(dirfd)
+        except OSError as exc:
+            raise CounterFileError(f"cannot write {self.path}: {exc}") from exc
+        self.value = value
+
+    def reserve(self, batch_floor: int, batch: int, seq: dict[str, int],
+                ts: dict[str, int]) -> bool:
+        """Make the file cover ``batch`` and every device's ``seq`` and ``ts`` (pass the
+        highest values in use for every device known). Writes only when something is not
+        covered yet, then with every ceiling moved ahead. True if it wrote."""
+        cur = self.value
+        if cur.covers(batch, seq, ts):
+            return False
+        new_seq = dict(cur.seq)
+        for d, s in seq.items():
+            new_seq[d] = max(new_seq.get(d, 0), s + SEQ_AHEAD)
+        new_ts = dict(cur.ts)
+        for d, t in ts.items():
+            new_ts[d] = max(new_ts.get(d, -1), t + TS_AHEAD_MS)
+        self.store(Reserved(boot=cur.boot, resets=cur.resets,
+                            batch_floor=max(cur.batch_floor, batch_floor),
+                            batch=max(cur.batch, batch + BATCH_AHEAD), seq=new_seq, ts=new_ts))
+        return True
