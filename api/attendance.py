@@ -1,8 +1,10 @@
 """Real-name attendance of a site: its worker registry, its gate-event ledger, and what
 is derived from them (who is on site, headcount, hours, day-labour sheets).
 
-Read with ``read`` by whoever may see the site; the registry and the site's attendance
-policy are changed with ``workers:write`` (site officers of the site, admins). ID-card
+Every route is under ``/sites/{site}`` and takes its site through
+:mod:`sitewatch.api.siteaccess` (404 for a site that does not exist or the caller may not
+see). Read with ``read``; the registry and the site's attendance policy are changed with
+``workers:write`` (site officers of the site, admins). ID-card
 numbers come in (a PUT, an import) and are hashed with ``attendance.id_hash_key`` at
 once; no answer carries one, nor its hash: only the masked form. Figures come from
 ``sitewatch.attendance.reports``, the same code as ``sitewatch attendance``.
@@ -18,13 +20,11 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, File, Path, Query, Response, Security, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Path, Query, Response, UploadFile
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from sitewatch.accounts import Principal, Scope
-from sitewatch.api.auth import Reader, authorized, require_site
-from sitewatch.api.deps import PageDep, SessionDep, SiteId, StateDep
+from sitewatch.api.deps import PageDep, SessionDep, StateDep
 from sitewatch.api.errors import (
     BadRequest,
     Conflict,
@@ -35,6 +35,7 @@ from sitewatch.api.errors import (
     responses,
 )
 from sitewatch.api.pages import Page
+from sitewatch.api.siteaccess import ReadSite, WorkersSite
 from sitewatch.attendance import idcard, reports
 from sitewatch.attendance.export import sheets_csv, sheets_xlsx
 from sitewatch.attendance.hours import WorkerDay
@@ -52,14 +53,12 @@ from sitewatch.attendance.sheets import CENT, DayLabourSheet, hours_of
 from sitewatch.attendance.sitepolicy import get_policy, put_policy
 from sitewatch.attendance.workers import WorkerInfo, WorkerRow, Workers
 from sitewatch.ids import IDENT_PATTERN
-from sitewatch.registry import Registry
 
 router = APIRouter(tags=["attendance"])
 
 #: the longest range of attendance days one request covers
 MAX_DAYS = 62
 WorkerId = Annotated[str, Path(pattern=IDENT_PATTERN, description="worker identifier")]
-WorkersWriter = Annotated[Principal, Security(authorized, scopes=[Scope.WORKERS_WRITE])]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv; charset=utf-8"
 
@@ -215,13 +214,6 @@ class ChainReport(BaseModel):
 
 
 # -- shared steps ----------------------------------------------------------------------
-def _visible(p: Principal, session: Session, site: str) -> None:
-    """The site exists and the caller may see it; 404 otherwise, alike."""
-    require_site(p, site)
-    if Registry(session).site(site) is None:
-        raise NotFound(f"no site {site}")
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -306,9 +298,9 @@ def _download(data: bytes, media_type: str, filename: str) -> Response:
 # -- workers ---------------------------------------------------------------------------
 @router.get("/sites/{site}/workers", response_model=Page[Worker],
             responses=responses(401, 403, 404, 422, 429))
-def list_workers(site: SiteId, p: Reader, session: SessionDep, page: PageDep,
+def list_workers(access: ReadSite, session: SessionDep, page: PageDep,
                  team: TeamQuery = None) -> Page[Worker]:
-    _visible(p, session, site)
+    site = access.id
     today = get_policy(session, site).day_of(_now_ms())
     found = Workers(session).page(site, team=team, offset=page.offset, limit=page.limit)
     return Page(items=[_worker(r, today) for r in found.items], total=found.total,
@@ -317,8 +309,8 @@ def list_workers(site: SiteId, p: Reader, session: SessionDep, page: PageDep,
 
 @router.get("/sites/{site}/workers/{worker}", response_model=Worker,
             responses=responses(401, 403, 404, 422, 429))
-def get_worker(site: SiteId, worker: WorkerId, p: Reader, session: SessionDep) -> Worker:
-    _visible(p, session, site)
+def get_worker(access: ReadSite, worker: WorkerId, session: SessionDep) -> Worker:
+    site = access.id
     row = Workers(session).get(site, worker)
     if row is None:
         raise NotFound(f"no worker {worker} at site {site}")
@@ -329,9 +321,9 @@ def get_worker(site: SiteId, worker: WorkerId, p: Reader, session: SessionDep) -
             responses={**responses(400, 401, 403, 404, 409, 422, 429, 503),
                        201: {"model": Worker, "description": "registered"}},
             summary="register or change a worker; the ID-card number is kept hashed")
-def put_worker(site: SiteId, worker: WorkerId, body: WorkerIn, p: WorkersWriter,
+def put_worker(access: WorkersSite, worker: WorkerId, body: WorkerIn,
                session: SessionDep, state: StateDep, response: Response) -> Worker:
-    _visible(p, session, site)
+    site = access.id
     id_hash = id_masked = None
     if body.id_number is not None:
         try:
@@ -358,9 +350,9 @@ def put_worker(site: SiteId, worker: WorkerId, body: WorkerIn, p: WorkersWriter,
 @router.post("/sites/{site}/workers/import", response_model=ImportCounts,
              responses=responses(400, 401, 403, 404, 413, 415, 422, 429, 503),
              summary="import a worker list (.csv or .xlsx), all or nothing")
-def import_worker_list(site: SiteId, file: Annotated[UploadFile, File()], p: WorkersWriter,
+def import_worker_list(access: WorkersSite, file: Annotated[UploadFile, File()],
                        session: SessionDep, state: StateDep) -> ImportCounts:
-    _visible(p, session, site)
+    site = access.id
     limit = state.settings.attendance.max_import_bytes
     data = file.file.read(limit + 1)
     if len(data) > limit:
@@ -381,18 +373,17 @@ def import_worker_list(site: SiteId, file: Annotated[UploadFile, File()], p: Wor
 # -- policy ----------------------------------------------------------------------------
 @router.get("/sites/{site}/attendance/policy", response_model=AttendancePolicy,
             responses=responses(401, 403, 404, 422, 429))
-def read_policy(site: SiteId, p: Reader, session: SessionDep) -> AttendancePolicy:
-    _visible(p, session, site)
-    return get_policy(session, site)
+def read_policy(access: ReadSite, session: SessionDep) -> AttendancePolicy:
+    return get_policy(session, access.id)
 
 
 @router.put("/sites/{site}/attendance/policy", response_model=AttendancePolicy,
             responses=responses(400, 401, 403, 404, 422, 429),
             summary="replace the site's attendance policy (keys left out take defaults)")
-def write_policy(site: SiteId, body: Annotated[dict[str, Any], Body()], p: WorkersWriter,
+def write_policy(access: WorkersSite, body: Annotated[dict[str, Any], Body()],
                  session: SessionDep) -> AttendancePolicy:
     # a dict, not the model: a wrong key is a 400 naming it, as sitewatch attendance says
-    _visible(p, session, site)
+    site = access.id
     try:
         policy = AttendancePolicy.model_validate(body)
     except ValidationError as exc:
@@ -408,9 +399,9 @@ def write_policy(site: SiteId, body: Annotated[dict[str, Any], Body()], p: Worke
 @router.get("/sites/{site}/attendance/events", response_model=Page[GateEntry],
             responses=responses(400, 401, 403, 404, 422, 429),
             summary="gate events of the ledger, in time order")
-def list_events(site: SiteId, p: Reader, session: SessionDep, page: PageDep, days: DaysDep,
+def list_events(access: ReadSite, session: SessionDep, page: PageDep, days: DaysDep,
                 worker: WorkerQuery = None) -> Page[GateEntry]:
-    _visible(p, session, site)
+    site = access.id
     first, last = days.resolve(session, site)
     policy = get_policy(session, site)
     start, end = policy.day_bounds(first)[0], policy.day_bounds(last)[1]
@@ -422,8 +413,8 @@ def list_events(site: SiteId, p: Reader, session: SessionDep, page: PageDep, day
 
 @router.get("/sites/{site}/attendance/on-site", response_model=list[OnSite],
             responses=responses(401, 403, 404, 422, 429), summary="who is on site now")
-def on_site(site: SiteId, p: Reader, session: SessionDep) -> list[OnSite]:
-    _visible(p, session, site)
+def on_site(access: ReadSite, session: SessionDep) -> list[OnSite]:
+    site = access.id
     return [OnSite(worker=o.worker, name=o.name, team=o.team, subcontractor=o.subcontractor,
                    since=o.since) for o in reports.on_site_now(session, site, _now_ms())]
 
@@ -431,9 +422,9 @@ def on_site(site: SiteId, p: Reader, session: SessionDep) -> list[OnSite]:
 @router.get("/sites/{site}/attendance/headcount", response_model=list[Headcount],
             responses=responses(400, 401, 403, 404, 422, 429),
             summary="per attendance day: who came, by team and subcontractor")
-def headcount(site: SiteId, p: Reader, session: SessionDep, days: DaysDep
+def headcount(access: ReadSite, session: SessionDep, days: DaysDep
               ) -> list[Headcount]:
-    _visible(p, session, site)
+    site = access.id
     first, last = days.resolve(session, site)
     return [Headcount(day=h.day, came=h.came, on_site_now=h.on_site_now, by_team=h.by_team,
                       by_subcontractor=h.by_subcontractor, unregistered=h.unregistered)
@@ -443,9 +434,9 @@ def headcount(site: SiteId, p: Reader, session: SessionDep, days: DaysDep
 @router.get("/sites/{site}/attendance/hours", response_model=list[WorkerHours],
             responses=responses(400, 401, 403, 404, 422, 429),
             summary="per worker and attendance day: sessions and credited minutes")
-def worker_hours(site: SiteId, p: Reader, session: SessionDep, days: DaysDep,
+def worker_hours(access: ReadSite, session: SessionDep, days: DaysDep,
                  worker: WorkerQuery = None) -> list[WorkerHours]:
-    _visible(p, session, site)
+    site = access.id
     first, last = days.resolve(session, site)
     return [_hours(wd) for wd in reports.hours(session, site, first, last, _now_ms(), worker)]
 
@@ -455,10 +446,10 @@ def worker_hours(site: SiteId, p: Reader, session: SessionDep, days: DaysDep,
                        200: {"content": {"application/json": {}, "text/csv": {}, XLSX: {}},
                              "description": "the sheets as JSON, or a CSV or XLSX download"}},
             summary="day-labour sheets, one per team, as JSON, CSV or XLSX")
-def labour_sheets(site: SiteId, p: Reader, session: SessionDep, days: DaysDep,
+def labour_sheets(access: ReadSite, session: SessionDep, days: DaysDep,
                   team: TeamQuery = None, format: Literal["json", "csv", "xlsx"] = "json"
                   ) -> list[Sheet] | Response:
-    _visible(p, session, site)
+    site = access.id
     first, last = days.resolve(session, site)
     found = reports.sheets(session, site, first, last, _now_ms(), team)
     if format == "json":
@@ -472,8 +463,8 @@ def labour_sheets(site: SiteId, p: Reader, session: SessionDep, days: DaysDep,
 @router.get("/sites/{site}/attendance/verify", response_model=ChainReport,
             responses=responses(401, 403, 404, 422, 429),
             summary="recompute every hash of the site's ledger chain")
-def verify(site: SiteId, p: Reader, session: SessionDep) -> ChainReport:
-    _visible(p, session, site)
+def verify(access: ReadSite, session: SessionDep) -> ChainReport:
+    site = access.id
     report = Ledger(session).verify(site)
     return ChainReport(site=site, entries=report.entries, ok=report.ok,
                        problems=report.problems)

@@ -19,10 +19,10 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from sitewatch import brokercreds
-from sitewatch.api.auth import Admin
 from sitewatch.api.config import BrokerFilesSettings
-from sitewatch.api.deps import GatewayId, SessionDep, SiteId, StateDep
+from sitewatch.api.deps import GatewayId, SessionDep, StateDep
 from sitewatch.api.errors import Conflict, NotFound, responses
+from sitewatch.api.siteaccess import AdminSite
 from sitewatch.brokerauth import (
     Account,
     BrokerAuthError,
@@ -140,16 +140,17 @@ def _apply(state: StateDep, session: Session) -> BrokerUpdate:
 @router.get("/sites/{site}/gateways/{gateway}/mqtt", response_model=MqttCredentialState,
             responses=responses(401, 403, 404, 429),
             summary="a gateway's MQTT account: revoked or not, its last change")
-def get_mqtt(site: SiteId, gateway: GatewayId, p: Admin,
+def get_mqtt(site: AdminSite, gateway: GatewayId,
              session: SessionDep) -> MqttCredentialState:
-    return _state(session, site, gateway)
+    return _state(session, site.id, gateway)
 
 
 @router.post("/sites/{site}/gateways/{gateway}/mqtt/rotate", response_model=RotatedCredential,
              responses=responses(401, 403, 404, 409, 429),
              summary="a new MQTT password for a gateway: the old one stops working")
-def rotate_mqtt(site: SiteId, gateway: GatewayId, p: Admin, session: SessionDep,
+def rotate_mqtt(access: AdminSite, gateway: GatewayId, session: SessionDep,
                 state: StateDep) -> RotatedCredential:
+    site, p = access.id, access.principal
     try:
         password = brokercreds.rotate(session, site, gateway, by=p.name)
     except brokercreds.CredentialError as exc:
@@ -164,8 +165,9 @@ def rotate_mqtt(site: SiteId, gateway: GatewayId, p: Admin, session: SessionDep,
 @router.post("/sites/{site}/gateways/{gateway}/mqtt/revoke",
              response_model=MqttCredentialChange, responses=responses(401, 403, 404, 409, 429),
              summary="revoke a gateway's MQTT account: disconnected and refused from now on")
-def revoke_mqtt(site: SiteId, gateway: GatewayId, p: Admin, session: SessionDep,
+def revoke_mqtt(access: AdminSite, gateway: GatewayId, session: SessionDep,
                 state: StateDep) -> MqttCredentialChange:
+    site, p = access.id, access.principal
     try:
         changed = brokercreds.revoke(session, site, gateway, by=p.name)
     except brokercreds.CredentialError as exc:

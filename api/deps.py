@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from pydantic import BeforeValidator
@@ -14,9 +14,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from sitewatch.api.config import ApiSettings
+from sitewatch.api.errors import Unavailable
 from sitewatch.api.ratelimit import RateLimiter
 from sitewatch.ids import IDENT_PATTERN
-from sitewatch.influx import InfluxClient
+from sitewatch.influx import InfluxClient, InfluxError
 from sitewatch.ingest.alerts.store import AlertStore
 from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.profiles import ProfileSet
@@ -53,6 +54,14 @@ def get_session(state: StateDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def influx_rows(state: AppState, q: str) -> list[dict[str, Any]]:
+    """The rows of an InfluxQL query; InfluxDB down or failing is a 503."""
+    try:
+        return await state.influx.series(q)
+    except InfluxError as exc:
+        raise Unavailable("InfluxDB query failed", str(exc)) from None
 SiteId = Annotated[str, Path(pattern=IDENT_PATTERN, description="site identifier")]
 DeviceId = Annotated[str, Path(pattern=IDENT_PATTERN, description="device identifier")]
 GatewayId = Annotated[str, Path(pattern=IDENT_PATTERN, description="gateway identifier")]

@@ -8,10 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from sitewatch.api.auth import Reader, require_site
-from sitewatch.api.deps import DeviceId, IsoDatetime, SessionDep, SiteId, StateDep
-from sitewatch.api.errors import BadRequest, NotFound, Unavailable, responses
-from sitewatch.influx import InfluxError
+from sitewatch.api.deps import DeviceId, IsoDatetime, SessionDep, StateDep, influx_rows
+from sitewatch.api.errors import BadRequest, NotFound, responses
+from sitewatch.api.siteaccess import ReadSite
 from sitewatch.registry import Registry
 
 router = APIRouter(tags=["readings"])
@@ -59,20 +58,13 @@ def _row_to_reading(row: dict[str, Any]) -> Reading:
                    values=values)
 
 
-async def _query(state: StateDep, q: str) -> list[dict[str, Any]]:
-    try:
-        return await state.influx.series(q)
-    except InfluxError as exc:
-        raise Unavailable("InfluxDB query failed", str(exc)) from None
-
-
 async def _latest(state: StateDep, site: str, device: str | None) -> list[Reading]:
     # site and device match [A-Za-z0-9_-]{1,64} (checked by the path): safe in a literal
     measurements = ",".join(f'"{name}"' for name in sorted(state.profiles))
     where = f"\"site\" = '{site}'" + (f" AND \"device\" = '{device}'" if device else "")
     q = (f"SELECT * FROM {measurements} WHERE {where} AND time > now() - 30d "
          f'GROUP BY "device" ORDER BY time DESC LIMIT 1')
-    rows = await _query(state, q)
+    rows = await influx_rows(state, q)
     for row in rows:
         row["site"] = site
     return sorted((_row_to_reading(r) for r in rows), key=lambda r: r.device)
@@ -81,19 +73,17 @@ async def _latest(state: StateDep, site: str, device: str | None) -> list[Readin
 @router.get("/sites/{site}/latest", response_model=list[Reading],
             responses=responses(401, 403, 404, 429, 503),
             summary="latest reading of every device of a site (last 30 days)")
-async def site_latest(site: SiteId, p: Reader, state: StateDep) -> list[Reading]:
-    require_site(p, site)
-    return await _latest(state, site, None)
+async def site_latest(site: ReadSite, state: StateDep) -> list[Reading]:
+    return await _latest(state, site.id, None)
 
 
 @router.get("/sites/{site}/devices/{device}/latest", response_model=Reading,
             responses=responses(401, 403, 404, 429, 503))
-async def device_latest(site: SiteId, device: DeviceId, p: Reader, state: StateDep
-                        ) -> Reading:
-    require_site(p, site)
-    found = await _latest(state, site, device)
+async def device_latest(site: ReadSite, device: DeviceId, state: StateDep) -> Reading:
+    found = await _latest(state, site.id, device)
     if not found:
-        raise NotFound(f"no reading from device {device} of site {site} in the last 30 days")
+        raise NotFound(f"no reading from device {device} of site {site.id} in the last 30 "
+                       "days")
     return found[0]
 
 
@@ -101,7 +91,7 @@ async def device_latest(site: SiteId, device: DeviceId, p: Reader, state: StateD
             responses=responses(400, 401, 403, 404, 422, 429, 503),
             summary="a device's readings over a time range, raw or aggregated per interval")
 async def device_history(
-    site: SiteId, device: DeviceId, p: Reader, state: StateDep, session: SessionDep,
+    access: ReadSite, device: DeviceId, state: StateDep, session: SessionDep,
     start: Annotated[IsoDatetime, Query(description="ISO 8601, inclusive")],
     end: Annotated[IsoDatetime | None, Query(description="ISO 8601, exclusive; default now")]
     = None,
@@ -113,7 +103,7 @@ async def device_history(
     profile: Annotated[str | None, Query(max_length=64, description=(
         "the device's profile; needed only for a device not in the registry"))] = None,
 ) -> History:
-    require_site(p, site)
+    site = access.id
     registered = Registry(session).device(site, device)
     name = registered.profile if registered is not None else profile
     if name is None:
@@ -157,7 +147,7 @@ async def device_history(
     else:
         cols = ", ".join(f'"{f}"' for f in chosen)
         q = f'SELECT {cols} FROM "{name}" WHERE {where} ORDER BY time ASC LIMIT {limit + 1}'
-    rows = await _query(state, q)
+    rows = await influx_rows(state, q)
     truncated = len(rows) > limit
     points = [Point(ts=int(r["time"]), values={f: r.get(f) for f in chosen})
               for r in rows[:limit]]

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sitewatch.api import broker
-from sitewatch.api.auth import Admin, Reader, require_site
-from sitewatch.api.deps import DeviceId, PageDep, SessionDep, SiteId, StateDep
+from sitewatch.api.auth import Admin, Reader
+from sitewatch.api.deps import DeviceId, PageDep, SessionDep, StateDep
 from sitewatch.api.errors import BadRequest, Conflict, NotFound, responses
 from sitewatch.api.pages import Page
+from sitewatch.api.siteaccess import AdminSite, ReadSite
 from sitewatch.brokerauth import gateway_username, hash_password
 from sitewatch.ids import IDENT_PATTERN
 from sitewatch.ingest.rules.overrides import Override, RuleBook
@@ -123,12 +124,8 @@ def list_sites(p: Reader, session: SessionDep, page: PageDep,
 
 
 @router.get("/sites/{site}", response_model=Site, responses=responses(401, 403, 404, 429))
-def get_site(site: SiteId, p: Reader, session: SessionDep) -> Site:
-    require_site(p, site)
-    row = Registry(session).site(site)
-    if row is None:
-        raise NotFound(f"no site {site}")
-    return _site(row)
+def get_site(site: ReadSite) -> Site:
+    return _site(site.row)
 
 
 @router.post("/sites", response_model=Site, status_code=201,
@@ -147,19 +144,16 @@ def create_site(body: SiteIn, p: Admin, session: SessionDep, response: Response)
 # -- gateways -------------------------------------------------------------------------
 @router.get("/sites/{site}/gateways", response_model=list[Gateway],
             responses=responses(401, 403, 404, 429))
-def list_gateways(site: SiteId, p: Reader, session: SessionDep) -> list[Gateway]:
-    require_site(p, site)
-    reg = Registry(session)
-    if reg.site(site) is None:
-        raise NotFound(f"no site {site}")
-    return [_gateway(g) for g in reg.gateways(site)]
+def list_gateways(site: ReadSite, session: SessionDep) -> list[Gateway]:
+    return [_gateway(g) for g in Registry(session).gateways(site.id)]
 
 
 @router.post("/sites/{site}/gateways", response_model=GatewayCredentials, status_code=201,
              responses=responses(400, 401, 403, 404, 409, 422, 429),
              summary="provision a gateway: creates its MQTT account and ACL")
-def create_gateway(site: SiteId, body: GatewayIn, p: Admin, session: SessionDep,
+def create_gateway(access: AdminSite, body: GatewayIn, session: SessionDep,
                    state: StateDep) -> GatewayCredentials:
+    site = access.id
     password = secrets.token_urlsafe(24)
     row = GatewayRow(site=site, id=body.id, description=body.description,
                      mqtt_username=gateway_username(site, body.id),
@@ -183,24 +177,18 @@ def create_gateway(site: SiteId, body: GatewayIn, p: Admin, session: SessionDep,
 # -- devices --------------------------------------------------------------------------
 @router.get("/sites/{site}/devices", response_model=Page[Device],
             responses=responses(401, 403, 404, 422, 429))
-def list_devices(site: SiteId, p: Reader, session: SessionDep, page: PageDep
-                 ) -> Page[Device]:
-    require_site(p, site)
-    reg = Registry(session)
-    if reg.site(site) is None:
-        raise NotFound(f"no site {site}")
-    found = reg.devices(site, offset=page.offset, limit=page.limit)
+def list_devices(site: ReadSite, session: SessionDep, page: PageDep) -> Page[Device]:
+    found = Registry(session).devices(site.id, offset=page.offset, limit=page.limit)
     return Page(items=[_device(d) for d in found.items], total=found.total,
                 offset=page.offset, limit=page.limit)
 
 
 @router.get("/sites/{site}/devices/{device}", response_model=Device,
             responses=responses(401, 403, 404, 429))
-def get_device(site: SiteId, device: DeviceId, p: Reader, session: SessionDep) -> Device:
-    require_site(p, site)
-    row = Registry(session).device(site, device)
+def get_device(site: ReadSite, device: DeviceId, session: SessionDep) -> Device:
+    row = Registry(session).device(site.id, device)
     if row is None:
-        raise NotFound(f"no device {device} at site {site}")
+        raise NotFound(f"no device {device} at site {site.id}")
     return _device(row)
 
 
@@ -208,8 +196,9 @@ def get_device(site: SiteId, device: DeviceId, p: Reader, session: SessionDep) -
             responses={**responses(400, 401, 403, 404, 422, 429),
                        201: {"model": Device, "description": "created"}},
             summary="register or change a device: its gateway, profile and rule overrides")
-def put_device(site: SiteId, device: DeviceId, body: DeviceIn, p: Admin,
-               session: SessionDep, state: StateDep, response: Response) -> Device:
+def put_device(access: AdminSite, device: DeviceId, body: DeviceIn, session: SessionDep,
+               state: StateDep, response: Response) -> Device:
+    site = access.id
     profile = state.profiles.get(body.profile)
     if profile is None:
         raise BadRequest(f"unknown profile {body.profile!r}",

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response, Security
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from sitewatch.accounts import Principal, Scope
-from sitewatch.api.auth import Reader, authorized, require_site
-from sitewatch.api.deps import SessionDep, SiteId, StateDep
+from sitewatch.api.deps import SessionDep, StateDep
 from sitewatch.api.errors import (
     BadRequest,
     NotFound,
@@ -25,7 +23,7 @@ from sitewatch.api.errors import (
     UnsupportedMediaType,
     responses,
 )
-from sitewatch.registry import Registry
+from sitewatch.api.siteaccess import ReadSite, SnapshotsSite
 from sitewatch.snapshots import Refusal, SnapshotError, SnapshotRow, store_snapshot
 
 router = APIRouter(tags=["snapshots"])
@@ -50,14 +48,9 @@ class SnapshotInfo(BaseModel):
                  "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
                  "image/png": {"schema": {"type": "string", "format": "binary"}}}}},
              summary="store a JPEG or PNG (the raw body) for a site")
-async def upload(site: SiteId, request: Request, state: StateDep, session: SessionDep,
-                 response: Response,
-                 p: Annotated[Principal, Security(authorized,
-                                                  scopes=[Scope.SNAPSHOTS_WRITE])]
-                 ) -> SnapshotInfo:
-    require_site(p, site)
-    if Registry(session).site(site) is None:
-        raise NotFound(f"no site {site}")
+async def upload(access: SnapshotsSite, request: Request, state: StateDep,
+                 response: Response) -> SnapshotInfo:
+    site, p = access.id, access.principal
     limit = state.settings.max_snapshot_bytes
     data = bytearray()
     async for chunk in request.stream():
@@ -84,13 +77,12 @@ async def upload(site: SiteId, request: Request, state: StateDep, session: Sessi
             responses={**responses(401, 403, 404, 422, 429),
                        200: {"content": {"image/jpeg": {}, "image/png": {}},
                              "description": "the image"}})
-def get_snapshot(site: SiteId, sha256: Sha256, p: Reader, state: StateDep,
+def get_snapshot(site: ReadSite, sha256: Sha256, state: StateDep,
                  session: SessionDep) -> FileResponse:
-    require_site(p, site)
-    row = session.get(SnapshotRow, (site, sha256))
+    row = session.get(SnapshotRow, (site.id, sha256))
     snap = state.snapshots.get(sha256) if row is not None else None
     if snap is None:
-        raise NotFound(f"no snapshot {sha256} at site {site}")
+        raise NotFound(f"no snapshot {sha256} at site {site.id}")
     return FileResponse(snap.path, media_type=snap.media_type,
                         headers={"ETag": f'"{sha256}"',
                                  "Cache-Control": "private, max-age=31536000, immutable"})

@@ -14,6 +14,7 @@ from sitewatch.api.config import ApiSettings
 from sitewatch.api.main import create_app
 from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.localstack import InfluxServer
+from sitewatch.registry import SiteRow
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +30,10 @@ async def api(influxdb: InfluxServer, unique: str, tmp_path: Path,
     async with app.router.lifespan_context(app):
         with app.state.sitewatch.sessions() as s:
             _, key = add_api_key(s, "test", "viewer")
+            for site in ("S1", "S2"):  # per-site routes answer 404 for other sites
+                s.add(SiteRow(id=site, name=f"Site {site}", county="C", town="T",
+                              project_type="building", latitude=34.8, longitude=114.8,
+                              created_at=now_ms()))
             s.commit()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api",

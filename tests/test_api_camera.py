@@ -1,5 +1,5 @@
 """GET /sites/{site}/camera-events against a real InfluxDB filled with ingest's own line
-formatter: newest first, filtered, each with its snapshot's address."""
+formatter: newest first, filtered, paginated, each with its snapshot's address."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ async def test_camera_events_newest_first_with_their_snapshot_address(
                                         for i, site in items).encode())
     r = await api.get("/sites/S1/camera-events")
     assert r.status_code == 200
-    body = r.json()
+    page = r.json()
+    assert (page["total"], page["offset"], page["limit"]) == (3, 0, 100)
+    body = page["items"]
     assert [(e["device"], e["event"], e["count"]) for e in body] == [
         ("CAM02", "fire_smoke", 1), ("CAM01", "intrusion", 0), ("CAM01", "intrusion", 2)]
     first = body[2]
@@ -42,9 +44,19 @@ async def test_camera_events_newest_first_with_their_snapshot_address(
     assert first["ts"] == t - 3000 and first["gateway"] == "GW1"
     assert body[1]["snapshot_url"] is None
     r = await api.get("/sites/S1/camera-events", params={"event": "fire_smoke"})
-    assert [e["device"] for e in r.json()] == ["CAM02"]
+    assert [e["device"] for e in r.json()["items"]] == ["CAM02"] and r.json()["total"] == 1
     r = await api.get("/sites/S1/camera-events", params={"device": "CAM01", "limit": 1})
-    assert [(e["seq"]) for e in r.json()] == [2]
+    assert [(e["seq"]) for e in r.json()["items"]] == [2] and r.json()["total"] == 2
+    r = await api.get("/sites/S1/camera-events", params={"device": "CAM01", "limit": 1,
+                                                         "offset": 1})
+    assert [(e["seq"]) for e in r.json()["items"]] == [1] and r.json()["total"] == 2
+    r = await api.get("/sites/S1/camera-events", params={"offset": 3})
+    assert r.json()["items"] == [] and r.json()["total"] == 3
+    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}):
+        r = await api.get("/sites/S1/camera-events", params=bad)
+        assert r.status_code == 422, bad
+    r = await api.get("/sites/S3/camera-events")  # no such site (S2 has events, S3 none)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = await api.get("/sites/S1/camera-events", params={"event": "dancing"})
     assert r.status_code == 422
     r = await api.get("/sites/S1/camera-events",
