@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Security
+from fastapi import APIRouter, Body, Query, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from sitewatch.accounts import Principal, Scope
@@ -76,6 +76,10 @@ class Action(BaseModel):
     comment: str = Field(default="", max_length=2000)
 
 
+#: the body of an acknowledgement or resolution: optional, as is its comment
+ActionBody = Annotated[Action | None, Body(description='`{"comment": "..."}`, or no body')]
+
+
 def _alert(row: AlertRow) -> Alert:
     d = {c: getattr(row, c) for c in Alert.model_fields if c not in ("value", "limit")}
     return Alert(**d, value=json.loads(row.value), limit=json.loads(row.limit))
@@ -131,9 +135,9 @@ def alert_history(alert_id: AlertId, p: Reader, state: StateDep) -> list[History
 @router.post("/alerts/{alert_id}/ack", response_model=Alert,
              responses=responses(400, 401, 403, 404, 409, 422, 429),
              summary="acknowledge: who and when are recorded, with the comment")
-async def acknowledge(alert_id: AlertId, body: Action, state: StateDep,
-                      p: Annotated[Principal, Security(authorized, scopes=[Scope.READ])]
-                      ) -> Alert:
+async def acknowledge(alert_id: AlertId, state: StateDep,
+                      p: Annotated[Principal, Security(authorized, scopes=[Scope.READ])],
+                      body: ActionBody = None) -> Alert:
     row = _visible(p, state, alert_id)
     need = Scope.ALERTS_ACK_COUNTY if row.level == Level.COUNTY.value else Scope.ALERTS_ACK
     if need not in p.scopes and Scope.ADMIN not in p.scopes:
@@ -147,17 +151,19 @@ async def acknowledge(alert_id: AlertId, body: Action, state: StateDep,
 @router.post("/alerts/{alert_id}/resolve", response_model=Alert,
              responses=responses(400, 401, 403, 404, 409, 422, 429),
              summary="resolve by hand (if the condition still holds, a new alert is raised)")
-async def resolve(alert_id: AlertId, body: Action, state: StateDep,
+async def resolve(alert_id: AlertId, state: StateDep,
                   p: Annotated[Principal, Security(authorized,
-                                                   scopes=[Scope.ALERTS_RESOLVE])]) -> Alert:
+                                                   scopes=[Scope.ALERTS_RESOLVE])],
+                  body: ActionBody = None) -> Alert:
     _visible(p, state, alert_id)
     return await _act(state, alert_id, p, body, state.alerts.resolve)
 
 
-async def _act(state: StateDep, alert_id: str, p: Principal, body: Action,
+async def _act(state: StateDep, alert_id: str, p: Principal, body: Action | None,
                action: Callable[[str, str, str, int], object]) -> Alert:
+    comment = body.comment if body is not None else ""
     try:
-        await asyncio.to_thread(action, alert_id, p.name, body.comment,
+        await asyncio.to_thread(action, alert_id, p.name, comment,
                                 int(time.time() * 1000))
     except AlertError as exc:
         raise Conflict(str(exc)) from None

@@ -4,7 +4,7 @@
 a bearer token signed with ``auth.secret_key`` (HS256), valid ``auth.token_ttl_s``.
 Machine clients send ``X-API-Key: swk_<id>_<secret>`` instead. Every other route asks
 for scopes (:class:`sitewatch.accounts.Scope`) through :func:`authorized`; a site's data
-is only served to a caller who may see that site (:func:`require_site`). The account is
+is only served to a caller who may see that site (:mod:`sitewatch.api.siteaccess`). The account is
 looked up on every request, so disabling a user or revoking a key takes effect at once.
 """
 
@@ -35,7 +35,7 @@ from sitewatch.accounts import (
     principal_for,
 )
 from sitewatch.api.deps import SessionDep, StateDep
-from sitewatch.api.errors import Forbidden, NotFound, Unauthorized, responses
+from sitewatch.api.errors import Forbidden, Unauthorized, responses
 
 router = APIRouter(tags=["auth"])
 
@@ -107,26 +107,32 @@ def current_principal(request: Request, state: StateDep,
                       token: Annotated[str | None, Depends(oauth2)],
                       api_key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
     limiter = state.limiter if state.settings.rate_limit.enabled else None
-    if token is None and api_key is None:
+    try:
+        p = _identify(state, token, api_key)
+    except Unauthorized:
+        # no credentials, a bad key, a forged, expired or malformed token, a disabled
+        # account: all the same to the limiter, a request charged to the client's address
         if limiter:
             limiter.check(f"addr:{_client(request)}")
+        raise
+    if limiter:
+        limiter.check(p.name)
+    return p
+
+
+def _identify(state: StateDep, token: str | None, api_key: str | None) -> Principal:
+    if token is None and api_key is None:
         raise Unauthorized("not authenticated: send a bearer token or an X-API-Key")
     # a session of its own, closed before the handler runs: a request waiting on
     # InfluxDB must not hold one of the pool's connections (found by bench/api_latency)
     with state.sessions() as session:
         if token is not None:
-            p = _from_token(token, state, session)
-        else:
-            assert api_key is not None
-            key = check_api_key(session, api_key)
-            if key is None:
-                if limiter:
-                    limiter.check(f"addr:{_client(request)}")
-                raise Unauthorized("unknown or revoked API key")
-            p = principal_for("key", key.id, key.role, key.sites)
-    if limiter:
-        limiter.check(p.name)
-    return p
+            return _from_token(token, state, session)
+        assert api_key is not None
+        key = check_api_key(session, api_key)
+        if key is None:
+            raise Unauthorized("unknown or revoked API key")
+        return principal_for("key", key.id, key.role, key.sites)
 
 
 async def authorized(security: SecurityScopes,
@@ -136,12 +142,6 @@ async def authorized(security: SecurityScopes,
         raise Forbidden(f"this needs scope {', '.join(missing)}",
                         {"missing_scopes": missing, "granted": sorted(p.scopes)})
     return p
-
-
-def require_site(p: Principal, site: str) -> None:
-    """404 for a site the caller may not see: whether it exists is not theirs to know."""
-    if not p.may_see(site):
-        raise NotFound(f"no site {site}")
 
 
 Reader = Annotated[Principal, Security(authorized, scopes=[Scope.READ])]

@@ -187,6 +187,36 @@ async def test_a_burst_is_rate_limited_per_caller(api_factory: Callable[..., Any
     assert guesses == [401, 401, 401, 429]
 
 
+async def test_bad_tokens_are_rate_limited_per_address_as_bad_keys_are(
+        api_factory: Callable[..., Any]) -> None:
+    api: Api = await api_factory(rate_limit=RateLimitSettings(per_s=0.01, burst=4))
+    now = int(time.time())
+    forged = jwt.encode({"sub": "user:admin", "scopes": ["admin", "read"], "iat": now,
+                         "exp": now + 60}, "x" * 40, algorithm="HS256")
+    expired = jwt.encode({"sub": "user:admin", "scopes": ["read"], "iat": now - 7200,
+                          "exp": now - 3600}, SECRET, algorithm="HS256")
+    ghost = jwt.encode({"sub": "user:ghost", "scopes": ["read"], "iat": now,
+                        "exp": now + 60}, SECRET, algorithm="HS256")
+    bad_tokens = [forged, expired, "not-a-jwt", ghost, forged, forged]
+    codes = [(await api.client.get("/sites", headers={"Authorization": f"Bearer {t}"}))
+             .status_code for t in bad_tokens]
+    assert codes == [401] * 4 + [429] * 2
+    r = await api.client.get("/sites", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert r.json()["error"]["code"] == "rate_limited"
+    # the same address's bucket as bad API keys and no credentials: all three are spent
+    assert (await api.client.get("/sites", headers={"X-API-Key": "swk_0_x"})).status_code == 429
+    assert (await api.client.get("/sites")).status_code == 429
+    # and the same as a burst of bad API keys gets, from a fresh address's bucket
+    api.state.limiter._buckets.clear()
+    codes = [(await api.client.get("/sites", headers={"X-API-Key": f"swk_0000000{i}_x"}))
+             .status_code for i in range(6)]
+    assert codes == [401] * 4 + [429] * 2
+    # a good token is its user's bucket, not the address's
+    assert (await api.client.get("/sites", headers=await api.as_user("county"))
+            ).status_code == 200
+
+
 def test_token_bucket_refills() -> None:
     t = [0.0]
     rl = RateLimiter(per_s=2, burst=2, clock=lambda: t[0])
@@ -287,6 +317,8 @@ async def test_alerts_list_acknowledge_resolve_and_history(api: Api) -> None:
     assert r.json()["ack_comment"] == "crane stopped"
     r = await api.client.post(f"/alerts/{'a' * 32}/ack", json={}, headers=officer)
     assert r.status_code == 409
+    r = await api.client.post(f"/alerts/{'a' * 32}/ack", headers=officer)  # no body
+    assert r.status_code == 409 and "was acknowledged" in r.json()["error"]["message"]
     # a site-level alert is the site's to acknowledge, not the county's
     r = await api.client.post(f"/alerts/{'c' * 32}/ack", json={}, headers=county)
     assert r.status_code == 403
@@ -304,6 +336,15 @@ async def test_alerts_list_acknowledge_resolve_and_history(api: Api) -> None:
                                   headers=county)).status_code == 403
     r = await api.client.get("/alerts", headers=county, params={"state": "open"})
     assert {a["id"][0] for a in r.json()["items"]} == {"b", "c"}
+    # the comment is optional: no body at all, or a body without it
+    r = await api.client.post(f"/alerts/{'b' * 32}/ack", headers=await api.as_user("admin"))
+    assert r.status_code == 200, r.text
+    assert r.json()["acked_by"] == "user:admin" and r.json()["ack_comment"] == ""
+    r = await api.client.post(f"/alerts/{'b' * 32}/resolve", headers=await api.as_user("admin"))
+    assert r.status_code == 200 and r.json()["resolve_comment"] == ""
+    for bad in ({"comment": 5}, {"comment": "x" * 2001}, {"note": "x"}, []):
+        r = await api.client.post(f"/alerts/{'c' * 32}/resolve", json=bad, headers=officer)
+        assert r.status_code == 422, (bad, r.text)
     r = await api.client.get(f"/alerts/{'a' * 32}/history", headers=officer)
     assert [h["event"] for h in r.json()] == ["raised", "acknowledged", "resolved"]
     assert r.json()[1]["actor"] == "user:officer-a"
