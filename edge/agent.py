@@ -91,6 +91,7 @@ class Agent:
         self._open: dict[str, list[PendingReading]] = {}
         self._open_index: dict[str, list[int]] = {}  # their numbers in _emitted order
         self._wake = asyncio.Event()
+        self._resend = asyncio.Event()  # the backlog is due now (a new connection)
         self._force = False        # a driver waits: commit partial batches now
         #: the spooler's commit round and flush() never interleave
         self._batching = asyncio.Lock()
@@ -241,10 +242,11 @@ class Agent:
             return False
         spool.next_seq(device)
         self._clock.record(device, ts_ms)
-        readings = self._open.setdefault(channel.value, [])
-        readings.append(PendingReading(channel.value, device, seq, ts_ms, body, time.time()))
+        ch = channel.value
+        readings = self._open.setdefault(ch, [])
+        readings.append(PendingReading(ch, device, seq, ts_ms, body, time.time()))
         self._emitted += 1
-        self._open_index.setdefault(channel.value, []).append(self._emitted)
+        self._open_index.setdefault(ch, []).append(self._emitted)
         if len(readings) >= self.settings.publish.max_batch_items:
             self._wake.set()
         return True
@@ -395,7 +397,9 @@ class Agent:
         tick = 0.25
         per_tick = max(1, int(p.backlog_batches_per_s * tick))
         while True:
-            await asyncio.sleep(tick)
+            with suppress(TimeoutError):  # woken at once by a (re)connection
+                await asyncio.wait_for(self._resend.wait(), tick)
+            self._resend.clear()
             self._publish(self.spool.due(p.ack_timeout_s, per_tick))
 
     async def _health(self) -> None:
@@ -454,6 +458,7 @@ class Agent:
                     log.info("edge %s/%s connected (boot %d, %d batches spooled)",
                              s.site, s.gateway, self.boot, self.spool.depth())
                     self.spool.forget_sent()  # the backlog task resends at its own pace
+                    self._resend.set()
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._acks(client), name="acks")
                         tg.create_task(self._status_loop(client), name="status")
