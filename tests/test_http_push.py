@@ -183,3 +183,37 @@ async def test_terminal_to_influxdb_through_a_real_agent(
     await assert_seqs_exactly_once(influx_client, last)
     rows = await influx_client.series("SELECT * FROM attendance")
     assert {r["direction"] for r in rows} <= {"in", "out"} and len(rows) == 45
+
+
+async def test_what_the_properties_found(
+        gate: tuple[Sink, str, HttpPushDriver]) -> None:
+    """Found by tests/test_http_push_properties.py: JSON nested thousands deep made the
+    decoder raise RecursionError (the connection died unanswered), a key given twice was
+    silently the last one, HEAD made h11 refuse our body (an unhandled error), a request
+    that is not HTTP was closed unanswered."""
+    sink, base, driver = gate
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    async with httpx.AsyncClient(base_url=base) as c:
+        r = await c.post("/v1/push/GATE01", content=b"[" * 50_000 + b"]" * 50_000,
+                         headers=AUTH)
+        assert (r.status_code, r.json()["error"]) == (422, "too_deep")
+        r = await c.post("/v1/push/GATE01", headers=AUTH, content=(
+            b'{"worker":"W000123","direction":"in","method":"face","direction":"out"}'))
+        assert (r.status_code, r.json()["error"]) == (422, "duplicate_key")
+        assert "'direction'" in r.json()["message"]
+        r = await c.post("/v1/push/GATE01", headers=AUTH,
+                         content=b'{"worker":"W000123","direction":"in\\u001b[2J",'
+                                 b'"method":"face"}')
+        assert (r.status_code, r.json()["error"]) == (422, "control_character")
+        assert (await c.head("/v1/push/GATE01", headers=AUTH)).status_code == 405
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"HELLO GATEWAY\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'"error": "bad_http"' in answer
+    assert sink.events == [] and not errors
+    assert driver.listener.counters["bad_http"] == 1

@@ -12,13 +12,16 @@ The answer is ``202 {"accepted": n}`` once every event is committed to the spool
 terminal that gets no 202 keeps its events and sends them again. Errors are JSON
 ``{"error": code, "message": ...}``: 401 (no or wrong token), 404 (unknown device or
 path), 405, 413 (body over 256 KiB), 415, 422 (invalid event: nothing of the request is
-taken), 507 (the spool refused). One small HTTP/1.1 server (h11) per host and port
-serves every ``http_push`` device of the agent.
+taken; also JSON nested deeper than 16 levels, a key given twice, a string with a control
+character), 507 (the spool refused). A request that is not valid HTTP/1.1 is answered
+400 (431 for headers over 16 KiB) with the reason, and its connection closed. One small
+HTTP/1.1 server (h11) per host and port serves every ``http_push`` device of the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -29,7 +32,7 @@ import h11
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from sitewatch import contract
+from sitewatch import contract, strictjson
 from sitewatch.edge.drivers.base import Values
 from sitewatch.edge.drivers.listener import ListeningDriver, SharedListener
 from sitewatch.ids import Ident
@@ -77,16 +80,26 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
                 if request is None:
                     return
                 status, payload = await self._handle(request, body)
-                data = json.dumps(payload).encode()
-                writer.write(conn.send(h11.Response(status_code=status, headers=[
-                    ("content-type", "application/json"), ("content-length", str(len(data)))])))
-                writer.write(conn.send(h11.Data(data=data)) or b"")
-                writer.write(conn.send(h11.EndOfMessage()) or b"")
-                await writer.drain()
-                if conn.our_state is h11.MUST_CLOSE:
+                # a body not read to its end (too large) leaves nothing to read the next
+                # request from: answer and close
+                close = conn.their_state is not h11.DONE
+                await self._respond(conn, writer, status, payload, close=close,
+                                    head=request.method == b"HEAD")
+                if close or conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()
-        except (h11.RemoteProtocolError, ConnectionError, asyncio.IncompleteReadError) as exc:
+        except h11.RemoteProtocolError as exc:
+            # not HTTP/1.1 as h11 reads it: answered with the reason when an answer can
+            # still be sent (nothing of this request answered yet), then closed
+            self.counters["bad_http"] += 1
+            log.debug("HTTP push: bad request: %s", exc)
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
+                with contextlib.suppress(ConnectionError, h11.LocalProtocolError):
+                    await self._respond(conn, writer, status,
+                                        {"error": "bad_http", "message": str(exc) or
+                                         "not a valid HTTP/1.1 request"}, close=True)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.counters["bad_http"] += 1
             log.debug("HTTP push: connection dropped: %s", exc)
         except TimeoutError:  # an idle keep-alive connection, or a client that stalled
@@ -95,18 +108,33 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
         finally:
             writer.close()
 
+    @staticmethod
+    async def _respond(conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
+                       payload: dict[str, Any], *, close: bool, head: bool = False) -> None:
+        data = json.dumps(payload).encode()
+        headers = [("content-type", "application/json"), ("content-length", str(len(data)))]
+        if close:
+            headers.append(("connection", "close"))
+        writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+        if not head:  # the answer to HEAD has the body's length but not the body
+            writer.write(conn.send(h11.Data(data=data)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+
     async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
                             ) -> tuple[h11.Request | None, bytes]:
         request: h11.Request | None = None
         body = b""
+        ended = False
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
+                if ended:  # h11 reports half a request at the end as a protocol error
+                    return None, b""
                 async with asyncio.timeout(self.idle_timeout_s):
                     data = await reader.read(65536)
                 conn.receive_data(data)
-                if not data and request is None:
-                    return None, b""
+                ended = not data
                 continue
             if isinstance(event, h11.Request):
                 request = event
@@ -152,6 +180,31 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
         return await driver.take(body)
 
 
+def _decode(body: bytes) -> Any:
+    """The request's JSON, refusing what a parser would take but guess at (the rules of
+    sitewatch.strictjson, which ingest applies to the wire contract)."""
+    if strictjson.too_deep(body):
+        raise _Reject(422, "too_deep", f"JSON nested deeper than {strictjson.MAX_DEPTH} "
+                                       "levels")
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _Reject(422, "bad_json", str(exc)) from None
+    if not strictjson.same_keys(body, msgspec.json.encode(doc)):
+        try:
+            key = strictjson.repeated_key(strictjson.loads(body))
+        except ValueError:
+            key = None
+        if key is not None:
+            raise _Reject(422, "duplicate_key", f"key {key!r} given twice in one object")
+    if strictjson.may_hold_control(body):
+        text = strictjson.control_in(doc)
+        if text is not None:
+            raise _Reject(422, "control_character",
+                          f"a string holds a control character: {text!r}")
+    return doc
+
+
 class HttpPushDriver(ListeningDriver):
     Options = HttpPushOptions
 
@@ -169,10 +222,7 @@ class HttpPushDriver(ListeningDriver):
 
     async def take(self, body: bytes) -> int:
         """Validate every event of a request, then spool them all; 202 needs all."""
-        try:
-            doc = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise _Reject(422, "bad_json", str(exc)) from None
+        doc = _decode(body)
         raw_events = doc.get("events") if isinstance(doc, dict) and "events" in doc else [doc]
         if not isinstance(raw_events, list) or not 1 <= len(raw_events) <= 5000:
             raise _Reject(422, "bad_request", "'events' must be a list of 1 to 5000 events")
