@@ -214,3 +214,55 @@ async def test_monitor_to_influxdb_through_a_real_agent(
     await assert_seqs_exactly_once(influx_client, last)
     rows = await influx_client.series('SELECT "pm10", "noise_dba" FROM environment')
     assert len(rows) == 8 and all(r["pm10"] > 0 and r["noise_dba"] > 0 for r in rows)
+
+
+def test_listener_property_any_bytes_then_a_good_frame() -> None:
+    """Arbitrary bytes (and the field packets cut anywhere) on one connection never stop
+    the real listener: each time, a good frame sent afterwards, on a new connection, is
+    stored and acknowledged, and no error escapes to the event loop."""
+    import socket
+    import threading
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    sink = CollectingSink()
+    d = Hj212Driver("ENV01", load_profiles()["environment"], 60,
+                    Hj212Options(mn=MN, host="127.0.0.1", port=port, password="123456"))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> asyncio.Task[None]:
+        task = asyncio.create_task(d.run(sink))
+        await asyncio.sleep(0.05)
+        return task
+
+    task = asyncio.run_coroutine_threadsafe(start(), loop).result(5)
+    field = b"".join(field_vectors().values())
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.binary(max_size=500) | st.integers(0, len(field)).map(lambda n: field[:n]))
+    def check(data: bytes) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(data)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(vectors()[1])
+            assert s.makefile("rb").readline() == vectors()[2]
+        assert errors == []
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        check()
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    assert d.listener.counters["acks"] >= 150
