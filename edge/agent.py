@@ -279,7 +279,8 @@ class Agent:
         loop = asyncio.get_running_loop()
         last = 0.0
         while True:
-            oldest = min((rs[0].created for rs in self._open.values() if rs), default=None)
+            oldest = None if self.spool.disk_refusing() else min(  # held: no hurry
+                (rs[0].created for rs in self._open.values() if rs), default=None)
             timeout = delay if oldest is None else max(0.0, oldest + delay - time.time())
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout + 0.001)

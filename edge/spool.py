@@ -199,6 +199,8 @@ class Spool:
         self._retry_at = 0.0
         #: failed writes (commits, syncs) since start
         self.write_errors = 0
+        #: readings refused since start (counted in ``dropped`` too): they got no seq
+        self.refused = 0
         #: batches dropped while in flight (sent, not acknowledged): batch -> readings
         self._dropped_in_flight: dict[int, int] = {}
 
@@ -393,10 +395,12 @@ class Spool:
         space be given back with :meth:`release`). While the disk fails readings are
         refused, unless ``hold`` (the caller keeps them in memory until it works)."""
         if self.disk_refusing() and not hold:
+            self.refused += 1
             self.count_dropped(1, "disk full or failing")
             return False
         if self.bytes_used + size > self.limits.max_bytes:
             if self.limits.policy is FullPolicy.REFUSE_NEWEST:
+                self.refused += 1
                 self.count_dropped(1, "spool full, refusing the newest reading")
                 return False
             self._drop_oldest(self.bytes_used + size - self.limits.max_bytes)
