@@ -454,17 +454,23 @@ def fill_alerts(url: str, fleet: Fleet, per_site: int, open_per_site: int,
     return counts
 
 
-def add_key(url: str) -> str:
-    """A ``county_supervisor`` API key (every site), its tables created first."""
+def add_key(url: str, fleet: Fleet) -> str:
+    """A ``county_supervisor`` API key (every site), its tables created first, and the
+    fleet's sites in the registry (the API answers 404 for a site it does not know)."""
     from sqlalchemy.orm import Session
 
     from sitewatch import accounts
     from sitewatch.db import create_tables, make_engine
+    from sitewatch.registry import SiteRow
 
     engine = make_engine(url)
     try:
         create_tables(engine)
         with Session(engine) as s:
+            now = int(time.time() * 1000)
+            s.add_all(SiteRow(id=site, name=site, county="bench", project_type="building",
+                              latitude=34.8, longitude=114.8, planned_headcount=None,
+                              created_at=now) for site in fleet.sites)
             _, key = accounts.add_api_key(s, "bench", "county_supervisor")
             s.commit()
         return key
@@ -643,7 +649,7 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
               flush=True)
         fleet = Fleet.build(args.sites, args.devices)
         t = time.monotonic()
-        key = await asyncio.to_thread(add_key, database_url)
+        key = await asyncio.to_thread(add_key, database_url, fleet)
         alerts = await asyncio.to_thread(fill_alerts, database_url, fleet, args.alerts,
                                          args.open_alerts, rng)
         print(f"alerts ({store_name}): {alerts.total:,} over 30 days, {alerts.open} open "
