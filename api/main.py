@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import sessionmaker
 
 from sitewatch import __version__, snapshots
@@ -16,6 +16,7 @@ from sitewatch.api import (
     attendance,
     auth,
     broker,
+    controlchars,
     deadletters,
     errors,
     health,
@@ -87,10 +88,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
             dead_letters.dispose()
             engine.dispose()
 
+    # the control-character check runs first on every route, /metrics included
     app = FastAPI(title="SiteWatch API", version=__version__, lifespan=lifespan,
-                  description=DESCRIPTION)
+                  description=DESCRIPTION,
+                  dependencies=[Depends(controlchars.refuse_control_characters)])
     errors.install(app)
-    metrics.install(app)  # GET /metrics (Prometheus), request counts and latency by route
+    registry = metrics.install(app)  # GET /metrics, request counts and latency by route
+    controlchars.count_refusals(app, registry)
     for router in ROUTERS:
         app.include_router(router)
     _document_profiles(app, sorted(profiles))

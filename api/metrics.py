@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI, Request, Response
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,9 +25,10 @@ UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI) -> CollectorRegistry:
     """Add ``GET /metrics`` (Prometheus text format, not in the OpenAPI schema) and the
-    request metrics to ``app``. Call it where the app is built, before it starts."""
+    request metrics to ``app``, and answer the registry (for the API's other metrics).
+    Call it where the app is built, before it starts."""
     registry = new_registry("api")
     labels = ["method", "route", "status"]
     requests = Counter("sitewatch_api_requests_total", "HTTP requests answered, by method, "
@@ -45,6 +46,7 @@ def install(app: FastAPI) -> None:
         return Response(encoder(registry), media_type=content_type)
 
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    return registry
 
 
 class RequestMetrics:

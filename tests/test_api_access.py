@@ -342,6 +342,7 @@ async def test_alerts_list_acknowledge_resolve_and_history(api: Api) -> None:
     assert r.json()["acked_by"] == "user:admin" and r.json()["ack_comment"] == ""
     r = await api.client.post(f"/alerts/{'b' * 32}/resolve", headers=await api.as_user("admin"))
     assert r.status_code == 200 and r.json()["resolve_comment"] == ""
+    bad: object
     for bad in ({"comment": 5}, {"comment": "x" * 2001}, {"note": "x"}, []):
         r = await api.client.post(f"/alerts/{'c' * 32}/resolve", json=bad, headers=officer)
         assert r.status_code == 422, (bad, r.text)

@@ -24,7 +24,8 @@ def per_site_routes(app: Any) -> list[Any]:
     """The app's routes under /sites/{site}, as served (included routers' routes with
     the dependencies and prefix they are served with)."""
     return [r for r in iter_route_contexts(app.routes)
-            if isinstance(r.original_route, APIRoute) and r.path.startswith("/sites/{site}")]
+            if isinstance(r.original_route, APIRoute)
+            and (r.path or "").startswith("/sites/{site}")]
 
 
 def _uses(dependant: Dependant, call: Callable[..., Any]) -> bool:
