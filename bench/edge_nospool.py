@@ -23,6 +23,9 @@ class DirectSink:
         self.seq = 0
         self.batch = 0
 
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
     def emit(self, values: Values, ts_ms: int) -> bool:
         self.seq += 1
         self.items.append(contract.TelemetryItem(device=self.device, profile="tower_crane",

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from sitewatch import __version__, contract, mqtt
 from sitewatch.backoff import Backoff
 from sitewatch.devicetime import DeviceClock
+from sitewatch.edge.clock import GatewayClock
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers import DRIVERS, Driver, Values
 from sitewatch.edge.metrics import EdgeCollector, driver_name
@@ -81,7 +82,9 @@ def build_drivers(settings: EdgeSettings, profiles: ProfileSet) -> list[Driver]:
 
 
 class Agent:
-    def __init__(self, settings: EdgeSettings, profiles: ProfileSet | None = None) -> None:
+    def __init__(self, settings: EdgeSettings, profiles: ProfileSet | None = None, *,
+                 wall_clock: Callable[[], int] = time.time_ns) -> None:
+        """``wall_clock`` (ns since the epoch) is the gateway's wall clock; tests step it."""
         self.settings = settings
         self.profiles = profiles or load_profiles(settings.profiles_dir)
         self.drivers = build_drivers(settings, self.profiles)
@@ -100,6 +103,8 @@ class Agent:
         self._failed: set[int] = set()  # numbers of recent readings whose commit failed
         self._settled_event = asyncio.Event()
         self._clock = DeviceClock()
+        #: the gateway's time: what readings the gateway samples are stamped with
+        self.clock = GatewayClock(settings.clock.policy(), wall=wall_clock)
         #: tries to open the spool that failed (disk full, I/O error: not corrupt)
         self.spool_open_failures = 0
         self._spool: Spool | None = None
@@ -142,8 +147,10 @@ class Agent:
         sp = self.settings.spool
         spool = Spool(Path(self.settings.state_dir) / "spool.sqlite",
                       SpoolLimits(sp.max_bytes, sp.max_age_s, FullPolicy(sp.policy)))
-        for device, ts in spool.last_timestamps().items():
+        last = spool.last_timestamps()
+        for device, ts in last.items():
             self._clock.seed(device, ts)  # no reading stamped at or before one sent
+        self.clock.start_after(max(last.values(), default=0))
         self._spool = spool
 
     def _spool_unavailable(self, exc: SpoolUnavailable) -> None:
@@ -412,7 +419,7 @@ class Agent:
             rate = (self.items_sent - last_sent) / max(now - last_t, 1e-9)
             last_sent, last_t = self.items_sent, now
             self.emit(self.settings.gateway, "gateway", self.health_values(rate),
-                      int(time.time() * 1000))
+                      self.clock.now_ms())
 
     def health_values(self, send_rate: float) -> Values:
         usage = shutil.disk_usage(self.settings.state_dir)
@@ -432,11 +439,15 @@ class Agent:
             "disk_full": self.spool.disk_full,
             "spool_write_errors": self.spool.write_errors,
             "spool_resets": self.spool.resets_ever,
+            "clock_steps": self.clock.steps,
+            "clock_corrected": self.clock.corrected,
+            **({} if (offset := self.clock.offset_s()) is None
+               else {"clock_offset_s": round(offset, 3)}),
         }
 
     def _status(self, state: Literal["online", "offline"]) -> bytes:
         return contract.encode(contract.Status(
-            state=state, ts=int(time.time() * 1000), boot=self.boot, agent=__version__,
+            state=state, ts=self.clock.now_ms(), boot=self.boot, agent=__version__,
             queued=self.spool.depth(), dropped=self.spool.dropped))
 
     async def _connection(self) -> None:
@@ -487,6 +498,8 @@ class Agent:
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 log.warning("edge: ignoring malformed ack: %s", exc)
                 continue
+            if ack.now is not None:
+                self.clock.observe_platform(ack.now)
             self.spool.acknowledge([e.batch for e in ack.acks])
             self.snapshots.acknowledged([e.batch for e in ack.acks])
             self.batches_acked += len(ack.acks)
@@ -553,6 +566,12 @@ class _DeviceSink:
 
     def __init__(self, agent: Agent, device: str, profile: str) -> None:
         self._agent, self._device, self._profile = agent, device, profile
+
+    def now_ms(self) -> int:
+        return self._agent.clock.now_ms()
+
+    def gateway_ms(self, wall_ms: int) -> int:
+        return self._agent.clock.map_ms(wall_ms)
 
     def emit(self, values: Values, ts_ms: int) -> bool:
         return self._agent.emit(self._device, self._profile, values, ts_ms)

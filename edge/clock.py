@@ -70,14 +70,8 @@ class GatewayClock:
         self._mono = mono
         # all in integer microseconds: a float of nanoseconds since 1970 is not exact
         m, w = mono() // 1000, wall() // 1000
-        floor = (floor_ms + 1) * 1000
         #: where the timeline stands (µs since the epoch) at monotonic time ``_at``
-        self._t = max(w, floor)
-        if floor > w:
-            log.warning("gateway clock is %.1f s behind the last reading's timestamp "
-                        "(stepped back while the agent was stopped?): the timeline starts "
-                        "there and runs slow until the clock meets it", (floor - w) / 1e6)
-        self._at = m
+        self._t, self._at = w, m
         self._last_wall = w
         self._ahead_since: int | None = None
         #: (monotonic µs when measured, platform minus monotonic in µs)
@@ -86,6 +80,18 @@ class GatewayClock:
         self.steps = 0
         #: readings stamped more than agree_s away from the wall clock
         self.corrected = 0
+        self.start_after(floor_ms)
+
+    def start_after(self, floor_ms: int) -> None:
+        """Put the timeline past ``floor_ms`` (the newest timestamp the gateway ever gave
+        a reading) if it is not already."""
+        t, w = self._advance()
+        floor = (floor_ms + 1) * 1000
+        if floor > t:
+            log.warning("gateway clock is %.1f s behind the last reading's timestamp "
+                        "(stepped back while the agent was stopped?): the timeline starts "
+                        "there and runs slow until the clock meets it", (floor - w) / 1e6)
+            self._t = floor
 
     # -- the platform's clock --------------------------------------------------------
     def observe_platform(self, platform_ms: int) -> None:
@@ -116,8 +122,8 @@ class GatewayClock:
         return t // 1000
 
     def map_ms(self, wall_ms: int) -> int:
-        """The timeline's timestamp for a reading stamped ``wall_ms`` by the wall clock
-        a moment ago (a driver that read ``time.time()`` when it sampled)."""
+        """The timeline's timestamp for something the wall clock stamped ``wall_ms`` a
+        moment ago (a camera frame, stamped by its reader thread)."""
         t, w = self._advance()
         self._count(t - w)
         return wall_ms + (t - w) // 1000

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sitewatch.edge.clock import ClockPolicy
 from sitewatch.ids import IDENT_PATTERN
 from sitewatch.metrics import MetricsSettings
 from sitewatch.mqtt import MqttSettings
@@ -58,6 +59,28 @@ class SpoolSettings(BaseModel):
     commit_interval_s: float = Field(default=0.02, ge=0, le=1)
 
 
+class ClockSettings(BaseModel):
+    """How the agent's timeline absorbs wall-clock steps (edge/clock.py,
+    docs/wire-contract.md#time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: a wall clock this far off the monotonic clock's advance is counted as a step
+    step_s: float = Field(default=1.0, gt=0, le=3600)
+    #: a wall clock within this of ingest's clock is right; readings stamped further
+    #: from the wall clock are counted as corrected
+    agree_s: float = Field(default=2.0, gt=0, le=3600)
+    #: a step forward that ingest's clock cannot confirm is followed after this long
+    confirm_s: float = Field(default=10.0, ge=0, le=86400)
+    #: after a step back the timeline runs this much slower than real time (0.5: half
+    #: speed) until the wall clock meets it
+    slew: float = Field(default=0.5, gt=0, lt=1)
+
+    def policy(self) -> ClockPolicy:
+        return ClockPolicy(step_s=self.step_s, agree_s=self.agree_s,
+                           confirm_s=self.confirm_s, slew=self.slew)
+
+
 class EdgeSettings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="SITEWATCH_EDGE_", extra="forbid", env_nested_delimiter="__"
@@ -70,6 +93,7 @@ class EdgeSettings(ServiceSettings):
     mqtt: MqttSettings = MqttSettings()
     publish: PublishSettings = PublishSettings()
     spool: SpoolSettings = SpoolSettings()
+    clock: ClockSettings = ClockSettings()
     devices: list[DeviceConfig] = Field(min_length=1)
     profiles_dir: Path | None = None
     #: Prometheus ``/metrics`` (docs/metrics.md)

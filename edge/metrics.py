@@ -81,6 +81,14 @@ class EdgeCollector:
                     "spool (the agent's own health readings included)", a.readings_taken),
             counter(f"{P}timestamps_adjusted_total", "Readings whose timestamp was moved "
                     "1 ms past the device's previous one", a.adjusted_ts),
+            counter(f"{P}clock_steps_total", "Steps of the gateway's wall clock seen "
+                    "(against the monotonic clock)", a.clock.steps),
+            counter(f"{P}clock_corrected_total", "Readings stamped more than clock.agree_s "
+                    "away from the wall clock (the timeline absorbing a step, or ingest's "
+                    "clock used instead of a wrong one)", a.clock.corrected),
+            gauge(f"{P}clock_offset_seconds", "The wall clock minus ingest's clock, from "
+                  "the acks (NaN before the first)",
+                  math.nan if (offset := a.clock.offset_s()) is None else offset),
             gauge(f"{P}spool_dropped_readings", "Readings the spool lost (full, too old, "
                   "disk full), in all since the spool was created. A gauge: it goes down "
                   "when a batch dropped while in flight turns out stored", spool.dropped),

@@ -118,6 +118,12 @@ class Recorder:
         self.status: list[tuple[float, int, Values]] = []
         self.events: list[tuple[CameraEvent, int]] = []
 
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def gateway_ms(self, wall_ms: int) -> int:
+        return wall_ms
+
     def emit(self, values: Values, ts_ms: int) -> bool:
         self.status.append((time.monotonic(), ts_ms, values))
         return True

@@ -126,7 +126,7 @@ def test_a_wall_clock_timestamp_is_moved_by_the_correction_now() -> None:
     _run(g, c, 2)
     c.wall_error = -20_000
     c.tick(1000)
-    sampled = int(c.true + c.wall_error) - 5  # a driver read the wall clock 5 ms ago
+    sampled = int(c.true + c.wall_error) - 5  # a frame the wall clock stamped 5 ms ago
     assert g.map_ms(sampled) == int(c.true) - 5 - 500  # half speed since the step
     assert g.corrected == 1
 

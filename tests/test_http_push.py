@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ class Sink:
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
         self.accept = True
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
 
     def emit(self, values: Values, ts_ms: int) -> bool:
         self.events.append(("reading", values, ts_ms))

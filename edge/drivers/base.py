@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,8 +18,14 @@ class Sink(Protocol):
     """Where a driver hands its device's readings."""
 
     def now_ms(self) -> int:
-        """The gateway's time now (edge/clock.py), for a device that reports no time of
-        its own this time."""
+        """The gateway's time now (edge/clock.py): what a reading the gateway samples is
+        stamped with. Never ``time.time()``: the wall clock steps, the timeline does not
+        run back (docs/wire-contract.md#time). A device that says when it sampled keeps
+        its own time."""
+
+    def gateway_ms(self, wall_ms: int) -> int:
+        """:meth:`now_ms` for a moment ago that the wall clock stamped ``wall_ms`` (a
+        camera frame, stamped by the thread that read it)."""
 
     def emit(self, values: Values, ts_ms: int) -> bool:
         """Take a reading; False if the spool refused it (full or disk full; counted)."""
@@ -47,10 +52,6 @@ class Driver(ABC):
     """A device the agent reads. ``Options`` validates ``devices[].options`` at start-up."""
 
     Options: ClassVar[type[BaseModel]] = NoOptions
-    #: whose clock the driver's timestamps are: ``gateway`` (it reads ``time.time()``
-    #: when it samples; the agent moves them onto the gateway's timeline, edge/clock.py)
-    #: or ``device`` (the device says when it sampled; kept as they are)
-    stamps: ClassVar[Literal["gateway", "device"]] = "gateway"
 
     def __init__(self, device_id: str, profile: Profile, interval_s: float,
                  options: BaseModel) -> None:
@@ -77,7 +78,7 @@ class PollingDriver(Driver):
         while True:
             values = await self.read()
             if values is not None:
-                sink.emit(values, int(time.time() * 1000))
+                sink.emit(values, sink.now_ms())
             next_at += self.interval_s
             delay = next_at - loop.time()
             if delay < 0:  # fell behind (slow device): skip, do not burst

@@ -227,6 +227,12 @@ class CameraDriver(Driver):
             # while a worker thread is in next(): it returns None soon after
             source.close()
 
+    @staticmethod
+    def _stamp(sink: Sink, at: float) -> int:
+        """The gateway's time for ``at``: the video source's clock (the wall clock, or a
+        file's own time at pace fast) moved onto the gateway's timeline."""
+        return sink.gateway_ms(int(at * 1000))
+
     def _problems(self) -> set[Problem]:
         return self.analysis.health.problems()
 
@@ -241,14 +247,14 @@ class CameraDriver(Driver):
             values["fps"] = min(fps, 240.0)
         if self._people is not None and Problem.OFFLINE not in problems:
             values["people"] = self._people
-        sink.emit(values, int(self.now() * 1000))
+        sink.emit(values, self._stamp(sink, self.now()))
 
     async def _hand_on(self, sink: Sink, outcome: Outcome) -> None:
         for ev, snap in outcome.events:
             self.events += 1
             await sink.emit_camera(
                 ev.event, ev.zone, ev.count, ev.confidence, ev.method,
-                (snap.jpeg, snap.sha256) if snap else None, int(ev.at * 1000))
+                (snap.jpeg, snap.sha256) if snap else None, self._stamp(sink, ev.at))
         for change in outcome.health:
             log.warning("camera %s: %s %s", self.device_id, change.problem.value,
                         "began" if change.started else "is over")

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import math
 import re
-import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -141,13 +140,13 @@ class Hj212Driver(ListeningDriver):
                 counters["bad_value"] += 1
                 continue
             values[target[0]] = value * target[1]
+        assert self._sink is not None
         try:
             ts = (hj212.data_time_ms(packet.data_time, self.opts.utc_offset_h)
-                  if packet.data_time else int(time.time() * 1000))
+                  if packet.data_time else self._sink.now_ms())
         except hj212.FrameError:
             counters["bad_packet"] += 1
             return False
-        assert self._sink is not None
         if values:
             if not self._sink.emit(values, ts):
                 return False  # the spool refused it: no ack, the monitor sends it again

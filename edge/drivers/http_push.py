@@ -25,7 +25,6 @@ import contextlib
 import hmac
 import json
 import logging
-import time
 from typing import Any, Literal
 
 import h11
@@ -226,9 +225,9 @@ class HttpPushDriver(ListeningDriver):
         raw_events = doc.get("events") if isinstance(doc, dict) and "events" in doc else [doc]
         if not isinstance(raw_events, list) or not 1 <= len(raw_events) <= 5000:
             raise _Reject(422, "bad_request", "'events' must be a list of 1 to 5000 events")
-        now = int(time.time() * 1000)
         assert self._sink is not None
         sink = self._sink
+        now = sink.now_ms()
         if self.opts.kind == "attendance":
             try:
                 gates = [msgspec.convert(e, GateEvent) for e in raw_events]
