@@ -27,6 +27,7 @@ from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.ingest.service import Ingest
 from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.registry import SiteRow
 from sitewatch.snapshots import (
     Refusal,
     SnapshotError,
@@ -198,7 +199,8 @@ async def test_snapshot_is_stored_under_its_hash_and_served_by_the_api(
     engine.dispose()
 
     # the API, on the same folder and database, serves it to whoever may see site S1
-    # (S1 is not registered: ingest keeps a snapshot whatever its site)
+    # (ingest kept it before S1 was registered: it keeps a snapshot whatever its site;
+    # the API answers for registered sites only)
     app = create_app(ApiSettings(environment="development",
                                  influx=InfluxSettings(url=influxdb.url, database=unique),
                                  database_url=running.settings.database_url,
@@ -206,6 +208,9 @@ async def test_snapshot_is_stored_under_its_hash_and_served_by_the_api(
     async with app.router.lifespan_context(app):
         with app.state.sitewatch.sessions() as s:
             _, key = add_api_key(s, "test", "viewer")
+            s.add(SiteRow(id="S1", name="Site S1", county="C", town="T",
+                          project_type="building", latitude=34.8, longitude=114.8,
+                          created_at=0))
             s.commit()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://api",
