@@ -45,7 +45,9 @@ def main() -> int:
             config = {"environment": "production", "auth": {"secret_key": os.urandom(24).hex()},
                       "port": port, "database_url": db, "snapshots_dir": str(work / "snaps"),
                       "influx": {"url": influx.url, "database": "schemathesis"},
-                      "rate_limit": {"enabled": False}}
+                      "rate_limit": {"enabled": False},
+                      # a production API without it answers 503 to a worker import
+                      "attendance": {"id_hash_key": os.urandom(24).hex()}}
             (work / "api.yaml").write_text(yaml.safe_dump(config))
             key = _prepare(config)
             with open(work / "api.log", "wb") as log:

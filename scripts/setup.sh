@@ -60,3 +60,14 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+
+# grafana-client's HTTP library brings urllib3-future, whose .pth file copies itself over
+# urllib3 at every interpreter start; requests (and so schemathesis's own client, used by
+# scripts/api_schema_check.py) then fails ('TrafficPolice' object has no attribute
+# 'keys'). The fork also installs as urllib3_future, which that library uses when urllib3
+# is the real one: keep the real urllib3.
+for pth in .venv/lib/python3*/site-packages/urllib3_future.pth; do
+  [ -f "$pth" ] || continue
+  rm -f "$pth"
+  .venv/bin/python -m pip install -q --force-reinstall --no-deps "urllib3>=2,<3"
+done
