@@ -49,7 +49,7 @@ def main() -> int:
                       # a production API without it answers 503 to a worker import
                       "attendance": {"id_hash_key": os.urandom(24).hex()}}
             (work / "api.yaml").write_text(yaml.safe_dump(config))
-            key = _prepare(config)
+            key = prepare(db, influx.url)
             with open(work / "api.log", "wb") as log:
                 api = subprocess.Popen([str(BIN / "sitewatch"), "api", "-c",
                                         str(work / "api.yaml")], stdout=log,
@@ -77,20 +77,21 @@ def main() -> int:
             influx.stop()
 
 
-def _prepare(config: dict[str, object]) -> str:
-    """Tables, an admin API key and one site with a gateway and a device."""
+def prepare(database_url: str, influx_url: str) -> str:
+    """Tables, an admin API key and one site with a gateway and a device (also used by
+    tests/test_api_schema.py)."""
     from sqlalchemy.orm import Session
 
     from sitewatch import accounts, registry
     from sitewatch.db import create_tables, make_engine
     from sitewatch.ingest.alerts.store import AlertStore
 
-    url = str(config["database_url"])
+    url = database_url
     engine = make_engine(url)
     create_tables(engine)
     AlertStore(url).create_schema()
     with urllib.request.urlopen(urllib.request.Request(  # ingest would have made it
-            f"{config['influx']['url']}/query",  # type: ignore[index]
+            f"{influx_url}/query",
             data=b"q=CREATE DATABASE schemathesis", method="POST")):
         pass
     now = int(time.time() * 1000)

@@ -9,6 +9,7 @@ answered with a 4xx naming that field: never a 5xx, never a dropped connection.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -37,33 +38,14 @@ SECRET = "s" * 40
 
 
 def _prepare(database_url: str, influx_url: str) -> str:
-    """Tables, an admin API key and a site with a gateway and a device."""
-    from sqlalchemy.orm import Session
-
-    from sitewatch import accounts, registry
-    from sitewatch.db import create_tables, make_engine
-    from sitewatch.ingest.alerts.store import AlertStore
-
-    engine = make_engine(database_url)
-    create_tables(engine)
-    AlertStore(database_url).create_schema()
-    httpx.post(f"{influx_url}/query", data={"q": "CREATE DATABASE schemathesis"})
-    now = int(time.time() * 1000)
-    with Session(engine) as s:
-        _, key = accounts.add_api_key(s, "schemathesis", "admin")
-        s.add(registry.SiteRow(id="S1", name="Site 1", county="C", town="T",
-                               project_type="building", latitude=34.8, longitude=114.8,
-                               created_at=now))
-        s.flush()
-        s.add(registry.GatewayRow(site="S1", id="GW1", description="", mqtt_username="S1.GW1",
-                                  mqtt_password_hash="$7$101$" + "A" * 16 + "$" + "A" * 86
-                                  + "==", created_at=now))
-        s.flush()
-        s.add(registry.DeviceRow(site="S1", id="TC01", gateway="GW1", profile="tower_crane",
-                                 name="", overrides={}, created_at=now))
-        s.commit()
-    engine.dispose()
-    return str(key)
+    """Tables, an admin API key and a site with a gateway and a device: what
+    scripts/api_schema_check.py prepares for its run."""
+    spec = importlib.util.spec_from_file_location(
+        "api_schema_check", Path(__file__).parent.parent / "scripts" / "api_schema_check.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return str(script.prepare(database_url, influx_url))
 
 
 class ApiProcess:
