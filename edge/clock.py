@@ -68,6 +68,10 @@ class GatewayClock:
         self.policy = policy or ClockPolicy()
         self._wall = wall
         self._mono = mono
+        p = self.policy  # in µs, as the timeline counts (read on every timestamp)
+        self._step_us = p.step_s * 1e6
+        self._agree_us = p.agree_s * 1e6
+        self._confirm_us = p.confirm_s * 1e6
         # all in integer microseconds: a float of nanoseconds since 1970 is not exact
         m, w = mono() // 1000, wall() // 1000
         #: where the timeline stands (µs since the epoch) at monotonic time ``_at``
@@ -118,7 +122,8 @@ class GatewayClock:
         """Advance the timeline to now and return it: the timestamp for a reading the
         gateway takes now."""
         t, w = self._advance()
-        self._count(t - w)
+        if abs(t - w) > self._agree_us:
+            self.corrected += 1
         return t // 1000
 
     def map_ms(self, wall_ms: int) -> int:
@@ -129,7 +134,7 @@ class GatewayClock:
         return wall_ms + (t - w) // 1000
 
     def _count(self, correction_us: int) -> None:
-        if abs(correction_us) > self.policy.agree_s * 1e6:
+        if abs(correction_us) > self._agree_us:
             self.corrected += 1
 
     def correction_s(self) -> float:
@@ -139,32 +144,33 @@ class GatewayClock:
 
     def _advance(self) -> tuple[int, int]:
         """(timeline, wall clock) now, in µs."""
-        p = self.policy
         m, w = self._mono() // 1000, self._wall() // 1000
-        dt = max(0, m - self._at)
+        dt = m - self._at
+        if dt < 0:
+            dt = 0
         jump = w - (self._last_wall + dt)
-        if abs(jump) > p.step_s * 1e6:
+        if abs(jump) > self._step_us:
             self.steps += 1
             log.warning("gateway clock stepped %+.3f s; readings keep a timeline that "
                         "never runs back (docs/wire-contract.md#time)", jump / 1e6)
         self._last_wall = w
-        platform = self._platform_now(m)
-        if platform is not None and abs(w - platform) > p.agree_s * 1e6:
+        platform = self._platform_now(m) if self._platform else None
+        if platform is not None and abs(w - platform) > self._agree_us:
             target, confirmed = platform, True
         else:
             target, confirmed = w, platform is not None
         base = self._t + dt
         error = target - base
-        if error > p.agree_s * 1e6 and not confirmed:
+        if error > self._agree_us and not confirmed:
             # behind by a step forward nobody confirms: wait for it to hold
             if self._ahead_since is None:
                 self._ahead_since = m
-            t = target if m - self._ahead_since >= p.confirm_s * 1e6 else base
+            t = target if m - self._ahead_since >= self._confirm_us else base
         elif error >= 0:
             self._ahead_since = None
             t = target
         else:
             self._ahead_since = None
-            t = base + max(error, -int(p.slew * dt))
+            t = base + max(error, -int(self.policy.slew * dt))
         self._t, self._at = t, m
         return t, w
