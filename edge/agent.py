@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import time
@@ -34,12 +35,14 @@ from sitewatch.edge.metrics import EdgeCollector, driver_name
 from sitewatch.edge.outbox import SnapshotOutbox
 from sitewatch.edge.spool import (
     FullPolicy,
+    PendingBatch,
     PendingReading,
     Spool,
     SpooledBatch,
     SpoolLimits,
     SpoolUnavailable,
     SpoolWriteError,
+    batch_payload,
 )
 from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import ProfileSet, load_profiles
@@ -51,6 +54,16 @@ log = logging.getLogger("sitewatch.edge")
 
 #: the gateway's own health readings kept in memory while the disk refuses writes
 HELD_MAX = 1000
+
+
+class _OpenBatch(PendingBatch):
+    """A channel's batch being filled, with the agent's numbers of its readings."""
+
+    __slots__ = ("numbers",)
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(channel)
+        self.numbers: list[int] = []
 
 
 def build_drivers(settings: EdgeSettings, profiles: ProfileSet) -> list[Driver]:
@@ -90,10 +103,18 @@ class Agent:
         self.drivers = build_drivers(settings, self.profiles)
         self.prefix = settings.mqtt.topic_prefix
         self.boot = 0
-        #: per channel, readings taken and not yet committed (the batch being filled)
-        self._open: dict[str, list[PendingReading]] = {}
-        self._open_index: dict[str, list[int]] = {}  # their numbers in _emitted order
-        self._wake = asyncio.Event()
+        #: per channel, the batch being filled (readings taken, not yet committed)
+        self._open: dict[str, _OpenBatch] = {}
+        #: full batches waiting for the spooler's next commit
+        self._sealed: list[_OpenBatch] = []
+        #: the gateway's own readings taken and not yet committed, and their numbers:
+        #: they wait in memory while the disk refuses writes
+        self._own: list[PendingReading] = []
+        self._own_numbers: list[int] = []
+        self._gateway = settings.gateway
+        self._max_items = settings.publish.max_batch_items
+        self._woken = False        # the spooler has work (a sealed batch, a waiting driver)
+        self._waiter: asyncio.Future[None] | None = None  # the spooler, asleep
         self._resend = asyncio.Event()  # the backlog is due now (a new connection)
         self._force = False        # a driver waits: commit partial batches now
         #: the spooler's commit round and flush() never interleave
@@ -117,6 +138,8 @@ class Agent:
         self.connected = asyncio.Event()
         self.items_sent = 0
         self.batches_sent = 0
+        #: the gateway's health readings sent outside the spool while the disk was full
+        self.direct_sent = 0
         self.batches_acked = 0
         #: per driver name: failures that restarted a device's driver
         self.driver_restarts: Counter[str] = Counter()
@@ -240,37 +263,84 @@ class Agent:
 
     def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
               make: Callable[[int, int], msgspec.Struct]) -> bool:
-        ts_ms = self._clock.next(device, ts_ms)
+        clock = self._clock
+        ts_ms = clock.next(device, ts_ms)
         spool = self.spool
         seq = spool.peek_seq(device)
         body = contract.encode(make(seq, ts_ms))
-        own = device == self.settings.gateway
+        own = device == self._gateway
         if not spool.admit(len(body), hold=own and self._can_hold()):
             return False
-        spool.next_seq(device)
-        self._clock.record(device, ts_ms)
-        ch = channel.value
-        readings = self._open.setdefault(ch, [])
-        readings.append(PendingReading(ch, device, seq, ts_ms, body, time.time()))
+        spool.give_seq(device, seq)
+        clock.record(device, ts_ms)
         self._emitted += 1
-        self._open_index.setdefault(ch, []).append(self._emitted)
-        if len(readings) >= self.settings.publish.max_batch_items:
-            self._wake.set()
+        if own:
+            reading = PendingReading(channel, device, seq, ts_ms, body, time.time())
+            self._own.append(reading)
+            self._own_numbers.append(self._emitted)
+            if spool.disk_full:
+                self._send_direct(reading)
+            return True
+        batch = self._open.get(channel)
+        if batch is None:
+            batch = self._open[channel] = _OpenBatch(channel)
+        batch.add(device, seq, ts_ms, body, time.time() if not batch.bodies else 0.0)
+        batch.numbers.append(self._emitted)
+        if len(batch.bodies) >= self._max_items:  # full: the spooler commits it next
+            del self._open[channel]
+            self._sealed.append(batch)
+            self._wake()
         return True
+
+    def _send_direct(self, reading: PendingReading) -> None:
+        """While the disk refuses writes, the gateway's own reading also goes out at once
+        as a batch of its own outside the spool (so the platform sees ``disk_full``
+        now); it is still held and stored, and sent again, once the disk works (ingest
+        keeps one point per timestamp). Its batch number is never given again."""
+        client = self._client
+        if client is None or not client.is_connected:
+            return
+        number = self.spool.direct_batch_number()
+        if number is None:
+            return
+        payload = batch_payload(number, self.clock.now_ms(), [reading.body])
+        client.publish_nowait(self.topics[GatewayChannel(reading.channel)], payload,
+                              qos=1).add_done_callback(_ignore)
+        self.direct_sent += 1
+        self.batches_sent += 1
+        self.items_sent += 1
 
     def _can_hold(self) -> bool:
         """The gateway's own health readings are not refused while the disk fails: they
         wait in memory (up to HELD_MAX), and report the fault once it is over."""
-        held = sum(r.device == self.settings.gateway
-                   for r in self._open.get(GatewayChannel.TELEMETRY.value, []))
-        return held < HELD_MAX
+        return len(self._own) < HELD_MAX
+
+    def _wake(self) -> None:
+        """Give the spooler work to look at (at most one wake-up until it looks)."""
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        """The spooler waits until woken or ``seconds`` have passed."""
+        if self._woken:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _wake_up, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def durable(self) -> bool:
         """Wait until every reading emitted so far is committed (or its commit failed)."""
         target = self._emitted
         while self._settled < target:
             self._force = True
-            self._wake.set()
+            self._wake()
             await self._settled_event.wait()
         return target not in self._failed
 
@@ -286,15 +356,15 @@ class Agent:
         loop = asyncio.get_running_loop()
         last = 0.0
         while True:
-            oldest = None if self.spool.disk_refusing() else min(  # held: no hurry
-                (rs[0].created for rs in self._open.values() if rs), default=None)
+            oldest = min((b.created for b in self._open.values() if b.bodies), default=None)
+            if self._own and not self.spool.disk_refusing():  # held: no hurry
+                oldest = min(oldest or math.inf, self._own[0].created)
             timeout = delay if oldest is None else max(0.0, oldest + delay - time.time())
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout + 0.001)
+            await self._sleep(timeout + 0.001)
             wait = last + interval - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self._wake.clear()
+            self._woken = False
             last = loop.time()
             async with self._batching:
                 await self._commit(force=False)
@@ -306,39 +376,41 @@ class Agent:
         self._force = False
         now = time.time()
         held = self.spool.disk_refusing()  # the gateway's health waits for the disk
-        gateway = self.settings.gateway
-        groups: list[tuple[str, list[PendingReading]]] = []
-        numbers: list[int] = []
-        for channel in list(self._open):
-            readings, index = self._open[channel], self._open_index[channel]
-            kept: list[PendingReading] = []
-            kept_index: list[int] = []
-            if held and any(r.device == gateway for r in readings):
-                pairs = list(zip(readings, index, strict=True))
-                kept = [r for r, _ in pairs if r.device == gateway]
-                kept_index = [i for r, i in pairs if r.device == gateway]
-                readings = [r for r, _ in pairs if r.device != gateway]
-                index = [i for r, i in pairs if r.device != gateway]
-            while len(readings) >= p.max_batch_items:
-                groups.append((channel, readings[:p.max_batch_items]))
-                numbers += index[:p.max_batch_items]
-                readings, index = readings[p.max_batch_items:], index[p.max_batch_items:]
-            if readings and (force or held or now - readings[0].created >= p.max_batch_delay_s):
-                groups.append((channel, readings))
-                numbers += index
-                readings, index = [], []
-            self._open[channel] = kept + readings
-            self._open_index[channel] = kept_index + index
+        due, self._sealed = self._sealed, []
+        for channel, batch in list(self._open.items()):
+            if batch.bodies and (force or held or now - batch.created >= p.max_batch_delay_s):
+                del self._open[channel]
+                due.append(batch)
+        numbers = [n for b in due for n in b.numbers]
+        own: list[PendingReading] = []
+        if self._own and not held and (force or len(self._own) >= self._max_items
+                                       or now - self._own[0].created >= p.max_batch_delay_s):
+            own, own_numbers = self._own, self._own_numbers
+            self._own, self._own_numbers = [], []
         upto = self._emitted if force else None
-        if groups:
+        loop = asyncio.get_running_loop()
+        if due:
             try:
-                batches = await asyncio.to_thread(self.spool.commit, groups,
-                                                  int(time.time() * 1000))
+                batches = await loop.run_in_executor(
+                    None, self.spool.commit_batches, due, int(time.time() * 1000))
             except SpoolWriteError:  # counted and logged by the spool; the agent goes on
                 if len(self._failed) > 100_000:
                     self._failed.clear()
                 self._failed.update(numbers)
                 batches = []
+            self._publish(batches)
+        if own:  # its own commit: a failure keeps them for the next try, not dropped
+            groups = [PendingBatch.of(own[0].channel, own[i:i + self._max_items])
+                      for i in range(0, len(own), self._max_items)]
+            try:
+                batches = await loop.run_in_executor(
+                    None, self.spool.commit_batches, groups, int(time.time() * 1000), True)
+            except SpoolWriteError:
+                self._own, self._own_numbers = own + self._own, own_numbers + self._own_numbers
+                batches = []
+            else:
+                if not self._own:  # whatever went out straight away is stored now
+                    self.spool.direct_stored()
             self._publish(batches)
         if upto is not None:
             self._settled = max(self._settled, upto)
@@ -384,13 +456,14 @@ class Agent:
                 await asyncio.sleep(delay)
 
     async def _housekeeping(self) -> None:
-        """Deletions of acknowledged batches when no commit takes them along (each
-        second), and the age bound (every 10 s)."""
+        """Deletions of acknowledged batches when no commit has taken them along for a
+        second, and the age bound (every 10 s)."""
         tick = 0
         while True:
             await asyncio.sleep(1)
             tick += 1
-            if self.spool.needs_sync():
+            # while batches flow, the deletions ride on their commits
+            if self.spool.needs_sync() and time.monotonic() - self.spool.last_write >= 1.0:
                 with suppress(SpoolWriteError):  # counted and logged; tried again
                     await asyncio.to_thread(self.spool.sync)
             if tick % 10 == 0:
@@ -541,7 +614,7 @@ class Agent:
     async def _drain(self) -> None:
         """Clean stop: spool what is buffered, then wait a while for its acks."""
         await self.flush()
-        held = [r for rs in self._open.values() for r in rs]
+        held = self._own
         if held:  # health readings the failing disk never took
             self.spool.release(sum(len(r.body) for r in held))
             self.spool.count_dropped(len(held), "the disk still refused writes at the stop")
@@ -587,6 +660,11 @@ class _DeviceSink:
 
     async def durable(self) -> bool:
         return await self._agent.durable()
+
+
+def _wake_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _ignore(fut: asyncio.Future[None]) -> None:

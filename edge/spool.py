@@ -46,7 +46,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -99,6 +99,37 @@ class PendingReading:
     created: float         # wall clock when it was taken
 
 
+@dataclass(slots=True)
+class PendingBatch:
+    """A channel's readings taken (admitted, seq given) for one batch, not yet committed:
+    what :meth:`Spool.commit_batches` needs of them, gathered as they are taken."""
+
+    channel: str
+    bodies: list[bytes] = field(default_factory=list)  # the contract items, encoded
+    seq: dict[str, int] = field(default_factory=dict)  # per device, its highest seq here
+    ts: dict[str, int] = field(default_factory=dict)   # per device, its latest timestamp
+    created: float = 0.0   # wall clock when its first reading was taken
+    size: int = 0          # bytes of the bodies
+
+    def add(self, device: str, seq: int, ts: int, body: bytes, created: float) -> None:
+        if not self.bodies:
+            self.created = created
+        self.bodies.append(body)
+        self.size += len(body)
+        if seq > self.seq.get(device, 0):
+            self.seq[device] = seq
+        if ts > self.ts.get(device, -1):
+            self.ts[device] = ts
+
+    @classmethod
+    def of(cls, channel: str, readings: Sequence[PendingReading]) -> PendingBatch:
+        b = cls(channel)
+        for r in readings:
+            b.add(r.device, r.seq, r.ts, r.body, r.created)
+        b.created = min((r.created for r in readings), default=0.0)
+        return b
+
+
 @dataclass(frozen=True, slots=True)
 class SpooledBatch:
     batch: int
@@ -146,7 +177,7 @@ class _CorruptSpool(Exception):
     pass
 
 
-def _batch_payload(number: int, sent_ms: int, bodies: Sequence[bytes]) -> bytes:
+def batch_payload(number: int, sent_ms: int, bodies: Sequence[bytes]) -> bytes:
     return (b'{"v":1,"batch":%d,"sent":%d,"items":[' % (number, sent_ms)
             + b",".join(bodies) + b"]}")
 
@@ -197,6 +228,10 @@ class Spool:
             raise SpoolUnavailable(f"{type(exc).__name__}: {exc}") from exc
         self._disk_full = False
         self._retry_at = 0.0
+        #: monotonic time of the last transaction written (commit or sync)
+        self.last_write = 0.0
+        #: batches were sent outside the spool (their readings held, not yet committed)
+        self._direct_unstored = False
         #: failed writes (commits, syncs) since start
         self.write_errors = 0
         #: readings refused since start (counted in ``dropped`` too): they got no seq
@@ -243,7 +278,7 @@ class Spool:
                     p.rename(Path(str(aside) + suffix))
             r = self._file.value
             self._file.store(Reserved(r.boot, r.resets + 1, r.batch_floor, r.batch,
-                                      dict(r.seq), dict(r.ts)))
+                                      dict(r.seq), dict(r.ts), r.clean))
         except (OSError, CounterFileError) as exc:
             raise SpoolUnavailable(f"cannot move the corrupt spool aside: {exc}") from exc
         self.resets += 1
@@ -269,7 +304,7 @@ class Spool:
                 db.execute("INSERT INTO batches (batch, channel, items, payload, created) "
                            "VALUES (?, ?, ?, ?, ?)",
                            (number, channel, len(chunk),
-                            _batch_payload(number, int(time.time() * 1000),
+                            batch_payload(number, int(time.time() * 1000),
                                            [b for b, _ in chunk]), chunk[0][1]))
         db.execute(_UPSERT, ("batch", number))
         db.execute("DROP TABLE readings")
@@ -295,6 +330,12 @@ class Spool:
                           "numbers resume above the counters file's reservations",
                           self.path, self._batch, reserved.batch_floor)
             self._resume_above(reserved)
+        if not reserved.clean and self._batch < reserved.batch:
+            # the last run did not stop cleanly: batches it sent straight away (health
+            # readings while the disk was full) may have numbers above the spool's
+            log.info("spool: the last run did not stop cleanly; batch numbers resume "
+                     "above the reserved %d", reserved.batch)
+            self._batch = reserved.batch
         self._committed_seq = dict(self._seq)
         self._committed_ts = dict(self._ts)
         self._batches: dict[int, _Entry] = {}
@@ -343,7 +384,12 @@ class Spool:
     def close(self) -> None:
         try:
             self.sync()
-        except SpoolWriteError:
+            if not self._direct_unstored:
+                r = self._file.value
+                if not r.clean:
+                    self._file.store(Reserved(r.boot, r.resets, r.batch_floor, r.batch,
+                                              dict(r.seq), dict(r.ts), clean=True))
+        except (SpoolWriteError, CounterFileError):
             pass  # counted and logged; what was not deleted is sent again next time
         with self._wlock, self._rlock:
             self._db.close()
@@ -358,7 +404,7 @@ class Spool:
             try:
                 r = self._file.value
                 self._file.store(Reserved(boot, r.resets, r.batch_floor, r.batch,
-                                          dict(r.seq), dict(r.ts)))
+                                          dict(r.seq), dict(r.ts), clean=False))
                 self._db.execute(_UPSERT, ("boot", boot))
             except (sqlite3.Error, CounterFileError) as exc:
                 raise SpoolUnavailable(f"cannot count the boot: {exc}") from exc
@@ -375,6 +421,30 @@ class Spool:
         seq = self.peek_seq(device)
         self._seq[device] = seq
         return seq
+
+    def direct_batch_number(self) -> int | None:
+        """A batch number for a batch sent outside the spool (the gateway's health while
+        the disk is full), never given again: taken below the counters file's
+        reservation, which a restart after a stop that was not clean resumes above; None
+        when the reservation is used up."""
+        if not self._wlock.acquire(blocking=False):  # a commit under way: not now
+            return None
+        try:
+            if self._batch + 1 > self._file.value.batch:
+                return None
+            self._batch += 1
+            self._direct_unstored = True
+            return self._batch
+        finally:
+            self._wlock.release()
+
+    def direct_stored(self) -> None:
+        """The readings of the batches sent outside the spool are committed now."""
+        self._direct_unstored = False
+
+    def give_seq(self, device: str, seq: int) -> None:
+        """Give out ``seq``, which :meth:`peek_seq` said is ``device``'s next."""
+        self._seq[device] = seq
 
     def last_seqs(self) -> dict[str, int]:
         """The last seq given out per device."""
@@ -427,31 +497,38 @@ class Spool:
         """Make one batch of each group of readings (one channel each) and commit them
         all, with their counters and the pending deletions, in one fsynced transaction.
         On failure every reading is dropped (counted) and SpoolWriteError raised."""
-        groups = [(c, rs) for c, rs in groups if rs]
-        if not groups:
+        return self.commit_batches([PendingBatch.of(c, rs) for c, rs in groups if rs],
+                                   sent_ms)
+
+    def commit_batches(self, pending: Sequence[PendingBatch], sent_ms: int,
+                       keep: bool = False) -> list[SpooledBatch]:
+        """:meth:`commit` of batches gathered as their readings were taken. With
+        ``keep``, a failure drops nothing: the caller keeps the readings (and their
+        space) to try again."""
+        pending = [p for p in pending if p.bodies]
+        if not pending:
             return []
-        n_readings = sum(len(rs) for _, rs in groups)
-        body_bytes = sum(len(r.body) for _, rs in groups for r in rs)
+        n_readings = sum(len(p.bodies) for p in pending)
+        body_bytes = sum(p.size for p in pending)
         seq: dict[str, int] = {}
         ts: dict[str, int] = {}
-        for _, rs in groups:
-            for r in rs:
-                if r.seq > seq.get(r.device, 0):
-                    seq[r.device] = r.seq
-                if r.ts > ts.get(r.device, -1):
-                    ts[r.device] = r.ts
+        for p in pending:
+            for d, s in p.seq.items():
+                if s > seq.get(d, 0):
+                    seq[d] = s
+            for d, t in p.ts.items():
+                if t > ts.get(d, -1):
+                    ts[d] = t
         with self._wlock:
             if self.disk_refusing():
-                self._failed(n_readings, body_bytes, None)
+                if not keep:
+                    self._failed(n_readings, body_bytes, None)
                 raise SpoolWriteError("disk full or failing; not tried again yet")
             first = self._batch + 1
-            built = []
-            for i, (channel, rs) in enumerate(groups):
-                number = first + i
-                payload = _batch_payload(number, sent_ms, [r.body for r in rs])
-                built.append(SpooledBatch(number, channel, len(rs), payload,
-                                          min(r.created for r in rs)))
-            last = first + len(groups) - 1
+            built = [SpooledBatch(first + i, p.channel, len(p.bodies),
+                                  batch_payload(first + i, sent_ms, p.bodies), p.created)
+                     for i, p in enumerate(pending)]
+            last = first + len(pending) - 1
             with self._lock:
                 deletes = sorted(self._to_delete)
                 dropped = self.dropped
@@ -466,7 +543,7 @@ class Spool:
                 self._db.execute("COMMIT")
             except (sqlite3.Error, CounterFileError) as exc:
                 self._rollback()
-                self._failed(n_readings, body_bytes, exc)
+                self._failed(0 if keep else n_readings, 0 if keep else body_bytes, exc)
                 raise SpoolWriteError(str(exc)) from exc
             self._batch = last
             self._committed_seq.update(seq)
@@ -483,6 +560,7 @@ class Spool:
                     self._unsent[b.batch] = None
                     self._items += b.items
                 self.bytes_used += sum(len(b.payload) for b in built) - body_bytes
+            self.last_write = time.monotonic()
             self._write_ok()
         return built
 
@@ -528,6 +606,7 @@ class Spool:
             with self._lock:
                 self._to_delete.difference_update(deletes)
                 self._dropped_saved = dropped
+            self.last_write = time.monotonic()
             self._write_ok()
 
     def needs_sync(self) -> bool:
