@@ -17,6 +17,9 @@ folder), so it is either the old or the new one after a power cut.
     {"v": 1, "boot": 17, "resets": 0, "batch_floor": 1041, "batch": 11041,
      "seq": {"TC01": 15712}, "ts": {"TC01": 1763900005000}}
 
+``clean`` is false from an agent's start until its clean stop: after a crash, or a stop
+while the disk was full, batch numbers resume above ``batch`` (the health readings the
+agent sent straight away while the disk was full had numbers the spool never stored).
 ``batch_floor`` is the last batch committed when the file was written: a spool whose
 batch counter is below it is older than the file (a restored copy) and is not trusted.
 """
@@ -54,6 +57,9 @@ class Reserved:
     batch: int = 0
     seq: dict[str, int] = field(default_factory=dict)
     ts: dict[str, int] = field(default_factory=dict)
+    #: the last agent to use the spool stopped cleanly (False from its start until its
+    #: clean stop): after any other stop, batch numbers resume above ``batch``
+    clean: bool = True
 
     def covers(self, batch: int, seq: dict[str, int], ts: dict[str, int]) -> bool:
         return (batch <= self.batch
@@ -86,7 +92,8 @@ class CounterFile:
                 boot=int(d["boot"]), resets=int(d.get("resets", 0)),
                 batch_floor=int(d.get("batch_floor", 0)), batch=int(d["batch"]),
                 seq={str(k): int(v) for k, v in d["seq"].items()},
-                ts={str(k): int(v) for k, v in d["ts"].items()})
+                ts={str(k): int(v) for k, v in d["ts"].items()},
+                clean=bool(d.get("clean", True)))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             aside = self.path.with_name(self.path.name + ".damaged")
             log.error("counters file %s is damaged (%s): moved to %s", self.path, exc, aside)
@@ -101,7 +108,7 @@ class CounterFile:
         """Write ``value`` whole: temporary file, fsync, rename, fsync of the folder."""
         data = json.dumps({"v": 1, "boot": value.boot, "resets": value.resets,
                            "batch_floor": value.batch_floor, "batch": value.batch,
-                           "seq": value.seq, "ts": value.ts},
+                           "seq": value.seq, "ts": value.ts, "clean": value.clean},
                           separators=(",", ":")).encode()
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
@@ -139,5 +146,6 @@ class CounterFile:
             new_ts[d] = max(new_ts.get(d, -1), t + TS_AHEAD_MS)
         self.store(Reserved(boot=cur.boot, resets=cur.resets,
                             batch_floor=max(cur.batch_floor, batch_floor),
-                            batch=max(cur.batch, batch + BATCH_AHEAD), seq=new_seq, ts=new_ts))
+                            batch=max(cur.batch, batch + BATCH_AHEAD), seq=new_seq, ts=new_ts,
+                            clean=cur.clean))
         return True

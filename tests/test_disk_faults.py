@@ -112,6 +112,14 @@ async def test_disk_full_while_running_drops_counted_then_resumes(
     await asyncio.sleep(2)
     assert a.health_values(0.0)["disk_full"] is True
     assert a.spool.write_errors >= 1
+
+    async def reported() -> list[dict[str, object]] | None:
+        rows = await influx_client.series("SELECT disk_full FROM gateway WHERE disk_full = true")
+        return rows or None
+
+    await wait_for(reported, timeout=20, what="disk_full=true stored while the disk is full")
+    assert a.spool.disk_full, "the disk is still full: the health reading went out at once"
+    assert a.direct_sent >= 1
     filler.unlink()
     acked = a.batches_acked
     await wait_for(lambda: not a.spool.disk_full and a.batches_acked > acked + 5,
@@ -121,7 +129,7 @@ async def test_disk_full_while_running_drops_counted_then_resumes(
     await stored_exactly_once_but_counted_drops(influx_client, last, gaps)
     rows = await influx_client.series("SELECT disk_full, dropped FROM gateway "
                                       "WHERE disk_full = true")
-    assert rows, "the health readings kept in memory report the full disk"
+    assert rows, "the health readings report the full disk"
     assert max(int(r["dropped"]) for r in rows) > 0
 
 
