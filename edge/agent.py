@@ -296,11 +296,14 @@ class Agent:
         """While the disk refuses writes, the gateway's own reading also goes out at once
         as a batch of its own outside the spool (so the platform sees ``disk_full``
         now); it is still held and stored, and sent again, once the disk works (ingest
-        keeps one point per timestamp). Its batch number is never given again."""
+        keeps one point per timestamp). Its batch number is never given again, nor its
+        seq: the spool records it in direct.flag first (in place, no new block needed),
+        and a restart before it is stored resumes above it. If that record cannot be
+        written, the reading is only held."""
         client = self._client
         if client is None or not client.is_connected:
             return
-        number = self.spool.direct_batch_number()
+        number = self.spool.direct_batch_number(reading.device, reading.seq, reading.ts)
         if number is None:
             return
         payload = batch_payload(number, self.clock.now_ms(), [reading.body])

@@ -50,7 +50,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from sitewatch.edge.counters import CounterFile, CounterFileError, Reserved
+from sitewatch.edge.counters import (
+    SEQ_AHEAD,
+    CounterFile,
+    CounterFileError,
+    DirectEpisode,
+    DirectFlag,
+    Reserved,
+)
 
 log = logging.getLogger("sitewatch.edge.spool")
 
@@ -189,7 +196,7 @@ class Spool:
     RETRY_S = 2.0
 
     def __init__(self, path: Path, limits: SpoolLimits | None = None,
-                 counters: Path | None = None) -> None:
+                 counters: Path | None = None, direct_flag: Path | None = None) -> None:
         """Open (or create) the spool. Raises :class:`SpoolUnavailable` when the disk
         cannot be used now; a corrupt file is moved aside and a new spool started."""
         self.path = path
@@ -198,6 +205,7 @@ class Spool:
         self._wlock = threading.Lock()   # the writing connection
         self._rlock = threading.Lock()   # the reading connection
         self._file = CounterFile(counters or path.with_name("counters.json"))
+        self._flag = DirectFlag(direct_flag or path.with_name("direct.flag"))
         #: corrupt spool files moved aside: by this open (0 or 1), and ever (kept in the
         #: counters file)
         self.resets = 0
@@ -205,6 +213,7 @@ class Spool:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             reserved = self._file.load()
+            self._flag.read()
         except (OSError, CounterFileError) as exc:
             raise SpoolUnavailable(str(exc)) from exc
         self.resets_ever = reserved.resets
@@ -226,12 +235,18 @@ class Spool:
             if is_corrupt(exc):  # found reading it: next open moves it aside
                 raise SpoolUnavailable(f"spool unreadable: {exc}") from exc
             raise SpoolUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except CounterFileError as exc:
+            self._db.close()
+            raise SpoolUnavailable(str(exc)) from exc
+        self._open_flag()
         self._disk_full = False
         self._retry_at = 0.0
         #: monotonic time of the last transaction written (commit or sync)
         self.last_write = 0.0
         #: batches were sent outside the spool (their readings held, not yet committed)
         self._direct_unstored = False
+        #: readings not sent outside the spool because direct.flag could not be written
+        self.direct_flag_errors = 0
         #: failed writes (commits, syncs) since start
         self.write_errors = 0
         #: readings refused since start (counted in ``dropped`` too): they got no seq
@@ -336,6 +351,10 @@ class Spool:
             log.info("spool: the last run did not stop cleanly; batch numbers resume "
                      "above the reserved %d", reserved.batch)
             self._batch = reserved.batch
+            # kept in the spool at once: a clean stop before the next commit must not
+            # fall back below it
+            self._db.execute(_UPSERT_MAX, ("batch", self._batch))
+        self._resume_above_direct(reserved)
         self._committed_seq = dict(self._seq)
         self._committed_ts = dict(self._ts)
         self._batches: dict[int, _Entry] = {}
@@ -381,10 +400,70 @@ class Spool:
             self._rollback()
             raise
 
+    def _resume_above_direct(self, reserved: Reserved) -> None:
+        """The last run sent readings outside the spool and stopped before they were
+        committed (direct.flag is open): their device resumes above the flag's seq and
+        timestamp, kept in the spool at once (a gap, never a reuse). A damaged flag
+        (torn write): every device resumes SEQ_AHEAD above the counters file's
+        reservations. The counters file is moved ahead first when it does not cover
+        that. Raises sqlite3.Error or CounterFileError if it cannot be written."""
+        ep, rows = self._flag.episode, []
+        if ep is not None:
+            log.warning("spool: the last run sent %s's readings up to seq %d outside the "
+                        "spool and stopped before storing them; its seqs resume above "
+                        "(a gap, never a reuse)", ep.device, ep.seq)
+            self._seq[ep.device] = max(self._seq.get(ep.device, 0), ep.seq)
+            self._ts[ep.device] = max(self._ts.get(ep.device, -1), ep.ts)
+            rows = [(f"seq:{ep.device}", self._seq[ep.device]),
+                    (f"ts:{ep.device}", self._ts[ep.device])]
+        elif self._flag.damaged:
+            for d in {*self._seq, *reserved.seq}:
+                self._seq[d] = max(self._seq.get(d, 0), reserved.seq.get(d, 0)) + SEQ_AHEAD
+                rows.append((f"seq:{d}", self._seq[d]))
+            for d, t in reserved.ts.items():
+                self._ts[d] = max(self._ts.get(d, -1), t)
+                rows.append((f"ts:{d}", self._ts[d]))
+        if not rows:
+            return
+        # the counters file too, before the flag is cleared: a spool lost later must
+        # not fall back below it
+        self._file.reserve(self._batch, self._batch, dict(self._seq), dict(self._ts))
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(_UPSERT_MAX, rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            raise
+
+    def _open_flag(self) -> None:
+        """Create direct.flag if it is not there, and clear what the last run left in
+        it (now kept in the spool). A failure is logged: the flag is tried again at the
+        next start, and nothing is sent outside the spool without it."""
+        try:
+            if self._flag.damaged:
+                self._flag.ready = False  # written anew, whole
+            self._flag.prepare()
+            if self._flag.episode is not None:
+                self._flag.write(None)
+        except CounterFileError as exc:
+            log.error("spool: %s; the gateway's health is not sent outside the spool "
+                      "while the disk is full", exc)
+
+    def _clear_flag(self) -> None:
+        """Every reading sent outside the spool is committed: close the episode."""
+        if self._flag.episode is None:
+            return
+        try:
+            self._flag.write(None)
+        except CounterFileError as exc:  # left open: the next start leaves a gap
+            log.warning("spool: %s; left open (the next start resumes above it)", exc)
+
     def close(self) -> None:
         try:
             self.sync()
             if not self._direct_unstored:
+                self._clear_flag()
                 r = self._file.value
                 if not r.clean:
                     self._file.store(Reserved(r.boot, r.resets, r.batch_floor, r.batch,
@@ -422,15 +501,29 @@ class Spool:
         self._seq[device] = seq
         return seq
 
-    def direct_batch_number(self) -> int | None:
+    def direct_batch_number(self, device: str, seq: int, ts: int) -> int | None:
         """A batch number for a batch sent outside the spool (the gateway's health while
-        the disk is full), never given again: taken below the counters file's
-        reservation, which a restart after a stop that was not clean resumes above; None
-        when the reservation is used up."""
+        the disk is full) of ``device``'s reading ``seq`` at ``ts``, never given again:
+        taken below the counters file's reservation, which a restart after a stop that
+        was not clean resumes above. The reading's seq and timestamp are first recorded
+        in direct.flag (in place, fsynced), which a restart resumes the device above
+        until the reading is committed. None when the reservation is used up, a commit
+        is under way, or the flag could not be written (then nothing may be sent)."""
         if not self._wlock.acquire(blocking=False):  # a commit under way: not now
             return None
         try:
             if self._batch + 1 > self._file.value.batch:
+                return None
+            ep = self._flag.episode
+            if ep is not None and ep.device != device:
+                return None
+            try:
+                self._flag.write(DirectEpisode(device, max(seq, ep.seq if ep else 0),
+                                               max(ts, ep.ts if ep else -1)))
+            except CounterFileError as exc:
+                self.direct_flag_errors += 1
+                (log.error if self.direct_flag_errors == 1 else log.debug)(
+                    "spool: %s; the reading is held, not sent outside the spool", exc)
                 return None
             self._batch += 1
             self._direct_unstored = True
@@ -439,8 +532,10 @@ class Spool:
             self._wlock.release()
 
     def direct_stored(self) -> None:
-        """The readings of the batches sent outside the spool are committed now."""
+        """The readings of the batches sent outside the spool are committed now: the
+        episode in direct.flag is closed (in place)."""
         self._direct_unstored = False
+        self._clear_flag()
 
     def give_seq(self, device: str, seq: int) -> None:
         """Give out ``seq``, which :meth:`peek_seq` said is ``device``'s next."""

@@ -8,11 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import sqlite3
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import (
     RunningAgent,
     RunningIngest,
@@ -23,6 +27,7 @@ from conftest import (
 )
 
 from sitewatch.edge.config import EdgeSettings
+from sitewatch.edge.counters import DirectFlag
 from sitewatch.influx import InfluxClient
 from sitewatch.localstack import MosquittoServer
 
@@ -199,3 +204,89 @@ async def _both_runs(client: InfluxClient, last1: dict[str, int],
     return got if ok else None
 
 
+
+
+async def test_killed_while_the_disk_is_full_never_reuses_a_seq_sent_straight_away(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    prefix: str, influx_client: InfluxClient, small_disk: Path, tmp_path: Path,
+) -> None:
+    """The gateway's health readings published straight away while the disk is full were
+    never stored: after a kill -9 (and a restart once there is room), the gateway's next
+    readings take seqs above them (a gap), never theirs."""
+    await start_ingest()
+    state = small_disk / "edge"
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(yaml.safe_dump(settings_for(mosquitto, prefix, state)
+                                  .model_dump(mode="json")))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    async def gateway_rows() -> list[dict[str, object]]:
+        return await influx_client.series('SELECT "seq", disk_full FROM gateway '
+                                          "WHERE device = 'GW1'")
+
+    edge = spawn()
+    filler: Path | None = None
+    try:
+        await wait_for(lambda: seqs_by_device(influx_client), timeout=20,
+                       what="first readings stored")
+        filler = fill(small_disk)
+
+        async def sent_straight_away() -> list[dict[str, object]] | None:
+            return [r for r in await gateway_rows() if r["disk_full"] is True] or None
+
+        direct = await wait_for(sent_straight_away, timeout=40,
+                                what="disk_full=true stored while the disk is full")
+        edge.send_signal(signal.SIGKILL)  # the readings sent straight away were never stored
+        edge.wait(10)
+        flag = DirectFlag(state / "direct.flag").read()
+        assert flag is not None and flag.device == "GW1"
+        assert flag.seq >= max(int(str(r["seq"])) for r in direct)
+        filler.unlink()
+        filler = None
+        edge = spawn()
+        await wait_for(lambda: _gateway_past(gateway_rows, flag.seq), timeout=30,
+                       what="the restarted agent's health readings stored")
+        edge.send_signal(signal.SIGTERM)
+        assert edge.wait(30) == 0
+    finally:
+        edge.kill()
+        edge.wait(10)
+        if filler is not None:
+            filler.unlink()
+    assert DirectFlag(state / "direct.flag").read() is None, "cleared once stored past it"
+    with sqlite3.connect(state / "spool.sqlite") as db:
+        last = {name[4:]: int(v) for name, v in db.execute(
+            "SELECT name, value FROM counters WHERE name LIKE 'seq:%'")}
+        dropped = int(db.execute("SELECT value FROM counters WHERE name='dropped'")
+                      .fetchone()[0])
+
+    async def all_stored() -> dict[str, list[int]] | None:
+        got = await seqs_by_device(influx_client)
+        return got if set(got) == set(last) and all(
+            v and v[-1] == last[d] for d, v in got.items()) else None
+
+    got = await wait_for(all_stored, timeout=40, what="both runs stored")
+    for device, seqs in got.items():
+        assert len(seqs) == len(set(seqs)), (
+            f"{device}: a seq stored twice, at two timestamps: "
+            f"{sorted(s for s in set(seqs) if seqs.count(s) > 1)[:10]}")
+    gw = got["GW1"]
+    before = [s for s in gw if s <= flag.seq]
+    after = [s for s in gw if s > flag.seq]
+    assert after == list(range(flag.seq + 1, last["GW1"] + 1)), "resumed above the flag"
+    assert before and before[-1] <= flag.seq
+    for device, seqs in got.items():
+        if device == "GW1":
+            continue
+        missing = last[device] - len(seqs)
+        assert set(seqs) <= set(range(1, last[device] + 1))
+        assert 0 <= missing <= dropped, f"{device}: {missing} seqs missing, {dropped} counted"
+
+
+async def _gateway_past(rows: Callable[[], Awaitable[list[dict[str, object]]]],
+                        seq: int) -> bool:
+    return sum(int(str(r["seq"])) > seq for r in await rows()) >= 2

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sitewatch.edge.counters import FLAG_SIZE, SEQ_AHEAD, DirectEpisode, DirectFlag
 from sitewatch.edge.spool import (
     FullPolicy,
     PendingReading,
@@ -225,3 +226,90 @@ def test_a_lost_or_restored_spool_resumes_above_everything_ever_committed(
         Path(str(path) + extra).unlink(missing_ok=True)
     s = Spool(path)  # deleted: a fresh spool, the counters file still there
     assert s.next_seq("D") > 6 and s.next_batch_number() > 6
+
+
+def crash(s: Spool) -> None:
+    """kill -9: nothing of memory reaches the disk."""
+    s._db.close()
+    s._reader.close()
+
+
+def direct(s: Spool, device: str, ts: int) -> tuple[PendingReading, int | None]:
+    """A reading of ``device`` held in memory and sent outside the spool."""
+    assert s.admit(100, hold=True)
+    seq = s.next_seq(device)
+    return reading(device, seq, ts=ts), s.direct_batch_number(device, seq, ts)
+
+
+def test_a_reading_sent_outside_the_spool_keeps_its_seq_and_timestamp_after_a_crash(
+        tmp_path: Path) -> None:
+    path, flag = tmp_path / "spool.sqlite", DirectFlag(tmp_path / "direct.flag")
+    s = Spool(path)
+    s.next_boot()
+    put(s, "GW", 2)
+    put(s, "D", 2)
+    assert (tmp_path / "direct.flag").stat().st_size == FLAG_SIZE
+    assert flag.read() is None
+    _, n1 = direct(s, "GW", 5_000)
+    _, n2 = direct(s, "GW", 6_000)
+    assert n1 is not None and n2 == n1 + 1
+    assert flag.read() == DirectEpisode("GW", 4, 6_000), "recorded before it was sent"
+    crash(s)
+    s = Spool(path)
+    assert s.peek_seq("GW") == 5, "above the seqs sent outside the spool: a gap"
+    assert s.last_timestamps()["GW"] >= 6_000, "and stamped past them"
+    assert s.peek_seq("D") == 3, "other devices go on exactly"
+    assert s.next_batch_number() > n2
+    assert flag.read() is None, "kept in the spool, then cleared"
+    crash(s)
+    assert Spool(path).peek_seq("GW") == 5, "the gap was kept in the spool"
+
+
+def test_a_stop_with_the_readings_still_held_leaves_the_flag_open(tmp_path: Path) -> None:
+    path, flag = tmp_path / "spool.sqlite", DirectFlag(tmp_path / "direct.flag")
+    s = Spool(path)
+    put(s, "GW", 1)
+    held, _ = direct(s, "GW", 9_000)
+    s.release(len(held.body))  # the disk still refused them at the stop: dropped
+    s.close()
+    assert flag.read() == DirectEpisode("GW", 2, 9_000)
+    assert Spool(path).peek_seq("GW") == 3
+
+
+def test_the_flag_is_cleared_once_the_held_readings_are_committed(tmp_path: Path) -> None:
+    path, flag = tmp_path / "spool.sqlite", DirectFlag(tmp_path / "direct.flag")
+    s = Spool(path)
+    put(s, "GW", 1)
+    held, n = direct(s, "GW", 9_000)
+    assert n is not None and flag.read() is not None
+    s.commit([("telemetry", [held])], 1)
+    s.direct_stored()
+    assert flag.read() is None
+    crash(s)
+    assert Spool(path).peek_seq("GW") == 3, "no gap when everything was stored"
+
+
+def test_nothing_is_sent_outside_the_spool_when_the_flag_cannot_be_written(
+        tmp_path: Path) -> None:
+    s = Spool(tmp_path / "spool.sqlite")
+    put(s, "D", 1)  # batch numbers reserved
+    (tmp_path / "direct.flag").unlink()
+    (tmp_path / "direct.flag").mkdir()  # cannot be written in place
+    _, n = direct(s, "GW", 1_000)
+    assert n is None and s.direct_flag_errors == 1
+    s.close()
+
+
+def test_a_torn_flag_resumes_every_device_above_the_reservations(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    s = Spool(path)
+    put(s, "GW", 2)
+    put(s, "D", 2)
+    s.close()
+    raw = bytearray((tmp_path / "direct.flag").read_bytes())
+    raw[20:30] = b"#" * 10
+    (tmp_path / "direct.flag").write_bytes(bytes(raw))
+    s = Spool(path)
+    assert s.peek_seq("GW") > 2 + SEQ_AHEAD and s.peek_seq("D") > 2 + SEQ_AHEAD
+    assert DirectFlag(tmp_path / "direct.flag").read() is None, "written anew"
+    s.close()

@@ -2,8 +2,9 @@
 
 Random takes, commits, sends, acks, drops (a small spool with ``drop_oldest``), clean
 restarts, crashes (kill -9: nothing of memory reaches the disk) and lost spools (the
-file gone). Always: no seq of a device and no batch number is ever committed twice, and
-a device's committed seqs only grow. In the end, after everything left is acknowledged,
+file gone), and the gateway's readings sent outside the spool while held (as while the
+disk is full). Always: no seq of a device and no batch number is ever committed twice or
+given to two readings sent, and a device's committed seqs only grow. In the end, after everything left is acknowledged,
 every committed reading was acknowledged, or counted as dropped, or lost with a lost
 spool — each exactly one of these.
 """
@@ -31,6 +32,7 @@ class SpoolMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="sw-spool-prop-"))
         self.path = self.dir / "spool.sqlite"
         self.spool = Spool(self.path, LIMITS)
+        self.spool.next_boot()  # as the agent does: a stop not clean is then known
         self.pending: list[PendingReading] = []
         self.committed: dict[int, list[tuple[str, int]]] = {}  # batch -> its readings
         self.seen_seq: set[tuple[str, int]] = set()
@@ -39,6 +41,8 @@ class SpoolMachine(RuleBasedStateMachine):
         self.lost: set[tuple[str, int]] = set()
         self.sent: set[int] = set()  # sent in this session (acks come on this link)
         self.dropped_before = 0      # counted by spools that were lost since
+        self.direct_seq: dict[tuple[str, int], bytes] = {}  # sent outside the spool
+        self.direct_batches: set[int] = set()
 
     def teardown(self) -> None:
         self.spool.close()
@@ -51,6 +55,22 @@ class SpoolMachine(RuleBasedStateMachine):
         self.pending.append(PendingReading("telemetry", device, seq, seq, b"x" * size,
                                            time.time()))
 
+    @rule(size=st.integers(50, 400))
+    def direct(self, size: int) -> None:
+        """A gateway reading held in memory and also sent at once outside the spool."""
+        seq = self.spool.peek_seq("GW")
+        body = b"d%d-" % seq + b"x" * size
+        assert self.spool.admit(len(body), hold=True)
+        self.spool.give_seq("GW", seq)
+        self.pending.append(PendingReading("telemetry", "GW", seq, seq, body, time.time()))
+        number = self.spool.direct_batch_number("GW", seq, seq)
+        if number is None:  # the reservation is used up: held only
+            return
+        assert number not in self.direct_batches and number not in self.committed
+        assert ("GW", seq) not in self.direct_seq, "a seq sent twice"
+        self.direct_batches.add(number)
+        self.direct_seq[("GW", seq)] = body
+
     @precondition(lambda self: bool(self.pending))
     @rule(parts=st.integers(1, 3))
     def commit(self, parts: int) -> None:
@@ -59,13 +79,17 @@ class SpoolMachine(RuleBasedStateMachine):
                   for i in range(0, len(self.pending), step)]
         batches = self.spool.commit(groups, 1)
         self.pending = []
+        self.spool.direct_stored()  # nothing held any more
         for b, (_, rs) in zip(batches, groups, strict=True):
             assert b.batch not in self.committed, f"batch {b.batch} reused"
+            assert b.batch not in self.direct_batches, f"batch {b.batch} sent outside"
             self.committed[b.batch] = [(r.device, r.seq) for r in rs]
             for r in rs:
                 key = (r.device, r.seq)
                 assert key not in self.seen_seq, f"seq {key} committed twice"
                 assert r.seq > self.last_seq.get(r.device, 0), f"{key} not increasing"
+                sent = self.direct_seq.get(key)
+                assert sent is None or sent == r.body, f"{key} sent with another reading"
                 self.seen_seq.add(key)
                 self.last_seq[r.device] = r.seq
 
@@ -93,11 +117,13 @@ class SpoolMachine(RuleBasedStateMachine):
 
     def _reopen(self) -> None:
         self.spool = Spool(self.path, LIMITS)
+        self.spool.next_boot()
         self.pending = []   # never committed: never sent; their seqs may come again
         self.sent = set()   # the old link's acks are gone with it
-        for d in DEVICES:   # what was given out but not committed may be given again
-            assert self.spool.peek_seq(d) > max(
-                (s for dev, s in self.seen_seq if dev == d), default=0)
+        for d in DEVICES:   # what was given out but not committed may be given again,
+            assert self.spool.peek_seq(d) > max(  # unless it was sent outside the spool
+                (s for dev, s in self.seen_seq | set(self.direct_seq) if dev == d),
+                default=0)
 
     @rule()
     def restart(self) -> None:
