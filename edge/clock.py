@@ -92,9 +92,11 @@ class GatewayClock:
         t, w = self._advance()
         floor = (floor_ms + 1) * 1000
         if floor > t:
-            log.warning("gateway clock is %.1f s behind the last reading's timestamp "
-                        "(stepped back while the agent was stopped?): the timeline starts "
-                        "there and runs slow until the clock meets it", (floor - w) / 1e6)
+            log.warning("gateway clock is %.1f s behind the last timestamp given (the "
+                        "clock stepped back while the agent was stopped, or a lost spool "
+                        "resumes at the counters' reservation, up to 5 s ahead): the "
+                        "timeline starts there and runs slow until the clock meets it",
+                        (floor - w) / 1e6)
             self._t = floor
 
     # -- the platform's clock --------------------------------------------------------
