@@ -392,6 +392,10 @@ class Spool:
         rows = [("batch", self._batch), ("boot", self._boot), ("seq_floor", self._seq_floor)]
         rows += [(f"seq:{d}", v) for d, v in self._seq.items()]
         rows += [(f"ts:{d}", v) for d, v in self._ts.items()]
+        self._raise_counters(rows)
+
+    def _raise_counters(self, rows: list[tuple[str, int]]) -> None:
+        """Raise these counters (never lower them) in one transaction of their own."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany(_UPSERT_MAX, rows)
@@ -428,13 +432,7 @@ class Spool:
         # the counters file too, before the flag is cleared: a spool lost later must
         # not fall back below it
         self._file.reserve(self._batch, self._batch, dict(self._seq), dict(self._ts))
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(_UPSERT_MAX, rows)
-            self._db.execute("COMMIT")
-        except sqlite3.Error:
-            self._rollback()
-            raise
+        self._raise_counters(rows)
 
     def _open_flag(self) -> None:
         """Create direct.flag if it is not there, and clear what the last run left in
