@@ -28,7 +28,7 @@ from sitewatch import contract
 from sitewatch.attendance.ledger import GateBatch, LedgerWriter
 from sitewatch.backoff import Backoff
 from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
-from sitewatch.ingest.deadletter import DeadLetterStore, NewDeadLetter
+from sitewatch.ingest.deadletter import DeadLetterStore, NewDeadLetter, printable
 from sitewatch.ingest.decode import Rejected
 from sitewatch.ingest.reasons import Reason
 from sitewatch.ingest.stats import IngestStats
@@ -43,6 +43,16 @@ _ROW_REFUSED = (DataError, IntegrityError)
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def refusal(batch: int, r: Rejected) -> contract.Refused:
+    """How a refused item is named in its batch's ack: bounded, and without control
+    characters (the contract's JSON has none)."""
+    return contract.Refused(
+        batch=batch, reason=r.reason.value,
+        detail=printable(r.detail, contract.MAX_REFUSED_DETAIL) or "",
+        device=printable(r.device, 64),
+        seq=r.seq if r.seq is not None and 0 <= r.seq < 2**63 else None)
 
 
 @dataclass(slots=True)
@@ -272,6 +282,7 @@ class WritePipeline:
         if rows:
             await self._store_dead_letters(rows)
         acks: dict[tuple[str, str], list[contract.AckEntry]] = defaultdict(list)
+        refused: dict[tuple[str, str], list[contract.Refused]] = defaultdict(list)
         for w in chunk.works:
             if w.items:  # batch items only, not status messages
                 self._stats.items_stored += w.stored
@@ -281,9 +292,14 @@ class WritePipeline:
                 acks[(w.site, w.gateway)].append(
                     contract.AckEntry(batch=w.batch, stored=min(w.stored, contract.MAX_ITEMS),
                                       rejected=min(len(w.rejected), contract.MAX_ITEMS)))
+                named = refused[(w.site, w.gateway)]
+                room = contract.MAX_REFUSED_PER_ACK - len(named)
+                named.extend(refusal(w.batch, r) for r in
+                             w.rejected[:min(room, contract.MAX_REFUSED_PER_BATCH)])
         for (site, gateway), entries in acks.items():
             try:
-                ack = contract.Ack(acks=entries, now=time.time_ns() // 1_000_000)
+                ack = contract.Ack(acks=entries, now=time.time_ns() // 1_000_000,
+                                   refused=refused[(site, gateway)])
                 await self._publish_ack(site, gateway, contract.encode(ack))
             except Exception:
                 # the PUBACKs still go out; the gateway sends the batch again, and the

@@ -104,10 +104,35 @@ class Status(_Msg):
     dropped: Counter64 = 0
 
 
-class AckEntry(_Msg):
+class AckEntry(msgspec.Struct, omit_defaults=True):
+    """One batch's ack. Unknown keys are ignored (since the ``refused`` list was added):
+    agents before that refused an entry with a key they did not know, so new fields go
+    at the top of :class:`Ack`, which every agent reads leniently."""
+
     batch: Counter64
     stored: Annotated[int, msgspec.Meta(ge=0, le=MAX_ITEMS)]
     rejected: Annotated[int, msgspec.Meta(ge=0, le=MAX_ITEMS)]
+
+
+#: at most this many refused items of one batch are named in an ack ...
+MAX_REFUSED_PER_BATCH = 20
+#: ... and of one ack message; the rest are in the dead-letter store
+MAX_REFUSED_PER_ACK = 100
+#: a refusal's detail is cut to this many characters
+MAX_REFUSED_DETAIL = 160
+
+
+class Refused(msgspec.Struct, omit_defaults=True):
+    """One refused item (or a whole message refused) named in an ack: why ingest
+    dead-lettered it. ``device`` and ``seq`` are absent when the item could not be read
+    that far, or when the whole message was refused."""
+
+    batch: Counter64
+    reason: Annotated[str, msgspec.Meta(max_length=32)]
+    detail: Annotated[str, msgspec.Meta(max_length=MAX_REFUSED_DETAIL)] = ""
+    #: as the gateway sent it (so possibly not a valid identifier), cut to 64 characters
+    device: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    seq: int | None = None
 
 
 class Ack(msgspec.Struct, omit_defaults=True):
@@ -118,6 +143,9 @@ class Ack(msgspec.Struct, omit_defaults=True):
     #: ingest's clock when it sent the ack (ms since the epoch, UTC); gateways measure
     #: their clock's offset from it. Absent from ingests before it was added.
     now: Millis | None = None
+    #: refused items of the acked batches, with their reasons (bounded: at most
+    #: MAX_REFUSED_PER_BATCH per batch and MAX_REFUSED_PER_ACK in all)
+    refused: list[Refused] = msgspec.field(default_factory=list)
 
 
 class TelemetryItem(_Msg):

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 from conftest import RunningIngest, now_ms, seqs_by_device, wait_for
 
@@ -30,6 +31,9 @@ class AckListener:
                                                     topic_prefix=prefix), client_id=f"acks-{id(self)}")
         self.prefix = prefix
         self.acks: list[contract.AckEntry] = []
+        #: the refused items the acks named, and each ack message as raw JSON
+        self.refused: list[contract.Refused] = []
+        self.raw: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> AckListener:
@@ -40,7 +44,10 @@ class AckListener:
 
     async def _run(self) -> None:
         async for m in self.client.messages():
-            self.acks.extend(contract.ack_decoder.decode(m.payload).acks)
+            ack = contract.ack_decoder.decode(m.payload)
+            self.acks.extend(ack.acks)
+            self.refused.extend(ack.refused)
+            self.raw.append(json.loads(m.payload))
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
@@ -161,3 +168,67 @@ async def test_dead_letters_in_postgres(
     assert store.recent(1)[0].payload.startswith(b"{")
     store.dispose()
     assert running.settings.database_url == url
+
+
+async def test_ack_names_each_refused_item_with_its_reason(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    prefix: str, influx_client: InfluxClient,
+) -> None:
+    """What a vendor's gateway sees on its ack topic: each refused item of a batch with
+    its seq, device, reason code and a short detail, next to the counts."""
+    await start_ingest()
+    good = [item(1), item(2), item(3)]
+    payload = batch(7, good[0], *(m[1] for m in MALFORMED), good[1], good[2])
+    many = batch(9, *(item(100 + i, values={"wind_ms": 500})
+                      for i in range(contract.MAX_REFUSED_PER_BATCH + 5)))
+    async with AckListener(mosquitto, prefix) as acks:
+        mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", payload)
+        mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", b'{"v":1,"batch":8, broken')
+        mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", many)
+        await wait_for(lambda: acks.for_batch(7) and acks.for_batch(8) and acks.for_batch(9),
+                       what="acks 7, 8 and 9")
+    assert acks.for_batch(7) == contract.AckEntry(batch=7, stored=3, rejected=len(MALFORMED))
+    raw = [r for msg in acks.raw for r in msg.get("refused", [])]
+    named = {(r["seq"], r["device"]): r["reason"] for r in raw if r["batch"] == 7}
+    assert named == {(m[1]["seq"], m[1]["device"]): m[0] for m in MALFORMED}
+    assert all(r["detail"] and len(r["detail"]) <= contract.MAX_REFUSED_DETAIL for r in raw)
+    undeclared = next(r for r in raw if r["batch"] == 7 and r["reason"] == "undeclared_field")
+    assert "colour" in undeclared["detail"]
+    # a whole message refused: named without device or seq
+    [whole] = [r for r in raw if r["batch"] == 8]
+    assert whole["reason"] == "bad_json" and "device" not in whole and "seq" not in whole
+    # bounded: at most MAX_REFUSED_PER_BATCH named, the count says how many there were
+    assert acks.for_batch(9) == contract.AckEntry(
+        batch=9, stored=0, rejected=contract.MAX_REFUSED_PER_BATCH + 5)
+    nine = [r for r in raw if r["batch"] == 9]
+    assert len(nine) == contract.MAX_REFUSED_PER_BATCH
+    assert {r["reason"] for r in nine} == {"out_of_range"}
+    assert all(len(msg.get("refused", [])) <= contract.MAX_REFUSED_PER_ACK for msg in acks.raw)
+    # a good batch's ack names nothing
+    assert await seqs_by_device(influx_client) == {"TC01": [1, 2, 3]}
+
+
+class OldAckEntry(msgspec.Struct, forbid_unknown_fields=True):
+    """An ack entry as agents before the ``refused`` list read it."""
+
+    batch: int
+    stored: int
+    rejected: int
+
+
+class OldAck(msgspec.Struct):
+    acks: list[OldAckEntry]
+    now: int | None = None
+
+
+def test_older_agents_read_an_ack_that_names_refused_items() -> None:
+    """The list is at the top of the ack, which agents have always read leniently; an
+    entry with a key the agent does not know is read too (agents before this change
+    refused such an entry, which is why the list is not in the entries)."""
+    ack = contract.Ack(acks=[contract.AckEntry(batch=7, stored=1, rejected=1)], now=5,
+                       refused=[contract.Refused(batch=7, reason="out_of_range",
+                                                 detail="x", device="TC01", seq=3)])
+    old = msgspec.json.decode(contract.encode(ack), type=OldAck)
+    assert old.acks == [OldAckEntry(batch=7, stored=1, rejected=1)]
+    newer_entry = b'{"acks":[{"batch":7,"stored":1,"rejected":0,"later":1}],"now":5}'
+    assert contract.ack_decoder.decode(newer_entry).acks[0].batch == 7
