@@ -166,6 +166,52 @@ def test_an_alert_the_store_refused_gives_way_to_the_stored_one() -> None:
         ("raised", "A2")]
 
 
+def noise(e: AlertEngine, seq: int, t_s: float, dba: float) -> list[Change]:
+    """The noise Leq alert's changes (not the night Lmax one's)."""
+    ts = T0 + int(t_s * 1000)
+    return [c for c in e.observe("S1", "GW1", "ENV1", "environment", ts, seq,
+                                 {"noise_dba": dba}, ts) if c.group == "noise_leq"]
+
+
+#: the noise limit the same at every hour, so the test does not depend on the clock
+FLAT_LEQ = Override(rule="noise_leq", set={"value": 55})
+
+
+def test_a_window_alert_says_how_much_of_its_window_it_saw() -> None:
+    e = engine(FLAT_LEQ)
+    assert noise(e, 1, 0, 95) == []  # one reading of a 20 min window: not judged
+    quiet = [c for i in range(2, 86) for c in noise(e, i, (i - 1) * 10, 72)]
+    assert quiet == []  # 840 s covered: 14 of 20 min, still under 75 %
+    raised = [c for i in range(86, 92) for c in noise(e, i, (i - 1) * 10, 72)]
+    assert events(raised) == [("raised", "noise_leq", "alarm")]
+    c = raised[0]
+    assert c.value is not None and c.value > 55
+    assert c.title == (f"Noise Leq over 20 min above the day/night limit "
+                       f"(Leq {c.value:.1f} dB(A) over 15 of 20 min)")
+    # an hourly PM10 mean names its own unit and aggregate
+    e2 = engine()
+    pm = [c for i in range(400)
+          for c in e2.observe("S1", "GW1", "ENV1", "environment", T0 + i * 10_000, i,
+                              {"pm10": 120.0}, T0 + i * 10_000)]
+    assert [c.title for c in pm] == [
+        "PM10 hourly mean above 80 µg/m³ (mean 120.0 µg/m³ over 45 of 60 min)"]
+
+
+def test_an_uncovered_window_neither_raises_nor_clears_a_taken_over_alert() -> None:
+    e = engine(FLAT_LEQ)
+    for i in range(1, 122):
+        noise(e, i, i * 10, 80)
+    opened = [a for a in e.open_alerts() if a.group == "noise_leq"]
+    assert len(opened) == 1
+    e2 = engine(FLAT_LEQ)  # the service restarted: its window starts empty
+    e2.restore(opened)
+    # quiet again, but 14 min of readings are not 75 % of the window: the alert stays
+    assert [c for i in range(200, 285) for c in noise(e2, i, i * 10, 40)] == []
+    assert [a.state for a in e2.open_alerts() if a.group == "noise_leq"] == [State.ACTIVE]
+    cleared = [c for i in range(285, 300) for c in noise(e2, i, i * 10, 40)]
+    assert events(cleared) == [("cleared", "noise_leq", "")]  # once covered, judged
+
+
 def test_overrides_by_site_and_device_take_precedence() -> None:
     book = RuleBook(PROFILES, [
         Override(site="S1", device="TC1", rule="load_alarm", set={"value": 95}),

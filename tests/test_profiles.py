@@ -121,6 +121,14 @@ fields:
      "  - {id: r, kind: silent, intervals: 4, severity: alarm}\n", "duplicate rule id"),
     ("rules:\n  - {id: r, kind: threshold, field: load_pct, op: '>', severity: alarm}\n",
      "exactly one of 'value' or 'schedule'"),
+    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
+     " min_coverage: 1.5, severity: alarm}\n", "key rules[0].window.min_coverage"),
+    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
+     " min_coverage: -0.1, severity: alarm}\n", "key rules[0].window.min_coverage"),
+    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
+     " max_gap_s: 0, severity: alarm}\n", "key rules[0].window.max_gap_s"),
+    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
+     " max_gap_s: 120, severity: alarm}\n", "max_gap_s (120.0) must not exceed window_s"),
 ])
 def test_bad_profile_names_file_key_and_reason(tmp_path: Path, extra: str, message: str) -> None:
     path = write(tmp_path, BASE + extra)
@@ -157,3 +165,15 @@ def test_missing_directory_and_bad_yaml(tmp_path: Path) -> None:
 def test_default_dir_is_the_checkout() -> None:
     assert default_profiles_dir().name == "device_profiles"
     assert random
+
+
+def test_window_rules_wait_for_their_coverage_by_default() -> None:
+    """Every shipped window rule names its coverage; 0.75 unless a rule says otherwise."""
+    windows = [(p.profile, r) for p in PROFILES.values() for r in p.rules
+               if r.kind == "window"]
+    assert windows
+    for _, r in windows:
+        assert 0 < r.min_coverage <= 1
+    env = {r.id: r for _, r in windows}
+    assert env["noise_leq"].min_coverage == 0.75  # 15 of the 20 min (GB 12523-2011)
+    assert env["pm10_hourly"].min_coverage == 0.75  # 45 of 60 min (GB 3095-2012)

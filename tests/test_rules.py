@@ -75,15 +75,16 @@ def test_threshold_absent_field_and_when_guard() -> None:
 
 def test_noise_leq_is_an_energy_mean_not_an_arithmetic_one() -> None:
     ev = rule("environment", "noise_leq")  # 20-min Leq > 70 day / > 55 night
-    # ten minutes at 60 dB(A) and 80 s at 80 dB(A), one reading every 10 s
-    series = [(at(1, 10, 0, 0) + i * 10_000, {"noise_dba": 60.0}) for i in range(60)]
-    series += [(at(1, 10, 10, 0) + i * 10_000, {"noise_dba": 80.0}) for i in range(8)]
+    # 18 minutes at 60 dB(A) and 2 at 80 dB(A), one reading every 10 s (the whole window
+    # covered, so it is judged)
+    series = [(at(1, 10, 0, 0) + i * 10_000, {"noise_dba": 60.0}) for i in range(108)]
+    series += [(at(1, 10, 18, 0) + i * 10_000, {"noise_dba": 80.0}) for i in range(12)]
     v = run(ev, series)[-1]
     assert v is not None
-    arithmetic = (60 * 60 + 80 * 8) / 68
-    leq = 10 * math.log10((60 * 10**6 + 8 * 10**8) / 68)
-    assert arithmetic == pytest.approx(62.35, abs=0.01)  # would stay under the 70 limit
-    assert leq == pytest.approx(71.02, abs=0.01)
+    arithmetic = (60 * 108 + 80 * 12) / 120
+    leq = 10 * math.log10((108 * 10**6 + 12 * 10**8) / 120)
+    assert arithmetic == pytest.approx(62.0, abs=0.01)  # would stay under the 70 limit
+    assert leq == pytest.approx(70.37, abs=0.01)
     assert v.value == pytest.approx(leq) and leq > 70 and v.active
 
 
@@ -109,6 +110,71 @@ def test_window_mean_over_its_window_only() -> None:
     assert v[29] is not None and v[29].active  # five minutes at 900
     assert v[-1] is not None and not v[-1].active  # the 900s have left the window
     assert v[-1].value == pytest.approx(500.0)
+
+
+def leq_series(start: int, seconds: int, step_s: int = 10, dba: float = 80.0,
+               ) -> list[tuple[int, dict[str, object]]]:
+    return [(start + i * step_s * 1000, {"noise_dba": dba}) for i in range(seconds // step_s)]
+
+
+def test_one_reading_in_a_20_minute_window_is_not_judged() -> None:
+    ev = rule("environment", "noise_leq")  # 20 min, min_coverage 0.75
+    assert run(ev, [(at(1, 23, 0, 0), {"noise_dba": 95.0})]) == [None]  # night: > 55
+    assert not ev.active
+
+
+def test_a_window_is_judged_once_covered() -> None:
+    ev = rule("environment", "noise_leq")
+    v = run(ev, leq_series(at(1, 23), 15 * 60 + 10))  # 91 readings 10 s apart: 900 s
+    assert all(x is None for x in v[:-1])  # 890 s of 1200 < 75 %
+    last = v[-1]
+    assert last is not None and last.active and last.covered_s == 900.0
+    assert last.value == pytest.approx(80.0)
+
+
+def test_a_gap_is_not_covered_and_the_window_waits() -> None:
+    ev = rule("environment", "noise_leq")
+    before = run(ev, leq_series(at(1, 23), 20 * 60))  # a full window: judged
+    assert before[-1] is not None and before[-1].active
+    # the monitor is silent for 10 min; its first reading back covers only 10 s of the
+    # gap: 10 min of old readings + 10 s is under 15 min: not judged, neither raises nor
+    # clears (the evaluator stays active)
+    back = at(1, 23, 30)
+    assert ev.observe(back, {"noise_dba": 40.0}) is None and ev.active
+    # the gap stays in the window, uncovered, until it slides out: judged again once at
+    # most 5 of the 20 min are the gap's, 14 min 50 s after the monitor came back
+    series = leq_series(back + 10_000, 20 * 60, dba=40.0)
+    after = run(ev, series)
+    first = next(i for i, x in enumerate(after) if x is not None)
+    assert series[first][0] == at(1, 23, 44, 50)
+    judged = after[first]
+    assert judged is not None and judged.covered_s == 900.0
+    assert not judged.active and not ev.active  # quiet again: it clears only now
+
+
+def test_max_gap_counts_only_up_to_the_sample_interval() -> None:
+    ev = rule("environment", "tsp_5min")  # 300 s, profile sample interval 10 s
+    # one reading a minute: each covers 10 s of its minute, never 75 %
+    v = run(ev, [(at(1, 10) + i * 60_000, {"tsp": 900.0}) for i in range(10)])
+    assert v == [None] * 10
+
+
+def test_a_restart_starts_with_an_empty_window() -> None:
+    first = rule("environment", "noise_leq")
+    run(first, leq_series(at(1, 23), 20 * 60))
+    assert first.active
+    again = rule("environment", "noise_leq")  # the service restarted: a new evaluator
+    v = run(again, leq_series(at(1, 23, 20), 14 * 60))
+    assert v == [None] * len(v)  # 14 min of readings after the restart: still waiting
+    v = run(again, leq_series(at(1, 23, 34), 2 * 60))
+    assert v[-1] is not None and v[-1].active
+
+
+def test_min_coverage_zero_judges_from_the_first_reading() -> None:
+    r = next(x for x in PROFILES["environment"].rules if x.id == "noise_leq")
+    ev = EVALUATORS["window"](r.model_copy(update={"min_coverage": 0.0}), 8.0, 10.0)
+    v = ev.observe(at(1, 23), {"noise_dba": 95.0})
+    assert v is not None and v.active and v.covered_s == 0.0
 
 
 def test_rate_per_day() -> None:

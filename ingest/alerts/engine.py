@@ -23,6 +23,7 @@ and the hold time and gateway grace time on the caller's clock (``now_ms``).
 
 from __future__ import annotations
 
+import math
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,9 +33,13 @@ from typing import Any
 from sitewatch.ingest.alerts.model import SEVERITY_RANK, EventKind, State
 from sitewatch.ingest.rules.evaluate import EVALUATORS, Evaluator, Silent, Verdict
 from sitewatch.ingest.rules.overrides import RuleBook
-from sitewatch.profiles.model import Limit, OfflineRule, Rule
+from sitewatch.profiles.model import Limit, OfflineRule, Rule, WindowAggregate, WindowRule
 
 GATEWAY_PROFILE = "gateway"
+
+#: how a window rule's aggregate is named in an alert's title
+_AGGREGATE_LABEL = {WindowAggregate.ENERGY: "Leq", WindowAggregate.MEAN: "mean",
+                    WindowAggregate.MAX: "max", WindowAggregate.MIN: "min"}
 
 
 @dataclass(slots=True)
@@ -368,14 +373,31 @@ class AlertEngine:
             alert.state, alert.cleared_at = State.CLEARING, at
             changes.append(self._change(EventKind.CLEARED, alert, at))
 
-    @staticmethod
-    def _change(event: EventKind, a: OpenAlert, at: int, rule: Rule | None = None,
+    def _change(self, event: EventKind, a: OpenAlert, at: int, rule: Rule | None = None,
                 verdict: Verdict | None = None, late: bool = False) -> Change:
         c = Change(event, a.id, at, a.site, a.gateway, a.device, a.profile, a.group, late=late)
         if rule is not None and verdict is not None:
             c.rule, c.severity, c.title = rule.id, rule.severity.value, rule.title or rule.id
             c.value, c.limit = verdict.value, verdict.limit
+            if isinstance(rule, WindowRule) and verdict.covered_s is not None:
+                c.title = f"{c.title} ({self._window_text(a.profile, rule, verdict)})"
         return c
+
+    def _window_text(self, profile: str, rule: WindowRule, verdict: Verdict) -> str:
+        """What a window rule judged, and over how much of its window: ``Leq 72.3 dB(A)
+        over 14 of 20 min`` (covered time rounded down, never overstated)."""
+        p = self.book.profiles.get(profile)
+        spec = p.fields.get(rule.field) if p is not None else None
+        unit = f" {spec.unit}" if spec is not None and spec.unit else ""
+        label = _AGGREGATE_LABEL[rule.aggregate]
+        value = verdict.value
+        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
+        covered = verdict.covered_s or 0.0
+        if rule.window_s >= 120 and rule.window_s % 60 == 0:
+            span = f"{math.floor(covered / 60 + 1e-9)} of {int(rule.window_s // 60)} min"
+        else:
+            span = f"{math.floor(covered + 1e-9)} of {rule.window_s:g} s"
+        return f"{label} {shown}{unit} over {span}"
 
     def _observe_late(self, dev: _Device, ts: int, values: Mapping[str, Any],
                       changes: list[Change]) -> None:

@@ -48,6 +48,8 @@ class Verdict(msgspec.Struct, frozen=True, gc=False):
     active: bool
     value: float | bool | str
     limit: float | bool | str
+    #: window rules: the seconds of the window its readings covered
+    covered_s: float | None = None
 
 
 def local_minutes(ts_ms: int, utc_offset_h: float) -> int:
@@ -167,7 +169,14 @@ class Threshold(Evaluator):
 class Window(Evaluator):
     """Aggregate over a sliding window of device time. Mean and energy mean keep running
     sums (O(1) per reading: a 20-minute window of 1 s readings is 1,200 samples);
-    max and min scan the window."""
+    max and min scan the window.
+
+    A window is judged only once its readings cover ``min_coverage`` of it. A reading
+    covers the time since the reading before it, at most ``max_gap_s`` (default: the
+    profile's sample interval): the rest of a longer gap is not covered, and the first
+    reading after a start covers nothing (there is no reading before it to measure from).
+    Below its coverage the window is not judged: ``observe`` returns None, so it neither
+    raises nor clears."""
 
     kind = "window"
     rule: WindowRule
@@ -176,13 +185,19 @@ class Window(Evaluator):
 
     def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
         super().__init__(rule, utc_offset_h, sample_interval_s)
-        self._samples: deque[tuple[int, float]] = deque()
+        #: (device time, value, ms covered by this reading)
+        self._samples: deque[tuple[int, float, int]] = deque()
         energy = rule.aggregate is WindowAggregate.ENERGY
         self._term: Callable[[float], float] = (
             (lambda v: 10 ** (v / 10)) if energy else (lambda v: v))
         self._sum = 0.0
         self._terms: deque[float] = deque()
         self._updates = 0
+        self._window_ms = int(rule.window_s * 1000)
+        gap_s = rule.max_gap_s if rule.max_gap_s is not None else sample_interval_s
+        self._max_gap_ms = int(min(gap_s, rule.window_s) * 1000)
+        self._covered_ms = 0  # the sum of the samples' coverage
+        self._last_ts: int | None = None
 
     def aggregate(self) -> float:
         agg = self.rule.aggregate
@@ -190,8 +205,18 @@ class Window(Evaluator):
             return self._sum / len(self._terms)
         if agg is WindowAggregate.ENERGY:  # Leq: the energy average of sound levels
             return 10 * math.log10(max(self._sum, 1e-300) / len(self._terms))
-        values = [v for _, v in self._samples]
+        values = [v for _, v, _ in self._samples]
         return max(values) if agg is WindowAggregate.MAX else min(values)
+
+    def covered_s(self) -> float:
+        """Seconds of the window (the ``window_s`` up to the newest reading) covered."""
+        if not self._samples:
+            return 0.0
+        t0, _, c0 = self._samples[0]
+        horizon = self._samples[-1][0] - self._window_ms
+        # only the oldest reading's stretch can begin before the window does
+        outside = max(0, horizon - (t0 - c0))
+        return (self._covered_ms - outside) / 1000
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
         r = self.rule
@@ -199,12 +224,16 @@ class Window(Evaluator):
             return None
         v = float(reading[r.field])
         term = self._term(v)
-        self._samples.append((ts_ms, v))
+        last = self._last_ts
+        covers = 0 if last is None else min(max(ts_ms - last, 0), self._max_gap_ms)
+        self._last_ts = ts_ms if last is None else max(ts_ms, last)
+        self._samples.append((ts_ms, v, covers))
+        self._covered_ms += covers
         self._terms.append(term)
         self._sum += term
-        horizon = ts_ms - r.window_s * 1000
+        horizon = ts_ms - self._window_ms
         while self._samples and self._samples[0][0] <= horizon:
-            self._samples.popleft()
+            self._covered_ms -= self._samples.popleft()[2]
             self._sum -= self._terms.popleft()
         self._updates += 1
         if self._updates >= self.RESUM_EVERY:
@@ -213,8 +242,12 @@ class Window(Evaluator):
         if limit is None:
             self.active = False
             return None
+        covered = self.covered_s()
+        if covered < r.min_coverage * r.window_s - 1e-9:
+            return None  # barely seen: not judged, whatever the aggregate says
         value = self.aggregate()
-        return Verdict(self._compare(value, limit, r.hysteresis), round(value, 6), limit)
+        return Verdict(self._compare(value, limit, r.hysteresis), round(value, 6), limit,
+                       round(covered, 3))
 
 
 class Rate(Evaluator):

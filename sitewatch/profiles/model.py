@@ -11,6 +11,7 @@ Rule kinds (see docs/profiles.md for the operator description):
                   and with limits that switch by local time of day (``schedule``)
 - ``window``      aggregate of a field over a sliding window (arithmetic ``mean``, ``energy``
                   mean for sound levels such as Leq, ``max``, ``min``), compared to a limit
+                  once readings cover ``min_coverage`` of the window
 - ``rate``        change of a field per period (e.g. mm per day); optionally only an alert
                   when it holds on ``consecutive`` periods running
 - ``cumulative``  change of a field since a baseline (first reading or a configured value)
@@ -165,11 +166,28 @@ class WindowAggregate(StrEnum):
     MIN = "min"
 
 
+#: the share of a window that readings must cover before it is judged, unless a rule
+#: says otherwise: GB 3095-2012 (table 4) asks at least 45 min of sampling per hourly mean
+DEFAULT_MIN_COVERAGE = 0.75
+
+
 class WindowRule(Limit):
     kind: Literal["window"]
     window_s: float = Field(gt=0, le=7 * 86400)
     aggregate: WindowAggregate = WindowAggregate.MEAN
     hysteresis: float = Field(default=0.0, ge=0.0)
+    #: the share of ``window_s`` the readings must cover (0-1) before the window is judged
+    min_coverage: float = Field(default=DEFAULT_MIN_COVERAGE, ge=0.0, le=1.0)
+    #: the longest gap between two readings that still counts as covered (the rest of a
+    #: longer gap does not); default: the profile's ``sample_interval_s``
+    max_gap_s: float | None = Field(default=None, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _gap_in_window(self) -> Self:
+        if self.max_gap_s is not None and self.max_gap_s > self.window_s:
+            raise ValueError(f"max_gap_s ({self.max_gap_s}) must not exceed window_s "
+                             f"({self.window_s})")
+        return self
 
 
 class RateRule(Limit):
