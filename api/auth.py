@@ -2,7 +2,8 @@
 
 ``POST /auth/token`` (form fields ``username``, ``password``, optional ``scope``) returns
 a bearer token signed with ``auth.secret_key`` (HS256), valid ``auth.token_ttl_s``.
-Machine clients send ``X-API-Key: swk_<id>_<secret>`` instead. Every other route asks
+Machine clients send ``X-API-Key: swk_<id>_<secret>`` instead; a ``vendor`` key is
+bound to one gateway and reads only that gateway's dead letters. Every other route asks
 for scopes (:class:`sitewatch.accounts.Scope`) through :func:`authorized`; a site's data
 is only served to a caller who may see that site (:mod:`sitewatch.api.siteaccess`). The account is
 looked up on every request, so disabling a user or revoking a key takes effect at once.
@@ -32,6 +33,7 @@ from sitewatch.accounts import (
     UserRow,
     authenticate,
     check_api_key,
+    key_gateway,
     principal_for,
 )
 from sitewatch.api.deps import SessionDep, StateDep
@@ -58,6 +60,8 @@ class Me(BaseModel):
     role: str
     scopes: list[str]
     sites: list[str] | None  # None: every site
+    #: a vendor key's gateway (of its one site); None for every other account
+    gateway: str | None = None
 
 
 def _client(request: Request) -> str:
@@ -132,7 +136,8 @@ def _identify(state: StateDep, token: str | None, api_key: str | None) -> Princi
         key = check_api_key(session, api_key)
         if key is None:
             raise Unauthorized("unknown or revoked API key")
-        return principal_for("key", key.id, key.role, key.sites)
+        return principal_for("key", key.id, key.role, key.sites,
+                             gateway=key_gateway(session, key.id))
 
 
 async def authorized(security: SecurityScopes,
@@ -152,4 +157,4 @@ Admin = Annotated[Principal, Security(authorized, scopes=[Scope.ADMIN])]
 async def me(p: Annotated[Principal, Depends(current_principal)]) -> Me:
     visible = p.visible_sites()
     return Me(name=p.name, role=p.role.value, scopes=sorted(p.scopes),
-              sites=sorted(visible) if visible is not None else None)
+              sites=sorted(visible) if visible is not None else None, gateway=p.gateway)

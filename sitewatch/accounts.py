@@ -6,7 +6,9 @@ Roles (what the county's rules call graded handling):
 - ``site_officer``: reads and acts on (acknowledges, resolves, uploads photos for,
   registers the workers of) the sites listed for them, and nothing else;
 - ``admin``: provisioning (sites, gateways, devices, users) and everything else;
-- ``viewer``: reads the sites listed for them (or every site when none is listed).
+- ``viewer``: reads the sites listed for them (or every site when none is listed);
+- ``vendor``: an API key bound to one gateway (site and gateway) of a device vendor: reads
+  that gateway's dead letters (why its items were refused), and nothing else.
 
 A role grants scopes; a token asks for some of them (OAuth2 ``scope``) and gets only those
 its role grants. Passwords are hashed with Argon2id (argon2-cffi's defaults, RFC 9106).
@@ -26,7 +28,7 @@ from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import JSON, BigInteger, Boolean, String, Text, select
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch.db import Base
@@ -37,6 +39,7 @@ class Role(StrEnum):
     SITE_OFFICER = "site_officer"
     ADMIN = "admin"
     VIEWER = "viewer"
+    VENDOR = "vendor"
 
 
 class Scope(StrEnum):
@@ -69,6 +72,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.COUNTY_SUPERVISOR: frozenset({Scope.READ, Scope.ALERTS_ACK_COUNTY,
                                        Scope.DEADLETTERS_READ}),
     Role.ADMIN: frozenset(Scope),
+    #: what a gateway's vendor needs: its own dead letters (filtered to the gateway)
+    Role.VENDOR: frozenset({Scope.DEADLETTERS_READ}),
 }
 
 #: roles that see every site whatever their site list says
@@ -98,7 +103,19 @@ class ApiKeyRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
-TABLES = [UserRow.__table__, ApiKeyRow.__table__]
+class ApiKeyGatewayRow(Base):
+    """The gateway a ``vendor`` key is bound to (a table of its own: the keys' table
+    of an existing database stays as it is)."""
+
+    __tablename__ = "api_key_gateways"
+
+    key_id: Mapped[str] = mapped_column(String(16), ForeignKey("api_keys.id"),
+                                        primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(64))
+
+
+TABLES = [UserRow.__table__, ApiKeyRow.__table__, ApiKeyGatewayRow.__table__]
 
 API_KEY_PREFIX = "swk"
 _hasher = PasswordHasher()
@@ -114,6 +131,8 @@ class Principal:
     role: Role
     scopes: frozenset[Scope]
     sites: frozenset[str]
+    #: a ``vendor`` key's gateway (of its one site); None for every other account
+    gateway: str | None = None
 
     @property
     def all_sites(self) -> bool:
@@ -152,9 +171,22 @@ def _check_role(role: str, sites: Collection[str]) -> Role:
     return r
 
 
+def _check_vendor(s: Session, sites: Collection[str], gateway: str | None) -> None:
+    if len(set(sites)) != 1 or not gateway:
+        raise AccountError("a vendor key is bound to one gateway: give one --site and "
+                           "its --gateway")
+    from sitewatch.registry import GatewayRow
+
+    site = next(iter(sites))
+    if s.get(GatewayRow, (site, gateway)) is None:
+        raise AccountError(f"no gateway {gateway} at site {site}; provision it first")
+
+
 def add_user(s: Session, username: str, password: str, role: str,
              sites: Collection[str] = ()) -> UserRow:
-    _check_role(role, sites)
+    if _check_role(role, sites) is Role.VENDOR:
+        raise AccountError("a vendor account is an API key bound to a gateway: "
+                           "add-key NAME --role vendor --site S --gateway G")
     if len(password) < 12:
         raise AccountError("a password needs at least 12 characters")
     if s.get(UserRow, username) is not None:
@@ -175,17 +207,32 @@ def authenticate(s: Session, username: str, password: str) -> UserRow | None:
     return row
 
 
-def add_api_key(s: Session, name: str, role: str, sites: Collection[str] = ()
-                ) -> tuple[ApiKeyRow, str]:
-    """A new key; the returned secret is shown once and never stored."""
-    _check_role(role, sites)
+def add_api_key(s: Session, name: str, role: str, sites: Collection[str] = (),
+                gateway: str | None = None) -> tuple[ApiKeyRow, str]:
+    """A new key; the returned secret is shown once and never stored. A ``vendor`` key
+    is bound to ``gateway`` of its one site, which must be provisioned."""
+    r = _check_role(role, sites)
+    if r is Role.VENDOR:
+        _check_vendor(s, sites, gateway)
+    elif gateway is not None:
+        raise AccountError("only a vendor key is bound to a gateway")
     key_id = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     row = ApiKeyRow(id=key_id, name=name, role=role, sites=sorted(set(sites)),
                     secret_sha256=hashlib.sha256(secret.encode()).hexdigest(), revoked=False,
                     created_at=int(time.time()))
     s.add(row)
+    if r is Role.VENDOR:
+        assert gateway is not None
+        s.flush()  # the key before its binding (the binding's foreign key)
+        s.add(ApiKeyGatewayRow(key_id=key_id, site=row.sites[0], gateway=gateway))
     return row, f"{API_KEY_PREFIX}_{key_id}_{secret}"
+
+
+def key_gateway(s: Session, key_id: str) -> str | None:
+    """The gateway a vendor key is bound to (None: not bound)."""
+    row = s.get(ApiKeyGatewayRow, key_id)
+    return row.gateway if row is not None else None
 
 
 def check_api_key(s: Session, presented: str) -> ApiKeyRow | None:
@@ -209,11 +256,15 @@ def list_api_keys(s: Session) -> list[ApiKeyRow]:
 
 
 def principal_for(kind: str, name: str, role: str, sites: Collection[str],
-                  scopes: Collection[str] | None = None) -> Principal:
-    """The principal for an account; ``scopes`` (asked for) narrowed to the role's."""
+                  scopes: Collection[str] | None = None,
+                  gateway: str | None = None) -> Principal:
+    """The principal for an account; ``scopes`` (asked for) narrowed to the role's. A
+    vendor without its gateway binding gets no scope at all."""
     r = Role(role)
     granted = ROLE_SCOPES[r]
     if scopes is not None:
         granted = frozenset(sc for sc in granted if sc.value in set(scopes))
-    return Principal(f"{kind}:{name}", r, granted, frozenset(sites))
+    if r is Role.VENDOR and gateway is None:
+        granted = frozenset()
+    return Principal(f"{kind}:{name}", r, granted, frozenset(sites), gateway)
 

@@ -255,9 +255,11 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                 if not args.name or not args.role:
                     print("sitewatch accounts add-key: give NAME and --role", file=sys.stderr)
                     return 2
-                row, secret = accounts.add_api_key(s, args.name, args.role, args.site or [])
+                row, secret = accounts.add_api_key(s, args.name, args.role, args.site or [],
+                                                   args.gateway)
                 s.commit()
-                print(f"API key {row.id} ({args.role}) for {args.name}; shown once:")
+                bound = f", gateway {row.sites[0]}/{args.gateway}" if args.gateway else ""
+                print(f"API key {row.id} ({args.role}{bound}) for {args.name}; shown once:")
                 print(secret)
             elif args.action in ("disable-user", "revoke-key"):
                 user = s.get(accounts.UserRow, args.name or "") \
@@ -279,8 +281,9 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                     print(f"user {u.username:24} {u.role:18} {','.join(u.sites) or '-'}{state}")
                 for k in accounts.list_api_keys(s):
                     state = " (revoked)" if k.revoked else ""
-                    print(f"key  {k.id:24} {k.role:18} {','.join(k.sites) or '-'} "
-                          f"{k.name}{state}")
+                    gw = accounts.key_gateway(s, k.id)
+                    where = f"{k.sites[0]}/{gw}" if gw and k.sites else ','.join(k.sites)
+                    print(f"key  {k.id:24} {k.role:18} {where or '-'} {k.name}{state}")
     except accounts.AccountError as exc:
         print(f"sitewatch accounts {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -384,11 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
                                         "revoke-key"],
                      help="add-user NAME --role R [--site S ...] (password on stdin or "
                           "asked for); add-key NAME --role R [--site S ...] (the key is "
-                          "printed once); disable-user NAME; revoke-key KEY_ID")
+                          "printed once; a vendor key: --role vendor --site S --gateway G, "
+                          "reads that gateway's dead letters only); disable-user NAME; "
+                          "revoke-key KEY_ID")
     acc.add_argument("name", nargs="?", default=None)
     acc.add_argument("--role", default=None,
-                     choices=["county_supervisor", "site_officer", "admin", "viewer"])
+                     choices=["county_supervisor", "site_officer", "admin", "viewer",
+                             "vendor"])
     acc.add_argument("--site", action="append", help="a site the account may see, repeatable")
+    acc.add_argument("--gateway", default=None,
+                     help="a vendor key's gateway (of its one --site)")
     acc.add_argument("--database-url", default="sqlite:///sitewatch.db")
 
     from sitewatch.attendance.cli import add_parser as add_attendance

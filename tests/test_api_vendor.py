@@ -1,0 +1,146 @@
+"""What a device vendor reads through the API, on SQLite and on a real PostgreSQL: its
+gateway's dead letters with a vendor key bound to that gateway (refused by the real ingest,
+sent with `mosquitto_pub`), and nobody else's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import RunningIngest, now_ms, wait_for
+
+from sitewatch.accounts import AccountError, add_api_key
+from sitewatch.api.config import ApiSettings
+from sitewatch.api.main import create_app
+from sitewatch.influx import InfluxSettings
+from sitewatch.localstack import InfluxServer, MosquittoServer
+
+pytestmark = pytest.mark.integration
+
+SITE = {"name": "Site", "county": "Lankao", "town": "Chengguan", "project_type": "bridge",
+        "latitude": 34.82, "longitude": 114.82}
+
+
+def mosquitto_pub(server: MosquittoServer, topic: str, payload: bytes) -> None:
+    subprocess.run(["mosquitto_pub", "-h", server.host, "-p", str(server.port), "-q", "1",
+                    "-t", topic, "-s"], input=payload, check=True, timeout=10)
+
+
+def batch(n: int, *items: dict[str, Any]) -> bytes:
+    return json.dumps({"v": 1, "batch": n, "sent": now_ms(), "items": list(items)}).encode()
+
+
+def crane(device: str, seq: int, **values: Any) -> dict[str, Any]:
+    return {"device": device, "profile": "tower_crane", "ts": now_ms(), "seq": seq,
+            "values": values}
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient, app: Any, url: str) -> None:
+        self.client, self.app, self.database_url = client, app, url
+
+    def add_key(self, name: str, role: str, sites: list[str] = [],  # noqa: B006
+                gateway: str | None = None) -> dict[str, str]:
+        with self.app.state.sitewatch.sessions() as s:
+            _, secret = add_api_key(s, name, role, sites, gateway)
+            s.commit()
+        return {"X-API-Key": secret}
+
+    def accounts(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``sitewatch accounts …`` against the API's database, as an admin runs it."""
+        return subprocess.run([sys.executable, "-m", "sitewatch.cli", "accounts", *args,
+                               "--database-url", self.database_url], capture_output=True,
+                              text=True, timeout=60)
+
+
+@pytest.fixture
+async def api(database_url: str, influxdb: InfluxServer, unique: str, tmp_path: Path
+              ) -> AsyncIterator[Api]:
+    settings = ApiSettings(environment="development",
+                           influx=InfluxSettings(url=influxdb.url, database=unique),
+                           database_url=database_url, snapshots_dir=tmp_path / "snapshots")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://api") as client:
+            yield Api(client, app, database_url)
+
+
+async def _provision(api: Api, admin: dict[str, str], *gateways: tuple[str, str]) -> None:
+    for site in sorted({s for s, _ in gateways}):
+        r = await api.client.post("/sites", json={**SITE, "id": site}, headers=admin)
+        assert r.status_code == 201, r.text
+    for site, gateway in gateways:
+        r = await api.client.post(f"/sites/{site}/gateways", json={"id": gateway},
+                                  headers=admin)
+        assert r.status_code == 201, r.text
+
+
+async def test_a_vendor_key_reads_its_own_gateways_dead_letters_only(
+        api: Api, database_url: str, start_ingest: Callable[..., Awaitable[RunningIngest]],
+        mosquitto: MosquittoServer, prefix: str) -> None:
+    admin = api.add_key("ops", "admin")
+    await _provision(api, admin, ("S1", "GW1"), ("S1", "GW2"), ("S2", "GW1"))
+    # the admin makes the vendor's key on the command line, bound to S1/GW1
+    r = api.accounts("add-key", "acme", "--role", "vendor", "--site", "S1",
+                     "--gateway", "GW1")
+    assert r.returncode == 0, r.stderr
+    assert "gateway S1/GW1" in r.stdout
+    vendor = {"X-API-Key": r.stdout.splitlines()[-1]}
+    assert "S1/GW1" in api.accounts("list").stdout
+    # a vendor key needs one site and a provisioned gateway of it
+    r = api.accounts("add-key", "x", "--role", "vendor", "--site", "S1")
+    assert r.returncode == 1 and "one gateway" in r.stderr
+    r = api.accounts("add-key", "x", "--role", "vendor", "--site", "S1", "--gateway", "GW9")
+    assert r.returncode == 1 and "no gateway GW9 at site S1" in r.stderr
+    with pytest.raises(AccountError, match="only a vendor key"):
+        api.add_key("x", "viewer", [], "GW1")
+
+    # three gateways each send an item ingest refuses (a field over its physical range)
+    await start_ingest(database_url=database_url)
+    for n, (site, gateway) in enumerate([("S1", "GW1"), ("S1", "GW2"), ("S2", "GW1")]):
+        mosquitto_pub(mosquitto, f"{prefix}/{site}/{gateway}/telemetry",
+                      batch(n + 1, crane("TC01", 1, load_t=3.0),
+                            crane("TC02", 1, moment_pct=1e9)))
+
+    async def all_refused() -> bool:
+        r = await api.client.get("/deadletters", headers=admin)
+        return bool(r.json()["total"] == 3)
+
+    await wait_for(all_refused, timeout=15, what="three items dead-lettered")
+
+    r = await api.client.get("/deadletters", headers=vendor)
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert page["total"] == 1
+    [item] = page["items"]
+    assert (item["site"], item["gateway"], item["device"], item["reason"]) == (
+        "S1", "GW1", "TC02", "out_of_range")
+    assert (await api.client.get("/deadletters/reasons", headers=vendor)).json() == {
+        "out_of_range": 1}
+    # another site or gateway: an empty page, not an error that tells what exists
+    for params in ({"site": "S2"}, {"gateway": "GW2"}, {"site": "S2", "gateway": "GW1"}):
+        r = await api.client.get("/deadletters", headers=vendor, params=params)
+        assert r.status_code == 200 and r.json()["total"] == 0 and r.json()["items"] == []
+    r = await api.client.get("/deadletters", headers=vendor,
+                             params={"site": "S1", "gateway": "GW1", "reason": "out_of_range"})
+    assert r.json()["total"] == 1
+    # nothing else: no site, reading or alert
+    for path in ("/sites", "/sites/S1", "/sites/S1/latest", "/sites/S1/devices", "/alerts"):
+        assert (await api.client.get(path, headers=vendor)).status_code == 403, path
+    me = (await api.client.get("/auth/me", headers=vendor)).json()
+    assert me == {"name": me["name"], "role": "vendor", "scopes": ["deadletters:read"],
+                  "sites": ["S1"], "gateway": "GW1"}
+    # an operator filters by gateway too
+    r = await api.client.get("/deadletters", headers=admin, params={"gateway": "GW1"})
+    assert r.json()["total"] == 2
+    # revoked: refused at once
+    key_id = vendor["X-API-Key"].split("_")[1]
+    assert api.accounts("revoke-key", key_id).returncode == 0
+    assert (await api.client.get("/deadletters", headers=vendor)).status_code == 401
