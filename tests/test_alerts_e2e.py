@@ -478,3 +478,48 @@ async def test_the_dispatcher_is_busy_while_a_delivery_is_under_way(tmp_path: Pa
         with contextlib.suppress(asyncio.CancelledError):
             await task
         store.dispose()
+
+
+#: a noise Leq over 10 s instead of 20 min, readings 1 s apart, the same limit at every
+#: hour; the coverage stays the shipped one (0.75)
+SHORT_LEQ: list[dict[str, Any]] = [
+    {"rule": "noise_leq", "set": {"window_s": 10, "max_gap_s": 1, "value": 55}},
+]
+
+
+def noise_item(device: str, seq: int, ts: int, dba: float) -> dict[str, Any]:
+    return {"device": device, "profile": "environment", "ts": ts, "seq": seq,
+            "values": {"noise_dba": dba}}
+
+
+async def test_a_leq_rule_waits_for_a_covered_window(
+    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    prefix: str, influx_client: InfluxClient,
+) -> None:
+    """One loud reading does not raise a Leq alert; a window covered by readings does,
+    and its alert says over how much of the window."""
+    alerts = await start_alerts(hold_s=60, overrides=SHORT_LEQ)
+    topic = f"{prefix}/S1/GW1/telemetry"
+    t = now_ms()
+    async with AlertListener(mosquitto, prefix) as listener:
+        # one reading, as a monitor sends after a night's silence
+        mosquitto_pub(mosquitto, topic, batch(1, noise_item("ENV1", 1, t - 10_000, 95.0)))
+        await wait_for(lambda: alerts.service.engine.stats.readings == 1, timeout=10,
+                       what="the single reading evaluated")
+        await asyncio.sleep(0.5)
+        assert listener.kinds("ENV1", "noise_leq") == []
+        # ten readings 1 s apart: judged from the ninth (8 of the 10 s covered: 75 %)
+        mosquitto_pub(mosquitto, topic, batch(2, *[
+            noise_item("ENV2", i, t - 10_000 + i * 1000, 80.0) for i in range(1, 11)]))
+        await wait_for(lambda: "raised" in listener.kinds("ENV2", "noise_leq"), timeout=10,
+                       what=lambda: f"the covered Leq raised; seen {listener.events}")
+        assert listener.kinds("ENV1", "noise_leq") == []
+    raised = next(e for e in listener.events if (e.device, e.group) == ("ENV2", "noise_leq"))
+    assert raised.value == pytest.approx(80.0) and raised.limit == 55
+    assert raised.title.endswith("(Leq 80.0 dB(A) over 8 of 10 s)"), raised.title
+    # the same title in InfluxDB, for Grafana
+    rows = await wait_for(lambda: influx_client.series(
+        "SELECT \"title\" FROM alerts WHERE \"group\" = 'noise_leq' GROUP BY device"), timeout=15,
+        what="the alert in InfluxDB")
+    assert [(r["device"], r["title"]) for r in rows] == [("ENV2", raised.title)]
+    await alerts.stop()
