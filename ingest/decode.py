@@ -12,6 +12,7 @@ with one re-encoding and a few byte searches; the exact checks run on the slow p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -52,6 +53,9 @@ class Decoded:
     good: list[Any] = field(default_factory=list)
     #: the valid gate events (attendance channel): they also go to the ledger
     gate_events: list[contract.AttendanceItem] = field(default_factory=list)
+    #: digest of the batch's items (:func:`content_digest`), to tell a resend from a reused
+    #: batch number; None for a message refused whole
+    digest: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,24 @@ def _has_non_finite(obj: Any) -> bool:
     return False
 
 
+def content_digest(content: bytes) -> bytes:
+    """The digest a batch's content is remembered by (``ingest.acked``): SHA-256, first
+    16 bytes."""
+    return hashlib.sha256(content).digest()[:16]
+
+
+def _canonical(item_objs: list[Any] | None, raw_items: list[bytes]) -> bytes:
+    """A batch's items (on the slow path) as bytes that do not depend on spacing or
+    key order, for its digest."""
+    if item_objs is not None:
+        try:
+            return json.dumps(item_objs, sort_keys=True, separators=(",", ":"),
+                              allow_nan=True).encode()
+        except (TypeError, ValueError):
+            pass
+    return b"\n".join(raw_items)
+
+
 class _Recover:
     """Default of ``_whole``'s batch: read it from the payload as well as one can."""
 
@@ -237,10 +259,15 @@ class BatchDecoder:
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             # RecursionError: nested too deep for the parser; the slow path says so
             return self._slow(kind, payload, now_ms)
-        if (not strictjson.same_keys(payload, contract.encode(batch))
+        encoded = contract.encode(batch)
+        if (not strictjson.same_keys(payload, encoded)
                 or strictjson.may_hold_control(payload)):
             return self._slow(kind, payload, now_ms)  # finds the items at fault
-        out = Decoded(batch=batch.batch, items=len(batch.items))
+        # the items as msgspec writes them back (keys in declared order, no spaces,
+        # floats as floats): the same readings re-encoded by a gateway digest the same;
+        # v, batch and sent are integers, so the first ',"items":' is the key
+        out = Decoded(batch=batch.batch, items=len(batch.items),
+                      digest=content_digest(encoded[encoded.index(b',"items":'):]))
         window = self.window
         good = out.good
         for item in batch.items:
@@ -306,7 +333,8 @@ class BatchDecoder:
             item_objs = env_any.items
             raw_items = [json.dumps(i, allow_nan=True).encode() for i in item_objs]
             batch_no = env_any.batch
-        out = Decoded(batch=batch_no, items=len(raw_items))
+        out = Decoded(batch=batch_no, items=len(raw_items),
+                      digest=content_digest(_canonical(item_objs, raw_items)))
         for i, raw in enumerate(raw_items):
             repeated = strictjson.repeated_key(item_objs[i]) if item_objs is not None else None
             if repeated is not None:

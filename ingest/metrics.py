@@ -114,6 +114,12 @@ class IngestCollector:
                     "good even as one row: logged, not kept", st.dead_letters_refused),
             counter(f"{p}ack_errors_total", "Acks that could not be built or published "
                     "(logged; the gateway sends the batch again)", st.ack_errors),
+            counter(f"{p}batches_resent_total", "Batches taken again with the content "
+                    "acknowledged before under their number (resends, stored again "
+                    "harmlessly)", st.batches_resent),
+            counter(f"{p}acked_batches_errors_total", "Failed reads or writes of the "
+                    "acknowledged batches' digests (retried; the message or the acks "
+                    "wait)", st.acked_batches_retries),
             gauge(f"{p}messages_in_flight", "Messages taken from the broker and not yet "
                   "acknowledged to it (being written)", ingest.in_flight if connected else 0),
             gauge(f"{p}messages_queued", "Messages received from the broker, not yet taken",

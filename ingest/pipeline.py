@@ -28,6 +28,7 @@ from sitewatch import contract
 from sitewatch.attendance.ledger import GateBatch, LedgerWriter
 from sitewatch.backoff import Backoff
 from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
+from sitewatch.ingest.acked import Acked, AckedBatches
 from sitewatch.ingest.deadletter import DeadLetterStore, NewDeadLetter, printable
 from sitewatch.ingest.decode import Rejected
 from sitewatch.ingest.reasons import Reason
@@ -68,6 +69,8 @@ class Work:
     stored: int = 0
     #: valid gate events of an attendance batch (for the ledger)
     gate_events: list[contract.AttendanceItem] = field(default_factory=list)
+    #: digest of the batch's content, remembered under its number once it is acked
+    digest: bytes | None = None
 
 
 @dataclass
@@ -93,7 +96,9 @@ class WritePipeline:
         batch_points: int,
         flush_interval_s: float,
         max_concurrent_writes: int,
+        acked: AckedBatches | None = None,
     ) -> None:
+        self._acked = acked
         self._influx = influx
         self._dead_letters = dead_letters
         self._ledger = ledger
@@ -252,6 +257,21 @@ class WritePipeline:
                       len(r.payload), type(refusal).__name__, refusal)
             return
 
+    async def _remember_acked(self, store: AckedBatches, rows: list[Acked]) -> None:
+        """Remember what was acked under each number, retrying while the store is down:
+        the acks wait (a reused number must never be acknowledged as the first)."""
+        backoff = Backoff()
+        while True:
+            try:
+                await asyncio.to_thread(store.store, rows)
+                return
+            except SQLAlchemyError as exc:
+                self._stats.acked_batches_retries += 1
+                delay = backoff.next_delay()
+                log.warning("acked batches store failed (%s); retrying in %.1fs, holding %d "
+                            "batches", type(exc).__name__, delay, len(rows))
+                await asyncio.sleep(delay)
+
     async def _append_gate_events(self, batches: list[GateBatch]) -> None:
         """Append to the ledger, retrying while the store is down: the acks wait."""
         backoff = Backoff()
@@ -281,6 +301,12 @@ class WritePipeline:
         ]
         if rows:
             await self._store_dead_letters(rows)
+        if self._acked is not None:
+            done = [Acked(w.site, w.gateway, w.batch, w.digest) for w in chunk.works
+                    if w.digest is not None and w.batch is not None
+                    and w.site is not None and w.gateway is not None]
+            if done:
+                await self._remember_acked(self._acked, done)
         acks: dict[tuple[str, str], list[contract.AckEntry]] = defaultdict(list)
         refused: dict[tuple[str, str], list[contract.Refused]] = defaultdict(list)
         for w in chunk.works:

@@ -29,6 +29,7 @@ class Reason(StrEnum):
     EMPTY_SNAPSHOT = "empty_snapshot"        # a snapshot message without bytes
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # a snapshot that is not JPEG or PNG
     SNAPSHOT_HASH_MISMATCH = "snapshot_hash_mismatch"  # its SHA-256 is not the topic's
+    BATCH_REUSED = "batch_reused"            # a batch number acked before, other content
     INTERNAL_ERROR = "internal_error"        # handling it raised (a bug): detail names it
 
 

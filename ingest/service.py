@@ -29,6 +29,7 @@ from sitewatch.attendance.ledger import LedgerWriter
 from sitewatch.backoff import Backoff
 from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient
+from sitewatch.ingest.acked import AckedBatches, Miss
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.ingest.decode import (
@@ -98,6 +99,7 @@ class Ingest:
         self.ledger = LedgerWriter(settings.database_url)
         self.snapshots = SnapshotStore(settings.snapshots_dir)
         self.snapshot_rows = make_engine(settings.database_url)
+        self.acked = AckedBatches(self.dead_letters.engine)
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         # what the metrics report besides the stats: the session's client, the messages
@@ -151,14 +153,49 @@ class Ingest:
                         [Rejected(Reason.BAD_TOPIC, str(exc), message.payload[:MAX_COPY])])
         if t.channel is GatewayChannel.SNAPSHOT:
             return await self._store_snapshot(message, t)
-        return self.to_work(message, t, now_ms)
+        work = self.to_work(message, t, now_ms)
+        if work.digest is not None and work.batch is not None:
+            work = await self._reused(work, t, now_ms)
+        return work
+
+    async def _reused(self, work: Work, t: GatewayTopic, now_ms: int) -> Work:
+        """The work itself, unless its batch number was taken before with other content:
+        then the whole message is refused as ``batch_reused`` (and acked with stored 0,
+        the reason named in the ack), so no ack of that number is ever ambiguous."""
+        assert work.digest is not None and work.batch is not None
+        key = (t.site, t.gateway, work.batch)
+        known = self.acked.cached(key)
+        backoff = Backoff()
+        while isinstance(known, Miss):
+            try:
+                known = await asyncio.to_thread(self.acked.fetch, key, now_ms)
+            except SQLAlchemyError as exc:
+                self.stats.acked_batches_retries += 1
+                delay = backoff.next_delay()
+                log.warning("reading acked batches failed (%s); retrying in %.1fs",
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+        if known is None:
+            self.acked.claim(key, work.digest)
+            return work
+        if known == work.digest:
+            self.stats.batches_resent += 1
+            return work
+        log.info("batch %d of %s/%s reused with other content: refused", work.batch,
+                 t.site, t.gateway)
+        return Work(work.message, work.topic, t.site, t.gateway, work.batch, work.items, [],
+                    [Rejected(Reason.BATCH_REUSED,
+                              f"batch {work.batch} was acknowledged before with other "
+                              "content; batch numbers are never reused",
+                              work.message.payload[: contract.MAX_PAYLOAD_BYTES]
+                              if work.message is not None else b"")])
 
     def to_work(self, message: mqtt.Message, t: GatewayTopic, now_ms: int) -> Work:
         if t.channel in BATCH_CHANNELS:
             d: Decoded = self.decoder.decode(t.channel, t.site, t.gateway, message.payload,
                                              now_ms)
             return Work(message, message.topic, t.site, t.gateway, d.batch, d.items, d.lines,
-                        d.rejected, gate_events=d.gate_events)
+                        d.rejected, gate_events=d.gate_events, digest=d.digest)
         if t.channel is GatewayChannel.STATUS:
             self.stats.statuses += 1
             if not message.payload:  # a retained status being cleared
@@ -214,6 +251,7 @@ class Ingest:
             self.metrics_endpoint = endpoint
             self.dead_letters.create_schema()
             self.ledger.create_schema()
+            self.acked.create_schema()
             create_snapshot_schema(self.snapshot_rows)
             async with TimedInflux(s.influx, self.write_times) as influx:
                 await self._wait_influx(influx)
@@ -265,7 +303,7 @@ class Ingest:
                 publish_ack=publish_ack,
                 puback=puback, stats=self.stats, batch_points=s.write_batch_points,
                 flush_interval_s=s.flush_interval_s,
-                max_concurrent_writes=s.max_concurrent_writes,
+                max_concurrent_writes=s.max_concurrent_writes, acked=self.acked,
             )
             # what the previous session had taken is redelivered, not PUBACKed
             self.client, self.in_flight = client, 0

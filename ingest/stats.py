@@ -32,6 +32,11 @@ class IngestStats:
     dead_letters_refused: int = 0
     #: acks that could not be built or published (logged; the gateway sends again)
     ack_errors: int = 0
+    #: batches taken again with the content acked before under their number (resends);
+    #: other content under a known number is counted in rejected["batch_reused"]
+    batches_resent: int = 0
+    #: failed reads or writes of the acked batches' digests (retried)
+    acked_batches_retries: int = 0
 
     @property
     def items_rejected(self) -> int:
@@ -49,4 +54,5 @@ class IngestStats:
                 f"snapshots_resent={self.snapshots_resent} "
                 f"internal_errors={sum(self.internal_errors.values())} "
                 f"dead_letters_refused={self.dead_letters_refused} "
-                f"ack_errors={self.ack_errors}")
+                f"ack_errors={self.ack_errors} "
+                f"batches_resent={self.batches_resent}")
