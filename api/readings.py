@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from sitewatch.api.deps import DeviceId, IsoDatetime, SessionDep, StateDep, influx_rows
-from sitewatch.api.errors import BadRequest, NotFound, responses
+from sitewatch.api.errors import BadRequest, NotFound, Unavailable, responses
 from sitewatch.api.siteaccess import ReadSite
+from sitewatch.influx import InfluxError
 from sitewatch.registry import Registry
 
 router = APIRouter(tags=["readings"])
@@ -58,13 +59,20 @@ def _row_to_reading(row: dict[str, Any]) -> Reading:
                    values=values)
 
 
-async def _latest(state: StateDep, site: str, device: str | None) -> list[Reading]:
+async def latest_readings(state: StateDep, site: str, device: str | None) -> list[Reading]:
+    """The latest reading of each device of ``site`` (or of ``device``) in the last 30
+    days, one per device and profile, by device."""
     # site and device match [A-Za-z0-9_-]{1,64} (checked by the path): safe in a literal
     measurements = ",".join(f'"{name}"' for name in sorted(state.profiles))
     where = f"\"site\" = '{site}'" + (f" AND \"device\" = '{device}'" if device else "")
     q = (f"SELECT * FROM {measurements} WHERE {where} AND time > now() - 30d "
          f'GROUP BY "device" ORDER BY time DESC LIMIT 1')
-    rows = await influx_rows(state, q)
+    try:
+        rows = await state.influx.series(q)
+    except InfluxError as exc:
+        if "database not found" in str(exc):  # nothing was ever stored yet
+            return []
+        raise Unavailable("InfluxDB query failed", str(exc)) from None
     for row in rows:
         row["site"] = site
     return sorted((_row_to_reading(r) for r in rows), key=lambda r: r.device)
@@ -74,13 +82,13 @@ async def _latest(state: StateDep, site: str, device: str | None) -> list[Readin
             responses=responses(401, 403, 404, 429, 503),
             summary="latest reading of every device of a site (last 30 days)")
 async def site_latest(site: ReadSite, state: StateDep) -> list[Reading]:
-    return await _latest(state, site.id, None)
+    return await latest_readings(state, site.id, None)
 
 
 @router.get("/sites/{site}/devices/{device}/latest", response_model=Reading,
             responses=responses(401, 403, 404, 429, 503))
 async def device_latest(site: ReadSite, device: DeviceId, state: StateDep) -> Reading:
-    found = await _latest(state, site.id, device)
+    found = await latest_readings(state, site.id, device)
     if not found:
         raise NotFound(f"no reading from device {device} of site {site.id} in the last 30 "
                        "days")

@@ -1,4 +1,10 @@
-"""Sites, their gateways and devices: read by whoever may see the site, provisioned by admins."""
+"""Sites, their gateways and devices: read by whoever may see the site, provisioned by admins.
+
+The registration rule (docs/api.md#devices): a device need not be registered for its
+readings to be stored. The devices of a site are the registry's and those InfluxDB has a
+reading of in the last 30 days (as ``latest`` finds them); the second kind is listed with
+the profile and gateway of its latest reading and ``registered: false`` until an admin
+registers it (``PUT /sites/{site}/devices/{device}``)."""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from sitewatch.api.auth import Admin, Reader
 from sitewatch.api.deps import DeviceId, PageDep, SessionDep, StateDep
 from sitewatch.api.errors import BadRequest, Conflict, NotFound, responses
 from sitewatch.api.pages import Page
+from sitewatch.api.readings import Reading, latest_readings
 from sitewatch.api.siteaccess import AdminSite, ReadSite
 from sitewatch.brokerauth import gateway_username, hash_password
 from sitewatch.ids import IDENT_PATTERN
@@ -88,7 +95,13 @@ class DeviceIn(BaseModel):
 class Device(DeviceIn):
     site: str
     id: str
-    created_at: int
+    #: the gateway of a registered device; of an unregistered one, its latest reading's
+    gateway: str
+    #: false: seen in readings (the last 30 days) but not registered; ``profile`` and
+    #: ``gateway`` are then those of its latest reading, ``name`` and ``overrides`` empty
+    registered: bool = True
+    #: when it was registered (ms); None for an unregistered device
+    created_at: int | None
 
 
 def _site(row: SiteRow) -> Site:
@@ -104,6 +117,21 @@ def _device(row: DeviceRow) -> Device:
                   name=row.name, created_at=row.created_at,
                   overrides={k: RuleOverride.model_validate(v)
                              for k, v in (row.overrides or {}).items()})
+
+
+def _unregistered(r: Reading) -> Device:
+    return Device(site=r.site, id=r.device, gateway=r.gateway or "", profile=r.profile,
+                  registered=False, created_at=None)
+
+
+async def _seen(state: StateDep, site: str, device: str | None) -> dict[str, Reading]:
+    """The devices with a reading of the last 30 days, each with its latest (of any
+    profile)."""
+    latest: dict[str, Reading] = {}
+    for r in await latest_readings(state, site, device):
+        if r.device not in latest or r.ts > latest[r.device].ts:
+            latest[r.device] = r
+    return latest
 
 
 def _registry_error(exc: RegistryError) -> Exception:
@@ -176,20 +204,31 @@ def create_gateway(access: AdminSite, body: GatewayIn, session: SessionDep,
 
 # -- devices --------------------------------------------------------------------------
 @router.get("/sites/{site}/devices", response_model=Page[Device],
-            responses=responses(401, 403, 404, 422, 429))
-def list_devices(site: ReadSite, session: SessionDep, page: PageDep) -> Page[Device]:
-    found = Registry(session).devices(site.id, offset=page.offset, limit=page.limit)
-    return Page(items=[_device(d) for d in found.items], total=found.total,
+            responses=responses(401, 403, 404, 422, 429, 503),
+            summary="the site's devices: registered ones, and those seen in readings "
+                    "(registered: false)")
+async def list_devices(site: ReadSite, session: SessionDep, state: StateDep,
+                       page: PageDep) -> Page[Device]:
+    seen = await _seen(state, site.id, None)
+    devices = {d.id: _device(d) for d in Registry(session).all_devices(site.id)}
+    for device, reading in seen.items():
+        devices.setdefault(device, _unregistered(reading))
+    ordered = [devices[k] for k in sorted(devices)]
+    return Page(items=ordered[page.offset:page.offset + page.limit], total=len(ordered),
                 offset=page.offset, limit=page.limit)
 
 
 @router.get("/sites/{site}/devices/{device}", response_model=Device,
-            responses=responses(401, 403, 404, 429))
-def get_device(site: ReadSite, device: DeviceId, session: SessionDep) -> Device:
+            responses=responses(401, 403, 404, 429, 503))
+async def get_device(site: ReadSite, device: DeviceId, session: SessionDep,
+                     state: StateDep) -> Device:
     row = Registry(session).device(site.id, device)
-    if row is None:
+    if row is not None:
+        return _device(row)
+    seen = await _seen(state, site.id, device)
+    if device not in seen:
         raise NotFound(f"no device {device} at site {site.id}")
-    return _device(row)
+    return _unregistered(seen[device])
 
 
 @router.put("/sites/{site}/devices/{device}", response_model=Device,

@@ -139,6 +139,10 @@ class Registry:
         rows = self.s.scalars(q.order_by(DeviceRow.id).offset(offset).limit(limit))
         return Page(list(rows), total)
 
+    def all_devices(self, site: str) -> list[DeviceRow]:
+        return list(self.s.scalars(select(DeviceRow).where(DeviceRow.site == site)
+                                   .order_by(DeviceRow.id)))
+
     def device(self, site: str, device: str) -> DeviceRow | None:
         return self.s.get(DeviceRow, (site, device))
 

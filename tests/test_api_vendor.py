@@ -1,6 +1,7 @@
-"""What a device vendor reads through the API, on SQLite and on a real PostgreSQL: its
-gateway's dead letters with a vendor key bound to that gateway (refused by the real ingest,
-sent with `mosquitto_pub`), and nobody else's."""
+"""What a device vendor meets in the API, on SQLite and on a real PostgreSQL, with readings
+sent by `mosquitto_pub` through the real ingest: a vendor key bound to a gateway reads that
+gateway's dead letters and nobody else's; a device never registered is listed as
+`registered: false` until an admin registers it."""
 
 from __future__ import annotations
 
@@ -144,3 +145,51 @@ async def test_a_vendor_key_reads_its_own_gateways_dead_letters_only(
     key_id = vendor["X-API-Key"].split("_")[1]
     assert api.accounts("revoke-key", key_id).returncode == 0
     assert (await api.client.get("/deadletters", headers=vendor)).status_code == 401
+
+
+async def test_a_device_never_registered_is_listed_until_an_admin_registers_it(
+        api: Api, database_url: str, start_ingest: Callable[..., Awaitable[RunningIngest]],
+        mosquitto: MosquittoServer, prefix: str) -> None:
+    admin = api.add_key("ops", "admin")
+    await _provision(api, admin, ("S1", "GW1"))
+    r = await api.client.put("/sites/S1/devices/TC01", headers=admin, json={
+        "gateway": "GW1", "profile": "tower_crane", "name": "north crane"})
+    assert r.status_code == 201, r.text
+    assert (await api.client.get("/sites/S1/devices/ENV01", headers=admin)).status_code == 404
+    await start_ingest(database_url=database_url)
+    # the gateway sends readings of a registered crane and of two devices never registered
+    env = {"device": "ENV01", "profile": "environment", "ts": now_ms(), "seq": 1,
+           "values": {"pm10": 55.0}}
+    mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry",
+                  batch(1, crane("TC01", 1, load_t=3.0), crane("TC02", 1, load_t=1.0), env))
+
+    async def all_latest() -> bool:
+        r = await api.client.get("/sites/S1/latest", headers=admin)
+        return len(r.json()) == 3
+
+    await wait_for(all_latest, timeout=15, what="three devices' readings stored")
+    r = await api.client.get("/sites/S1/devices", headers=admin)
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert page["total"] == 3
+    assert [(d["id"], d["registered"], d["profile"], d["gateway"]) for d in page["items"]] == [
+        ("ENV01", False, "environment", "GW1"), ("TC01", True, "tower_crane", "GW1"),
+        ("TC02", False, "tower_crane", "GW1")]
+    unregistered = page["items"][0]
+    assert unregistered["created_at"] is None and unregistered["name"] == ""
+    assert unregistered["overrides"] == {}
+    assert page["items"][1]["name"] == "north crane" and page["items"][1]["created_at"] > 0
+    # paged like every list, over both kinds
+    r = await api.client.get("/sites/S1/devices", headers=admin,
+                             params={"offset": 1, "limit": 1})
+    assert r.json()["total"] == 3 and [d["id"] for d in r.json()["items"]] == ["TC01"]
+    r = await api.client.get("/sites/S1/devices/TC02", headers=admin)
+    assert r.status_code == 200 and r.json()["registered"] is False
+    # an admin confirms it by registering it
+    r = await api.client.put("/sites/S1/devices/TC02", headers=admin, json={
+        "gateway": "GW1", "profile": "tower_crane", "name": "south crane"})
+    assert r.status_code == 201 and r.json()["registered"] is True
+    r = await api.client.get("/sites/S1/devices", headers=admin)
+    assert [(d["id"], d["registered"]) for d in r.json()["items"]] == [
+        ("ENV01", False), ("TC01", True), ("TC02", True)]
+    assert r.json()["items"][2]["name"] == "south crane"
