@@ -161,6 +161,27 @@ def _has_non_finite(obj: Any) -> bool:
     return False
 
 
+def _no_items(parsed: Any) -> str:
+    """Why a parsed message has no list of items to split."""
+    if not isinstance(parsed, dict):
+        return f"the message is a JSON {_json_type(parsed)}, not an object"
+    if "items" not in parsed:
+        return "items missing"
+    return f"items is a JSON {_json_type(parsed['items'])}, not an array"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
 def content_digest(content: bytes) -> bytes:
     """The digest a batch's content is remembered by (``ingest.acked``): SHA-256, first
     16 bytes."""
@@ -325,7 +346,7 @@ class BatchDecoder:
             if not isinstance(parsed, dict) or not isinstance(parsed.get("items"), list):
                 if isinstance(exc, msgspec.ValidationError) and isinstance(parsed, dict):
                     return self._envelope_error(payload, exc, parsed.get("v"))
-                return self._whole(payload, Reason.BAD_ENVELOPE, "items missing")
+                return self._whole(payload, Reason.BAD_ENVELOPE, _no_items(parsed))
             try:
                 env_any = msgspec.convert(parsed, contract.EnvelopeAny)
             except msgspec.ValidationError as exc2:

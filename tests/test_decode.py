@@ -106,6 +106,23 @@ def test_whole_message_rejects(
     assert not d.lines
 
 
+@pytest.mark.parametrize("payload, detail", [
+    # NaN: only Python's parser reads these, so the envelope is checked on its result
+    (b'{"v":1,"batch":5,"sent":NaN,"items":{"a":1}}', "items is a JSON object, not an array"),
+    (b'{"v":1,"batch":5,"sent":NaN,"items":"x"}', "items is a JSON string, not an array"),
+    (b'{"v":1,"batch":5,"sent":NaN}', "items missing"),
+    (b'[1, NaN]', "the message is a JSON array, not an object"),
+    # read by msgspec: its own words
+    (b'{"v":1,"batch":5,"sent":1,"items":{"a":1}}', "Expected `array`, got `object`"),
+])
+def test_envelope_without_a_list_of_items_says_why(
+    decoder: BatchDecoder, payload: bytes, detail: str,
+) -> None:
+    d = decoder.decode(T, "S1", "GW1", payload, NOW)
+    [r] = d.rejected
+    assert r.reason is Reason.BAD_ENVELOPE and detail in r.detail
+
+
 def test_nan_batch_keeps_good_items(decoder: BatchDecoder) -> None:
     payload = batch(item(), item(seq=2, values={"load_t": float("nan")}))
     assert b"NaN" in payload

@@ -20,9 +20,18 @@ from sitewatch.localstack import MosquittoServer
 pytestmark = pytest.mark.integration
 
 
-def mosquitto_pub(server: MosquittoServer, topic: str, payload: bytes) -> None:
+def mosquitto_pub(server: MosquittoServer, topic: str, payload: bytes, *,
+                  retain: bool = False) -> None:
     subprocess.run(["mosquitto_pub", "-h", server.host, "-p", str(server.port), "-q", "1",
-                    "-t", topic, "-s"], input=payload, check=True, timeout=10)
+                    "-t", topic, "-s", *(["-r"] if retain else [])],
+                   input=payload, check=True, timeout=10)
+
+
+def retained(server: MosquittoServer, topic: str) -> bytes:
+    """The retained message of ``topic``, as mosquitto_sub reads it."""
+    return subprocess.run(["mosquitto_sub", "-h", server.host, "-p", str(server.port),
+                           "-t", topic, "-C", "1", "-W", "5"],
+                          capture_output=True, check=True, timeout=10).stdout
 
 
 class AckListener:
@@ -232,3 +241,32 @@ def test_older_agents_read_an_ack_that_names_refused_items() -> None:
     assert old.acks == [OldAckEntry(batch=7, stored=1, rejected=1)]
     newer_entry = b'{"acks":[{"batch":7,"stored":1,"rejected":0,"later":1}],"now":5}'
     assert contract.ack_decoder.decode(newer_entry).acks[0].batch == 7
+
+
+async def test_late_will_is_a_point_in_the_past(
+    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    prefix: str, influx_client: InfluxClient,
+) -> None:
+    """A will of the gateway's old session published after its new session's `online`
+    (docs/wire-contract.md, a late will): the retained message reads offline, but ingest
+    keeps each status at its own ts, so the newest status in InfluxDB stays online."""
+    await start_ingest()
+    topic = f"{prefix}/S1/GW1/status"
+    opened = now_ms() - 60_000  # the old session's will was set when it connected
+    online = {"state": "online", "ts": now_ms(), "boot": 3, "agent": "x", "queued": 0}
+    will = {**online, "state": "offline", "ts": opened}
+    mosquitto_pub(mosquitto, topic, json.dumps(online).encode(), retain=True)
+    mosquitto_pub(mosquitto, topic, json.dumps(will).encode(), retain=True)
+    rows = await wait_for(
+        lambda: _two(influx_client.series("SELECT state, boot FROM gateway_status")),
+        what="both statuses stored")
+    assert [r["state"] for r in rows] == ["offline", "online"]  # in time order
+    [last] = await influx_client.series("SELECT last(state) FROM gateway_status")
+    assert last["last"] == "online"
+    assert json.loads(retained(mosquitto, topic))["state"] == "offline", \
+        "what the contract warns of: the message received last is the will"
+
+
+async def _two(rows: Awaitable[list[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    got = await rows
+    return got if len(got) == 2 else None
