@@ -53,9 +53,13 @@ class Site(SiteIn):
 
 
 class GatewayIn(BaseModel):
+    """The body of ``POST /sites/{site}/gateways`` (docs/api.md#provisioning-a-gateway)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)  # no true -> 1, "5" -> 5
 
+    #: the gateway's id, unique within the site: 1-64 of ``A-Z a-z 0-9 _ -``
     id: str = Ident
+    #: free text for operators (where the box is, who installed it)
     description: str = Field(default="", max_length=500)
 
 
@@ -71,6 +75,9 @@ class GatewayCredentials(Gateway):
     """Returned once, when the gateway is provisioned: the password is not kept."""
 
     mqtt_password: str
+    #: ``publish``: ``{p}/{site}/{gateway}/telemetry|status|attendance|camera|snapshot/+``
+    #: (one topic per ``|`` alternative; ``+``: a snapshot's SHA-256); ``subscribe``: the
+    #: gateway's ack topic ``{p}/{site}/{gateway}/ack``
     topics: dict[str, str]
 
 
@@ -170,10 +177,12 @@ def create_site(body: SiteIn, p: Admin, session: SessionDep, response: Response)
 
 
 # -- gateways -------------------------------------------------------------------------
-@router.get("/sites/{site}/gateways", response_model=list[Gateway],
-            responses=responses(401, 403, 404, 429))
-def list_gateways(site: ReadSite, session: SessionDep) -> list[Gateway]:
-    return [_gateway(g) for g in Registry(session).gateways(site.id)]
+@router.get("/sites/{site}/gateways", response_model=Page[Gateway],
+            responses=responses(401, 403, 404, 422, 429))
+def list_gateways(site: ReadSite, session: SessionDep, page: PageDep) -> Page[Gateway]:
+    found = Registry(session).gateway_page(site.id, offset=page.offset, limit=page.limit)
+    return Page(items=[_gateway(g) for g in found.items], total=found.total,
+                offset=page.offset, limit=page.limit)
 
 
 @router.post("/sites/{site}/gateways", response_model=GatewayCredentials, status_code=201,

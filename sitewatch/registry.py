@@ -116,6 +116,13 @@ class Registry:
         return list(self.s.scalars(select(GatewayRow).where(GatewayRow.site == site)
                                    .order_by(GatewayRow.id)))
 
+    def gateway_page(self, site: str, *, offset: int = 0, limit: int = 100
+                     ) -> Page[GatewayRow]:
+        q = select(GatewayRow).where(GatewayRow.site == site)
+        total = count_rows(self.s, q)
+        rows = self.s.scalars(q.order_by(GatewayRow.id).offset(offset).limit(limit))
+        return Page(list(rows), total)
+
     def all_gateways(self) -> Sequence[GatewayRow]:
         return list(self.s.scalars(select(GatewayRow).order_by(GatewayRow.site,
                                                                 GatewayRow.id)))

@@ -253,7 +253,9 @@ async def test_provisioning_a_gateway_writes_broker_files(api_factory: Callable[
     assert "sw/v1/S-A/GW1/ack" in (tmp_path / "broker" / "acl").read_text()
     # listed without the password; a second one with the same id is a conflict
     r = await api.client.get("/sites/S-A/gateways", headers=admin)
-    assert [g["id"] for g in r.json()] == ["GW1"] and "mqtt_password" not in r.json()[0]
+    assert [g["id"] for g in r.json()["items"]] == ["GW1"]
+    assert "mqtt_password" not in r.json()["items"][0]
+    assert (r.json()["total"], r.json()["offset"], r.json()["limit"]) == (1, 0, 100)
     r = await api.client.post("/sites/S-A/gateways", json={"id": "GW1"}, headers=admin)
     assert r.status_code == 409
     r = await api.client.post("/sites/NOPE/gateways", json={"id": "GW1"}, headers=admin)

@@ -193,3 +193,30 @@ async def test_a_device_never_registered_is_listed_until_an_admin_registers_it(
     assert [(d["id"], d["registered"]) for d in r.json()["items"]] == [
         ("ENV01", False), ("TC01", True), ("TC02", True)]
     assert r.json()["items"][2]["name"] == "south crane"
+
+
+async def test_provisioning_answers_as_documented_and_gateways_are_paged(api: Api) -> None:
+    admin = api.add_key("ops", "admin")
+    await _provision(api, admin, ("S1", "GW1"))
+    r = await api.client.post("/sites/S1/gateways", headers=admin,
+                              json={"id": "GW2", "description": "north gate, cabinet 2"})
+    assert r.status_code == 201, r.text
+    creds = r.json()
+    assert set(creds) == {"site", "id", "description", "mqtt_username", "created_at",
+                          "mqtt_password", "topics"}
+    assert creds["mqtt_username"] == "S1.GW2" and creds["description"] == "north gate, cabinet 2"
+    assert creds["topics"] == {
+        "publish": "sitewatch/v1/S1/GW2/telemetry|status|attendance|camera|snapshot/+",
+        "subscribe": "sitewatch/v1/S1/GW2/ack"}
+    r = await api.client.post("/sites/S1/gateways", headers=admin, json={"id": "GW3", "x": 1})
+    assert r.status_code == 422
+    r = await api.client.get("/sites/S1/gateways", headers=admin)
+    assert r.json()["total"] == 2 and [g["id"] for g in r.json()["items"]] == ["GW1", "GW2"]
+    r = await api.client.get("/sites/S1/gateways", headers=admin,
+                             params={"offset": 1, "limit": 1})
+    assert r.status_code == 200
+    page = r.json()
+    assert (page["total"], page["offset"], page["limit"]) == (2, 1, 1)
+    assert [g["id"] for g in page["items"]] == ["GW2"] and "mqtt_password" not in page["items"][0]
+    r = await api.client.get("/sites/S1/gateways", headers=admin, params={"limit": 501})
+    assert r.status_code == 422

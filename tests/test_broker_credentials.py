@@ -309,7 +309,7 @@ async def test_api_refuses_to_cut_off_accounts_it_does_not_know(
         assert r.status_code == 409
         await s2.still_accepted()
         gateways = (await st.api.get("/sites/S1/gateways", headers=st.admin)).json()
-        assert [g["id"] for g in gateways] == ["GW1"]
+        assert [g["id"] for g in gateways["items"]] == ["GW1"]
     async with st.client("S1.GW1", FILE_GW_PASSWORD):
         pass  # the refused rotation changed nothing
 
