@@ -7,7 +7,7 @@ gateway answers an empty page, not an error (nothing tells it what exists elsewh
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Security
@@ -31,6 +31,12 @@ Ident = Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")
 Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
 
 
+def epoch_ms(at: datetime) -> int:
+    """ms since the epoch of a stored time (SQLite gives it back without its zone: UTC,
+    as it was written)."""
+    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
 def _where(q: Q, p: Principal, site: str | None, gateway: str | None) -> Q | None:
     """The caller's filters on ``q``; None: nothing can match (a vendor asking for
     another site or gateway than its own)."""
@@ -52,7 +58,8 @@ def _where(q: Q, p: Principal, site: str | None, gateway: str | None) -> Q | Non
 
 class DeadLetter(BaseModel):
     id: int
-    received_at: datetime
+    #: when ingest refused it: ms since the epoch (UTC), as every time the API gives
+    received_at: int
     topic: str
     site: str | None
     gateway: str | None
@@ -83,7 +90,7 @@ def list_dead_letters(p: DeadLetterReader, state: StateDep, page: PageDep,
         rows = list(s.scalars(q.order_by(DeadLetterRow.id.desc()).offset(page.offset)
                               .limit(page.limit)))
     return Page(items=[DeadLetter(
-        id=r.id, received_at=r.received_at, topic=r.topic, site=r.site, gateway=r.gateway,
+        id=r.id, received_at=epoch_ms(r.received_at), topic=r.topic, site=r.site, gateway=r.gateway,
         batch=r.batch, device=r.device, seq=r.seq, reason=r.reason, detail=r.detail,
         payload_b64=base64.b64encode(r.payload[:65536]).decode(),
         payload_size=len(r.payload)) for r in rows],

@@ -150,9 +150,15 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
         for reason, n in sorted(store.counts_by_reason().items()):
             print(f"{reason:22} {n}")
         return 0
+    import datetime as dt
+
     for row in reversed(store.recent(args.limit, args.reason, args.site)):
         payload = row.payload[:200].decode("utf-8", "replace")
-        print(f"#{row.id} {row.received_at:%Y-%m-%d %H:%M:%S} {row.reason} topic={row.topic} "
+        # UTC (SQLite gives it back without its zone), and ms since the epoch as the API
+        received = row.received_at if row.received_at.tzinfo else \
+            row.received_at.replace(tzinfo=dt.UTC)
+        at = int(received.timestamp() * 1000)
+        print(f"#{row.id} {_ms(at)} ({at}) {row.reason} topic={row.topic} "
               f"batch={row.batch} device={row.device} seq={row.seq}\n    {row.detail}\n"
               f"    payload: {payload}")
     return 0

@@ -53,11 +53,14 @@ class Api:
             s.commit()
         return {"X-API-Key": secret}
 
-    def accounts(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``sitewatch accounts …`` against the API's database, as an admin runs it."""
-        return subprocess.run([sys.executable, "-m", "sitewatch.cli", "accounts", *args,
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``sitewatch …`` against the API's database, as an operator runs it."""
+        return subprocess.run([sys.executable, "-m", "sitewatch.cli", *args,
                                "--database-url", self.database_url], capture_output=True,
                               text=True, timeout=60)
+
+    def accounts(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.cli("accounts", *args)
 
 
 @pytest.fixture
@@ -105,6 +108,7 @@ async def test_a_vendor_key_reads_its_own_gateways_dead_letters_only(
 
     # three gateways each send an item ingest refuses (a field over its physical range)
     await start_ingest(database_url=database_url)
+    sent_at = now_ms()
     for n, (site, gateway) in enumerate([("S1", "GW1"), ("S1", "GW2"), ("S2", "GW1")]):
         mosquitto_pub(mosquitto, f"{prefix}/{site}/{gateway}/telemetry",
                       batch(n + 1, crane("TC01", 1, load_t=3.0),
@@ -123,6 +127,14 @@ async def test_a_vendor_key_reads_its_own_gateways_dead_letters_only(
     [item] = page["items"]
     assert (item["site"], item["gateway"], item["device"], item["reason"]) == (
         "S1", "GW1", "TC02", "out_of_range")
+    # when it was refused: ms since the epoch, as every other time of the API
+    assert isinstance(item["received_at"], int)
+    assert sent_at - 1000 <= item["received_at"] <= now_ms() + 1000
+    # the operator's command shows the same time, in UTC and in ms
+    r = api.cli("deadletters", "--site", "S1")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith(f"#{item['id']} "))
+    assert f"Z ({item['received_at']}) out_of_range" in line
     assert (await api.client.get("/deadletters/reasons", headers=vendor)).json() == {
         "out_of_range": 1}
     # another site or gateway: an empty page, not an error that tells what exists
