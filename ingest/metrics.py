@@ -118,8 +118,8 @@ class IngestCollector:
                     "acknowledged before under their number (resends, stored again "
                     "harmlessly)", st.batches_resent),
             counter(f"{p}acked_batches_errors_total", "Failed reads or writes of the "
-                    "acknowledged batches' digests (retried; the message or the acks "
-                    "wait)", st.acked_batches_retries),
+                    "acknowledged batches' digests (a read: the batch goes on without the "
+                    "reuse check; a write: retried, the acks wait)", st.acked_batches_retries),
             gauge(f"{p}messages_in_flight", "Messages taken from the broker and not yet "
                   "acknowledged to it (being written)", ingest.in_flight if connected else 0),
             gauge(f"{p}messages_queued", "Messages received from the broker, not yet taken",

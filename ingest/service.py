@@ -165,16 +165,18 @@ class Ingest:
         assert work.digest is not None and work.batch is not None
         key = (t.site, t.gateway, work.batch)
         known = self.acked.cached(key)
-        backoff = Backoff()
-        while isinstance(known, Miss):
+        if isinstance(known, Miss):
             try:
                 known = await asyncio.to_thread(self.acked.fetch, key, now_ms)
             except SQLAlchemyError as exc:
+                # the SQL store is down: the batch goes on unchecked (its ack waits for
+                # the store anyway, in the pipeline); holding it here would stop every
+                # message behind it
                 self.stats.acked_batches_retries += 1
-                delay = backoff.next_delay()
-                log.warning("reading acked batches failed (%s); retrying in %.1fs",
-                            type(exc).__name__, delay)
-                await asyncio.sleep(delay)
+                log.warning("reading acked batches failed (%s): batch %d of %s/%s taken "
+                            "without the reuse check", type(exc).__name__, work.batch,
+                            t.site, t.gateway)
+                return work
         if known is None:
             self.acked.claim(key, work.digest)
             return work

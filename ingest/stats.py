@@ -35,7 +35,8 @@ class IngestStats:
     #: batches taken again with the content acked before under their number (resends);
     #: other content under a known number is counted in rejected["batch_reused"]
     batches_resent: int = 0
-    #: failed reads or writes of the acked batches' digests (retried)
+    #: failed reads (the batch goes on unchecked) or writes (retried) of the acked
+    #: batches' digests
     acked_batches_retries: int = 0
 
     @property

@@ -137,10 +137,17 @@ def attendance(prefix: str, site: str, workers: list[SimWorker], *, days: int, e
     if visitor_at_ms is not None:
         sim.swipes.append(Swipe(visitor_at_ms, VISITOR, "in", "GATE01", "card"))
         sim.swipes.sort(key=lambda s: s.ts)
-    for payload in batches(gate_events(sim), sent_ms=end_ms):
+    for payload in batches(gate_events(sim), sent_ms=end_ms, first_batch=ATTENDANCE_BATCHES):
         yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.ATTENDANCE),
                       payload)
 
+
+#: A gateway's batch numbers are one counter across its channels (ingest refuses a
+#: number reused with other content, batch_reused): the history's telemetry counts from
+#: 1, its other batches from these, far apart
+CAMERA_STATUS_BATCHES = 1_000_000_000
+CAMERA_BATCHES = 2_000_000_000
+ATTENDANCE_BATCHES = 3_000_000_000
 
 #: the camera of every simulated site, watching its crane's swing area
 CAMERA = "CAM01"
@@ -174,7 +181,8 @@ def camera(prefix: str, site: str, *, hours: float, end_ms: int, seed: int = 1,
         part = statuses[k:k + 200]
         yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.TELEMETRY),
                       contract.encode(contract.TelemetryBatchOut(
-                          v=1, batch=10_000 + k // 200, sent=part[-1].ts, items=part)))
+                          v=1, batch=CAMERA_STATUS_BATCHES + k // 200, sent=part[-1].ts,
+                          items=part)))
 
     scene, zone = site_scene(frames=300, plume=True), Zone(CAMERA_ZONE, SWING_ZONE)
     items: list[contract.CameraItem] = []
@@ -221,6 +229,6 @@ def camera(prefix: str, site: str, *, hours: float, end_ms: int, seed: int = 1,
     for k in range(0, len(items), 200):
         events = items[k:k + 200]
         yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.CAMERA),
-                      contract.encode(contract.CameraBatch(v=1, batch=20_000 + k // 200,
+                      contract.encode(contract.CameraBatch(v=1, batch=CAMERA_BATCHES + k // 200,
                                                            sent=events[-1].ts,
                                                            items=events)))
