@@ -37,6 +37,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sitewatch.snapshots import fsync_dir
+
 log = logging.getLogger("sitewatch.edge.counters")
 
 #: seqs reserved ahead per device (the largest gap a lost spool leaves)
@@ -126,11 +128,7 @@ class CounterFile:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-            dirfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dirfd)
-            finally:
-                os.close(dirfd)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             raise CounterFileError(f"cannot write {self.path}: {exc}") from exc
         self.value = value
@@ -250,7 +248,7 @@ class DirectFlag:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             raise CounterFileError(f"cannot create {self.path}: {exc}") from exc
         self.ready, self.damaged, self.episode = True, False, None
@@ -282,9 +280,3 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _fsync_dir(folder: Path) -> None:
-    dirfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)

@@ -114,7 +114,7 @@ class SnapshotStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         # the rename is durable only once the folder is: a row must never outlive its file
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return snap, True
 
     def get(self, sha256: str) -> Snapshot | None:
@@ -150,10 +150,11 @@ def _make_dirs(directory: Path) -> None:
         return
     _make_dirs(directory.parent)
     directory.mkdir(exist_ok=True)
-    _fsync_dir(directory.parent)
+    fsync_dir(directory.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a folder's entries (a new or renamed file in it) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
