@@ -87,8 +87,11 @@ class IngestCollector:
             counter(f"{p}influx_writes_total", "InfluxDB writes that succeeded", st.writes),
             counter_by(f"{p}influx_write_errors_total", "InfluxDB writes that failed: "
                        "retryable ones (network, 429, 5xx) are retried with backoff, "
-                       "refused ones (4xx) are split to dead-letter the points refused",
-                       "kind", {"retryable": st.write_retries, "refused": times.refused}),
+                       "access ones (401/403 token, 404 database) are held and retried "
+                       "until the configuration is fixed, refused ones (other 4xx) are "
+                       "split to dead-letter the points refused",
+                       "kind", {"retryable": st.write_retries,
+                                "access": st.write_access_errors, "refused": times.refused}),
             duration,
             gauge(f"{p}influx_last_write_duration_seconds", "Time of the last InfluxDB "
                   "write request (NaN before the first)", times.last_s),

@@ -27,7 +27,12 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sitewatch import contract
 from sitewatch.attendance.ledger import GateBatch, LedgerWriter
 from sitewatch.backoff import Backoff
-from sitewatch.influx import InfluxClient, PermanentWriteError, RetryableWriteError
+from sitewatch.influx import (
+    InfluxAccessError,
+    InfluxClient,
+    PermanentWriteError,
+    RetryableWriteError,
+)
 from sitewatch.ingest.acked import Acked, AckedBatches
 from sitewatch.ingest.deadletter import DeadLetterStore, NewDeadLetter, printable
 from sitewatch.ingest.decode import Rejected
@@ -202,6 +207,12 @@ class WritePipeline:
                 await self._influx.write(body)
                 self._stats.writes += 1
                 return
+            except InfluxAccessError as exc:
+                self._stats.write_access_errors += 1
+                delay = backoff.next_delay()
+                log.error("InfluxDB write refused, %s; holding %d points (the gateways keep "
+                          "theirs) and retrying in %.1fs", exc, len(lines), delay)
+                await asyncio.sleep(delay)
             except RetryableWriteError as exc:
                 self._stats.write_retries += 1
                 delay = backoff.next_delay()

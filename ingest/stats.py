@@ -15,6 +15,9 @@ class IngestStats:
     acks_published: int = 0
     writes: int = 0
     write_retries: int = 0
+    #: writes InfluxDB refused for its configuration (401/403: the token; 404: no such
+    #: database): held and retried like an outage
+    write_access_errors: int = 0
     dead_letter_retries: int = 0
     statuses: int = 0
     #: gate events new to the attendance ledger, and resent ones it already had
@@ -48,7 +51,8 @@ class IngestStats:
         return (f"messages={self.messages} received={self.items_received} "
                 f"stored={self.items_stored} rejected={self.items_rejected} ({reasons}) "
                 f"acks={self.acks_published} writes={self.writes} "
-                f"retries={self.write_retries} dead_letter_retries={self.dead_letter_retries} "
+                f"retries={self.write_retries} access_errors={self.write_access_errors} "
+                f"dead_letter_retries={self.dead_letter_retries} "
                 f"gate_events={self.gate_events_appended} "
                 f"gate_events_resent={self.gate_events_resent} "
                 f"snapshots={self.snapshots_stored} "

@@ -2,7 +2,11 @@
 
 Write errors are sorted the way Telegraf's influxdb output does: network errors, 429 and
 5xx are retryable (the caller keeps the data and tries again); 4xx are permanent (the
-data is refused, e.g. a field-type conflict, and must be dead-lettered).
+data is refused, e.g. a field-type conflict, and must be dead-lettered). Except 401, 403
+and 404: a token InfluxDB does not accept (or one without write access), or a database
+or bucket that is not there, is the installation's fault, not the data's. Those are
+:class:`InfluxAccessError`: retryable, with a message that says what to fix, so that a
+changed ``INFLUX_TOKEN`` holds every reading in the spools instead of dead-lettering it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,29 @@ class InfluxError(Exception):
 
 class RetryableWriteError(InfluxError):
     """Try again later: the data is not lost, the database is just not taking it now."""
+
+
+class InfluxAccessError(RetryableWriteError):
+    """InfluxDB refused the credentials or does not have the database: held and retried
+    until an operator fixes the configuration (docs/operations.md)."""
+
+    def __init__(self, status: int, body: str, database: str) -> None:
+        super().__init__(f"HTTP {status}: {access_problem(status, database)}; "
+                         f"{body.strip()[:200]}")
+        self.status = status
+
+
+def access_problem(status: int, database: str) -> str:
+    """What an operator must fix when InfluxDB answers 401, 403 or 404."""
+    if status == 404:
+        return (f"database (bucket) {database!r} not found: create it, or map it "
+                "(InfluxDB 2.x: influx v1 dbrp create)")
+    return ("credentials refused: the influx token (INFLUX_TOKEN in docker-compose) or "
+            "username/password is not one this InfluxDB accepts (docs/operations.md)")
+
+
+#: statuses that say the configuration is wrong, not the data
+ACCESS_STATUSES = frozenset({401, 403, 404})
 
 
 class PermanentWriteError(InfluxError):
@@ -100,6 +127,8 @@ class InfluxClient:
             return
         if r.status_code == 429 or r.status_code >= 500:
             raise RetryableWriteError(f"HTTP {r.status_code}: {r.text.strip()[:500]}")
+        if r.status_code in ACCESS_STATUSES:
+            raise InfluxAccessError(r.status_code, r.text, self.settings.database)
         raise PermanentWriteError(r.status_code, r.text)
 
     async def query(
@@ -114,6 +143,9 @@ class InfluxClient:
                 r = await self._http.post("/query", data=p)
         except httpx.HTTPError as exc:
             raise InfluxError(f"query failed: {type(exc).__name__}: {exc}") from exc
+        if r.status_code in (401, 403):
+            raise InfluxError(f"query failed: HTTP {r.status_code}: "
+                              f"{access_problem(r.status_code, self.settings.database)}")
         if r.status_code != 200:
             raise InfluxError(f"query failed: HTTP {r.status_code}: {r.text.strip()[:500]}")
         results: list[dict[str, Any]] = r.json().get("results", [])

@@ -336,13 +336,18 @@ def render_tls_listener(*, port: int, host: str, tls: TlsListener) -> str:
 
 
 class InfluxServer(_Server):
-    """InfluxDB 1.x (``influxd``); HTTP on ``port``, its RPC bind on a second free port."""
+    """InfluxDB 1.x (``influxd``); HTTP on ``port``, its RPC bind on a second free port.
+    With ``auth_enabled`` every request but ``/ping`` needs a user: create the first (an
+    admin) with ``CREATE USER ... WITH ALL PRIVILEGES``, which InfluxDB allows while it
+    has none."""
 
     name = "influxdb"
 
-    def __init__(self, state_dir: Path, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(self, state_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 *, auth_enabled: bool = False):
         super().__init__(state_dir, port, host)
         self.rpc_port = 0
+        self.auth_enabled = auth_enabled
 
     @property
     def url(self) -> str:
@@ -374,7 +379,7 @@ bind-address = "{self.host}:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "{self.host}:{self.port}"
-  auth-enabled = false
+  auth-enabled = {str(self.auth_enabled).lower()}
   log-enabled = false
   max-body-size = 0
 [logging]
