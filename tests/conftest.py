@@ -231,6 +231,47 @@ async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0,
     pytest.fail(f"timed out after {timeout}s waiting for {text} (last: {last!r})")
 
 
+async def wait_listening(port: int, *, host: str = "127.0.0.1", timeout: float = 15,
+                         server: asyncio.Task[Any] | None = None, what: str = "server") -> None:
+    """Wait until a TCP server started in the test answers on ``port`` (a connection is
+    accepted, then closed without a byte): instead of sleeping and hoping it is up.
+    Fails at once, with its exception, if the ``server`` task ended meanwhile."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        if server is not None and server.done():
+            pytest.fail(f"{what} ended before it listened on {host}:{port}: "
+                        f"{server.exception() if not server.cancelled() else 'cancelled'}")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+        except (OSError, TimeoutError) as exc:
+            last = exc
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+    pytest.fail(f"{what} did not listen on {host}:{port} within {timeout}s ({last!r})")
+
+
+def count_ticks(service: AlertService) -> list[int]:
+    """Record the time of every tick of the alert service's engine, from now on: a test
+    can then wait until the service has ticked past a moment (a grace time, a silence
+    interval) instead of sleeping for it. A tick's changes are committed before the
+    next tick starts."""
+    ticks: list[int] = []
+    tick = service.engine.tick
+
+    def counted(now: int) -> Any:
+        changes = tick(now)
+        ticks.append(now)
+        return changes
+
+    service.engine.tick = counted  # type: ignore[method-assign]
+    return ticks
+
+
 async def seqs_by_device(client: InfluxClient, measurement: str = "/.*/") -> dict[str, list[int]]:
     rows = await client.series(f'SELECT "seq" FROM {measurement} GROUP BY "device"')
     out: dict[str, list[int]] = {}

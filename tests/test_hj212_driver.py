@@ -14,6 +14,7 @@ from conftest import (
     assert_seqs_exactly_once,
     one_device_settings,
     wait_for,
+    wait_listening,
 )
 from test_hj212 import field_vectors, vectors
 
@@ -52,7 +53,7 @@ async def driver() -> AsyncIterator[tuple[Hj212Driver, CollectingSink, int]]:
                     Hj212Options(mn=MN, host="127.0.0.1", port=port, password="123456"))
     sink = CollectingSink()
     task = asyncio.create_task(d.run(sink))
-    await asyncio.sleep(0.05)
+    await wait_listening(port, server=task, what="the HJ 212 listener")
     yield d, sink, port
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -124,7 +125,7 @@ async def test_no_ack_when_the_spool_refuses(tmp_path: Path) -> None:
     d = Hj212Driver("ENV01", load_profiles()["environment"], 60,
                     Hj212Options(mn=MN, host="127.0.0.1", port=port))
     task = asyncio.create_task(d.run(CollectingSink(accept=False)))
-    await asyncio.sleep(0.05)
+    await wait_listening(port, server=task, what="the HJ 212 listener")
     try:
         assert await _send(port, vectors()[1], expect_reply=False) == b""
     finally:
@@ -238,10 +239,10 @@ def test_listener_property_any_bytes_then_a_good_frame() -> None:
 
     async def start() -> asyncio.Task[None]:
         task = asyncio.create_task(d.run(sink))
-        await asyncio.sleep(0.05)
+        await wait_listening(port, server=task, what="the HJ 212 listener")
         return task
 
-    task = asyncio.run_coroutine_threadsafe(start(), loop).result(5)
+    task = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
     field = b"".join(field_vectors().values())
 
     @settings(max_examples=150, deadline=None)

@@ -16,6 +16,7 @@ from conftest import (
     assert_seqs_exactly_once,
     one_device_settings,
     wait_for,
+    wait_listening,
 )
 
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
@@ -63,7 +64,9 @@ async def gate() -> AsyncIterator[tuple[Sink, str, HttpPushDriver]]:
                            HttpPushOptions(token="meter-secret-token", kind="telemetry",
                                            host="127.0.0.1", port=port))
     tasks = [asyncio.create_task(gate.run(sink)), asyncio.create_task(meter.run(sink))]
-    await asyncio.sleep(0.05)
+    # the two share one listener: it listens once the first has attached, and by then
+    # the second has started (attaching before it awaits anything)
+    await wait_listening(port, what="the HTTP push listener")
     yield sink, f"http://127.0.0.1:{port}", gate
     for t in tasks:
         t.cancel()

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import wait_listening
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -83,9 +84,9 @@ class Listener:
 
         async def begin() -> None:
             self.tasks = [asyncio.create_task(d.run(self.sink)) for d in self.drivers]
-            await asyncio.sleep(0.05)
+            await wait_listening(self.port, what="the HTTP push listener")
 
-        asyncio.run_coroutine_threadsafe(begin(), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(begin(), self.loop).result(30)
 
     def stop(self) -> None:
         async def end() -> None:

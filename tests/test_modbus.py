@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from conftest import wait_listening
 
 from sitewatch.edge.drivers.modbus_tcp import ModbusOptions, ModbusTcpDriver
 from sitewatch.edge.modbus_registers import decode, encode, spans
@@ -58,7 +59,7 @@ async def crane_device() -> AsyncIterator[tuple[ModbusDevice, int]]:
     port = free_port()
     device = ModbusDevice(PROFILES["tower_crane"], port=port, unit=3)
     task = asyncio.create_task(device.run(live=False))
-    await asyncio.sleep(0.2)
+    await wait_listening(port, server=task, what="the Modbus device")
     yield device, port
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -103,7 +104,7 @@ async def test_device_down_gives_no_reading_and_recovers() -> None:
     assert await d.read() is None and d.failures == 1
     device = ModbusDevice(PROFILES["tower_crane"], port=port, unit=3)
     task = asyncio.create_task(device.run(live=False))
-    await asyncio.sleep(0.2)
+    await wait_listening(port, server=task, what="the Modbus device")
     try:
         await device.load({"load_t": 1.0})
         values = await d.read()
@@ -118,7 +119,7 @@ async def test_input_registers_of_a_pit_logger() -> None:
     port = free_port()
     device = ModbusDevice(PROFILES["foundation_pit"], port=port, unit=3)
     task = asyncio.create_task(device.run(live=False))
-    await asyncio.sleep(0.2)
+    await wait_listening(port, server=task, what="the Modbus device")
     try:
         await device.load({"displacement_mm": 12.5, "settlement_mm": -3.25, "strut_force_pct": 44.0,
                      "groundwater_mm": -150.3})
