@@ -75,6 +75,29 @@ def _sites_query() -> Query:
                  format="table")
 
 
+#: Grafana serves its own ``public/`` folder; every map file is a path under it, so the
+#: browser asks Grafana and nothing outside (docs/dashboards.md, "The map")
+WORLD_OUTLINE = "public/maps/countries.geojson"
+#: deploy/grafana/maps/ as docker-compose mounts it: the operator's county boundary
+COUNTY_BOUNDARY = "public/maps/sitewatch/county.geojson"
+#: the base layer a panel draws when Grafana lets panels choose theirs: the country
+#: outlines Grafana ships. docker-compose has Grafana use deploy/grafana/basemap.json for
+#: every map instead (the same outline until the operator points it at a tile server).
+BASEMAP = {"type": "geojson", "name": "Outline", "tooltip": False,
+           "config": {"src": WORLD_OUTLINE, "rules": [],
+                      "style": {"color": {"fixed": "#3d4b5c"}, "opacity": 0.25,
+                                "lineWidth": 1}}}
+
+
+def county_boundary() -> dict[str, object]:
+    """The county's boundary over the base layer, from the file the operator puts in
+    deploy/grafana/maps/ (shipped empty: no line until then)."""
+    return {"type": "geojson", "name": "County boundary", "tooltip": False,
+            "config": {"src": COUNTY_BOUNDARY, "rules": [],
+                       "style": {"color": {"fixed": "#8ab8ff"}, "opacity": 0.08,
+                                 "lineWidth": 2}}}
+
+
 def _map() -> Panel:
     layer = {
         "type": "markers", "name": "Sites", "tooltip": True,
@@ -91,13 +114,17 @@ def _map() -> Panel:
     return Panel(
         "geomap", "Sites by their worst open alert", (_sites_query(),), w=14, h=14,
         description="Every site at its registered location, green with nothing open, orange "
-                    "with an open warning, red with an open alarm.",
+                    "with an open warning, red with an open alarm. The map is drawn from "
+                    "files this Grafana serves; nothing is loaded from the internet.",
         thresholds=Thresholds(WORST_STEPS), color_mode="thresholds",
         overrides=(worst_field("worst"),),
-        options={"view": {"id": "fit", "lat": 0, "lon": 0, "zoom": 8, "allLayers": True},
-                 "controls": {"showZoom": True, "mouseWheelZoom": True, "showScale": True},
-                 "basemap": {"type": "default", "name": "Basemap"},
-                 "layers": [layer], "tooltip": {"mode": "details"}},
+        # fitted to the sites: the world outline under them would zoom out to the globe
+        options={"view": {"id": "fit", "lat": 0, "lon": 0, "zoom": 8, "allLayers": False,
+                          "layer": "Sites", "padding": 10},
+                 "controls": {"showZoom": True, "mouseWheelZoom": True, "showScale": True,
+                              "showAttribution": False},
+                 "basemap": BASEMAP,
+                 "layers": [county_boundary(), layer], "tooltip": {"mode": "details"}},
         transformations=({"id": "merge", "options": {}},))
 
 

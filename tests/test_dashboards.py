@@ -288,3 +288,77 @@ def test_push_without_credentials_says_what_to_set(
     # nothing listens on port 9: a clear error, not a traceback
     assert main(["dashboards", "push", "--url", "http://127.0.0.1:9", "--timeout", "2"]) == 1
     assert "http://127.0.0.1:9" in capsys.readouterr().err
+
+
+#: Grafana's geomap layers that draw tiles from a server: "default" is CARTO's online
+#: tiles unless the server sets default_baselayer_config, the others name a server
+TILE_LAYERS = {"default", "carto", "esri-xyz", "osm-standard", "xyz", "maplibre"}
+#: the only hosts a provisioned file may name: the compose services
+INSIDE_HOSTS = {"influxdb"}
+
+
+def _geomaps() -> Iterator[tuple[str, dict[str, Any]]]:
+    for name in sorted(DASHBOARDS):
+        d = json.loads((ROOT / f"dashboards/json/{name}.json").read_text())
+        yield from ((name, p) for p in _panels(d) if p["type"] == "geomap")
+
+
+def _offline_geojson(layer: dict[str, Any]) -> None:
+    assert layer["type"] == "geojson", layer
+    src = layer["config"]["src"]
+    # a path under the page's own Grafana: public/ is what Grafana serves from its image
+    assert src.startswith("public/maps/") and "//" not in src, src
+
+
+def test_no_map_loads_anything_from_outside_grafana() -> None:
+    maps = list(_geomaps())
+    assert [n for n, _ in maps] == ["county"]
+    for name, p in maps:
+        # no basemap at all would be Grafana's default, CARTO's online tiles
+        basemap = p["options"]["basemap"]
+        _offline_geojson(basemap)
+        for layer in p["options"]["layers"]:
+            assert layer["type"] not in TILE_LAYERS, (name, layer)
+            if layer["type"] == "geojson":
+                _offline_geojson(layer)
+    generated = [*(ROOT / "dashboards/json").glob("*.json"),
+                 *(ROOT / "dashboards/provisioning").rglob("*.yaml")]
+    assert len(generated) == len(DASHBOARDS) + 2
+    for path in generated:
+        text = path.read_text()
+        hosts = set(re.findall(r"https?://([^/:\"'\s]+)", text))
+        assert hosts <= INSIDE_HOSTS, f"{path.name}: {hosts - INSIDE_HOSTS}"
+        for tiles in TILE_LAYERS:
+            assert not re.search(rf'"type":\s*"{tiles}"', text), (path.name, tiles)
+
+
+def test_county_map_draws_the_boundary_file_under_the_sites_and_fits_the_sites() -> None:
+    p = _panel(DASHBOARDS["county"], "Sites by their worst open alert")
+    opts = p["options"]
+    assert [layer["name"] for layer in opts["layers"]] == ["County boundary", "Sites"]
+    boundary, sites = opts["layers"]
+    assert boundary["config"]["src"] == "public/maps/sitewatch/county.geojson"
+    assert sites["type"] == "markers"
+    # fitted to the sites, not to every layer: the world outline would zoom to the globe
+    assert opts["view"]["id"] == "fit" and opts["view"]["allLayers"] is False
+    assert opts["view"]["layer"] == "Sites"
+    assert opts["basemap"]["config"]["src"] == "public/maps/countries.geojson"
+
+
+def test_the_shipped_map_files_are_offline_and_the_tile_example_is_what_grafana_reads() -> None:
+    # docker-compose: deploy/grafana/basemap.json is Grafana's default_baselayer_config
+    # for every map, deploy/grafana/maps/ is served at public/maps/sitewatch/
+    basemap = json.loads((ROOT / "deploy/grafana/basemap.json").read_text())
+    _offline_geojson(basemap)
+    county = json.loads((ROOT / "deploy/grafana/maps/county.geojson").read_text())
+    assert county["type"] == "FeatureCollection" and isinstance(county["features"], list)
+    # the operator's way to an intranet tile server: the example in docs/dashboards.md
+    doc = (ROOT / "docs/dashboards.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", doc, re.S)]
+    tiles = [b for b in blocks if b.get("type") == "xyz"]
+    assert len(tiles) == 1
+    url = tiles[0]["config"]["url"]
+    assert all(k in url for k in ("{z}", "{x}", "{y}")) and url.startswith("http://")
+    assert "attribution" in tiles[0]["config"]
+    assert "GF_GEOMAP_ENABLE_CUSTOM_BASELAYERS" in doc
+    assert "GF_GEOMAP_DEFAULT_BASELAYER_CONFIG__FILE" in doc
