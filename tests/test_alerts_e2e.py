@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import RunningAlerts, RunningIngest, now_ms, wait_for
+from conftest import RunningAlerts, RunningIngest, count_ticks, now_ms, wait_for
 from test_ingest_integration import batch, mosquitto_pub
 
 from sitewatch import mqtt
@@ -143,6 +143,21 @@ OVERRIDES: list[dict[str, Any]] = [
 ]
 
 
+#: a device of its own whose overload is raised after what a test looks at
+MARK = "MARK1"
+
+
+async def later_alert(server: MosquittoServer, prefix: str, listener: AlertListener,
+                      n: int) -> None:
+    """Wait until an overload published now for :data:`MARK` is raised on MQTT. The service
+    evaluates, commits and publishes in the order it receives, so once this alert is
+    seen, anything the earlier messages raised has been seen too: a check that nothing
+    more happened is then not a matter of how long the test waited."""
+    mosquitto_pub(server, f"{prefix}/S1/GW1/telemetry", batch(n, overload(MARK, 1, now_ms())))
+    await wait_for(lambda: "raised" in listener.kinds(MARK, "load"), timeout=30,
+                   what=lambda: f"the later alert of {MARK}; seen {listener.events}")
+
+
 def start_edge(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -188,11 +203,17 @@ async def test_scenarios_raise_exactly_the_expected_alerts_and_clear(
 
             # the gateway dies: its Last Will -> `offline` after the grace time, and
             # its devices' silence is not an alert of its own
+            ticks = count_ticks(alerts.service)
+            killed = now_ms()
             edge.send_signal(signal.SIGKILL)
             edge.wait(10)
             await wait_for(lambda: "raised" in listener.kinds("GW1", "offline"), timeout=30,
                            what="gateway offline alert")
-            await asyncio.sleep(1.0)
+            # H1's silence (3 intervals of 1 s) would be due 3 s after its last reading:
+            # the engine has ticked past that. What such a tick raised is published
+            # before the `offline resolved` awaited below, and is checked at the end.
+            await wait_for(lambda: ticks and ticks[-1] > killed + 3000 + 500, timeout=30,
+                           what="a tick past H1's silence interval")
             assert {(e.device, e.group) for e in listener.events
                     if e.event == "raised"} == EXPECTED | {("GW1", "offline")}
             # back, its scenarios over (a restarted agent would replay them)
@@ -244,10 +265,11 @@ async def test_the_same_batch_three_times_raises_one_alert(
             mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", payload)
         await wait_for(lambda: alerts.service.engine.stats.duplicates == 6, timeout=10,
                        what="three deliveries seen")
-        await asyncio.sleep(0.5)
-    assert [(e.event, e.device, e.group) for e in listener.events] == [
+        await later_alert(mosquitto, prefix, listener, 12)
+    assert [(e.event, e.device, e.group) for e in listener.events if e.device != MARK] == [
         ("raised", "TC9", "load")]
-    assert len(alerts.service.store.list_alerts()) == 1
+    assert listener.kinds(MARK, "load") == ["raised"]
+    assert len([a for a in alerts.service.store.list_alerts() if a.device != MARK]) == 1
     await alerts.stop()
 
 
@@ -266,10 +288,15 @@ async def test_a_will_from_an_older_boot_is_ignored(
         mosquitto_pub(mosquitto, topic, status("offline", 4))  # the old session's will
         await wait_for(lambda: alerts.service.engine.stats.stale_wills == 1, timeout=10,
                        what="stale will seen")
-        await asyncio.sleep(1.5)
-        assert listener.events == []
+        # GW8 goes offline for real after GW7's stale will: once its offline is raised
+        # (the same grace time, received later), GW7's would have been too
+        mosquitto_pub(mosquitto, f"{prefix}/S1/GW8/status", status("offline", 1))
+        await wait_for(lambda: "raised" in listener.kinds("GW8", "offline"), timeout=30,
+                       what=lambda: f"GW8 offline raised; seen {listener.events}")
+        assert [e for e in listener.events if e.device != "GW8"] == []
         mosquitto_pub(mosquitto, topic, status("offline", 5))
-        await wait_for(lambda: [e.event for e in listener.events] == ["raised"], timeout=10,
+        await wait_for(lambda: [e.event for e in listener.events
+                                if e.device != "GW8"] == ["raised"], timeout=10,
                        what="offline raised")
     await alerts.stop()
 
@@ -302,9 +329,17 @@ async def test_outbox_left_by_a_crash_is_delivered_and_open_alerts_are_taken_ove
             "values": {"load_pct": 120.0}}))
         await wait_for(lambda: alerts.service.engine.stats.readings == 1, timeout=10,
                        what="reading evaluated")
-        await asyncio.sleep(0.5)
-    assert [e.id for e in listener.events] == ["a-before-crash"]
-    assert alerts.service.store.pending(set()) == []
+        await later_alert(mosquitto, prefix, listener, 2)
+    assert [e.id for e in listener.events if e.device != MARK] == ["a-before-crash"]
+
+    def left() -> list[Any]:
+        # (the later alert's rows for InfluxDB wait: this test made no database there)
+        return [o for o in alerts.service.store.pending(set())
+                if event_decoder.decode(o.payload).device != MARK]
+
+    # the delivered row is marked so in the outbox every 0.2 s: wait for that mark
+    await wait_for(lambda: not left(), timeout=10, what="the outbox row marked delivered")
+    assert left() == []
     await alerts.stop()
 
 
@@ -506,8 +541,8 @@ async def test_a_leq_rule_waits_for_a_covered_window(
         mosquitto_pub(mosquitto, topic, batch(1, noise_item("ENV1", 1, t - 10_000, 95.0)))
         await wait_for(lambda: alerts.service.engine.stats.readings == 1, timeout=10,
                        what="the single reading evaluated")
-        await asyncio.sleep(0.5)
-        assert listener.kinds("ENV1", "noise_leq") == []
+        assert listener.kinds("ENV1", "noise_leq") == []  # checked again below, once
+        # ENV2's alert (published after) proves ENV1's would have been seen
         # ten readings 1 s apart: judged from the ninth (8 of the 10 s covered: 75 %)
         mosquitto_pub(mosquitto, topic, batch(2, *[
             noise_item("ENV2", i, t - 10_000 + i * 1000, 80.0) for i in range(1, 11)]))
