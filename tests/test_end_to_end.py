@@ -35,7 +35,11 @@ async def test_gateway_with_three_devices_stores_every_seq_once(
 ) -> None:
     await start_ingest()
     running = agent_factory(edge_settings(mosquitto, prefix, tmp_path / "edge"))
-    await asyncio.sleep(4)
+    # as long as the gateway takes to give out 100 seqs and one of each device, not 4 s
+    await wait_for(lambda: running.agent.spool.last_seqs().get("TC01", 0) > 100
+                   and set(running.agent.spool.last_seqs()) >= {"TC01", "ENV01", "PIT01", "GW1"}
+                   and running.agent.batches_acked > 0,
+                   timeout=30, what=lambda: f"readings given out: {running.agent.spool.last_seqs()}")
     last = await running.stop()
     assert last["TC01"] > 100 and set(last) == {"TC01", "ENV01", "PIT01", "GW1"}
     await assert_seqs_exactly_once(influx_client, last)
@@ -66,13 +70,19 @@ async def test_ingest_killed_and_restarted_while_gateway_publishes_loses_nothing
         await wait_for(lambda: b"connected" in (tmp_path / "ingest.log").read_bytes(),
                        timeout=20, what="ingest subprocess connected")
         running = agent_factory(edge_settings(mosquitto, prefix, tmp_path / "edge"))
-        await asyncio.sleep(2)
+        await wait_for(lambda: running.agent.batches_acked > 3, timeout=30,
+                       what="batches acknowledged before the crash")
         ingest.send_signal(signal.SIGKILL)  # a crash: nothing drained, nothing said
         ingest.wait(10)
         stored_at_kill = sum(map(len, (await seqs_by_device(influx_client)).values()))
         await asyncio.sleep(3)  # the gateway keeps publishing; the broker queues for ingest
+        acked = running.agent.batches_acked
         ingest = spawn()
-        await asyncio.sleep(3)
+        # the new ingest acknowledges, and the gateway has given out 100 readings more
+        # than were stored at the kill
+        await wait_for(lambda: running.agent.batches_acked > acked + 3
+                       and sum(running.agent.spool.last_seqs().values()) > stored_at_kill + 100,
+                       timeout=60, what="the restarted ingest acknowledging")
         last = await running.stop()
         await assert_seqs_exactly_once(influx_client, last)
         assert stored_at_kill > 0
