@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what SiteWatch needs on a fresh Debian/Ubuntu machine: Debian's mosquitto,
-# influxdb, postgresql and docker-compose, then a virtualenv in .venv with the project
+# influxdb, postgresql and docker-compose, the tools the tests call (openssl, mkfs.ext4,
+# mount), then a virtualenv in .venv with the project
 # and its test tools. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,12 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v pgrep >/dev/null || need+=(procps)
 command -v runuser >/dev/null || need+=(util-linux)
+# what the tests call: the TLS tests make certificates, the disk-fault tests mount a small
+# ext4 image on a loop device
+command -v openssl >/dev/null || need+=(openssl)
+command -v mkfs.ext4 >/dev/null || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+command -v mount >/dev/null || need+=(mount)
+command -v losetup >/dev/null || [ -x /sbin/losetup ] || need+=(mount)
 
 pick_python() {
   for py in python3.13 python3.12 python3.11 python3; do

@@ -413,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dashboards(sub)  # sitewatch dashboards generate|check|push
 
+    from sitewatch.deployenv import add_parser as add_deploy
+
+    add_deploy(sub)  # sitewatch deploy env|check: a docker-compose installation's secrets
+
     prof = add("profiles", cmd_profiles, "load and check the device profiles")
     prof.add_argument("--dir", default=None)
 
