@@ -39,13 +39,16 @@ async def test_broker_killed_mid_stream_loses_nothing(
 ) -> None:
     await start_ingest(mqtt_server=own_mosquitto)
     running = agent_factory(edge_settings(own_mosquitto, prefix, tmp_path / "edge"))
-    await asyncio.sleep(2)
+    await wait_for(lambda: running.agent.batches_acked > 3, timeout=30,
+                   what="batches acknowledged before the kill")
     own_mosquitto.kill()  # SIGKILL: its in-memory queues and unsaved session state are gone
     await asyncio.sleep(2)  # devices keep producing into the spool
     own_mosquitto.restart()
     await wait_for(lambda: running.agent.connected.is_set(), timeout=30,
                    what="edge reconnected")
-    await asyncio.sleep(2)
+    acked = running.agent.batches_acked
+    await wait_for(lambda: running.agent.batches_acked > acked + 3, timeout=30,
+                   what="batches acknowledged through the restarted broker")
     last = await running.stop()
     await assert_seqs_exactly_once(influx_client, last, timeout=40)
 
@@ -213,13 +216,21 @@ async def test_agent_killed_mid_stream_restarts_without_reusing_a_seq(
         return subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
+    async def tc01_stored() -> int:
+        return max((await seqs_by_device(influx_client)).get("TC01", [0]))
+
     edge = spawn()
     try:
-        await asyncio.sleep(3)
+        # mid-stream: once readings are being stored, not after a guessed 3 s
+        await wait_for(lambda: _above(tc01_stored(), 50), timeout=30,
+                       what="the first run's readings stored")
         edge.send_signal(signal.SIGKILL)  # mid-stream: readings in flight, batches unacked
         edge.wait(10)
         edge = spawn()
-        await asyncio.sleep(3)
+        # the second run stores readings past the first's
+        first = await tc01_stored()
+        await wait_for(lambda: _above(tc01_stored(), max(first, 100) + 50), timeout=30,
+                       what="the second run's readings stored")
         edge.send_signal(signal.SIGTERM)  # clean stop: drains what is spooled
         assert edge.wait(30) == 0
     finally:
@@ -231,3 +242,7 @@ async def test_agent_killed_mid_stream_restarts_without_reusing_a_seq(
         assert db.execute("SELECT value FROM counters WHERE name='boot'").fetchone()[0] == 2
     assert last["TC01"] > 100
     await assert_seqs_exactly_once(influx_client, last, timeout=30)
+
+
+async def _above(value: Awaitable[int], floor: int) -> bool:
+    return await value > floor
