@@ -77,10 +77,13 @@ async def test_clock_back_20s_with_a_restart_keeps_every_reading_and_reports_it(
         second = AgentRun(Agent(settings, wall_clock=wall))
         # devices read every 20-100 ms: without a timeline that starts past the last
         # reading, many of the next 20 s of readings would land on taken timestamps
-        await asyncio.sleep(6)
+        clock = second.agent.clock
+        await wait_for(lambda: clock.corrected > 100, timeout=30,
+                       what=lambda: f"readings stamped off the wall clock ({clock.corrected})")
         await wait_for(lambda: alerts.kinds("GW1", "clock_behind") == ["raised"],
                        timeout=15, what="the gateway clock alert")
-        clock = second.agent.clock
+        await wait_for(lambda: _corrected_reported(influx_client), timeout=15,
+                       what="a health reading with readings stamped off the wall clock")
         last = await second.stop()
     await assert_seqs_exactly_once(influx_client, last)
     health = await _gateway_health(influx_client)
@@ -100,12 +103,18 @@ async def test_a_short_step_forward_stores_every_reading_at_its_time(
     wall = SteppedClock()
     settings = edge_settings(mosquitto, prefix, tmp_path / "edge")
     run = AgentRun(Agent(settings, wall_clock=wall))
-    await asyncio.sleep(2)
+    clock = run.agent.clock
+    await wait_for(lambda: run.agent.batches_acked > 3, timeout=30,
+                   what="batches acknowledged before the step")
     wall.offset_s = 330.0  # past ingest's max_future_s (300 s), for a few seconds
     await asyncio.sleep(3)
+    await wait_for(lambda: clock.steps == 1, timeout=30, what="the step forward seen")
     wall.offset_s = 0.0
-    await asyncio.sleep(3)
-    clock = run.agent.clock
+    await wait_for(lambda: clock.steps == 2 and clock.corrected > 0, timeout=30,
+                   what="the step back seen")
+    acked = run.agent.batches_acked
+    await wait_for(lambda: run.agent.batches_acked > acked + 3, timeout=30,
+                   what="batches acknowledged after the step back")
     last = await run.stop()
     await assert_seqs_exactly_once(influx_client, last)
     rows = DeadLetterStore(ingest.settings.database_url).recent(1000)
@@ -117,3 +126,7 @@ async def test_a_short_step_forward_stores_every_reading_at_its_time(
     assert clock.corrected > 0
     # nothing was stamped in the future
     assert max(int(r["time"]) for r in newest) <= time.time_ns() // 1_000_000
+
+
+async def _corrected_reported(client: InfluxClient) -> bool:
+    return (await _gateway_health(client)).get("corrected", 0) > 0

@@ -46,10 +46,15 @@ async def test_ingest_down_spool_grows_then_drains_and_live_data_comes_first(
     ingest = await start_ingest()
     settings = edge_settings(mosquitto, prefix, tmp_path / "edge")
     running = agent_factory(settings)
-    await asyncio.sleep(2)
+    await wait_for(lambda: running.agent.batches_acked > 3, timeout=30,
+                   what="batches acknowledged before the outage")
     await ingest.kill()
     depth_at_stop = running.agent.spool.readings_waiting()
     await asyncio.sleep(OUTAGE_S)
+    # the outage lasts until the devices have produced that much (the nominal rate is
+    # 80 readings a second): a busy machine makes it longer, not the check false
+    await wait_for(lambda: running.agent.spool.readings_waiting() > depth_at_stop
+                   + 50 * OUTAGE_S, timeout=60, what="readings piling up in the spool")
     grown = running.agent.spool.readings_waiting()
     assert grown > depth_at_stop + 50 * OUTAGE_S, "readings pile up in the spool"
     back = int(time.time() * 1000)
@@ -77,14 +82,24 @@ async def test_influxdb_down_nothing_acked_nothing_lost(
     own_influxdb: InfluxServer, prefix: str, unique: str, tmp_path: Path,
     agent_factory: Callable[[EdgeSettings], RunningAgent],
 ) -> None:
-    await start_ingest(influx_server=own_influxdb)
+    ingest = (await start_ingest(influx_server=own_influxdb)).service
+    assert ingest is not None
     influx = InfluxClient(InfluxSettings(url=own_influxdb.url, database=unique))
     running = agent_factory(edge_settings(mosquitto, prefix, tmp_path / "edge"))
-    await asyncio.sleep(2)
+    await wait_for(lambda: running.agent.batches_acked > 3, timeout=30,
+                   what="batches acknowledged before the outage")
     own_influxdb.stop()
-    await asyncio.sleep(1)  # what was in flight settles
+    # a write has failed: what was written before it has been acked
+    await wait_for(lambda: ingest.stats.write_retries > 0, timeout=30,
+                   what="ingest's first failed write")
+    await asyncio.sleep(1)  # the ack of what was written last reaches the gateway
     acked = running.agent.batches_acked
+    retries = ingest.stats.write_retries
     await asyncio.sleep(OUTAGE_S)
+    # ingest has really tried again during the outage, and batches wait
+    await wait_for(lambda: ingest.stats.write_retries >= retries + 2
+                   and running.agent.spool.depth() > 5, timeout=60,
+                   what="ingest retrying while batches wait")
     assert running.agent.batches_acked == acked, "nothing is acked while InfluxDB is down"
     assert running.agent.spool.depth() > 5
     own_influxdb.restart()
