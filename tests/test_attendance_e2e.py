@@ -4,7 +4,6 @@ simulator says the rules credit; replaying the week changes nothing; tampering s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -16,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
-from conftest import RunningAlerts, RunningIngest, mqtt_settings, wait_for
+from conftest import RunningAlerts, RunningIngest, count_ticks, mqtt_settings, wait_for
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -169,7 +168,10 @@ async def test_gate_events_raise_attendance_alerts_through_the_alert_service(
     await wait_for(lambda: open_groups() == want, timeout=20, what=lambda: open_groups())
     await alerts.stop()
     again = await start_alerts(database_url=url)
-    await asyncio.sleep(1.0)  # a few ticks: nothing about them changed
+    ticks = count_ticks(again.service)
+    # a few ticks (each one's changes committed before the next starts): nothing about
+    # them changed
+    await wait_for(lambda: len(ticks) >= 5, timeout=30, what="five ticks of the new service")
     assert {(a.device, a.group) for a in again.service.store.list_alerts(site=SITE)
             if a.state == "active"} == want
     engine.dispose()

@@ -179,7 +179,12 @@ async def test_corrupt_spool_is_moved_aside_and_seqs_continue_above(
     garbage = corrupt(spool)
     second = agent_factory(settings)
     await wait_for(lambda: second.agent.batches_acked > 3, timeout=20, what="second run acked")
-    await asyncio.sleep(1.5)  # a health reading (every second) of the new run
+
+    async def reset_reported() -> bool:
+        return bool(await influx_client.series(
+            "SELECT spool_resets FROM gateway WHERE spool_resets > 0"))
+
+    await wait_for(reset_reported, timeout=20, what="a health reading of the new run stored")
     last2 = await second.stop()
     (aside,) = spool.parent.glob("spool.sqlite.corrupt-*")
     assert aside.read_bytes() == garbage, "kept as it was"
