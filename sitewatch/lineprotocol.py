@@ -82,13 +82,23 @@ def format_line(
     ts: int | None = None,
 ) -> str:
     """One line; tags sorted by key (what InfluxDB recommends for write performance)."""
-    if not fields:
-        raise LineProtocolError("a point needs at least one field")
+    head, body = format_series(measurement, tags), format_fields(fields)
+    return f"{head} {body}" if ts is None else f"{head} {body} {ts}"
+
+
+def format_series(measurement: str, tags: Mapping[str, str]) -> str:
+    """A line's measurement and tags: the same for every point of a series (a caller
+    writing many points of one series can format it once)."""
     head = escape_measurement(measurement)
     for k in sorted(tags):
         head += f",{escape_key(k)}={escape_key(tags[k])}"
-    body = ",".join(f"{escape_key(k)}={format_field_value(v)}" for k, v in fields.items())
-    return f"{head} {body}" if ts is None else f"{head} {body} {ts}"
+    return head
+
+
+def format_fields(fields: Mapping[str, float | int | bool | str]) -> str:
+    if not fields:
+        raise LineProtocolError("a point needs at least one field")
+    return ",".join(f"{escape_key(k)}={format_field_value(v)}" for k, v in fields.items())
 
 
 def join_lines(lines: Iterable[str]) -> bytes:

@@ -16,10 +16,10 @@ from urllib.parse import quote, unquote
 from sitewatch.backup import BackupError
 from sitewatch.backup.archive import ArchiveReader, ArchiveWriter
 from sitewatch.influx import InfluxClient
-from sitewatch.lineprotocol import LineProtocolError, format_line
+from sitewatch.lineprotocol import LineProtocolError, format_fields, format_series
 
 WINDOW_POINTS = 20_000
-FIRST_WINDOW_MS = 3_600_000
+FIRST_WINDOW_MS = 60_000
 WRITE_LINES = 5_000
 
 Converter = Callable[[Any], float | int | bool | str]
@@ -48,8 +48,15 @@ async def measurements(client: InfluxClient) -> list[str]:
     return sorted(str(v[0]) for v in await _values(client, "SHOW MEASUREMENTS"))
 
 
+class _Partial(Exception):
+    """InfluxDB cut the answer short (its ``max-row-limit``): ask for less."""
+
+
 async def _rows(client: InfluxClient, q: str) -> tuple[list[str], list[list[Any]]]:
     results = await client.query(q)
+    if any(r.get("partial") or any(s.get("partial") for s in r.get("series", []))
+           for r in results):
+        raise _Partial(q)
     columns: list[str] = []
     rows: list[list[Any]] = []
     for s in results[0].get("series", []) if results else []:
@@ -83,13 +90,22 @@ async def _dump_measurement(client: InfluxClient, m: str, out: IO[bytes]) -> int
         return 0
     start, end = int(first[0][0]), int(last[0][0]) + 1
     window, points = FIRST_WINDOW_MS, 0
+    #: each series' measurement and tags, formatted once
+    series: dict[tuple[tuple[str, str], ...], str] = {}
     while start < end:
         stop = min(start + window, end)
-        columns, rows = await _rows(
-            client, f"SELECT * FROM {src} WHERE time >= {start}ms AND time < {stop}ms")
+        try:
+            columns, rows = await _rows(
+                client, f"SELECT * FROM {src} WHERE time >= {start}ms AND time < {stop}ms")
+        except _Partial:
+            if window == 1:
+                raise BackupError(f"measurement {m}: InfluxDB returns only part of the "
+                                  f"points at time {start}; raise its max-row-limit") from None
+            window = max(1, window // 8)
+            continue
         lines = []
         for row in rows:
-            tags: dict[str, str] = {}
+            tags: list[tuple[str, str]] = []
             fields: dict[str, float | int | bool | str] = {}
             for col, v in zip(columns[1:], row[1:], strict=True):
                 if v is None:
@@ -97,9 +113,13 @@ async def _dump_measurement(client: InfluxClient, m: str, out: IO[bytes]) -> int
                 if col in convert:
                     fields[col] = convert[col](v)
                 elif col in tag_keys and v != "":
-                    tags[col] = str(v)
+                    tags.append((col, str(v)))
             try:
-                lines.append(format_line(m, tags, fields, int(row[0])))
+                key = tuple(tags)
+                head = series.get(key)
+                if head is None:
+                    head = series[key] = format_series(m, dict(tags))
+                lines.append(f"{head} {format_fields(fields)} {int(row[0])}")
             except LineProtocolError as exc:
                 raise BackupError(f"measurement {m}, time {row[0]}: {exc}") from None
         if lines:
