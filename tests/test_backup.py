@@ -235,6 +235,23 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
             new_id = c.execute(insert(outbox).values(target="mqtt", payload=b"{}")
                                .returning(outbox.c.id)).scalar_one()
         assert new_id > max([r[0] for r in a_rows["alert_outbox"]], default=0)
+        # and a backup of PostgreSQL back into SQLite
+        pg_archive = tmp_path / "backups" / "from-pg.tar"
+        assert backup("create", "--out", str(pg_archive), "--config", str(cfg_pg)) == 0
+        c_db = f"sqlite:///{tmp_path / 'from-pg.db'}"
+        cfg_c = api_yaml(tmp_path / "from-pg.yaml", db=c_db, influx=influx_b.url,
+                         database="from_pg", snapshots=tmp_path / "from-pg-snapshots")
+        assert backup("restore", str(pg_archive), "--config", str(cfg_c)) == 0
+        c_engine = make_engine(c_db)
+        c_rows = rows_of(c_engine)
+        c_engine.dispose()
+        outbox_rows = c_rows.pop("alert_outbox")  # with the row inserted above
+        assert outbox_rows[:-1] == a_rows["alert_outbox"] and outbox_rows[-1][0] == new_id
+        for name, want in a_rows.items():
+            if name != "alert_outbox":
+                assert c_rows[name] == want, name
+        chains_intact(c_db)
+        assert asyncio.run(readings(influx_b.url, "from_pg")) == a_points
         pg_engine.dispose()
         a_engine.dispose()
         b_engine.dispose()

@@ -9,14 +9,17 @@ the history. A member ``influx/<measurement>.lp.gz`` holds its lines.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import IO, Any
 from urllib.parse import quote, unquote
 
 from sitewatch.backup import BackupError
 from sitewatch.backup.archive import ArchiveReader, ArchiveWriter
-from sitewatch.influx import InfluxClient
+from sitewatch.influx import InfluxClient, InfluxError
 from sitewatch.lineprotocol import LineProtocolError, format_fields, format_series
+
+log = logging.getLogger(__name__)
 
 WINDOW_POINTS = 20_000
 FIRST_WINDOW_MS = 60_000
@@ -147,7 +150,11 @@ async def dump(client: InfluxClient, archive: ArchiveWriter) -> dict[str, int]:
 
 async def check(client: InfluxClient) -> None:
     """Refuse a database that already holds readings."""
-    await client.ensure_database()
+    try:
+        await client.ensure_database()
+    except InfluxError as exc:
+        # InfluxDB 2.x/3.x have no CREATE DATABASE: the bucket is made at their setup
+        log.info("CREATE DATABASE refused (%s); expecting the database to exist", exc)
     found = await measurements(client)
     if found:
         raise BackupError(f"InfluxDB database {client.settings.database} is not empty "
