@@ -288,6 +288,12 @@ def test_a_damaged_member_is_refused_naming_it(tmp_path: Path) -> None:
                                                 match=r"member snapshots/ab/x\.png is damaged"):
         r.verify()
     assert backup("verify", str(out)) == 1
+    # a restore checks the archive before it touches any store
+    cfg = api_yaml(tmp_path / "api.yaml", db=f"sqlite:///{tmp_path / 'new.db'}",
+                   influx="http://127.0.0.1:9", database="sitewatch",
+                   snapshots=tmp_path / "snapshots")
+    assert backup("restore", str(out), "--config", str(cfg)) == 1
+    assert not (tmp_path / "new.db").exists() and not (tmp_path / "snapshots").exists()
 
 
 def test_every_table_of_the_store_is_backed_up() -> None:
