@@ -413,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dashboards(sub)  # sitewatch dashboards generate|check|push
 
+    from sitewatch.backup.cli import add_parser as add_backup
+
+    add_backup(sub)  # sitewatch backup create|restore|verify (docs/backup.md)
+
     from sitewatch.deployenv import add_parser as add_deploy
 
     add_deploy(sub)  # sitewatch deploy env|check: a docker-compose installation's secrets

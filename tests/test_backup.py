@@ -5,7 +5,6 @@ are refused, naming what; a column of a newer version than the backup gets its d
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import signal
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 from sitewatch.attendance.ledger import Ledger
 from sitewatch.backup import BackupError, sqldump
 from sitewatch.backup.archive import ArchiveReader, ArchiveWriter
-from sitewatch.backup.cli import add_parser
+from sitewatch.cli import main
 from sitewatch.db import create_tables, make_engine
 from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.ingest.alerts.store import AlertStore
@@ -38,11 +37,8 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 
 
 def backup(*argv: str) -> int:
-    """``sitewatch backup …`` through its own parser (what sitewatch.cli registers)."""
-    p = argparse.ArgumentParser(prog="sitewatch")
-    add_parser(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["backup", *argv])
-    return int(args.fn(args))
+    """``sitewatch backup …``, as an operator runs it."""
+    return main(["backup", *argv])
 
 
 def api_yaml(path: Path, *, db: str, influx: str, database: str, snapshots: Path) -> Path:
