@@ -445,8 +445,15 @@ async def test_every_role_publishes_and_reads_only_its_topics(auth_broker: AuthB
             await wait_for(lambda: all(want[n] <= got for n, got in reads().items()),
                            what=lambda: f"deliveries: want {want}, got {reads()}")
             await wait_for(lambda: health_sys.topics, what="$SYS/broker/uptime")
-            # deliveries of one publish go out together: anything extra is here by now
-            await asyncio.sleep(0.3)
+            # the marker that nothing more is coming: every publish above was answered
+            # (PUBACK or refusal) before this, so a SUBACK on each connection comes after
+            # whatever the broker sent that client for them; then each inbox has taken
+            # everything that arrived before its SUBACK
+            everyone = [*clients.values(), health_sys.client]
+            for c in everyone:
+                await c.subscribe(f"{p}/nothing-publishes-here")
+            await wait_for(lambda: all(c.pending_messages() == 0 for c in everyone),
+                           what="every inbox took what came before its SUBACK")
             assert reads() == want
             assert health_sys.topics == {"$SYS/broker/uptime"}
 

@@ -34,6 +34,7 @@ SITE = {"id": "S1", "name": "Bridge", "county": "Lankao", "town": "Chengguan",
         "project_type": "bridge", "latitude": 34.82, "longitude": 114.82}
 FILE_GW_PASSWORD = "file-gateway-password"
 INGEST_PASSWORD = "ingest-password-0123"
+PROBE_PASSWORD = "probe-password-0123"
 #: how long a revoked or rotated-out gateway's open connection may outlive the change
 CUT_OFF_S = 3.0
 
@@ -161,6 +162,14 @@ async def refused(st: Stack, username: str, password: str) -> bool:
         return "Not authorized" in str(exc)
 
 
+async def logs_in(st: Stack, username: str, password: str) -> bool:
+    try:
+        async with st.client(username, password):
+            return True
+    except mqtt.MqttError:
+        return False
+
+
 async def provision(st: Stack, gateway: str) -> dict[str, Any]:
     r = await st.api.post("/sites/S1/gateways", json={"id": gateway}, headers=st.admin)
     assert r.status_code == 201, r.text
@@ -247,7 +256,8 @@ async def test_revoke_and_rotate_through_the_api(stack: Stack,
 
 
 async def test_revoke_and_rotate_with_the_cli(stack: Stack,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """`sitewatch broker revoke/rotate` on the accounts file's gateway: it stays revoked
     although the file still lists it, and the file's password stops counting."""
     from sitewatch.cli import main
@@ -265,10 +275,16 @@ async def test_revoke_and_rotate_with_the_cli(stack: Stack,
         await cut_off_within(gw1, CUT_OFF_S)
         assert await refused(st, "S1.GW1", FILE_GW_PASSWORD)
         await gw2.still_accepted()
-        # writing the files again from the accounts file does not bring it back
+        # writing the files again from the accounts file does not bring it back. The
+        # marker that the files of that run are in force: an account it adds logs in
+        accounts = st.tmp / "accounts.yaml"
+        accounts.write_text(accounts.read_text() + (
+            "  - {username: probe, role: monitor, password_env: TEST_PROBE_PASSWORD}\n"))
+        monkeypatch.setenv("TEST_PROBE_PASSWORD", PROBE_PASSWORD)
         assert main(st.cli("broker", "files", *pid)) == 0
         assert "the database's credential is used" in capsys.readouterr().out
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: logs_in(st, "probe", PROBE_PASSWORD), timeout=10,
+                       what="the broker reloaded the files")
         assert await refused(st, "S1.GW1", FILE_GW_PASSWORD)
 
         assert main(st.cli("broker", "rotate", "S1", "GW1", *pid)) == 0

@@ -132,9 +132,16 @@ async def test_stalled_influxdb_bounds_work_and_loses_nothing(
                          for d in range(per_message)]
                 await pub.publish(f"{prefix}/S1/GW1/telemetry", contract.encode(
                     contract.TelemetryBatchOut(v=1, batch=b, sent=now_ms(), items=items)))
-        await asyncio.sleep(2)
         # taken in: one chunk being written, one being filled, and what the broker may
-        # have in flight to ingest (receive maximum); the rest waits at the broker
+        # have in flight to ingest (receive maximum); the rest waits at the broker. Not
+        # a fixed wait (a slow machine would pass it having taken little): ingest has
+        # taken the two chunks' worth that make it wait for the stalled write, and then
+        # nothing more for a second
+        full = 2 * (chunk_points // per_message)
+        await wait_for(lambda: stats.messages >= full, timeout=30,
+                       what=lambda: f"ingest took {stats.messages} of the {full} messages "
+                                    "that fill two chunks")
+        await _settled(lambda: stats.messages, quiet_s=1.0, timeout=30)
         bound = 2 * (chunk_points // per_message + 1) + receive_maximum
         assert stats.messages <= bound, f"took {stats.messages} messages, bound {bound}"
         assert stats.items_stored == 0
@@ -144,6 +151,21 @@ async def test_stalled_influxdb_bounds_work_and_loses_nothing(
                           what="everything stored after InfluxDB came back")
     assert all(v == list(range(1, messages + 1)) for v in seqs.values())
     await influx.aclose()
+
+
+async def _settled(value: Callable[[], int], *, quiet_s: float, timeout: float) -> None:
+    """Wait until ``value`` has not changed for ``quiet_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last, since = value(), loop.time()
+    while loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        now = value()
+        if now != last:
+            last, since = now, loop.time()
+        elif loop.time() - since >= quiet_s:
+            return
+    raise AssertionError(f"still changing after {timeout}s (last {last})")
 
 
 async def _all_stored(client: InfluxClient, devices: int,
