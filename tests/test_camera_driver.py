@@ -60,7 +60,10 @@ async def test_events_and_their_snapshots_reach_ingest_and_verify_by_hash(
 
     async def ended() -> bool:  # an intrusion's start, then its end
         counts = [r["count"] for r in await events() if r["event"] == "intrusion"]
-        return any(n > 0 for n in counts) and counts[-1] == 0
+        # (InfluxDB 1.x keeps each field of a point apart: a query while the point is
+        # being written can see its seq before its count, once in a loaded suite run)
+        return (any(n is not None and n > 0 for n in counts)
+                and counts[-1] == 0)
 
     await wait_for(ended, timeout=90, what="the intrusion's end in InfluxDB")
     rows = await events()
