@@ -118,8 +118,7 @@ class Debouncer:
             if not st.active and at - st.since >= c.on_s:
                 st.active = True
                 best = st.best
-                return Event(ob.event, ob.zone, best.count, at, best.confidence, best.method,
-                             best)
+                return Event(ob.event, ob.zone, best.count, at, best.confidence, best.method, best)
             return None
         if not st.active:  # seen, then not: on_s counts continuous presence only
             st.since, st.last_seen, st.best = None, None, None
@@ -130,11 +129,12 @@ class Debouncer:
         return Event(ob.event, ob.zone, 0, at)
 
     def _count(self, st: _State, ob: Observation, at: float) -> Event | None:
-        if ob.count != st.candidate:
+        # a new count, or the first frame after close_all (offline, covered) forgot when
+        # this one was first seen: its on_s starts now
+        if ob.count != st.candidate or st.since is None:
             st.candidate, st.since = ob.count, at
         assert st.since is not None
         if ob.count != st.reported and at - st.since >= self.config.on_s:
             st.reported = ob.count
             return Event(ob.event, ob.zone, ob.count, at, ob.confidence, ob.method, ob)
         return None
-
