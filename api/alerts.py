@@ -89,24 +89,36 @@ def _ms(t: datetime | None) -> int | None:
     return int(t.timestamp() * 1000) if t is not None else None
 
 
-@router.get("/alerts", response_model=Page[Alert], responses=responses(401, 403, 422, 429),
-            summary="alerts of the sites the caller may see, newest first")
-def list_alerts(p: Reader, state: StateDep, page: PageDep,
-                site: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
-                severity: Severity | None = None, state_: Annotated[
-                    StateFilter | None, Query(alias="state")] = None,
-                level: Level | None = None,
-                since: Annotated[IsoDatetime | None, Query(description="raised at or after")]
-                = None,
-                until: Annotated[IsoDatetime | None, Query(description="raised before")]
-                = None) -> Page[Alert]:
+@router.get(
+    "/alerts",
+    response_model=Page[Alert],
+    responses=responses(401, 403, 422, 429),
+    summary="alerts of the sites the caller may see, newest first",
+)
+def list_alerts(
+    p: Reader,
+    state: StateDep,
+    page: PageDep,
+    site: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+    severity: Severity | None = None,
+    state_: Annotated[StateFilter | None, Query(alias="state")] = None,
+    level: Level | None = None,
+    since: Annotated[IsoDatetime | None, Query(description="raised at or after")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="raised before")] = None,
+) -> Page[Alert]:
     if site is not None and not p.may_see(site):
         return Page(items=[], total=0, offset=page.offset, limit=page.limit)
-    f = AlertFilter(sites=p.visible_sites(), site=site, state=state_, severity=severity,
-                    level=level.value if level else None, since=_ms(since), until=_ms(until))
+    f = AlertFilter(
+        sites=p.visible_sites(),
+        site=site,
+        state=state_,
+        severity=severity,
+        level=level.value if level else None,
+        since=_ms(since),
+        until=_ms(until),
+    )
     rows, total = state.alerts.find(f, offset=page.offset, limit=page.limit)
-    return Page(items=[_alert(r) for r in rows], total=total, offset=page.offset,
-                limit=page.limit)
+    return Page(items=[_alert(r) for r in rows], total=total, offset=page.offset, limit=page.limit)
 
 
 def _visible(p: Principal, state: StateDep, alert_id: str) -> AlertRow:
@@ -116,55 +128,86 @@ def _visible(p: Principal, state: StateDep, alert_id: str) -> AlertRow:
     return row
 
 
-@router.get("/alerts/{alert_id}", response_model=Alert,
-            responses=responses(401, 403, 404, 422, 429))
+@router.get(
+    "/alerts/{alert_id}", response_model=Alert, responses=responses(401, 403, 404, 422, 429)
+)
 def get_alert(alert_id: AlertId, p: Reader, state: StateDep) -> Alert:
     return _alert(_visible(p, state, alert_id))
 
 
-@router.get("/alerts/{alert_id}/history", response_model=list[HistoryEntry],
-            responses=responses(401, 403, 404, 422, 429),
-            summary="every change of the alert, as kept in the hash-chained history")
+@router.get(
+    "/alerts/{alert_id}/history",
+    response_model=list[HistoryEntry],
+    responses=responses(401, 403, 404, 422, 429),
+    summary="every change of the alert, as kept in the hash-chained history",
+)
 def alert_history(alert_id: AlertId, p: Reader, state: StateDep) -> list[HistoryEntry]:
     _visible(p, state, alert_id)
-    return [HistoryEntry(n=h.n, event=h.event, at=h.at, actor=h.actor,
-                         state=json.loads(h.data), prev_hash=h.prev_hash, hash=h.hash)
-            for h in state.alerts.history(alert_id)]
+    return [
+        HistoryEntry(
+            n=h.n,
+            event=h.event,
+            at=h.at,
+            actor=h.actor,
+            state=json.loads(h.data),
+            prev_hash=h.prev_hash,
+            hash=h.hash,
+        )
+        for h in state.alerts.history(alert_id)
+    ]
 
 
-@router.post("/alerts/{alert_id}/ack", response_model=Alert,
-             responses=responses(400, 401, 403, 404, 409, 422, 429),
-             summary="acknowledge: who and when are recorded, with the comment")
-async def acknowledge(alert_id: AlertId, state: StateDep,
-                      p: Annotated[Principal, Security(authorized, scopes=[Scope.READ])],
-                      body: ActionBody = None) -> Alert:
+@router.post(
+    "/alerts/{alert_id}/ack",
+    response_model=Alert,
+    responses=responses(400, 401, 403, 404, 409, 422, 429),
+    summary="acknowledge: who and when are recorded, with the comment",
+)
+async def acknowledge(
+    alert_id: AlertId,
+    state: StateDep,
+    p: Annotated[Principal, Security(authorized, scopes=[Scope.READ])],
+    body: ActionBody = None,
+) -> Alert:
     row = _visible(p, state, alert_id)
     need = Scope.ALERTS_ACK_COUNTY if row.level == Level.COUNTY.value else Scope.ALERTS_ACK
     if need not in p.scopes and Scope.ADMIN not in p.scopes:
-        where = "escalated to the county bureau" if need is Scope.ALERTS_ACK_COUNTY \
-            else "at site level"
-        raise Forbidden(f"this alert is {where}: acknowledging it needs scope {need}",
-                        {"missing_scopes": [need.value]})
+        where = (
+            "escalated to the county bureau" if need is Scope.ALERTS_ACK_COUNTY else "at site level"
+        )
+        raise Forbidden(
+            f"this alert is {where}: acknowledging it needs scope {need}",
+            {"missing_scopes": [need.value]},
+        )
     return await _act(state, alert_id, p, body, state.alerts.acknowledge)
 
 
-@router.post("/alerts/{alert_id}/resolve", response_model=Alert,
-             responses=responses(400, 401, 403, 404, 409, 422, 429),
-             summary="resolve by hand (if the condition still holds, a new alert is raised)")
-async def resolve(alert_id: AlertId, state: StateDep,
-                  p: Annotated[Principal, Security(authorized,
-                                                   scopes=[Scope.ALERTS_RESOLVE])],
-                  body: ActionBody = None) -> Alert:
+@router.post(
+    "/alerts/{alert_id}/resolve",
+    response_model=Alert,
+    responses=responses(400, 401, 403, 404, 409, 422, 429),
+    summary="resolve by hand (if the condition still holds, a new alert is raised)",
+)
+async def resolve(
+    alert_id: AlertId,
+    state: StateDep,
+    p: Annotated[Principal, Security(authorized, scopes=[Scope.ALERTS_RESOLVE])],
+    body: ActionBody = None,
+) -> Alert:
     _visible(p, state, alert_id)
     return await _act(state, alert_id, p, body, state.alerts.resolve)
 
 
-async def _act(state: StateDep, alert_id: str, p: Principal, body: Action | None,
-               action: Callable[[str, str, str, int], object]) -> Alert:
+async def _act(
+    state: StateDep,
+    alert_id: str,
+    p: Principal,
+    body: Action | None,
+    action: Callable[[str, str, str, int], object],
+) -> Alert:
     comment = body.comment if body is not None else ""
     try:
-        await asyncio.to_thread(action, alert_id, p.name, comment,
-                                int(time.time() * 1000))
+        await asyncio.to_thread(action, alert_id, p.name, comment, int(time.time() * 1000))
     except AlertError as exc:
         raise Conflict(str(exc)) from None
     return _alert(_visible(p, state, alert_id))

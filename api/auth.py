@@ -42,10 +42,10 @@ from sitewatch.api.errors import Forbidden, Unauthorized, responses
 router = APIRouter(tags=["auth"])
 
 ALGORITHM = "HS256"
-oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", scopes=dict(SCOPE_HELP),
-                              auto_error=False)
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="an API key: swk_<id>_<secret>")
+oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", scopes=dict(SCOPE_HELP), auto_error=False)
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="an API key: swk_<id>_<secret>"
+)
 
 
 class Token(BaseModel):
@@ -68,30 +68,46 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/auth/token", response_model=Token, responses=responses(400, 401, 422, 429),
-             summary="log in with username and password (OAuth2 password flow)")
-def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
-          state: StateDep, session: SessionDep) -> Token:
+@router.post(
+    "/auth/token",
+    response_model=Token,
+    responses=responses(400, 401, 422, 429),
+    summary="log in with username and password (OAuth2 password flow)",
+)
+def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+) -> Token:
     state.login_limiter.check(f"addr:{_client(request)}", "log-in attempts")
     state.login_limiter.check(f"user:{form.username}", "log-in attempts")
     user = authenticate(session, form.username, form.password)
     if user is None:
         raise Unauthorized("wrong username or password")
     session.commit()  # a rehashed password
-    p = principal_for("user", user.username, user.role, user.sites,
-                      form.scopes or None)
+    p = principal_for("user", user.username, user.role, user.sites, form.scopes or None)
     now = int(time.time())
     ttl = state.settings.auth.token_ttl_s
-    claims = {"sub": p.name, "scopes": sorted(p.scopes), "iat": now, "exp": now + ttl,
-              "jti": uuid.uuid4().hex}
+    claims = {
+        "sub": p.name,
+        "scopes": sorted(p.scopes),
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+    }
     token = jwt.encode(claims, state.settings.secret_key, algorithm=ALGORITHM)
     return Token(access_token=token, expires_in=ttl, scope=" ".join(sorted(p.scopes)))
 
 
 def _from_token(token: str, state: StateDep, session: Session) -> Principal:
     try:
-        claims = jwt.decode(token, state.settings.secret_key, algorithms=[ALGORITHM],
-                            options={"require": ["sub", "exp", "iat"]})
+        claims = jwt.decode(
+            token,
+            state.settings.secret_key,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "iat"]},
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the token has expired; log in again") from None
     except jwt.InvalidTokenError as exc:
@@ -103,13 +119,15 @@ def _from_token(token: str, state: StateDep, session: Session) -> Principal:
     scopes = claims.get("scopes")
     if not isinstance(scopes, list):
         raise Unauthorized("invalid token: no scopes")
-    return principal_for("user", user.username, user.role, user.sites,
-                         [str(s) for s in scopes])
+    return principal_for("user", user.username, user.role, user.sites, [str(s) for s in scopes])
 
 
-def current_principal(request: Request, state: StateDep,
-                      token: Annotated[str | None, Depends(oauth2)],
-                      api_key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
+def current_principal(
+    request: Request,
+    state: StateDep,
+    token: Annotated[str | None, Depends(oauth2)],
+    api_key: Annotated[str | None, Depends(api_key_header)],
+) -> Principal:
     limiter = state.limiter if state.settings.rate_limit.enabled else None
     try:
         p = _identify(state, token, api_key)
@@ -136,16 +154,20 @@ def _identify(state: StateDep, token: str | None, api_key: str | None) -> Princi
         key = check_api_key(session, api_key)
         if key is None:
             raise Unauthorized("unknown or revoked API key")
-        return principal_for("key", key.id, key.role, key.sites,
-                             gateway=key_gateway(session, key.id))
+        return principal_for(
+            "key", key.id, key.role, key.sites, gateway=key_gateway(session, key.id)
+        )
 
 
-async def authorized(security: SecurityScopes,
-                     p: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def authorized(
+    security: SecurityScopes, p: Annotated[Principal, Depends(current_principal)]
+) -> Principal:
     missing = [s for s in security.scopes if Scope(s) not in p.scopes]
     if missing:
-        raise Forbidden(f"this needs scope {', '.join(missing)}",
-                        {"missing_scopes": missing, "granted": sorted(p.scopes)})
+        raise Forbidden(
+            f"this needs scope {', '.join(missing)}",
+            {"missing_scopes": missing, "granted": sorted(p.scopes)},
+        )
     return p
 
 
@@ -156,5 +178,10 @@ Admin = Annotated[Principal, Security(authorized, scopes=[Scope.ADMIN])]
 @router.get("/auth/me", response_model=Me, responses=responses(401, 429))
 async def me(p: Annotated[Principal, Depends(current_principal)]) -> Me:
     visible = p.visible_sites()
-    return Me(name=p.name, role=p.role.value, scopes=sorted(p.scopes),
-              sites=sorted(visible) if visible is not None else None, gateway=p.gateway)
+    return Me(
+        name=p.name,
+        role=p.role.value,
+        scopes=sorted(p.scopes),
+        sites=sorted(visible) if visible is not None else None,
+        gateway=p.gateway,
+    )

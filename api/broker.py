@@ -49,8 +49,10 @@ class BrokerUpdate(StrEnum):
 def accounts(settings: BrokerFilesSettings, session: Session) -> list[Account]:
     """The service accounts of the configuration, then every gateway that is not
     revoked."""
-    out = [Account(a.username, a.password_hash, a.role, a.site)  # type: ignore[arg-type]
-           for a in settings.service_accounts]
+    out = [
+        Account(a.username, a.password_hash, a.role, a.site)  # type: ignore[arg-type]
+        for a in settings.service_accounts
+    ]
     return out + brokercreds.gateway_accounts(session)
 
 
@@ -67,7 +69,9 @@ def check(settings: BrokerFilesSettings, session: Session) -> None:
             f"{', '.join(unknown)}; writing it would cut them off. Import the accounts file's "
             f"gateways into the database (sitewatch broker files --accounts … "
             f"--database-url …) and list the other accounts in broker.service_accounts; "
-            f"nothing was changed", detail={"unknown_accounts": unknown})
+            f"nothing was changed",
+            detail={"unknown_accounts": unknown},
+        )
 
 
 def sync(settings: BrokerFilesSettings, session: Session) -> BrokerUpdate:
@@ -75,16 +79,14 @@ def sync(settings: BrokerFilesSettings, session: Session) -> BrokerUpdate:
     is. Call :func:`check` before committing the change."""
     if settings.dir is None:
         return BrokerUpdate.NOT_CONFIGURED
-    files = write_broker_files(settings.dir, settings.topic_prefix,
-                               accounts(settings, session))
+    files = write_broker_files(settings.dir, settings.topic_prefix, accounts(settings, session))
     log.info("broker files written: %s, %s", files.password_file, files.acl_file)
     if settings.pid_file is None:
         return BrokerUpdate.WRITTEN
     try:
         reload_broker(settings.pid_file)
     except (OSError, ValueError) as exc:
-        log.warning("could not signal the broker to reload (%s): %s", settings.pid_file,
-                    exc)
+        log.warning("could not signal the broker to reload (%s): %s", settings.pid_file, exc)
         return BrokerUpdate.WRITTEN
     return BrokerUpdate.RELOADED
 
@@ -120,10 +122,14 @@ def _state(session: Session, site: str, gateway: str) -> MqttCredentialState:
     except brokercreds.CredentialError as exc:
         raise NotFound(str(exc)) from None
     return MqttCredentialState(
-        site=site, gateway=gateway, mqtt_username=gateway_username(site, gateway),
+        site=site,
+        gateway=gateway,
+        mqtt_username=gateway_username(site, gateway),
         revoked=bool(row and row.revoked),
         change=row.change if row else None,
-        changed_by=row.changed_by if row else None, changed_at=row.changed_at if row else None)
+        changed_by=row.changed_by if row else None,
+        changed_at=row.changed_at if row else None,
+    )
 
 
 def _apply(state: StateDep, session: Session) -> BrokerUpdate:
@@ -137,43 +143,62 @@ def _apply(state: StateDep, session: Session) -> BrokerUpdate:
         raise Conflict(f"the broker's files were not written: {exc}") from None
 
 
-@router.get("/sites/{site}/gateways/{gateway}/mqtt", response_model=MqttCredentialState,
-            responses=responses(401, 403, 404, 429),
-            summary="a gateway's MQTT account: revoked or not, its last change")
-def get_mqtt(site: AdminSite, gateway: GatewayId,
-             session: SessionDep) -> MqttCredentialState:
+@router.get(
+    "/sites/{site}/gateways/{gateway}/mqtt",
+    response_model=MqttCredentialState,
+    responses=responses(401, 403, 404, 429),
+    summary="a gateway's MQTT account: revoked or not, its last change",
+)
+def get_mqtt(site: AdminSite, gateway: GatewayId, session: SessionDep) -> MqttCredentialState:
     return _state(session, site.id, gateway)
 
 
-@router.post("/sites/{site}/gateways/{gateway}/mqtt/rotate", response_model=RotatedCredential,
-             responses=responses(401, 403, 404, 409, 429),
-             summary="a new MQTT password for a gateway: the old one stops working")
-def rotate_mqtt(access: AdminSite, gateway: GatewayId, session: SessionDep,
-                state: StateDep) -> RotatedCredential:
+@router.post(
+    "/sites/{site}/gateways/{gateway}/mqtt/rotate",
+    response_model=RotatedCredential,
+    responses=responses(401, 403, 404, 409, 429),
+    summary="a new MQTT password for a gateway: the old one stops working",
+)
+def rotate_mqtt(
+    access: AdminSite, gateway: GatewayId, session: SessionDep, state: StateDep
+) -> RotatedCredential:
     site, p = access.id, access.principal
     try:
         password = brokercreds.rotate(session, site, gateway, by=p.name)
     except brokercreds.CredentialError as exc:
         raise NotFound(str(exc)) from None
     broker = _apply(state, session)
-    log.warning("gateway %s: MQTT password rotated by %s (broker: %s)",
-                gateway_username(site, gateway), p.name, broker.value)
-    return RotatedCredential(**_state(session, site, gateway).model_dump(), broker=broker,
-                             mqtt_password=password)
+    log.warning(
+        "gateway %s: MQTT password rotated by %s (broker: %s)",
+        gateway_username(site, gateway),
+        p.name,
+        broker.value,
+    )
+    return RotatedCredential(
+        **_state(session, site, gateway).model_dump(), broker=broker, mqtt_password=password
+    )
 
 
-@router.post("/sites/{site}/gateways/{gateway}/mqtt/revoke",
-             response_model=MqttCredentialChange, responses=responses(401, 403, 404, 409, 429),
-             summary="revoke a gateway's MQTT account: disconnected and refused from now on")
-def revoke_mqtt(access: AdminSite, gateway: GatewayId, session: SessionDep,
-                state: StateDep) -> MqttCredentialChange:
+@router.post(
+    "/sites/{site}/gateways/{gateway}/mqtt/revoke",
+    response_model=MqttCredentialChange,
+    responses=responses(401, 403, 404, 409, 429),
+    summary="revoke a gateway's MQTT account: disconnected and refused from now on",
+)
+def revoke_mqtt(
+    access: AdminSite, gateway: GatewayId, session: SessionDep, state: StateDep
+) -> MqttCredentialChange:
     site, p = access.id, access.principal
     try:
         changed = brokercreds.revoke(session, site, gateway, by=p.name)
     except brokercreds.CredentialError as exc:
         raise NotFound(str(exc)) from None
     broker = _apply(state, session)
-    log.warning("gateway %s: MQTT account revoked by %s%s (broker: %s)",
-                gateway_username(site, gateway), p.name, "" if changed else " (already was)",
-                broker.value)
+    log.warning(
+        "gateway %s: MQTT account revoked by %s%s (broker: %s)",
+        gateway_username(site, gateway),
+        p.name,
+        "" if changed else " (already was)",
+        broker.value,
+    )
     return MqttCredentialChange(**_state(session, site, gateway).model_dump(), broker=broker)

@@ -39,21 +39,34 @@ class CameraEventOut(BaseModel):
 def _event(site: str, row: dict[str, Any]) -> CameraEventOut:
     snap = row.get("snapshot")
     return CameraEventOut(
-        device=row["device"], gateway=row.get("gateway"), ts=int(row["time"]),
-        seq=row.get("seq"), event=row["event"], zone=row.get("zone"), count=row.get("count"),
-        confidence=row.get("confidence"), method=row.get("method"), snapshot=snap,
-        snapshot_url=f"/sites/{site}/snapshots/{snap}" if snap else None)
+        device=row["device"],
+        gateway=row.get("gateway"),
+        ts=int(row["time"]),
+        seq=row.get("seq"),
+        event=row["event"],
+        zone=row.get("zone"),
+        count=row.get("count"),
+        confidence=row.get("confidence"),
+        method=row.get("method"),
+        snapshot=snap,
+        snapshot_url=f"/sites/{site}/snapshots/{snap}" if snap else None,
+    )
 
 
-@router.get("/sites/{site}/camera-events", response_model=Page[CameraEventOut],
-            responses=responses(400, 401, 403, 404, 422, 429, 503),
-            summary="a site's camera events over a time range, newest first (paginated)")
+@router.get(
+    "/sites/{site}/camera-events",
+    response_model=Page[CameraEventOut],
+    responses=responses(400, 401, 403, 404, 422, 429, 503),
+    summary="a site's camera events over a time range, newest first (paginated)",
+)
 async def camera_events(
-    site: ReadSite, state: StateDep, page: PageDep,
-    start: Annotated[IsoDatetime | None, Query(description="ISO 8601; default 1 day ago")]
-    = None,
-    end: Annotated[IsoDatetime | None, Query(description="ISO 8601, exclusive; default now")]
-    = None,
+    site: ReadSite,
+    state: StateDep,
+    page: PageDep,
+    start: Annotated[IsoDatetime | None, Query(description="ISO 8601; default 1 day ago")] = None,
+    end: Annotated[
+        IsoDatetime | None, Query(description="ISO 8601, exclusive; default now")
+    ] = None,
     device: DeviceId | None = None,
     event: CameraEvent | None = None,
 ) -> Page[CameraEventOut]:
@@ -72,10 +85,14 @@ async def camera_events(
     match = " AND ".join(where)
     # every camera item has a seq: counting it counts the events
     rows, counted = await asyncio.gather(
-        influx_rows(state, f'SELECT * FROM "camera" WHERE {match} ORDER BY time DESC '
-                      f"LIMIT {page.limit} OFFSET {page.offset}"),
-        influx_rows(state, f'SELECT count("seq") FROM "camera" WHERE {match}'))
+        influx_rows(
+            state,
+            f'SELECT * FROM "camera" WHERE {match} ORDER BY time DESC '
+            f"LIMIT {page.limit} OFFSET {page.offset}",
+        ),
+        influx_rows(state, f'SELECT count("seq") FROM "camera" WHERE {match}'),
+    )
     total = int(counted[0]["count"]) if counted else 0
-    return Page(items=[_event(site.id, r) for r in rows], total=total, offset=page.offset,
-                limit=page.limit)
-
+    return Page(
+        items=[_event(site.id, r) for r in rows], total=total, offset=page.offset, limit=page.limit
+    )

@@ -136,9 +136,11 @@ class ApiSettings(ServiceSettings):
         key = self.auth.secret_key
         if self.environment == "production":
             if key is None or key.get_secret_value() == DEV_SECRET:
-                raise ValueError("auth.secret_key must be set in production (at least 32 "
-                                 "random characters, e.g. `openssl rand -hex 32`); "
-                                 "set environment: development to run without one")
+                raise ValueError(
+                    "auth.secret_key must be set in production (at least 32 "
+                    "random characters, e.g. `openssl rand -hex 32`); "
+                    "set environment: development to run without one"
+                )
         if key is not None and len(key.get_secret_value()) < 32:
             raise ValueError("auth.secret_key: at least 32 characters")
         return self
@@ -151,8 +153,10 @@ class ApiSettings(ServiceSettings):
         if len(key.get_secret_value()) < 32:
             raise ValueError("attendance.id_hash_key: at least 32 characters")
         if self.environment == "production" and key.get_secret_value() == DEV_ID_KEY:
-            raise ValueError("attendance.id_hash_key: the development key is public; set "
-                             "a random one in production (e.g. `openssl rand -hex 32`)")
+            raise ValueError(
+                "attendance.id_hash_key: the development key is public; set "
+                "a random one in production (e.g. `openssl rand -hex 32`)"
+            )
         return self
 
     @property

@@ -45,15 +45,19 @@ class ControlCharacter(ApiError):
 
     def __init__(self, location: str, loc: Loc, char: str) -> None:
         what = f"control character U+{ord(char):04X} is not allowed"
-        super().__init__(f"{_describe(location, loc)}: {what}",
-                         [{"loc": list(loc), "msg": what}])
+        super().__init__(f"{_describe(location, loc)}: {what}", [{"loc": list(loc), "msg": what}])
         self.location = location
 
 
 def _describe(location: str, loc: Loc) -> str:
     path = ".".join(_printable(str(x)) for x in loc[1:])
-    kind = {"path": "path parameter", "query": "query parameter", "header": "header",
-            "form": "form field", "body": "body field"}[location]
+    kind = {
+        "path": "path parameter",
+        "query": "query parameter",
+        "header": "header",
+        "form": "form field",
+        "body": "body field",
+    }[location]
     return f"{kind} {path}" if path else "body"
 
 
@@ -113,8 +117,9 @@ def _is_json(content_type: str | None) -> bool:
     if content_type is None:
         return True  # FastAPI reads a body without a content type as JSON
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/")
-                                           and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def refuse_control_characters(request: Request) -> None:
@@ -139,6 +144,9 @@ def _refuse(request: Request, exc: ControlCharacter) -> None:
 def count_refusals(app: FastAPI, registry: CollectorRegistry) -> None:
     """Count what the check refuses in ``app``, in ``registry``."""
     app.state.control_characters = Counter(
-        "sitewatch_api_control_characters_total", "Requests refused (422) for a control "
-        "character, by where it was: path, query, header, form, body", ["location"],
-        registry=registry)
+        "sitewatch_api_control_characters_total",
+        "Requests refused (422) for a control "
+        "character, by where it was: path, query, header, form, body",
+        ["location"],
+        registry=registry,
+    )

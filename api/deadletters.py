@@ -42,8 +42,7 @@ def _where(q: Q, p: Principal, site: str | None, gateway: str | None) -> Q | Non
     another site or gateway than its own)."""
     if p.gateway is not None:  # a vendor key: its own gateway of its one site only
         own_site = next(iter(p.sites), None)
-        if own_site is None or site not in (None, own_site) or gateway not in (None,
-                                                                              p.gateway):
+        if own_site is None or site not in (None, own_site) or gateway not in (None, p.gateway):
             return None
         site, gateway = own_site, p.gateway
     if site:
@@ -73,13 +72,20 @@ class DeadLetter(BaseModel):
     payload_size: int
 
 
-@router.get("/deadletters", response_model=Page[DeadLetter],
-            responses=responses(401, 403, 422, 429),
-            summary="refused messages and items, newest first")
-def list_dead_letters(p: DeadLetterReader, state: StateDep, page: PageDep,
-                      reason: Reason | None = None,
-                      site: Annotated[str | None, Ident] = None,
-                      gateway: Annotated[str | None, Ident] = None) -> Page[DeadLetter]:
+@router.get(
+    "/deadletters",
+    response_model=Page[DeadLetter],
+    responses=responses(401, 403, 422, 429),
+    summary="refused messages and items, newest first",
+)
+def list_dead_letters(
+    p: DeadLetterReader,
+    state: StateDep,
+    page: PageDep,
+    reason: Reason | None = None,
+    site: Annotated[str | None, Ident] = None,
+    gateway: Annotated[str | None, Ident] = None,
+) -> Page[DeadLetter]:
     q = _where(select(DeadLetterRow), p, site, gateway)
     if q is None:
         return Page(items=[], total=0, offset=page.offset, limit=page.limit)
@@ -87,18 +93,39 @@ def list_dead_letters(p: DeadLetterReader, state: StateDep, page: PageDep,
         q = q.where(DeadLetterRow.reason == reason.value)
     with Session(state.dead_letters.engine) as s:
         total = count_rows(s, q)
-        rows = list(s.scalars(q.order_by(DeadLetterRow.id.desc()).offset(page.offset)
-                              .limit(page.limit)))
-    return Page(items=[DeadLetter(
-        id=r.id, received_at=epoch_ms(r.received_at), topic=r.topic, site=r.site, gateway=r.gateway,
-        batch=r.batch, device=r.device, seq=r.seq, reason=r.reason, detail=r.detail,
-        payload_b64=base64.b64encode(r.payload[:65536]).decode(),
-        payload_size=len(r.payload)) for r in rows],
-        total=total, offset=page.offset, limit=page.limit)
+        rows = list(
+            s.scalars(q.order_by(DeadLetterRow.id.desc()).offset(page.offset).limit(page.limit))
+        )
+    return Page(
+        items=[
+            DeadLetter(
+                id=r.id,
+                received_at=epoch_ms(r.received_at),
+                topic=r.topic,
+                site=r.site,
+                gateway=r.gateway,
+                batch=r.batch,
+                device=r.device,
+                seq=r.seq,
+                reason=r.reason,
+                detail=r.detail,
+                payload_b64=base64.b64encode(r.payload[:65536]).decode(),
+                payload_size=len(r.payload),
+            )
+            for r in rows
+        ],
+        total=total,
+        offset=page.offset,
+        limit=page.limit,
+    )
 
 
-@router.get("/deadletters/reasons", response_model=dict[str, int],
-            responses=responses(401, 403, 429), summary="how many dead letters per reason")
+@router.get(
+    "/deadletters/reasons",
+    response_model=dict[str, int],
+    responses=responses(401, 403, 429),
+    summary="how many dead letters per reason",
+)
 def dead_letter_reasons(p: DeadLetterReader, state: StateDep) -> dict[str, int]:
     if p.gateway is None and p.visible_sites() is None:
         return state.dead_letters.counts_by_reason()

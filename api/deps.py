@@ -62,6 +62,8 @@ async def influx_rows(state: AppState, q: str) -> list[dict[str, Any]]:
         return await state.influx.series(q)
     except InfluxError as exc:
         raise Unavailable("InfluxDB query failed", str(exc)) from None
+
+
 SiteId = Annotated[str, Path(pattern=IDENT_PATTERN, description="site identifier")]
 DeviceId = Annotated[str, Path(pattern=IDENT_PATTERN, description="device identifier")]
 GatewayId = Annotated[str, Path(pattern=IDENT_PATTERN, description="gateway identifier")]
@@ -84,8 +86,10 @@ class PageParams:
     limit: int
 
 
-async def page_params(offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> PageParams:
+async def page_params(
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> PageParams:
     return PageParams(offset, limit)
 
 

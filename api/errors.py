@@ -19,8 +19,9 @@ class ApiError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str, detail: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
@@ -99,8 +100,9 @@ def _body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.code, exc.message, exc.detail), exc.status_code,
-                            headers=exc.headers)
+        return JSONResponse(
+            _body(exc.code, exc.message, exc.detail), exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -117,8 +119,11 @@ def install(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method of the path, not only the first route's
             headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
-        return JSONResponse(_body(f"http_{exc.status_code}", str(exc.detail)), exc.status_code,
-                            headers=headers or None)
+        return JSONResponse(
+            _body(f"http_{exc.status_code}", str(exc.detail)),
+            exc.status_code,
+            headers=headers or None,
+        )
 
 
 def _allowed_methods(request: Request) -> set[str]:

@@ -38,15 +38,21 @@ async def health() -> Health:
     return Health(status="ok", version=__version__)
 
 
-@router.get("/ready", response_model=Readiness,
-            responses={503: {"model": Readiness, "description": "a dependency is down"}},
-            summary="readiness: InfluxDB, the database and the snapshot folder, each checked")
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a dependency is down"}},
+    summary="readiness: InfluxDB, the database and the snapshot folder, each checked",
+)
 async def ready(state: StateDep) -> JSONResponse:
     async def influx() -> Check:
         t = time.perf_counter()
         ok = await state.influx.ping()
-        return Check(ok=ok, latency_ms=(time.perf_counter() - t) * 1000,
-                     error=None if ok else f"no answer from {state.settings.influx.url}")
+        return Check(
+            ok=ok,
+            latency_ms=(time.perf_counter() - t) * 1000,
+            error=None if ok else f"no answer from {state.settings.influx.url}",
+        )
 
     def database() -> Check:
         t = time.perf_counter()
@@ -55,8 +61,9 @@ async def ready(state: StateDep) -> JSONResponse:
                 c.execute(text("SELECT 1"))
             return Check(ok=True, latency_ms=(time.perf_counter() - t) * 1000)
         except Exception as exc:
-            return Check(ok=False, latency_ms=(time.perf_counter() - t) * 1000,
-                         error=type(exc).__name__)
+            return Check(
+                ok=False, latency_ms=(time.perf_counter() - t) * 1000, error=type(exc).__name__
+            )
 
     def snapshots() -> Check:
         t = time.perf_counter()
@@ -68,11 +75,11 @@ async def ready(state: StateDep) -> JSONResponse:
             probe.unlink()
             return Check(ok=True, latency_ms=(time.perf_counter() - t) * 1000)
         except OSError as exc:
-            return Check(ok=False, latency_ms=(time.perf_counter() - t) * 1000,
-                         error=f"{d}: {exc.strerror}")
+            return Check(
+                ok=False, latency_ms=(time.perf_counter() - t) * 1000, error=f"{d}: {exc.strerror}"
+            )
 
-    db, snaps = await asyncio.gather(asyncio.to_thread(database),
-                                     asyncio.to_thread(snapshots))
+    db, snaps = await asyncio.gather(asyncio.to_thread(database), asyncio.to_thread(snapshots))
     checks = {"influxdb": await influx(), "database": db, "snapshots": snaps}
     ok = all(c.ok for c in checks.values())
     body = Readiness(status="ok" if ok else "degraded", version=__version__, checks=checks)

@@ -37,9 +37,18 @@ from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.profiles import load_profiles
 
 #: every slice, in the order the OpenAPI page shows them
-ROUTERS = (health.router, auth.router, sites.router, broker.router, readings.router,
-           alerts.router, camera_routes.router, snapshot_routes.router, deadletters.router,
-           attendance.router)
+ROUTERS = (
+    health.router,
+    auth.router,
+    sites.router,
+    broker.router,
+    readings.router,
+    alerts.router,
+    camera_routes.router,
+    snapshot_routes.router,
+    deadletters.router,
+    attendance.router,
+)
 
 DESCRIPTION = """Sites, gateways, devices, readings, alerts, camera events and snapshots, dead
 letters and the real-name attendance (workers, gate events, hours, day-labour sheets) of
@@ -51,8 +60,10 @@ or send an API key as `X-API-Key`. Errors always have the shape
 def alert_router(settings: ApiSettings) -> Router:
     """Acknowledgements made here go to the outputs the alert service delivers to."""
     if settings.alerts_config is None:
+
         def fixed(event: AlertEvent) -> list[str]:
             return ["mqtt", "influx"]
+
         return fixed
     from sitewatch.ingest.alerts.config import AlertSettings
     from sitewatch.ingest.alerts.service import router_for
@@ -76,10 +87,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
         alert_store.create_schema()
         rl = settings.rate_limit
         app.state.sitewatch = AppState(
-            settings, influx, engine, sessionmaker(engine, expire_on_commit=False),
-            profiles, alert_store, dead_letters,
+            settings,
+            influx,
+            engine,
+            sessionmaker(engine, expire_on_commit=False),
+            profiles,
+            alert_store,
+            dead_letters,
             snapshots.SnapshotStore(settings.snapshots_dir),
-            RateLimiter(rl.per_s, rl.burst), RateLimiter(rl.login_per_min / 60, rl.login_per_min))
+            RateLimiter(rl.per_s, rl.burst),
+            RateLimiter(rl.login_per_min / 60, rl.login_per_min),
+        )
         try:
             yield
         finally:
@@ -89,9 +107,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
             engine.dispose()
 
     # the control-character check runs first on every route, /metrics included
-    app = FastAPI(title="SiteWatch API", version=__version__, lifespan=lifespan,
-                  description=DESCRIPTION,
-                  dependencies=[Depends(controlchars.refuse_control_characters)])
+    app = FastAPI(
+        title="SiteWatch API",
+        version=__version__,
+        lifespan=lifespan,
+        description=DESCRIPTION,
+        dependencies=[Depends(controlchars.refuse_control_characters)],
+    )
     errors.install(app)
     registry = metrics.install(app)  # GET /metrics, request counts and latency by route
     controlchars.count_refusals(app, registry)
@@ -116,8 +138,9 @@ def _document_profiles(app: FastAPI, names: list[str]) -> None:
                 for op in item.values():
                     for param in op.get("parameters", []):
                         if param["name"] == "profile" and param["in"] == "query":
-                            param["schema"] = {"anyOf": [{"type": "string", "enum": names},
-                                                         {"type": "null"}]}
+                            param["schema"] = {
+                                "anyOf": [{"type": "string", "enum": names}, {"type": "null"}]
+                            }
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -126,5 +149,4 @@ def _document_profiles(app: FastAPI, names: list[str]) -> None:
 
 def serve(settings: ApiSettings) -> None:
     app = create_app(settings)  # profiles and the alert config fail here, at start-up
-    uvicorn.run(app, host=settings.host, port=settings.port,
-                log_level=settings.log_level.lower())
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())

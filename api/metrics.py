@@ -31,13 +31,20 @@ def install(app: FastAPI) -> CollectorRegistry:
     Call it where the app is built, before it starts."""
     registry = new_registry("api")
     labels = ["method", "route", "status"]
-    requests = Counter("sitewatch_api_requests_total", "HTTP requests answered, by method, "
-                       "route template and status", labels, registry=registry)
-    duration = Histogram("sitewatch_api_request_duration_seconds", "Time to answer HTTP "
-                         "requests, by method, route template and status", labels,
-                         registry=registry, buckets=BUCKETS)
-    app.add_middleware(RequestMetrics, requests=requests, duration=duration,
-                       router=app.router)
+    requests = Counter(
+        "sitewatch_api_requests_total",
+        "HTTP requests answered, by method, route template and status",
+        labels,
+        registry=registry,
+    )
+    duration = Histogram(
+        "sitewatch_api_request_duration_seconds",
+        "Time to answer HTTP requests, by method, route template and status",
+        labels,
+        registry=registry,
+        buckets=BUCKETS,
+    )
+    app.add_middleware(RequestMetrics, requests=requests, duration=duration, router=app.router)
 
     # a plain function: FastAPI runs it in a worker thread (the process collector reads
     # /proc), and prometheus_client's metrics are thread-safe
@@ -52,8 +59,9 @@ def install(app: FastAPI) -> CollectorRegistry:
 class RequestMetrics:
     """ASGI middleware: counts and times every HTTP request by its route template."""
 
-    def __init__(self, app: ASGIApp, *, requests: Counter, duration: Histogram,
-                 router: Router) -> None:
+    def __init__(
+        self, app: ASGIApp, *, requests: Counter, duration: Histogram, router: Router
+    ) -> None:
         self.app = app
         self.requests = requests
         self.duration = duration
@@ -64,8 +72,12 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         # the router rewrites the scope; keep what matching a route needs
-        probe = {"type": "http", "path": scope["path"], "method": scope["method"],
-                 "root_path": scope.get("root_path", "")}
+        probe = {
+            "type": "http",
+            "path": scope["path"],
+            "method": scope["method"],
+            "root_path": scope.get("root_path", ""),
+        }
         status = 500  # if the app raises before it answers, the server says 500
         start = time.perf_counter()
 
@@ -88,7 +100,8 @@ class RequestMetrics:
         # FastAPI's routes put themselves in the scope; others (/docs) are matched again
         route = scope.get("route")
         if route is None:
-            route = next((r for r in self.router.routes if r.matches(probe)[0] is not Match.NONE),
-                         None)
+            route = next(
+                (r for r in self.router.routes if r.matches(probe)[0] is not Match.NONE), None
+            )
         path = getattr(route, "path", None)
         return path if isinstance(path, str) else UNMATCHED

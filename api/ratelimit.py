@@ -24,8 +24,14 @@ class _Bucket:
 
 
 class RateLimiter:
-    def __init__(self, per_s: float, burst: int, *, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_s: float,
+        burst: int,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.per_s = per_s
         self.burst = burst
         self.clock = clock
@@ -55,5 +61,7 @@ class RateLimiter:
     def check(self, key: str, what: str = "requests") -> None:
         wait = self.retry_after(key)
         if wait > 0:
-            raise TooManyRequests(f"too many {what}; retry in {math.ceil(wait)} s",
-                                  headers={"Retry-After": str(math.ceil(wait))})
+            raise TooManyRequests(
+                f"too many {what}; retry in {math.ceil(wait)} s",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )

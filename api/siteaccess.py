@@ -34,8 +34,9 @@ class SiteAccess:
         return self.row.id
 
 
-def site_access(site: SiteId, p: Annotated[Principal, Depends(authorized)],
-                state: StateDep) -> SiteAccess:
+def site_access(
+    site: SiteId, p: Annotated[Principal, Depends(authorized)], state: StateDep
+) -> SiteAccess:
     # a plain function (FastAPI runs it in a worker thread) with a session of its own,
     # closed before the handler runs, as current_principal does
     if p.may_see(site):

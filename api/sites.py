@@ -31,8 +31,9 @@ from sitewatch.settings import ConfigError
 router = APIRouter(tags=["sites"])
 
 Ident = Field(pattern=IDENT_PATTERN, min_length=1, max_length=64)
-ProjectType = Literal["building", "road", "bridge", "water", "municipal",
-                      "village_infrastructure", "other"]
+ProjectType = Literal[
+    "building", "road", "bridge", "water", "municipal", "village_infrastructure", "other"
+]
 
 
 class SiteIn(BaseModel):
@@ -120,15 +121,26 @@ def _gateway(row: GatewayRow) -> Gateway:
 
 
 def _device(row: DeviceRow) -> Device:
-    return Device(site=row.site, id=row.id, gateway=row.gateway, profile=row.profile,
-                  name=row.name, created_at=row.created_at,
-                  overrides={k: RuleOverride.model_validate(v)
-                             for k, v in (row.overrides or {}).items()})
+    return Device(
+        site=row.site,
+        id=row.id,
+        gateway=row.gateway,
+        profile=row.profile,
+        name=row.name,
+        created_at=row.created_at,
+        overrides={k: RuleOverride.model_validate(v) for k, v in (row.overrides or {}).items()},
+    )
 
 
 def _unregistered(r: Reading) -> Device:
-    return Device(site=r.site, id=r.device, gateway=r.gateway or "", profile=r.profile,
-                  registered=False, created_at=None)
+    return Device(
+        site=r.site,
+        id=r.device,
+        gateway=r.gateway or "",
+        profile=r.profile,
+        registered=False,
+        created_at=None,
+    )
 
 
 async def _seen(state: StateDep, site: str, device: str | None) -> dict[str, Reading]:
@@ -146,16 +158,32 @@ def _registry_error(exc: RegistryError) -> Exception:
 
 
 # -- sites ----------------------------------------------------------------------------
-@router.get("/sites", response_model=Page[Site], responses=responses(401, 403, 422, 429),
-            summary="sites the caller may see, for the county map")
-def list_sites(p: Reader, session: SessionDep, page: PageDep,
-               county: str | None = Query(default=None, max_length=128),
-               project_type: ProjectType | None = None) -> Page[Site]:
-    found = Registry(session).sites(allowed=p.visible_sites(), county=county,
-                                    project_type=project_type, offset=page.offset,
-                                    limit=page.limit)
-    return Page(items=[_site(r) for r in found.items], total=found.total,
-                offset=page.offset, limit=page.limit)
+@router.get(
+    "/sites",
+    response_model=Page[Site],
+    responses=responses(401, 403, 422, 429),
+    summary="sites the caller may see, for the county map",
+)
+def list_sites(
+    p: Reader,
+    session: SessionDep,
+    page: PageDep,
+    county: str | None = Query(default=None, max_length=128),
+    project_type: ProjectType | None = None,
+) -> Page[Site]:
+    found = Registry(session).sites(
+        allowed=p.visible_sites(),
+        county=county,
+        project_type=project_type,
+        offset=page.offset,
+        limit=page.limit,
+    )
+    return Page(
+        items=[_site(r) for r in found.items],
+        total=found.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
 
 
 @router.get("/sites/{site}", response_model=Site, responses=responses(401, 403, 404, 429))
@@ -163,12 +191,17 @@ def get_site(site: ReadSite) -> Site:
     return _site(site.row)
 
 
-@router.post("/sites", response_model=Site, status_code=201,
-             responses=responses(400, 401, 403, 409, 422, 429))
+@router.post(
+    "/sites",
+    response_model=Site,
+    status_code=201,
+    responses=responses(400, 401, 403, 409, 422, 429),
+)
 def create_site(body: SiteIn, p: Admin, session: SessionDep, response: Response) -> Site:
     try:
-        row = Registry(session).add_site(SiteRow(**body.model_dump(),
-                                                 created_at=int(time.time() * 1000)))
+        row = Registry(session).add_site(
+            SiteRow(**body.model_dump(), created_at=int(time.time() * 1000))
+        )
     except RegistryError as exc:
         raise _registry_error(exc) from None
     session.commit()
@@ -177,25 +210,41 @@ def create_site(body: SiteIn, p: Admin, session: SessionDep, response: Response)
 
 
 # -- gateways -------------------------------------------------------------------------
-@router.get("/sites/{site}/gateways", response_model=Page[Gateway],
-            responses=responses(401, 403, 404, 422, 429))
+@router.get(
+    "/sites/{site}/gateways",
+    response_model=Page[Gateway],
+    responses=responses(401, 403, 404, 422, 429),
+)
 def list_gateways(site: ReadSite, session: SessionDep, page: PageDep) -> Page[Gateway]:
     found = Registry(session).gateway_page(site.id, offset=page.offset, limit=page.limit)
-    return Page(items=[_gateway(g) for g in found.items], total=found.total,
-                offset=page.offset, limit=page.limit)
+    return Page(
+        items=[_gateway(g) for g in found.items],
+        total=found.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
 
 
-@router.post("/sites/{site}/gateways", response_model=GatewayCredentials, status_code=201,
-             responses=responses(400, 401, 403, 404, 409, 422, 429),
-             summary="provision a gateway: creates its MQTT account and ACL")
-def create_gateway(access: AdminSite, body: GatewayIn, session: SessionDep,
-                   state: StateDep) -> GatewayCredentials:
+@router.post(
+    "/sites/{site}/gateways",
+    response_model=GatewayCredentials,
+    status_code=201,
+    responses=responses(400, 401, 403, 404, 409, 422, 429),
+    summary="provision a gateway: creates its MQTT account and ACL",
+)
+def create_gateway(
+    access: AdminSite, body: GatewayIn, session: SessionDep, state: StateDep
+) -> GatewayCredentials:
     site = access.id
     password = secrets.token_urlsafe(24)
-    row = GatewayRow(site=site, id=body.id, description=body.description,
-                     mqtt_username=gateway_username(site, body.id),
-                     mqtt_password_hash=hash_password(password),
-                     created_at=int(time.time() * 1000))
+    row = GatewayRow(
+        site=site,
+        id=body.id,
+        description=body.description,
+        mqtt_username=gateway_username(site, body.id),
+        mqtt_password_hash=hash_password(password),
+        created_at=int(time.time() * 1000),
+    )
     try:
         Registry(session).add_gateway(row)
     except RegistryError as exc:
@@ -206,31 +255,46 @@ def create_gateway(access: AdminSite, body: GatewayIn, session: SessionDep,
     prefix = state.settings.broker.topic_prefix
     base = f"{prefix}/{site}/{body.id}"
     return GatewayCredentials(
-        **_gateway(row).model_dump(), mqtt_password=password,
-        topics={"publish": f"{base}/telemetry|status|attendance|camera|snapshot/+",
-                "subscribe": f"{base}/ack"})
+        **_gateway(row).model_dump(),
+        mqtt_password=password,
+        topics={
+            "publish": f"{base}/telemetry|status|attendance|camera|snapshot/+",
+            "subscribe": f"{base}/ack",
+        },
+    )
 
 
 # -- devices --------------------------------------------------------------------------
-@router.get("/sites/{site}/devices", response_model=Page[Device],
-            responses=responses(401, 403, 404, 422, 429, 503),
-            summary="the site's devices: registered ones, and those seen in readings "
-                    "(registered: false)")
-async def list_devices(site: ReadSite, session: SessionDep, state: StateDep,
-                       page: PageDep) -> Page[Device]:
+@router.get(
+    "/sites/{site}/devices",
+    response_model=Page[Device],
+    responses=responses(401, 403, 404, 422, 429, 503),
+    summary="the site's devices: registered ones, and those seen in readings (registered: false)",
+)
+async def list_devices(
+    site: ReadSite, session: SessionDep, state: StateDep, page: PageDep
+) -> Page[Device]:
     seen = await _seen(state, site.id, None)
     devices = {d.id: _device(d) for d in Registry(session).all_devices(site.id)}
     for device, reading in seen.items():
         devices.setdefault(device, _unregistered(reading))
     ordered = [devices[k] for k in sorted(devices)]
-    return Page(items=ordered[page.offset:page.offset + page.limit], total=len(ordered),
-                offset=page.offset, limit=page.limit)
+    return Page(
+        items=ordered[page.offset : page.offset + page.limit],
+        total=len(ordered),
+        offset=page.offset,
+        limit=page.limit,
+    )
 
 
-@router.get("/sites/{site}/devices/{device}", response_model=Device,
-            responses=responses(401, 403, 404, 429, 503))
-async def get_device(site: ReadSite, device: DeviceId, session: SessionDep,
-                     state: StateDep) -> Device:
+@router.get(
+    "/sites/{site}/devices/{device}",
+    response_model=Device,
+    responses=responses(401, 403, 404, 429, 503),
+)
+async def get_device(
+    site: ReadSite, device: DeviceId, session: SessionDep, state: StateDep
+) -> Device:
     row = Registry(session).device(site.id, device)
     if row is not None:
         return _device(row)
@@ -240,33 +304,58 @@ async def get_device(site: ReadSite, device: DeviceId, session: SessionDep,
     return _unregistered(seen[device])
 
 
-@router.put("/sites/{site}/devices/{device}", response_model=Device,
-            responses={**responses(400, 401, 403, 404, 422, 429),
-                       201: {"model": Device, "description": "created"}},
-            summary="register or change a device: its gateway, profile and rule overrides")
-def put_device(access: AdminSite, device: DeviceId, body: DeviceIn, session: SessionDep,
-               state: StateDep, response: Response) -> Device:
+@router.put(
+    "/sites/{site}/devices/{device}",
+    response_model=Device,
+    responses={
+        **responses(400, 401, 403, 404, 422, 429),
+        201: {"model": Device, "description": "created"},
+    },
+    summary="register or change a device: its gateway, profile and rule overrides",
+)
+def put_device(
+    access: AdminSite,
+    device: DeviceId,
+    body: DeviceIn,
+    session: SessionDep,
+    state: StateDep,
+    response: Response,
+) -> Device:
     site = access.id
     profile = state.profiles.get(body.profile)
     if profile is None:
-        raise BadRequest(f"unknown profile {body.profile!r}",
-                         {"profiles": sorted(state.profiles)})
+        raise BadRequest(f"unknown profile {body.profile!r}", {"profiles": sorted(state.profiles)})
     rule_ids = {r.id for r in profile.rules}
     unknown = sorted(set(body.overrides) - rule_ids)
     if unknown:
-        raise BadRequest(f"profile {body.profile} has no rule {', '.join(unknown)}",
-                         {"rules": sorted(rule_ids)})
+        raise BadRequest(
+            f"profile {body.profile} has no rule {', '.join(unknown)}", {"rules": sorted(rule_ids)}
+        )
     overrides: dict[str, Any] = {k: v.model_dump() for k, v in body.overrides.items()}
     try:  # the same check the alert service makes of its configured overrides
-        RuleBook(state.profiles, [
-            Override(site=site, device=device, profile=body.profile, rule=rule, **o)
-            for rule, o in overrides.items()], {}, 8.0)
+        RuleBook(
+            state.profiles,
+            [
+                Override(site=site, device=device, profile=body.profile, rule=rule, **o)
+                for rule, o in overrides.items()
+            ],
+            {},
+            8.0,
+        )
     except (ConfigError, ValidationError) as exc:
         raise BadRequest(f"invalid rule override: {exc}") from None
     try:
-        row, created = Registry(session).put_device(DeviceRow(
-            site=site, id=device, gateway=body.gateway, profile=body.profile,
-            name=body.name, overrides=overrides, created_at=int(time.time() * 1000)))
+        row, created = Registry(session).put_device(
+            DeviceRow(
+                site=site,
+                id=device,
+                gateway=body.gateway,
+                profile=body.profile,
+                name=body.name,
+                overrides=overrides,
+                created_at=int(time.time() * 1000),
+            )
+        )
     except RegistryError as exc:
         raise _registry_error(exc) from None
     session.commit()

@@ -41,15 +41,28 @@ class SnapshotInfo(BaseModel):
     created: bool
 
 
-@router.post("/sites/{site}/snapshots", response_model=SnapshotInfo, status_code=201,
-             responses={**responses(400, 401, 403, 404, 413, 415, 429),
-                        200: {"model": SnapshotInfo, "description": "already stored"}},
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                 "image/png": {"schema": {"type": "string", "format": "binary"}}}}},
-             summary="store a JPEG or PNG (the raw body) for a site")
-async def upload(access: SnapshotsSite, request: Request, state: StateDep,
-                 response: Response) -> SnapshotInfo:
+@router.post(
+    "/sites/{site}/snapshots",
+    response_model=SnapshotInfo,
+    status_code=201,
+    responses={
+        **responses(400, 401, 403, 404, 413, 415, 429),
+        200: {"model": SnapshotInfo, "description": "already stored"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+    summary="store a JPEG or PNG (the raw body) for a site",
+)
+async def upload(
+    access: SnapshotsSite, request: Request, state: StateDep, response: Response
+) -> SnapshotInfo:
     site, p = access.id, access.principal
     limit = state.settings.max_snapshot_bytes
     data = bytearray()
@@ -59,8 +72,14 @@ async def upload(access: SnapshotsSite, request: Request, state: StateDep,
             raise PayloadTooLarge(f"larger than {limit} bytes")
     try:
         stored = await asyncio.to_thread(
-            store_snapshot, state.snapshots, state.engine, site=site, source=p.name,
-            data=bytes(data), max_bytes=limit)
+            store_snapshot,
+            state.snapshots,
+            state.engine,
+            site=site,
+            source=p.name,
+            data=bytes(data),
+            max_bytes=limit,
+        )
     except SnapshotError as exc:
         if exc.code is Refusal.EMPTY:
             raise BadRequest("empty body: send the image bytes") from None
@@ -73,16 +92,23 @@ async def upload(access: SnapshotsSite, request: Request, state: StateDep,
     return SnapshotInfo.model_validate(stored, from_attributes=True)
 
 
-@router.get("/sites/{site}/snapshots/{sha256}", response_class=FileResponse,
-            responses={**responses(401, 403, 404, 422, 429),
-                       200: {"content": {"image/jpeg": {}, "image/png": {}},
-                             "description": "the image"}})
-def get_snapshot(site: ReadSite, sha256: Sha256, state: StateDep,
-                 session: SessionDep) -> FileResponse:
+@router.get(
+    "/sites/{site}/snapshots/{sha256}",
+    response_class=FileResponse,
+    responses={
+        **responses(401, 403, 404, 422, 429),
+        200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the image"},
+    },
+)
+def get_snapshot(
+    site: ReadSite, sha256: Sha256, state: StateDep, session: SessionDep
+) -> FileResponse:
     row = session.get(SnapshotRow, (site.id, sha256))
     snap = state.snapshots.get(sha256) if row is not None else None
     if snap is None:
         raise NotFound(f"no snapshot {sha256} at site {site.id}")
-    return FileResponse(snap.path, media_type=snap.media_type,
-                        headers={"ETag": f'"{sha256}"',
-                                 "Cache-Control": "private, max-age=31536000, immutable"})
+    return FileResponse(
+        snap.path,
+        media_type=snap.media_type,
+        headers={"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=31536000, immutable"},
+    )

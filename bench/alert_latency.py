@@ -97,14 +97,13 @@ class ProbeResults:
 
     start: float = 0.0
     sent: dict[str, float] = field(default_factory=dict)
-    echoed: dict[str, float] = field(default_factory=dict)   # its telemetry, back
+    echoed: dict[str, float] = field(default_factory=dict)  # its telemetry, back
     alerted: dict[str, float] = field(default_factory=dict)  # its `raised` event
     background_events: dict[str, int] = field(default_factory=dict)  # the fleet's alerts
 
     def latencies(self, received: dict[str, float]) -> list[float]:
         """Seconds per probe, in sending order; inf where nothing arrived."""
-        return [received[d] - t if d in received else math.inf
-                for d, t in self.sent.items()]
+        return [received[d] - t if d in received else math.inf for d, t in self.sent.items()]
 
 
 _probe_batch = msgspec.json.Decoder(contract.TelemetryBatchOut)
@@ -127,8 +126,9 @@ async def receive(client: mqtt.Client, probe_topic: str, res: ProbeResults) -> N
             res.background_events[key] = res.background_events.get(key, 0) + 1
 
 
-async def run_probes(client: mqtt.Client, probe_topic: str, count: int, interval_s: float,
-                     res: ProbeResults) -> None:
+async def run_probes(
+    client: mqtt.Client, probe_topic: str, count: int, interval_s: float, res: ProbeResults
+) -> None:
     """``count`` overload readings, each for a new device, at random spacing averaging
     ``interval_s`` (so the probes fall at every phase of the services' timers)."""
     batch_no = int(time.time() * 1000)
@@ -136,10 +136,22 @@ async def run_probes(client: mqtt.Client, probe_topic: str, count: int, interval
     for i in range(count):
         device = f"P{i}"
         now_ms = int(time.time() * 1000)
-        payload = contract.encode(contract.TelemetryBatchOut(
-            v=1, batch=batch_no + i, sent=now_ms, items=[contract.TelemetryItem(
-                device=device, profile="tower_crane", ts=now_ms, seq=1,
-                values={"load_pct": 120.0})]))
+        payload = contract.encode(
+            contract.TelemetryBatchOut(
+                v=1,
+                batch=batch_no + i,
+                sent=now_ms,
+                items=[
+                    contract.TelemetryItem(
+                        device=device,
+                        profile="tower_crane",
+                        ts=now_ms,
+                        seq=1,
+                        values={"load_pct": 120.0},
+                    )
+                ],
+            )
+        )
         res.sent[device] = time.perf_counter()
         client.publish_nowait(probe_topic, payload, qos=1)
         await asyncio.sleep(random.uniform(0.5, 1.5) * interval_s)
@@ -161,12 +173,14 @@ async def fleet_readings(influx: InfluxClient, t0_ms: int, t1_ms: int) -> int:
     measurements = ",".join(f'"{m}"' for m in FLEET_MEASUREMENTS)
     rows = await influx.query(
         f'SELECT count("seq") FROM {measurements} WHERE time >= {t0_ms}ms '
-        f"AND time < {t1_ms}ms AND site != '{PROBE_SITE}'")
+        f"AND time < {t1_ms}ms AND site != '{PROBE_SITE}'"
+    )
     return sum(s["values"][0][1] for s in rows[0].get("series", []))
 
 
-async def settled_count(influx: InfluxClient, t0_ms: int, t1_ms: int,
-                        timeout_s: float = 120.0) -> tuple[int, float]:
+async def settled_count(
+    influx: InfluxClient, t0_ms: int, t1_ms: int, timeout_s: float = 120.0
+) -> tuple[int, float]:
     """Count once ingest has stored everything (two equal counts a second apart);
     returns the count and how long that took."""
     start, last = time.monotonic(), -1
@@ -185,13 +199,19 @@ def write_configs(work: Path, mq: MosquittoServer, influx: InfluxServer) -> tupl
         "influx": {"url": influx.url, "database": DATABASE},
         "stats_interval_s": 2,
     }
-    ingest = {**common, "client_id": "bench-ingest",
-              "database_url": f"sqlite:///{work / 'ingest.db'}"}
-    alerts = {**common, "client_id": "bench-alerts",
-              "database_url": f"sqlite:///{work / 'alerts.db'}",
-              "hold_s": 0,
-              # a probe device reports once: no `silent` alerts for them 30 s later
-              "overrides": [{"site": PROBE_SITE, "rule": "silent", "enabled": False}]}
+    ingest = {
+        **common,
+        "client_id": "bench-ingest",
+        "database_url": f"sqlite:///{work / 'ingest.db'}",
+    }
+    alerts = {
+        **common,
+        "client_id": "bench-alerts",
+        "database_url": f"sqlite:///{work / 'alerts.db'}",
+        "hold_s": 0,
+        # a probe device reports once: no `silent` alerts for them 30 s later
+        "overrides": [{"site": PROBE_SITE, "rule": "silent", "enabled": False}],
+    }
     paths = work / "ingest.yaml", work / "alerts.yaml"
     for path, conf in zip(paths, (ingest, alerts), strict=True):
         path.write_text(yaml.safe_dump(conf, sort_keys=False))
@@ -225,12 +245,12 @@ class Measured:
 
     window_s: float
     shape: FleetShape
-    stored: int             # fleet readings with a device time in the window, in the end
-    live: int               # ... of which stored by the end of the window
+    stored: int  # fleet readings with a device time in the window, in the end
+    live: int  # ... of which stored by the end of the window
     drain_s: float
-    cpu: dict[str, float]   # CPU seconds in the window per process
+    cpu: dict[str, float]  # CPU seconds in the window per process
     probes: ProbeResults
-    ingest_rate: float | None   # from the services' stats lines
+    ingest_rate: float | None  # from the services' stats lines
     alerts_rate: float | None
 
 
@@ -241,20 +261,28 @@ def report(m: Measured) -> None:
     print(f"\nmeasurement window {w:.1f}s, {len(m.probes.sent)} probes\n")
     print("background load                                  readings/s")
     print(f"  offered: {m.shape!s:38} {offered:>9,.0f}")
-    print(f"  produced and stored (InfluxDB, device time)  {produced:>9,.0f}   "
-          f"{m.stored:,} readings; all in {m.drain_s:.0f}s after the fleet stopped")
-    print(f"  stored by the end of the window              {m.live / w:>9,.0f}   "
-          f"ingest about {(m.stored - m.live) / max(produced, 1):.1f}s behind")
-    for label, rate in (("ingest stored (its stats log)", m.ingest_rate),
-                        ("alerts evaluated (its stats log)", m.alerts_rate)):
+    print(
+        f"  produced and stored (InfluxDB, device time)  {produced:>9,.0f}   "
+        f"{m.stored:,} readings; all in {m.drain_s:.0f}s after the fleet stopped"
+    )
+    print(
+        f"  stored by the end of the window              {m.live / w:>9,.0f}   "
+        f"ingest about {(m.stored - m.live) / max(produced, 1):.1f}s behind"
+    )
+    for label, rate in (
+        ("ingest stored (its stats log)", m.ingest_rate),
+        ("alerts evaluated (its stats log)", m.alerts_rate),
+    ):
         shown = f"{rate:>9,.0f}" if rate is not None else "        ?"
         behind = ""
         if rate is not None and rate < 0.95 * produced:
             behind = f"   NOT KEEPING UP: its backlog grows {produced - rate:,.0f}/s"
         print(f"  {label:44} {shown}{behind}")
     if produced < 0.95 * offered:
-        print(f"  NOT SUSTAINED: {produced:,.0f} of {offered:,.0f} readings/s offered "
-              f"({produced / offered:.0%}) with everything on this machine")
+        print(
+            f"  NOT SUSTAINED: {produced:,.0f} of {offered:,.0f} readings/s offered "
+            f"({produced / offered:.0%}) with everything on this machine"
+        )
     events = ", ".join(f"{k} {v}" for k, v in sorted(m.probes.background_events.items()))
     print(f"  alert events of the fleet's own devices: {events or 'none'}")
 
@@ -263,26 +291,36 @@ def report(m: Measured) -> None:
     print(f"\nCPU in the window ({ncpu} cores)           seconds   share of one core")
     for name, sec in sorted(m.cpu.items(), key=lambda kv: -kv[1]):
         print(f"  {name:36} {sec:7.1f}   {sec / w:6.1%}")
-    print(f"  {'all of them':36} {total:7.1f}   {total / w:6.1%} "
-          f"({total / (ncpu * w):.0%} of the machine)")
+    print(
+        f"  {'all of them':36} {total:7.1f}   {total / w:6.1%} "
+        f"({total / (ncpu * w):.0%} of the machine)"
+    )
 
     res = m.probes
     alert, base = res.latencies(res.alerted), res.latencies(res.echoed)
     print("\nlatency from publish (ms)                  p50       p99       max   arrived")
-    for label, lat in (("baseline: probe telemetry from broker", base),
-                       ("alert: `raised` on {p}/PROBE/alerts", alert)):
+    for label, lat in (
+        ("baseline: probe telemetry from broker", base),
+        ("alert: `raised` on {p}/PROBE/alerts", alert),
+    ):
         arrived = sum(not math.isinf(x) for x in lat)
-        print(f"  {label:38} {ms(percentile(lat, 50))}  {ms(percentile(lat, 99))}  "
-              f"{ms(max(lat))}   {arrived}/{len(lat)}")
+        print(
+            f"  {label:38} {ms(percentile(lat, 50))}  {ms(percentile(lat, 99))}  "
+            f"{ms(max(lat))}   {arrived}/{len(lat)}"
+        )
     a50, a99 = percentile(alert, 50), percentile(alert, 99)
     b50, b99 = percentile(base, 50), percentile(base, 99)
-    ratio = [f"{a / b:.1f}x" if math.isfinite(a) and math.isfinite(b) else "n/a"
-             for a, b in ((a50, b50), (a99, b99))]
+    ratio = [
+        f"{a / b:.1f}x" if math.isfinite(a) and math.isfinite(b) else "n/a"
+        for a, b in ((a50, b50), (a99, b99))
+    ]
     print(f"  ratio alert/baseline: p50 {ratio[0]}, p99 {ratio[1]}")
     came = sorted(x for x in alert if math.isfinite(x))
     if 0 < len(came) < len(alert):
-        print(f"  the {len(came)} alerts that arrived took {came[0]:.2f}-{came[-1]:.2f}s;"
-              f" {len(alert) - len(came)} were still queued when the bench stopped waiting")
+        print(
+            f"  the {len(came)} alerts that arrived took {came[0]:.2f}-{came[-1]:.2f}s;"
+            f" {len(alert) - len(came)} were still queued when the bench stopped waiting"
+        )
 
     # a service that keeps up has a flat latency; one that falls behind, a growing one
     print("\nalert latency over the window     p50 ms    max ms   arrived")
@@ -292,14 +330,21 @@ def report(m: Measured) -> None:
         lo, hi = k * len(sent) // slices, (k + 1) * len(sent) // slices
         part = alert[lo:hi]
         arrived = sum(not math.isinf(x) for x in part)
-        print(f"  probes sent at {sent[lo] - res.start:5.1f}-{sent[hi - 1] - res.start:5.1f}s"
-              f" {ms(percentile(part, 50), 9)} {ms(max(part), 9)}   {arrived}/{len(part)}")
+        print(
+            f"  probes sent at {sent[lo] - res.start:5.1f}-{sent[hi - 1] - res.start:5.1f}s"
+            f" {ms(percentile(part, 50), 9)} {ms(max(part), 9)}   {arrived}/{len(part)}"
+        )
 
     verdict = "met" if a99 < TARGET_P99_S else "NOT met"
-    print(f"\ntarget p99 < {TARGET_P99_S * 1000:.0f} ms with {offered:,.0f} readings/s offered "
-          f"({produced:,.0f} achieved): {verdict}"
-          + (f" (p99 {a99 * 1000:.0f} ms)" if math.isfinite(a99) else
-             " (more than 1% of the probes raised no alert in time)"))
+    print(
+        f"\ntarget p99 < {TARGET_P99_S * 1000:.0f} ms with {offered:,.0f} readings/s offered "
+        f"({produced:,.0f} achieved): {verdict}"
+        + (
+            f" (p99 {a99 * 1000:.0f} ms)"
+            if math.isfinite(a99)
+            else " (more than 1% of the probes raised no alert in time)"
+        )
+    )
 
 
 # -- the run ------------------------------------------------------------------------
@@ -318,22 +363,48 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         sw = [sys.executable, "-m", "sitewatch.cli"]
         shape = FleetShape.for_rate(args.rate, args.device_rate)
         ingest = Service("ingest", [*sw, "ingest", "-c", str(ingest_yaml)], work / "ingest.log")
-        alerts = Service("alerts", [*sw, "alerts", "serve", "-c", str(alerts_yaml)],
-                         work / "alerts.log")
-        fleet = Service("fleet", [
-            *sw, "simulate", "--host", mq.host, "--port", str(mq.port), "--prefix", PREFIX,
-            "--sites", str(shape.sites), "--devices", str(shape.devices),
-            "--rate", f"{shape.device_rate:g}", "--batch-items", str(BATCH_ITEMS)],
-            work / "fleet.log")
-        for service, ready in ((ingest, b"ingest connected"), (alerts, b"alerts connected"),
-                               (fleet, b"simulating")):
+        alerts = Service(
+            "alerts", [*sw, "alerts", "serve", "-c", str(alerts_yaml)], work / "alerts.log"
+        )
+        fleet = Service(
+            "fleet",
+            [
+                *sw,
+                "simulate",
+                "--host",
+                mq.host,
+                "--port",
+                str(mq.port),
+                "--prefix",
+                PREFIX,
+                "--sites",
+                str(shape.sites),
+                "--devices",
+                str(shape.devices),
+                "--rate",
+                f"{shape.device_rate:g}",
+                "--batch-items",
+                str(BATCH_ITEMS),
+            ],
+            work / "fleet.log",
+        )
+        for service, ready in (
+            (ingest, b"ingest connected"),
+            (alerts, b"alerts connected"),
+            (fleet, b"simulating"),
+        ):
             services.append(service)
             await service.started(ready)
         probes = max(1, round(args.duration * args.probe_rate))
-        print(f"background: sitewatch simulate, {shape} = {shape.rate:,.0f} readings/s "
-              f"offered in {BATCH_ITEMS}-item batches; ingest and alerts serve running")
-        print(f"probes: {probes} overload readings at {args.probe_rate:g}/s on average "
-              f"(random spacing) after {args.warmup:g}s of warm-up", flush=True)
+        print(
+            f"background: sitewatch simulate, {shape} = {shape.rate:,.0f} readings/s "
+            f"offered in {BATCH_ITEMS}-item batches; ingest and alerts serve running"
+        )
+        print(
+            f"probes: {probes} overload readings at {args.probe_rate:g}/s on average "
+            f"(random spacing) after {args.warmup:g}s of warm-up",
+            flush=True,
+        )
         await asyncio.sleep(args.warmup)
         for s in services:
             s.check_running()
@@ -341,16 +412,23 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         settings = mqtt.MqttSettings(host=mq.host, port=mq.port, topic_prefix=PREFIX)
         probe_topic = f"{PREFIX}/{PROBE_SITE}/{PROBE_GATEWAY}/telemetry"
         res = ProbeResults()
-        async with mqtt.Client(settings, client_id="bench-probe-sub") as sub, \
-                mqtt.Client(settings, client_id="bench-probe-pub") as pub, \
-                InfluxClient(InfluxSettings(url=influx_server.url, database=DATABASE)) as db:
+        async with (
+            mqtt.Client(settings, client_id="bench-probe-sub") as sub,
+            mqtt.Client(settings, client_id="bench-probe-pub") as pub,
+            InfluxClient(InfluxSettings(url=influx_server.url, database=DATABASE)) as db,
+        ):
             await sub.subscribe(probe_topic, f"{PREFIX}/+/alerts", qos=1)
             receiver = asyncio.create_task(receive(sub, probe_topic, res))
             try:
                 assert mq.proc is not None and influx_server.proc is not None
-                pids = {"sitewatch alerts serve": alerts.pid, "sitewatch ingest": ingest.pid,
-                        "sitewatch simulate (the load)": fleet.pid, "mosquitto": mq.proc.pid,
-                        "influxd": influx_server.proc.pid, "this bench (probe)": os.getpid()}
+                pids = {
+                    "sitewatch alerts serve": alerts.pid,
+                    "sitewatch ingest": ingest.pid,
+                    "sitewatch simulate (the load)": fleet.pid,
+                    "mosquitto": mq.proc.pid,
+                    "influxd": influx_server.proc.pid,
+                    "this bench (probe)": os.getpid(),
+                }
                 cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
                 t0 = time.time()
                 await run_probes(pub, probe_topic, probes, 1 / args.probe_rate, res)
@@ -371,13 +449,23 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
                     await receiver
 
         if not res.alerted:
-            print(f"\nno probe alert arrived within {args.timeout:g}s after the last probe;"
-                  f" the alert service's log ends:\n{alerts.log_tail()}")
-        report(Measured(
-            window_s=t1 - t0, shape=shape, stored=stored, live=live, drain_s=drain_s,
-            cpu=cpu, probes=res,
-            ingest_rate=counter_rate(ingest.log_path, INGEST_STORED, t0, t1),
-            alerts_rate=counter_rate(alerts.log_path, ALERTS_EVALUATED, t0, t1)))
+            print(
+                f"\nno probe alert arrived within {args.timeout:g}s after the last probe;"
+                f" the alert service's log ends:\n{alerts.log_tail()}"
+            )
+        report(
+            Measured(
+                window_s=t1 - t0,
+                shape=shape,
+                stored=stored,
+                live=live,
+                drain_s=drain_s,
+                cpu=cpu,
+                probes=res,
+                ingest_rate=counter_rate(ingest.log_path, INGEST_STORED, t0, t1),
+                alerts_rate=counter_rate(alerts.log_path, ALERTS_EVALUATED, t0, t1),
+            )
+        )
         return 0 if res.alerted else 1
     finally:
         for s in reversed(services):
@@ -388,25 +476,52 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rate", type=float, default=20_000,
-                    help="background readings/s offered by the fleet (default 20000)")
-    ap.add_argument("--device-rate", type=float, default=10,
-                    help="readings/s per simulated device at most; sites of 50 devices are "
-                         "added to reach --rate (default 10)")
-    ap.add_argument("--duration", type=float, default=60,
-                    help="seconds of probing: the measurement window (default 60)")
-    ap.add_argument("--probe-rate", type=float, default=5,
-                    help="probes per second, on average (default 5)")
-    ap.add_argument("--warmup", type=float, default=5,
-                    help="seconds of background load before the first probe (default 5)")
-    ap.add_argument("--timeout", type=float, default=30,
-                    help="seconds to wait for the last alerts after the last probe "
-                         "(default 30)")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep configs, logs and server state in this folder (default: a "
-                         "temporary one, removed afterwards)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 2000 readings/s for 10 s after 3 s of warm-up")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=20_000,
+        help="background readings/s offered by the fleet (default 20000)",
+    )
+    ap.add_argument(
+        "--device-rate",
+        type=float,
+        default=10,
+        help="readings/s per simulated device at most; sites of 50 devices are "
+        "added to reach --rate (default 10)",
+    )
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=60,
+        help="seconds of probing: the measurement window (default 60)",
+    )
+    ap.add_argument(
+        "--probe-rate", type=float, default=5, help="probes per second, on average (default 5)"
+    )
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=5,
+        help="seconds of background load before the first probe (default 5)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=30,
+        help="seconds to wait for the last alerts after the last probe (default 30)",
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep configs, logs and server state in this folder (default: a "
+        "temporary one, removed afterwards)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2000 readings/s for 10 s after 3 s of warm-up",
+    )
     args = ap.parse_args()
     if args.quick:
         args.rate, args.duration, args.warmup, args.timeout = 2000, 10, 3, 10

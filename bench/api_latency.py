@@ -111,8 +111,11 @@ class PhaseResult:
     samples: list[str] = field(default_factory=list)  # the first few errors, for the reader
 
     def to_json(self) -> dict[str, Any]:
-        return {"latencies": self.latencies, "statuses": dict(self.statuses),
-                "samples": self.samples}
+        return {
+            "latencies": self.latencies,
+            "statuses": dict(self.statuses),
+            "samples": self.samples,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PhaseResult:
@@ -121,7 +124,7 @@ class PhaseResult:
     def merge(self, other: PhaseResult) -> None:
         self.latencies += other.latencies
         self.statuses.update(other.statuses)
-        self.samples += other.samples[:max(0, 5 - len(self.samples))]
+        self.samples += other.samples[: max(0, 5 - len(self.samples))]
 
     @property
     def errors(self) -> int:
@@ -136,8 +139,7 @@ class RawClient:
     def __init__(self, url: str, headers: dict[str, str]) -> None:
         parsed = urllib.parse.urlsplit(url)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
-        self.head = "".join(f"{k}: {v}\r\n" for k, v in
-                            {"Host": parsed.netloc, **headers}.items())
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": parsed.netloc, **headers}.items())
         self.conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def get(self, path: str, params: dict[str, Any]) -> tuple[str, bytes]:
@@ -156,8 +158,7 @@ class RawClient:
             if _CLOSE.search(head):
                 await self.aclose()
             return head[9:12].decode(), body
-        except (OSError, ValueError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError) as exc:
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             await self.aclose()
             return type(exc).__name__, str(exc).encode()
 
@@ -176,8 +177,11 @@ class HttpxClient:
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
         self.client = httpx.AsyncClient(
-            base_url=url, headers=headers, timeout=httpx.Timeout(30.0),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+            base_url=url,
+            headers=headers,
+            timeout=httpx.Timeout(30.0),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
 
     async def get(self, path: str, params: dict[str, Any]) -> tuple[str, bytes]:
         try:
@@ -190,9 +194,15 @@ class HttpxClient:
         await self.client.aclose()
 
 
-async def client_loop(client: RawClient | HttpxClient, kind: str, sites: list[str],
-                      rng: random.Random, measure: float, end: float,
-                      out: PhaseResult) -> None:
+async def client_loop(
+    client: RawClient | HttpxClient,
+    kind: str,
+    sites: list[str],
+    rng: random.Random,
+    measure: float,
+    end: float,
+    out: PhaseResult,
+) -> None:
     """Requests back to back until ``end`` (time.monotonic()); those started from
     ``measure`` on are recorded."""
     while (start := time.monotonic()) < end:
@@ -237,9 +247,20 @@ async def generator_main() -> int:
             phase = json.loads(line)
             await asyncio.sleep(max(0.0, phase["start"] - time.monotonic()))
             res = PhaseResult()
-            await asyncio.gather(*(
-                client_loop(c, phase["kind"], sites, random.Random(rng.random()),
-                            phase["measure"], phase["end"], res) for c in clients))
+            await asyncio.gather(
+                *(
+                    client_loop(
+                        c,
+                        phase["kind"],
+                        sites,
+                        random.Random(rng.random()),
+                        phase["measure"],
+                        phase["end"],
+                        res,
+                    )
+                    for c in clients
+                )
+            )
             print(json.dumps(res.to_json()), flush=True)
     finally:
         for c in clients:
@@ -254,15 +275,36 @@ class Generator:
     proc: asyncio.subprocess.Process
 
     @classmethod
-    async def start(cls, url: str, key: str, clients: int, sites: list[str], seed: int,
-                    client: str, spare_sniffio: bool) -> Generator:
+    async def start(
+        cls,
+        url: str,
+        key: str,
+        clients: int,
+        sites: list[str],
+        seed: int,
+        client: str,
+        spare_sniffio: bool,
+    ) -> Generator:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(Path(__file__).resolve()), "--generator",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            limit=256 * 1024 * 1024)
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--generator",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=256 * 1024 * 1024,
+        )
         g = cls(proc)
-        g.send({"url": url, "key": key, "clients": clients, "sites": sites, "seed": seed,
-                "client": client, "spare_sniffio": spare_sniffio})
+        g.send(
+            {
+                "url": url,
+                "key": key,
+                "clients": clients,
+                "sites": sites,
+                "seed": seed,
+                "client": client,
+                "spare_sniffio": spare_sniffio,
+            }
+        )
         if await g.readline() != "ready":
             raise RuntimeError("a load generator did not start")
         return g
@@ -301,12 +343,12 @@ class Fleet:
         from sitewatch.simulators.fleet import FleetOptions, build_fleet
 
         gws = build_fleet(FleetOptions(sites=sites, devices=devices), time.time())
-        return cls({g.site: (g.gateway, [(d.device, d.profile) for d in g.devices])
-                    for g in gws})
+        return cls({g.site: (g.gateway, [(d.device, d.profile) for d in g.devices]) for g in gws})
 
 
-def fleet_lines(sites: int, devices: int, history_s: float, step_s: float, now: float
-                ) -> Iterator[tuple[list[str], int]]:
+def fleet_lines(
+    sites: int, devices: int, history_s: float, step_s: float, now: float
+) -> Iterator[tuple[list[str], int]]:
     """Line protocol for the fleet's history, per site (and the items ingest would have
     refused): the readings of ``sitewatch simulate``'s signal models every ``step_s`` or
     the profile's sample interval if longer, the last one at ``now``, formatted by
@@ -318,8 +360,10 @@ def fleet_lines(sites: int, devices: int, history_s: float, step_s: float, now: 
     from sitewatch.topics import GatewayChannel
 
     profiles = load_profiles(None)
-    decoder = BatchDecoder(contract.TelemetryCodec(profiles),
-                           TimeWindow(max_future_ms=300_000, retention_ms=730 * DAY_MS))
+    decoder = BatchDecoder(
+        contract.TelemetryCodec(profiles),
+        TimeWindow(max_future_ms=300_000, retention_ms=730 * DAY_MS),
+    )
     now_ms = int(now * 1000)
     batch_no = now_ms
     for g in build_fleet(FleetOptions(sites=sites, devices=devices), now - history_s):
@@ -330,23 +374,33 @@ def fleet_lines(sites: int, devices: int, history_s: float, step_s: float, now: 
                 t = now - k * every
                 values = dev.sample(t)
                 if values is not None:
-                    items.append(contract.TelemetryItem(
-                        device=dev.device, profile=dev.profile, ts=int(t * 1000),
-                        seq=now_ms - k, values=values))
+                    items.append(
+                        contract.TelemetryItem(
+                            device=dev.device,
+                            profile=dev.profile,
+                            ts=int(t * 1000),
+                            seq=now_ms - k,
+                            values=values,
+                        )
+                    )
         lines: list[str] = []
         refused = 0
         for i in range(0, len(items), 50):
             batch_no += 1
-            payload = contract.encode(contract.TelemetryBatchOut(
-                v=1, batch=batch_no, sent=now_ms, items=items[i:i + 50]))
+            payload = contract.encode(
+                contract.TelemetryBatchOut(
+                    v=1, batch=batch_no, sent=now_ms, items=items[i : i + 50]
+                )
+            )
             d = decoder.decode(GatewayChannel.TELEMETRY, g.site, g.gateway, payload, now_ms)
             lines += d.lines
             refused += len(d.rejected)
         yield lines, refused
 
 
-async def fill_influx(url: str, sites: int, devices: int, history_s: float, step_s: float
-                      ) -> tuple[int, int]:
+async def fill_influx(
+    url: str, sites: int, devices: int, history_s: float, step_s: float
+) -> tuple[int, int]:
     """Write the fleet's history; returns (points written, items refused)."""
     from sitewatch.influx import InfluxClient, InfluxSettings
 
@@ -358,9 +412,8 @@ async def fill_influx(url: str, sites: int, devices: int, history_s: float, step
             refused += bad
             for i in range(0, len(lines), 5000):
                 if len(pending) >= 2:
-                    _, pending = await asyncio.wait(pending,
-                                                    return_when=asyncio.FIRST_COMPLETED)
-                chunk = lines[i:i + 5000]
+                    _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                chunk = lines[i : i + 5000]
                 pending.add(asyncio.create_task(db.write(("\n".join(chunk) + "\n").encode())))
                 written += len(chunk)
         for t in pending:
@@ -378,8 +431,9 @@ class AlertCounts:
     per_site_open: dict[str, int] = field(default_factory=dict)
 
 
-def fill_alerts(url: str, fleet: Fleet, per_site: int, open_per_site: int,
-                rng: random.Random) -> AlertCounts:
+def fill_alerts(
+    url: str, fleet: Fleet, per_site: int, open_per_site: int, rng: random.Random
+) -> AlertCounts:
     """Alerts of the fleet's devices over the last 30 days, through the alert store as
     the alert service records them: raised, cleared and resolved after a hold time,
     except the newest ``open_per_site`` of each site (one per device and rule group at
@@ -399,8 +453,7 @@ def fill_alerts(url: str, fleet: Fleet, per_site: int, open_per_site: int,
     counts = AlertCounts()
     try:
         for site, (gateway, devices) in fleet.sites.items():
-            times = sorted(rng.randint(now - 30 * DAY_MS, now - 600_000)
-                           for _ in range(per_site))
+            times = sorted(rng.randint(now - 30 * DAY_MS, now - 600_000) for _ in range(per_site))
             busy: dict[tuple[str, str], int] = {}  # (device, group) -> free again at
             changes: list[Change] = []
             open_ids: list[str] = []
@@ -415,22 +468,36 @@ def fill_alerts(url: str, fleet: Fleet, per_site: int, open_per_site: int,
                 else:
                     continue
                 limit = getattr(rule, "value", None)
-                value = round(limit * rng.uniform(1.0, 1.3), 2) \
-                    if isinstance(limit, float | int) and not isinstance(limit, bool) \
+                value = (
+                    round(limit * rng.uniform(1.0, 1.3), 2)
+                    if isinstance(limit, float | int) and not isinstance(limit, bool)
                     else None
+                )
                 alert_id = uuid.UUID(int=rng.getrandbits(128)).hex
                 where = (site, gateway, device, profile, group)
-                changes.append(Change(EventKind.RAISED, alert_id, at, *where, rule=rule.id,
-                                      severity=rule.severity.value, title=rule.title,
-                                      value=value, limit=limit))
+                changes.append(
+                    Change(
+                        EventKind.RAISED,
+                        alert_id,
+                        at,
+                        *where,
+                        rule=rule.id,
+                        severity=rule.severity.value,
+                        title=rule.title,
+                        value=value,
+                        limit=limit,
+                    )
+                )
                 if stays_open:
                     busy[(device, group)] = now * 2
                     open_ids.append(alert_id)
                     continue
                 cleared = min(at + rng.randint(60_000, 3 * 3_600_000), now - 300_000)
                 resolved = cleared + rng.randint(60_000, 240_000)
-                changes += [Change(EventKind.CLEARED, alert_id, cleared, *where),
-                            Change(EventKind.RESOLVED, alert_id, resolved, *where)]
+                changes += [
+                    Change(EventKind.CLEARED, alert_id, cleared, *where),
+                    Change(EventKind.RESOLVED, alert_id, resolved, *where),
+                ]
                 busy[(device, group)] = resolved
             changes.sort(key=lambda c: c.at)
             store.apply(changes, now)
@@ -441,13 +508,19 @@ def fill_alerts(url: str, fleet: Fleet, per_site: int, open_per_site: int,
             counts.total = c.scalar(select(func.count()).select_from(AlertRow)) or 0
             not_resolved = AlertRow.state != State.RESOLVED.value
             counts.open = c.scalar(select(func.count()).where(not_resolved)) or 0
-            counts.county = c.scalar(select(func.count()).where(
-                not_resolved, AlertRow.level == Level.COUNTY.value)) or 0
-            counts.acked = c.scalar(select(func.count()).where(
-                AlertRow.acked_at.is_not(None))) or 0
-            counts.per_site_open = {s: n for s, n in c.execute(
-                select(AlertRow.site, func.count()).where(not_resolved)
-                .group_by(AlertRow.site))}
+            counts.county = (
+                c.scalar(
+                    select(func.count()).where(not_resolved, AlertRow.level == Level.COUNTY.value)
+                )
+                or 0
+            )
+            counts.acked = c.scalar(select(func.count()).where(AlertRow.acked_at.is_not(None))) or 0
+            counts.per_site_open = {
+                s: n
+                for s, n in c.execute(
+                    select(AlertRow.site, func.count()).where(not_resolved).group_by(AlertRow.site)
+                )
+            }
         counts.history = store.head()
     finally:
         store.dispose()
@@ -468,9 +541,19 @@ def add_key(url: str, fleet: Fleet) -> str:
         create_tables(engine)
         with Session(engine) as s:
             now = int(time.time() * 1000)
-            s.add_all(SiteRow(id=site, name=site, county="bench", project_type="building",
-                              latitude=34.8, longitude=114.8, planned_headcount=None,
-                              created_at=now) for site in fleet.sites)
+            s.add_all(
+                SiteRow(
+                    id=site,
+                    name=site,
+                    county="bench",
+                    project_type="building",
+                    latitude=34.8,
+                    longitude=114.8,
+                    planned_headcount=None,
+                    created_at=now,
+                )
+                for site in fleet.sites
+            )
             _, key = accounts.add_api_key(s, "bench", "county_supervisor")
             s.commit()
         return key
@@ -509,15 +592,15 @@ async def wait_healthy(api: Service, url: str, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.1)
 
 
-async def sanity_check(url: str, key: str, fleet: Fleet, devices: int,
-                       alerts: AlertCounts) -> dict[str, int]:
+async def sanity_check(
+    url: str, key: str, fleet: Fleet, devices: int, alerts: AlertCounts
+) -> dict[str, int]:
     """One request of each kind, its answer checked against the data; returns the
     size of each answer's body."""
     site = next(iter(fleet.sites))
     sizes: dict[str, int] = {}
     problems: list[str] = []
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key},
-                                 timeout=30.0) as c:
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30.0) as c:
         for kind in KINDS:
             path, params = target(kind, random.Random(0), [site])
             r = await c.get(path, params=params)
@@ -529,15 +612,19 @@ async def sanity_check(url: str, key: str, fleet: Fleet, devices: int,
             if kind == "latest" and len(body) != devices:
                 problems.append(f"latest: {len(body)} readings for {devices} devices")
             elif kind == "alerts_site" and body["total"] != alerts.per_site_open.get(site, 0):
-                problems.append(f"alerts_site: total {body['total']}, "
-                                f"{alerts.per_site_open.get(site, 0)} open in the store")
-            elif kind == "alerts_county" and (body["total"] != alerts.total
-                                              or len(body["items"]) != 50):
-                problems.append(f"alerts_county: total {body['total']}, "
-                                f"{len(body['items'])} items; {alerts.total} in the store")
+                problems.append(
+                    f"alerts_site: total {body['total']}, "
+                    f"{alerts.per_site_open.get(site, 0)} open in the store"
+                )
+            elif kind == "alerts_county" and (
+                body["total"] != alerts.total or len(body["items"]) != 50
+            ):
+                problems.append(
+                    f"alerts_county: total {body['total']}, "
+                    f"{len(body['items'])} items; {alerts.total} in the store"
+                )
     if problems:
-        raise RuntimeError("the API's answers do not match the data:\n  "
-                           + "\n  ".join(problems))
+        raise RuntimeError("the API's answers do not match the data:\n  " + "\n  ".join(problems))
     return sizes
 
 
@@ -566,53 +653,74 @@ def report(phases: list[Phase], generators: int, clients: int) -> int:
             base.merge(p.result)
     b50, b99 = percentile(base.latencies, 50), percentile(base.latencies, 99)
 
-    print(f"\n{clients} clients, requests back to back      p50 ms   p99 ms   max ms   "
-          f"req/s   ratio p50   ratio p99   errors")
+    print(
+        f"\n{clients} clients, requests back to back      p50 ms   p99 ms   max ms   "
+        f"req/s   ratio p50   ratio p99   errors"
+    )
     for p in phases:
         lat = p.result.latencies
         p50, p99 = percentile(lat, 50), percentile(lat, 99)
         label = KINDS[p.kind] + (" (baseline)" if p.kind == "health" else "")
-        ratios = "        -           -" if p.kind == "health" else \
-            f"{p50 / b50:8.1f}x   {p99 / b99:8.1f}x"
-        print(f"  {label:44} {p50 * 1000:7.1f}  {p99 * 1000:7.1f}  "
-              f"{max(lat, default=math.nan) * 1000:7.1f}  {len(lat) / p.window_s:6.0f}"
-              f"   {ratios}   {p.result.errors:6d}")
-    print(f"  baseline for the ratios: both /health phases ({len(base.latencies):,} "
-          f"requests): p50 {b50 * 1000:.1f} ms, p99 {b99 * 1000:.1f} ms")
+        ratios = (
+            "        -           -"
+            if p.kind == "health"
+            else f"{p50 / b50:8.1f}x   {p99 / b99:8.1f}x"
+        )
+        print(
+            f"  {label:44} {p50 * 1000:7.1f}  {p99 * 1000:7.1f}  "
+            f"{max(lat, default=math.nan) * 1000:7.1f}  {len(lat) / p.window_s:6.0f}"
+            f"   {ratios}   {p.result.errors:6d}"
+        )
+    print(
+        f"  baseline for the ratios: both /health phases ({len(base.latencies):,} "
+        f"requests): p50 {b50 * 1000:.1f} ms, p99 {b99 * 1000:.1f} ms"
+    )
 
     errors = 0
     for p in phases:
         if p.result.errors:
             errors += p.result.errors
-            print(f"\nERRORS in {KINDS[p.kind]}: "
-                  + ", ".join(f"{s}: {n}" for s, n in sorted(p.result.statuses.items())))
+            print(
+                f"\nERRORS in {KINDS[p.kind]}: "
+                + ", ".join(f"{s}: {n}" for s, n in sorted(p.result.statuses.items()))
+            )
             for s in p.result.samples:
                 print(f"  {s}")
 
     ncpu = os.cpu_count() or 1
     names = list(phases[0].cpu)
     short = {n: n.split(" (")[0] for n in names}
-    print(f"\nCPU in the window: share of one core per process ({ncpu} cores), and CPU ms "
-          "per request")
-    print(f"  {'':44}" + "".join(f"{short[n]:>11}" for n in names)
-          + "    machine   API ms/req   generator ms/req")
+    print(
+        f"\nCPU in the window: share of one core per process ({ncpu} cores), and CPU ms per request"
+    )
+    print(
+        f"  {'':44}"
+        + "".join(f"{short[n]:>11}" for n in names)
+        + "    machine   API ms/req   generator ms/req"
+    )
     for p in phases:
         total = sum(p.cpu.values())
         n_req = max(1, len(p.result.latencies))
-        print(f"  {KINDS[p.kind]:44}"
-              + "".join(f"{p.cpu[n] / p.window_s:11.0%}" for n in names)
-              + f"{total / (ncpu * p.window_s):11.0%}"
-              + f"{p.cpu[API] / n_req * 1000:13.2f}"
-              + f"{p.cpu[GENERATOR] / n_req * 1000:19.2f}")
+        print(
+            f"  {KINDS[p.kind]:44}"
+            + "".join(f"{p.cpu[n] / p.window_s:11.0%}" for n in names)
+            + f"{total / (ncpu * p.window_s):11.0%}"
+            + f"{p.cpu[API] / n_req * 1000:13.2f}"
+            + f"{p.cpu[GENERATOR] / n_req * 1000:19.2f}"
+        )
     other = max(p.cpu["other"] / p.window_s for p in phases)
     if other > 0.1:
-        print(f"  other processes on this machine took up to {other:.0%} of a core during "
-              "the run: the figures are not those of an idle machine")
+        print(
+            f"  other processes on this machine took up to {other:.0%} of a core during "
+            "the run: the figures are not those of an idle machine"
+        )
     gen = [p.cpu[GENERATOR] / p.window_s / generators for p in phases]
     if max(gen) > 0.85:
-        print(f"  the load generator used up to {max(gen):.0%} of a core per process: it "
-              "is near saturation, so client-side waiting is in the figures "
-              f"(try --generators {generators + 1})")
+        print(
+            f"  the load generator used up to {max(gen):.0%} of a core per process: it "
+            "is near saturation, so client-side waiting is in the figures "
+            f"(try --generators {generators + 1})"
+        )
     return errors
 
 
@@ -639,54 +747,78 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         store_name = "PostgreSQL" if pg is not None else "SQLite"
 
         t = time.monotonic()
-        points, refused = await fill_influx(influx_server.url, args.sites, args.devices,
-                                            args.history, args.step)
-        print(f"fleet: {args.sites} sites x {args.devices} devices (sitewatch simulate's "
-              f"mix), {args.history / 3600:g} h of history every {args.step:g} s (or the "
-              f"profile's interval): {points:,} points written to InfluxDB in "
-              f"{time.monotonic() - t:.1f} s in ingest's line format"
-              + (f"; {refused} items refused by ingest's validation" if refused else ""),
-              flush=True)
+        points, refused = await fill_influx(
+            influx_server.url, args.sites, args.devices, args.history, args.step
+        )
+        print(
+            f"fleet: {args.sites} sites x {args.devices} devices (sitewatch simulate's "
+            f"mix), {args.history / 3600:g} h of history every {args.step:g} s (or the "
+            f"profile's interval): {points:,} points written to InfluxDB in "
+            f"{time.monotonic() - t:.1f} s in ingest's line format"
+            + (f"; {refused} items refused by ingest's validation" if refused else ""),
+            flush=True,
+        )
         fleet = Fleet.build(args.sites, args.devices)
         t = time.monotonic()
         key = await asyncio.to_thread(add_key, database_url, fleet)
-        alerts = await asyncio.to_thread(fill_alerts, database_url, fleet, args.alerts,
-                                         args.open_alerts, rng)
-        print(f"alerts ({store_name}): {alerts.total:,} over 30 days, {alerts.open} open "
-              f"({alerts.county} escalated to the county, {alerts.acked} acknowledged), "
-              f"{alerts.history:,} history entries; stored in {time.monotonic() - t:.1f} s",
-              flush=True)
+        alerts = await asyncio.to_thread(
+            fill_alerts, database_url, fleet, args.alerts, args.open_alerts, rng
+        )
+        print(
+            f"alerts ({store_name}): {alerts.total:,} over 30 days, {alerts.open} open "
+            f"({alerts.county} escalated to the county, {alerts.acked} acknowledged), "
+            f"{alerts.history:,} history entries; stored in {time.monotonic() - t:.1f} s",
+            flush=True,
+        )
 
         port = free_port()
         api_url = f"http://127.0.0.1:{port}"
         conf = write_config(work, port, influx_server.url, database_url)
-        api = Service("api", [sys.executable, "-m", "sitewatch.cli", "api", "-c", str(conf)],
-                      work / "api.log")
+        api = Service(
+            "api", [sys.executable, "-m", "sitewatch.cli", "api", "-c", str(conf)], work / "api.log"
+        )
         api.start()
         await wait_healthy(api, api_url)
         sizes = await sanity_check(api_url, key, fleet, args.devices, alerts)
-        print(f"API: sitewatch api (uvicorn, one process) on {api_url}, rate_limit "
-              "disabled for the bench (else its 20 requests/s per caller is what is "
-              "measured), log_level INFO (uvicorn's access log on, as deployed); "
-              "authenticated with an X-API-Key of role county_supervisor")
-        print("answers: " + ", ".join(f"{KINDS[k].split('?')[0]} {n:,} B"
-                                      for k, n in sizes.items()))
+        print(
+            f"API: sitewatch api (uvicorn, one process) on {api_url}, rate_limit "
+            "disabled for the bench (else its 20 requests/s per caller is what is "
+            "measured), log_level INFO (uvicorn's access log on, as deployed); "
+            "authenticated with an X-API-Key of role county_supervisor"
+        )
+        print(
+            "answers: " + ", ".join(f"{KINDS[k].split('?')[0]} {n:,} B" for k, n in sizes.items())
+        )
 
         sites = list(fleet.sites)
-        share = [args.clients // args.generators + (i < args.clients % args.generators)
-                 for i in range(args.generators)]
-        spare = (args.client == "httpx" and not args.plain_httpx
-                 and importlib.util.find_spec("sniffio") is None)
-        generators = [await Generator.start(api_url, key, n, sites, rng.getrandbits(32),
-                                            args.client, spare)
-                      for n in share if n > 0]
+        share = [
+            args.clients // args.generators + (i < args.clients % args.generators)
+            for i in range(args.generators)
+        ]
+        spare = (
+            args.client == "httpx"
+            and not args.plain_httpx
+            and importlib.util.find_spec("sniffio") is None
+        )
+        generators = [
+            await Generator.start(api_url, key, n, sites, rng.getrandbits(32), args.client, spare)
+            for n in share
+            if n > 0
+        ]
         client = "httpx" if args.client == "httpx" else "raw HTTP/1.1 on asyncio streams"
-        print(f"load: {args.clients} clients ({client}, one keep-alive connection each) in "
-              f"{len(generators)} generator process(es) with asyncio, {args.duration:g} s "
-              f"per kind after {args.warmup:g} s of warm-up; the generator shares the "
-              f"{os.cpu_count()} cores with the API and influxd"
-              + ("; sniffio is not installed: the generator answers httpcore's "
-                 "look-up for it itself (see --plain-httpx)" if spare else ""), flush=True)
+        print(
+            f"load: {args.clients} clients ({client}, one keep-alive connection each) in "
+            f"{len(generators)} generator process(es) with asyncio, {args.duration:g} s "
+            f"per kind after {args.warmup:g} s of warm-up; the generator shares the "
+            f"{os.cpu_count()} cores with the API and influxd"
+            + (
+                "; sniffio is not installed: the generator answers httpcore's "
+                "look-up for it itself (see --plain-httpx)"
+                if spare
+                else ""
+            ),
+            flush=True,
+        )
 
         assert influx_server.proc is not None
         pids: dict[str, tuple[list[int], bool]] = {
@@ -700,8 +832,10 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         pids["bench"] = ([os.getpid()], False)
 
         def cpu_now() -> dict[str, float]:
-            cpu = {name: sum(cpu_seconds(p, children=tree) for p in ps)
-                   for name, (ps, tree) in pids.items()}
+            cpu = {
+                name: sum(cpu_seconds(p, children=tree) for p in ps)
+                for name, (ps, tree) in pids.items()
+            }
             # whatever else runs on the machine meanwhile (it competes for the cores)
             cpu["other"] = machine_busy_seconds() - sum(cpu.values())  # (+/- a tick)
             return cpu
@@ -721,12 +855,16 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
             for g in generators:
                 result.merge(PhaseResult.from_json(json.loads(await g.readline())))
             api.check_running()
-            phases.append(Phase(kind, end - measure, result,
-                                {n: max(0.0, cpu1[n] - cpu0[n]) for n in cpu0}))
+            phases.append(
+                Phase(kind, end - measure, result, {n: max(0.0, cpu1[n] - cpu0[n]) for n in cpu0})
+            )
             p50, p99 = percentile(result.latencies, 50), percentile(result.latencies, 99)
-            print(f"  {KINDS[kind]:44} p50 {p50 * 1000:7.1f} ms, p99 {p99 * 1000:7.1f} ms,"
-                  f" {len(result.latencies) / args.duration:6.0f}/s, "
-                  f"{result.errors} errors", flush=True)
+            print(
+                f"  {KINDS[kind]:44} p50 {p50 * 1000:7.1f} ms, p99 {p99 * 1000:7.1f} ms,"
+                f" {len(result.latencies) / args.duration:6.0f}/s, "
+                f"{result.errors} errors",
+                flush=True,
+            )
         errors = report(phases, args.generators, args.clients)
         return 1 if errors else 0
     finally:
@@ -741,48 +879,97 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clients", type=int, default=50,
-                    help="concurrent clients, each sending requests back to back "
-                         "(default 50)")
-    ap.add_argument("--duration", type=float, default=30,
-                    help="seconds measured per request kind (default 30)")
-    ap.add_argument("--warmup", type=float, default=3,
-                    help="seconds of load before each kind's measurement (default 3)")
+    ap.add_argument(
+        "--clients",
+        type=int,
+        default=50,
+        help="concurrent clients, each sending requests back to back (default 50)",
+    )
+    ap.add_argument(
+        "--duration", type=float, default=30, help="seconds measured per request kind (default 30)"
+    )
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=3,
+        help="seconds of load before each kind's measurement (default 3)",
+    )
     ap.add_argument("--sites", type=int, default=50, help="sites of the fleet (default 50)")
-    ap.add_argument("--devices", type=int, default=50,
-                    help="devices per site, sitewatch simulate's mix (default 50)")
-    ap.add_argument("--history", type=float, default=3600,
-                    help="seconds of readings written per device (default 3600)")
-    ap.add_argument("--step", type=float, default=30,
-                    help="seconds between a device's readings in the history, or its "
-                         "profile's sample interval if longer (default 30)")
-    ap.add_argument("--alerts", type=int, default=80,
-                    help="alerts per site over the last 30 days (default 80)")
-    ap.add_argument("--open-alerts", type=int, default=5,
-                    help="of which still open, per site (default 5)")
-    ap.add_argument("--generators", type=int, default=1,
-                    help="load-generator processes the clients are spread over (default 1)")
-    ap.add_argument("--client", choices=("httpx", "raw"), default="httpx",
-                    help="the clients: httpx.AsyncClient (default), or requests written by "
-                         "hand on asyncio streams (a fraction of httpx's CPU per request)")
+    ap.add_argument(
+        "--devices",
+        type=int,
+        default=50,
+        help="devices per site, sitewatch simulate's mix (default 50)",
+    )
+    ap.add_argument(
+        "--history",
+        type=float,
+        default=3600,
+        help="seconds of readings written per device (default 3600)",
+    )
+    ap.add_argument(
+        "--step",
+        type=float,
+        default=30,
+        help="seconds between a device's readings in the history, or its "
+        "profile's sample interval if longer (default 30)",
+    )
+    ap.add_argument(
+        "--alerts", type=int, default=80, help="alerts per site over the last 30 days (default 80)"
+    )
+    ap.add_argument(
+        "--open-alerts", type=int, default=5, help="of which still open, per site (default 5)"
+    )
+    ap.add_argument(
+        "--generators",
+        type=int,
+        default=1,
+        help="load-generator processes the clients are spread over (default 1)",
+    )
+    ap.add_argument(
+        "--client",
+        choices=("httpx", "raw"),
+        default="httpx",
+        help="the clients: httpx.AsyncClient (default), or requests written by "
+        "hand on asyncio streams (a fraction of httpx's CPU per request)",
+    )
     measured = ",".join(k for k in KINDS if k != "health")
-    ap.add_argument("--kinds", default=measured,
-                    help="request kinds measured between the two /health phases, comma-"
-                         f"separated (default: all: {measured})")
-    ap.add_argument("--plain-httpx", action="store_true",
-                    help="let the generator's httpcore look for the missing sniffio module "
-                         "on every request, as the API's own clients do (more client CPU)")
-    ap.add_argument("--postgres", action="store_true",
-                    help="the alert store and accounts on a throwaway PostgreSQL instead "
-                         "of SQLite")
-    ap.add_argument("--seed", type=int, default=1,
-                    help="seed of the data and of the clients' choices (default 1)")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep configs, logs and server state in this folder (default: a "
-                         "temporary one, removed afterwards)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 2 s per kind after 0.5 s of warm-up, 10 min of "
-                         "history, 20 alerts per site")
+    ap.add_argument(
+        "--kinds",
+        default=measured,
+        help="request kinds measured between the two /health phases, comma-"
+        f"separated (default: all: {measured})",
+    )
+    ap.add_argument(
+        "--plain-httpx",
+        action="store_true",
+        help="let the generator's httpcore look for the missing sniffio module "
+        "on every request, as the API's own clients do (more client CPU)",
+    )
+    ap.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the alert store and accounts on a throwaway PostgreSQL instead of SQLite",
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of the data and of the clients' choices (default 1)",
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep configs, logs and server state in this folder (default: a "
+        "temporary one, removed afterwards)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 s per kind after 0.5 s of warm-up, 10 min of "
+        "history, 20 alerts per site",
+    )
     ap.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.generator:
@@ -790,8 +977,10 @@ def main() -> int:
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in args.kinds if k not in KINDS or k == "health"]
     if unknown:
-        ap.error(f"--kinds: unknown {', '.join(unknown)}; choose among "
-                 f"{', '.join(k for k in KINDS if k != 'health')}")
+        ap.error(
+            f"--kinds: unknown {', '.join(unknown)}; choose among "
+            f"{', '.join(k for k in KINDS if k != 'health')}"
+        )
     if args.quick:
         args.duration, args.warmup, args.history, args.alerts = 2, 0.5, 600, 20
     return run_in_workdir(bench, args, "sw-bench-api-")

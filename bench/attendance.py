@@ -98,26 +98,42 @@ LABELS = {
 # -- the store ------------------------------------------------------------------------
 @dataclass
 class Loaded:
-    events: int          # gate events appended (all new)
-    batches: int         # LedgerWriter.append calls, one transaction each
-    seconds: float       # appending them
+    events: int  # gate events appended (all new)
+    batches: int  # LedgerWriter.append calls, one transaction each
+    seconds: float  # appending them
 
 
-def load(url: str, engine: Engine, site: str, workers: list[SimWorker],
-         items: list[Any], batch: int, now_ms: int) -> Loaded:
+def load(
+    url: str,
+    engine: Engine,
+    site: str,
+    workers: list[SimWorker],
+    items: list[Any],
+    batch: int,
+    now_ms: int,
+) -> Loaded:
     """The site, its workers and the events, as the API and ingest store them."""
     with Session(engine) as s, s.begin():
-        s.merge(SiteRow(id=site, name="Bench attendance site", county="Lankao",
-                        town="Chengguan", project_type="building", latitude=34.82,
-                        longitude=114.82, planned_headcount=len(workers),
-                        created_at=now_ms))
+        s.merge(
+            SiteRow(
+                id=site,
+                name="Bench attendance site",
+                county="Lankao",
+                town="Chengguan",
+                project_type="building",
+                latitude=34.82,
+                longitude=114.82,
+                planned_headcount=len(workers),
+                created_at=now_ms,
+            )
+        )
         Workers(s).put_many(worker_rows(workers, site, ID_KEY, now_ms))
     writer = LedgerWriter(url)
     try:
         t = time.perf_counter()
         appended = calls = 0
         for i in range(0, len(items), batch):
-            chunk = items[i:i + batch]
+            chunk = items[i : i + batch]
             # stored a little after the chunk's last swipe, as ingest would
             appended += writer.append([GateBatch(site, GATEWAY, chunk)], chunk[-1].ts + 2000)
             calls += 1
@@ -162,8 +178,9 @@ def exporter(name: str) -> tuple[Callable[[list[DayLabourSheet]], bytes] | None,
     return fn, ""
 
 
-def with_export(engine: Engine, m: Month,
-                export: Callable[[list[DayLabourSheet]], bytes]) -> Callable[[], bytes]:
+def with_export(
+    engine: Engine, m: Month, export: Callable[[list[DayLabourSheet]], bytes]
+) -> Callable[[], bytes]:
     return lambda: export(compute_sheets(engine, m))
 
 
@@ -202,8 +219,15 @@ def breakdown(engine: Engine, m: Month, repeat: int) -> list[tuple[str, float]]:
             with step("session.get(SiteRow)"):
                 row = s.get(SiteRow, m.site)
             with step("sheets.build_sheets"):
-                build_sheets(m.site, row.name if row is not None else m.site, days, infos,
-                             m.first, m.last, policy.hours_per_day)
+                build_sheets(
+                    m.site,
+                    row.name if row is not None else m.site,
+                    days,
+                    infos,
+                    m.first,
+                    m.last,
+                    policy.hours_per_day,
+                )
     return [(name, min(ts)) for name, ts in steps.items()]
 
 
@@ -232,14 +256,15 @@ def profile(engine: Engine, m: Month, top: int) -> None:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).strip_dirs().sort_stats(order).print_stats(top)
         text = out.getvalue()
-        body = text[text.find("   ncalls"):] if "   ncalls" in text else text
+        body = text[text.find("   ncalls") :] if "   ncalls" in text else text
         print(f"\ncProfile of one reports.sheets call, top {top} by {order}:")
         print(body.rstrip())
 
 
 # -- the run ----------------------------------------------------------------------------
-def check(sheets: list[DayLabourSheet], truth: dict[tuple[str, date], int],
-          registered: set[str]) -> list[str]:
+def check(
+    sheets: list[DayLabourSheet], truth: dict[tuple[str, date], int], registered: set[str]
+) -> list[str]:
     """How the sheets differ from the simulator's ground truth (nothing: they agree)."""
     want = {k: v for k, v in truth.items() if k[0] in registered}
     got = {(r.worker, r.day): r.minutes for sh in sheets for r in sh.rows if r.minutes}
@@ -249,8 +274,7 @@ def check(sheets: list[DayLabourSheet], truth: dict[tuple[str, date], int],
         problems.append(f"total minutes {total:,} on the sheets, {want_total:,} by the rules")
     wrong = sorted(k for k in want.keys() | got.keys() if got.get(k) != want.get(k))
     if wrong:
-        shown = ", ".join(f"{w} {d}: {got.get((w, d))} vs {want.get((w, d))}"
-                          for w, d in wrong[:5])
+        shown = ", ".join(f"{w} {d}: {got.get((w, d))} vs {want.get((w, d))}" for w, d in wrong[:5])
         problems.append(f"{len(wrong)} worker-days differ (sheet vs rules), e.g. {shown}")
     return problems
 
@@ -269,8 +293,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         else:
             url, store = f"sqlite:///{work / 'sitewatch.db'}", "SQLite (WAL, synchronous=FULL)"
         # a database of yours may hold other data: this run's site is a new one
-        site = SITE if pg is not None or not args.database_url else \
-            f"{SITE}-{uuid.uuid4().hex[:8]}"
+        site = SITE if pg is not None or not args.database_url else f"{SITE}-{uuid.uuid4().hex[:8]}"
 
         policy = AttendancePolicy()
         first, last = args.first, args.first + timedelta(days=args.days - 1)
@@ -287,19 +310,25 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         truth = sim.minutes()
         sim_s = time.perf_counter() - t
         registered = {w.id for w in workers}
-        print(f"site {site}: {len(workers):,} workers in "
-              f"{len({w.team for w in workers})} teams, {args.days} attendance days "
-              f"{first}..{last} (default policy: day from 04:00, shift 07:00-18:00, "
-              f"UTC+8); simulated in {sim_s:.1f} s: {len(items):,} gate events, "
-              f"{len(truth):,} credited worker-days", flush=True)
+        print(
+            f"site {site}: {len(workers):,} workers in "
+            f"{len({w.team for w in workers})} teams, {args.days} attendance days "
+            f"{first}..{last} (default policy: day from 04:00, shift 07:00-18:00, "
+            f"UTC+8); simulated in {sim_s:.1f} s: {len(items):,} gate events, "
+            f"{len(truth):,} credited worker-days",
+            flush=True,
+        )
 
         engine = make_engine(url)
         create_tables(engine)
         loaded = load(url, engine, site, workers, items, args.batch, month.now_ms)
-        print(f"store: {store}; loaded {loaded.events:,} events through "
-              f"LedgerWriter.append in {loaded.batches} transactions of {args.batch} in "
-              f"{loaded.seconds:.1f} s ({loaded.events / loaded.seconds:,.0f} events/s; "
-              "not the measured figure)", flush=True)
+        print(
+            f"store: {store}; loaded {loaded.events:,} events through "
+            f"LedgerWriter.append in {loaded.batches} transactions of {args.batch} in "
+            f"{loaded.seconds:.1f} s ({loaded.events / loaded.seconds:,.0f} events/s; "
+            "not the measured figure)",
+            flush=True,
+        )
         del sim, items
         gc.collect()
         rss_loaded = rss_mb()
@@ -328,26 +357,31 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         with Session(engine) as s:
             sd = reports.site_days(s, site, first, last, month.now_ms)
         rows = sum(len(sh.rows) for sh in sheets)
-        print(f"month: {events:,} events, {len(sd.days):,} worker-days with events, "
-              f"{len(sheets)} sheets, {rows:,} rows"
-              + "".join(f", {k.upper()} {n / 1e6:.2f} MB" for k, n in sizes.items()))
+        print(
+            f"month: {events:,} events, {len(sd.days):,} worker-days with events, "
+            f"{len(sheets)} sheets, {rows:,} rows"
+            + "".join(f", {k.upper()} {n / 1e6:.2f} MB" for k, n in sizes.items())
+        )
 
         problems = check(sheets, truth, registered)
         total = sum(sh.totals.minutes for sh in sheets)
         if problems:
-            print("CHECK FAILED: the sheets do not credit what the rules credit:\n  "
-                  + "\n  ".join(problems))
+            print(
+                "CHECK FAILED: the sheets do not credit what the rules credit:\n  "
+                + "\n  ".join(problems)
+            )
         else:
-            print(f"check: the sheets credit {total:,} minutes ({total / 60:,.0f} h), "
-                  "every worker-day as the simulator's ground truth: OK")
+            print(
+                f"check: the sheets credit {total:,} minutes ({total / 60:,.0f} h), "
+                "every worker-day as the simulator's ground truth: OK"
+            )
         del sheets, sd
 
         def cpu_now() -> tuple[float, float, float, float]:
             server = 0.0
             if pg is not None and pg.proc is not None:
                 server = cpu_seconds(pg.proc.pid, children=True)
-            return (time.perf_counter(), time.process_time(), server,
-                    machine_busy_seconds())
+            return (time.perf_counter(), time.process_time(), server, machine_busy_seconds())
 
         times: dict[str, list[float]] = {k: [] for k in kinds}
         cpu0 = cpu_now()
@@ -358,36 +392,49 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         wall, own, server, busy = (b - a for a, b in zip(cpu0, cpu_now(), strict=True))
         other = max(0.0, busy - own - server)
         best = {k: min(v) for k, v in times.items()}
-        print(f"\nbest / median of {args.repeat} (ms)                     best      median"
-              "   ratio (best)")
+        print(
+            f"\nbest / median of {args.repeat} (ms)                     best      median"
+            "   ratio (best)"
+        )
         for kind, ts in times.items():
             ratio = "     -" if kind == BASELINE else f"{best[kind] / best[BASELINE]:7.1f}x"
-            print(f"  {LABELS[kind]:44} {ms(best[kind])}  {ms(statistics.median(ts))}"
-                  f"   {ratio}")
+            print(f"  {LABELS[kind]:44} {ms(best[kind])}  {ms(statistics.median(ts))}   {ratio}")
         for note in notes:
             print(f"  {note}")
-        print(f"  CPU over the {wall:.0f} s of the rounds, share of one core: this process "
-              f"{own / wall:.0%}" + (f", PostgreSQL {server / wall:.0%}" if pg else "")
-              + f", other processes {other / wall:.0%}"
-              + (" (the machine was not idle: the medians, at least, are disturbed)"
-                 if other / wall > 0.1 else ""))
-        print(f"  per worker-day: sheets {best['sheets'] / len(truth) * 1e6:.1f} us, "
-              f"baseline {best[BASELINE] / len(truth) * 1e6:.1f} us; per event: "
-              f"{best['sheets'] / events * 1e6:.1f} / {best[BASELINE] / events * 1e6:.1f} us")
+        print(
+            f"  CPU over the {wall:.0f} s of the rounds, share of one core: this process "
+            f"{own / wall:.0%}"
+            + (f", PostgreSQL {server / wall:.0%}" if pg else "")
+            + f", other processes {other / wall:.0%}"
+            + (
+                " (the machine was not idle: the medians, at least, are disturbed)"
+                if other / wall > 0.1
+                else ""
+            )
+        )
+        print(
+            f"  per worker-day: sheets {best['sheets'] / len(truth) * 1e6:.1f} us, "
+            f"baseline {best[BASELINE] / len(truth) * 1e6:.1f} us; per event: "
+            f"{best['sheets'] / events * 1e6:.1f} / {best[BASELINE] / events * 1e6:.1f} us"
+        )
 
         steps = breakdown(engine, month, args.repeat)
-        print(f"\nreports.sheets step by step (best of {args.repeat}, ms; the steps "
-              "reports.site_days takes)")
+        print(
+            f"\nreports.sheets step by step (best of {args.repeat}, ms; the steps "
+            "reports.site_days takes)"
+        )
         for name, sec in steps:
             print(f"  {name:44} {ms(sec)}   {sec / best['sheets']:6.1%} of sheets")
         print(f"  {'sum of the steps':44} {ms(sum(sec for _, sec in steps))}")
 
         peak_events = python_peak(kinds[BASELINE])
         peak_sheets = python_peak(kinds["sheets"])
-        print(f"\nmemory: peak RSS of the process {rss_mb():,.0f} MB (after simulating "
-              f"and loading: {rss_loaded:,.0f} MB); Python allocations at their peak "
-              f"during one call (tracemalloc): baseline {peak_events / 1e6:,.1f} MB, "
-              f"sheets {peak_sheets / 1e6:,.1f} MB")
+        print(
+            f"\nmemory: peak RSS of the process {rss_mb():,.0f} MB (after simulating "
+            f"and loading: {rss_loaded:,.0f} MB); Python allocations at their peak "
+            f"during one call (tracemalloc): baseline {peak_events / 1e6:,.1f} MB, "
+            f"sheets {peak_sheets / 1e6:,.1f} MB"
+        )
 
         if args.profile:
             profile(engine, month, args.profile)
@@ -411,32 +458,61 @@ def workdir(path: Path | None) -> Iterator[Path]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--workers", type=int, default=1000,
-                    help="registered workers of the site (default 1000)")
-    ap.add_argument("--days", type=int, default=30,
-                    help="attendance days of the month (default 30)")
-    ap.add_argument("--first", type=date.fromisoformat, default=date(2026, 10, 1),
-                    help="the month's first attendance day (default 2026-10-01)")
-    ap.add_argument("--repeat", type=int, default=5,
-                    help="measured rounds; best and median are printed (default 5)")
-    ap.add_argument("--batch", type=int, default=500,
-                    help="events per LedgerWriter.append transaction while loading "
-                         "(default 500)")
+    ap.add_argument(
+        "--workers", type=int, default=1000, help="registered workers of the site (default 1000)"
+    )
+    ap.add_argument(
+        "--days", type=int, default=30, help="attendance days of the month (default 30)"
+    )
+    ap.add_argument(
+        "--first",
+        type=date.fromisoformat,
+        default=date(2026, 10, 1),
+        help="the month's first attendance day (default 2026-10-01)",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="measured rounds; best and median are printed (default 5)",
+    )
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        help="events per LedgerWriter.append transaction while loading (default 500)",
+    )
     ap.add_argument("--seed", type=int, default=1, help="seed of the simulation (default 1)")
     where = ap.add_mutually_exclusive_group()
-    where.add_argument("--postgres", action="store_true",
-                       help="start a throwaway PostgreSQL on a free port (stopped and "
-                            "removed afterwards) instead of SQLite")
-    where.add_argument("--database-url", default=None,
-                       help="an existing database (SQLAlchemy URL): its tables are created "
-                            "if missing and a new site is added; nothing is removed")
-    ap.add_argument("--profile", type=int, default=0, metavar="N",
-                    help="also print cProfile's top N entries of one reports.sheets call")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep the SQLite file and server logs in this folder (default: a "
-                         "temporary one, removed afterwards)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run (CI): 100 workers, 5 days, 1 round")
+    where.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a throwaway PostgreSQL on a free port (stopped and "
+        "removed afterwards) instead of SQLite",
+    )
+    where.add_argument(
+        "--database-url",
+        default=None,
+        help="an existing database (SQLAlchemy URL): its tables are created "
+        "if missing and a new site is added; nothing is removed",
+    )
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print cProfile's top N entries of one reports.sheets call",
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the SQLite file and server logs in this folder (default: a "
+        "temporary one, removed afterwards)",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run (CI): 100 workers, 5 days, 1 round"
+    )
     args = ap.parse_args()
     if args.quick:
         args.workers, args.days, args.repeat = 100, 5, 1
@@ -447,8 +523,9 @@ def main() -> int:
         raise SystemExit(143)  # unwind through the `finally`s: the server is stopped
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    print(f"bench/attendance on {os.cpu_count()} cores, Python {sys.version.split()[0]}",
-          flush=True)
+    print(
+        f"bench/attendance on {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True
+    )
     with workdir(args.workdir) as work:
         return bench(args, work)
 

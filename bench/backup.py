@@ -46,8 +46,11 @@ def lines(points: int, start_ms: int) -> list[str]:
             tags = {"site": f"SITE{d % 5:02d}", "gateway": "GW01", "device": f"D{d:03d}"}
             for i in range(per):
                 fields: dict[str, float | int | bool | str] = {
-                    "value": 20.0 + (i % 100) / 10, "seq": i + 1, "ok": i % 7 != 0,
-                    "state": "normal" if i % 11 else "warning"}
+                    "value": 20.0 + (i % 100) / 10,
+                    "seq": i + 1,
+                    "ok": i % 7 != 0,
+                    "state": "normal" if i % 11 else "warning",
+                }
                 out.append(format_line(f"bench_{m}", tags, fields, start_ms + i * 1000))
     return out
 
@@ -57,7 +60,7 @@ async def load(url: str, database: str, body: list[str]) -> float:
         await c.ensure_database()
         t = time.perf_counter()
         for i in range(0, len(body), 5000):
-            await c.write(("\n".join(body[i:i + 5000]) + "\n").encode())
+            await c.write(("\n".join(body[i : i + 5000]) + "\n").encode())
         return time.perf_counter() - t
 
 
@@ -76,18 +79,34 @@ def fill_sql(url: str, rows: int) -> None:
     when = datetime(2026, 5, 1, tzinfo=UTC)
     with engine.begin() as c:
         for i in range(0, rows, 5000):
-            c.execute(DeadLetter.__table__.insert(), [
-                {"received_at": when, "topic": "sitewatch/v1/SITE01/GW01/telemetry",
-                 "site": "SITE01", "gateway": "GW01", "batch": j, "device": "TC01",
-                 "seq": j, "reason": "schema", "detail": "load_pct: not a number",
-                 "payload": bytes(200)} for j in range(i, min(i + 5000, rows))])
+            c.execute(
+                DeadLetter.__table__.insert(),
+                [
+                    {
+                        "received_at": when,
+                        "topic": "sitewatch/v1/SITE01/GW01/telemetry",
+                        "site": "SITE01",
+                        "gateway": "GW01",
+                        "batch": j,
+                        "device": "TC01",
+                        "seq": j,
+                        "reason": "schema",
+                        "detail": "load_pct: not a number",
+                        "payload": bytes(200),
+                    }
+                    for j in range(i, min(i + 5000, rows))
+                ],
+            )
     engine.dispose()
 
 
 def settings(url: str, db: str, database: str, snapshots: Path) -> ApiSettings:
-    return ApiSettings(environment="development", database_url=db,
-                       snapshots_dir=snapshots,
-                       influx=InfluxSettings(url=url, database=database))
+    return ApiSettings(
+        environment="development",
+        database_url=db,
+        snapshots_dir=snapshots,
+        influx=InfluxSettings(url=url, database=database),
+    )
 
 
 def main() -> None:
@@ -113,23 +132,35 @@ def main() -> None:
             del body
 
             archive = tmp / "b.tar"
-            made = create(settings(influx.url, f"sqlite:///{tmp / 'a.db'}", "source",
-                                   tmp / "snap-a"), archive, [])
-            back = restore(settings(influx.url, f"sqlite:///{tmp / 'b.db'}", "restored",
-                                    tmp / "snap-b"), archive, None)
+            made = create(
+                settings(influx.url, f"sqlite:///{tmp / 'a.db'}", "source", tmp / "snap-a"),
+                archive,
+                [],
+            )
+            back = restore(
+                settings(influx.url, f"sqlite:///{tmp / 'b.db'}", "restored", tmp / "snap-b"),
+                archive,
+                None,
+            )
             assert sum(back.points.values()) == points
             assert back.rows["dead_letters"] == args.rows
             archive_bytes = archive.stat().st_size
         finally:
             influx.close()
-    print(f"{points:,} points in {MEASUREMENTS} measurements, {args.rows:,} SQL rows; "
-          f"archive {archive_bytes / 1e6:.1f} MB")
-    print(f"create:  InfluxDB {points / made.influx_s:,.0f} points/s "
-          f"(baseline SELECT *: {points / base_read:,.0f}/s, ratio "
-          f"{base_read / made.influx_s:.2f}); SQL {args.rows / made.sql_s:,.0f} rows/s")
-    print(f"restore: InfluxDB {points / back.influx_s:,.0f} points/s "
-          f"(baseline /write: {points / base_write:,.0f}/s, ratio "
-          f"{base_write / back.influx_s:.2f}); SQL {args.rows / back.sql_s:,.0f} rows/s")
+    print(
+        f"{points:,} points in {MEASUREMENTS} measurements, {args.rows:,} SQL rows; "
+        f"archive {archive_bytes / 1e6:.1f} MB"
+    )
+    print(
+        f"create:  InfluxDB {points / made.influx_s:,.0f} points/s "
+        f"(baseline SELECT *: {points / base_read:,.0f}/s, ratio "
+        f"{base_read / made.influx_s:.2f}); SQL {args.rows / made.sql_s:,.0f} rows/s"
+    )
+    print(
+        f"restore: InfluxDB {points / back.influx_s:,.0f} points/s "
+        f"(baseline /write: {points / base_write:,.0f}/s, ratio "
+        f"{base_write / back.influx_s:.2f}); SQL {args.rows / back.sql_s:,.0f} rows/s"
+    )
 
 
 if __name__ == "__main__":

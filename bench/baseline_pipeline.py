@@ -21,8 +21,9 @@ from sitewatch import mqtt
 
 async def main(host: str, port: int, prefix: str, influx_url: str, db: str, cid: str) -> None:
     settings = mqtt.MqttSettings(host=host, port=port, topic_prefix=prefix)
-    client = mqtt.Client(settings, client_id=cid, clean_start=False, session_expiry_s=3600,
-                         receive_maximum=1000)
+    client = mqtt.Client(
+        settings, client_id=cid, clean_start=False, session_expiry_s=3600, receive_maximum=1000
+    )
     http = httpx.AsyncClient(base_url=influx_url, timeout=60)
     writers = asyncio.Semaphore(2)
     written = 0
@@ -31,8 +32,11 @@ async def main(host: str, port: int, prefix: str, influx_url: str, db: str, cid:
     async def write(lines: list[str]) -> None:
         nonlocal written
         try:
-            r = await http.post("/write", params={"db": db, "precision": "ms"},
-                                content=("\n".join(lines) + "\n").encode())
+            r = await http.post(
+                "/write",
+                params={"db": db, "precision": "ms"},
+                content=("\n".join(lines) + "\n").encode(),
+            )
             r.raise_for_status()
             written += len(lines)
             client.publish_nowait(f"{prefix}/bench/progress", str(written).encode(), qos=0)
@@ -49,8 +53,10 @@ async def main(host: str, port: int, prefix: str, influx_url: str, db: str, cid:
             batch = decode(m.payload)
             for it in batch["items"]:
                 fields = ",".join(f"{k}={v}" for k, v in it["values"].items())
-                lines.append(f"{it['profile']},device={it['device']},gateway={gw},site={site} "
-                             f"seq={it['seq']}i,{fields} {it['ts']}")
+                lines.append(
+                    f"{it['profile']},device={it['device']},gateway={gw},site={site} "
+                    f"seq={it['seq']}i,{fields} {it['ts']}"
+                )
             if len(lines) >= 5000:
                 await writers.acquire()
                 t = asyncio.create_task(write(lines))

@@ -68,7 +68,10 @@ from sitewatch.simulators.camera_video import SWING_ZONE, Scene, random_scene, s
 ALL = ("intrusion", "person_count", "helmet", "smoke")
 #: what is measured: "decode" (the baseline) or the analytics run together
 KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("decode", ()), *((a, (a,)) for a in ALL), ("all four", ALL))
+    ("decode", ()),
+    *((a, (a,)) for a in ALL),
+    ("all four", ALL),
+)
 T0 = 1_764_000_000.0  # the video's first frame, seconds since the epoch
 
 
@@ -89,10 +92,17 @@ def _pin() -> None:
 
 
 def _analysis(path: Path, analytics: tuple[str, ...]) -> CameraAnalysis:
-    return build_analysis("BENCH-CAM", CameraOptions.model_validate({
-        "source": str(path), "pace": "fast",
-        "zones": [{"name": "crane-swing", "polygon": [list(p) for p in SWING_ZONE]}],
-        "analytics": {a: {} for a in analytics}}))
+    return build_analysis(
+        "BENCH-CAM",
+        CameraOptions.model_validate(
+            {
+                "source": str(path),
+                "pace": "fast",
+                "zones": [{"name": "crane-swing", "polygon": [list(p) for p in SWING_ZONE]}],
+                "analytics": {a: {} for a in analytics},
+            }
+        ),
+    )
 
 
 def _peak_mb() -> float:
@@ -126,12 +136,12 @@ def measure_full(path: str, kind: str, analytics: tuple[str, ...], fps: float) -
         frames += 1
     w1, c1 = time.perf_counter(), time.process_time()
     cap.release()
-    return Result(kind, frames, frames if analysis else 0, w1 - w0, c1 - c0, events,
-                  _peak_mb())
+    return Result(kind, frames, frames if analysis else 0, w1 - w0, c1 - c0, events, _peak_mb())
 
 
-def measure_rate(path: str, kind: str, analytics: tuple[str, ...], analysis_fps: float,
-                 frames: int) -> Result:
+def measure_rate(
+    path: str, kind: str, analytics: tuple[str, ...], analysis_fps: float, frames: int
+) -> Result:
     """In a fresh process: the camera driver's source at its analysis rate (every frame
     of the file's ``frames`` grabbed, i.e. decoded; ``analysis_fps`` a second of video
     retrieved, i.e. converted to BGR, and analysed; with no analytics only read)."""
@@ -151,8 +161,7 @@ def measure_rate(path: str, kind: str, analytics: tuple[str, ...], analysis_fps:
     source.close()
     if source.opens == 0:
         raise OSError(f"cannot open {path}")
-    return Result(kind, frames, analysed if analysis else 0, w1 - w0, c1 - c0, events,
-                  _peak_mb())
+    return Result(kind, frames, analysed if analysis else 0, w1 - w0, c1 - c0, events, _peak_mb())
 
 
 def write_video(scene: Scene, path: str) -> tuple[float, float]:
@@ -196,22 +205,37 @@ def _median(xs: list[float]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--scene", choices=("site", "random"), default="site",
-                    help="site: the standard scene (its walkers are all in the first 30 s); "
-                         "random: --people walkers on random paths (default: site)")
+    ap.add_argument(
+        "--scene",
+        choices=("site", "random"),
+        default="site",
+        help="site: the standard scene (its walkers are all in the first 30 s); "
+        "random: --people walkers on random paths (default: site)",
+    )
     ap.add_argument("--seconds", type=float, default=30, help="video length (default: 30)")
     ap.add_argument("--fps", type=float, default=10, help="video frame rate (default: 10)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--people", type=int, default=8, help="walkers of --scene random")
     ap.add_argument("--no-plume", action="store_true", help="no smoke in the video")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every kind (default: 3)")
-    ap.add_argument("--analysis-fps", type=float, default=2.0,
-                    help="the camera's analysis rate for cameras per core and the "
-                         "last table; 0 skips that table (default: 2)")
-    ap.add_argument("--only", nargs="+", choices=[k for k, _ in KINDS[1:]],
-                    help="measure only these (and decode)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run (CI): one round of a 4 s video, every kind measured")
+    ap.add_argument(
+        "--analysis-fps",
+        type=float,
+        default=2.0,
+        help="the camera's analysis rate for cameras per core and the "
+        "last table; 0 skips that table (default: 2)",
+    )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=[k for k, _ in KINDS[1:]],
+        help="measure only these (and decode)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (CI): one round of a 4 s video, every kind measured",
+    )
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.seconds = 1, 4
@@ -223,29 +247,39 @@ def main() -> None:
     if args.scene == "random" and frames <= 80:
         ap.error("--scene random needs more than 80 frames (its walkers walk 60 or more)")
     plume = not args.no_plume
-    scene = (site_scene(frames=frames, seed=args.seed, plume=plume) if args.scene == "site"
-             else random_scene(args.seed, frames=frames, people=args.people, fps=args.fps,
-                               plume=plume))
+    scene = (
+        site_scene(frames=frames, seed=args.seed, plume=plume)
+        if args.scene == "site"
+        else random_scene(args.seed, frames=frames, people=args.people, fps=args.fps, plume=plume)
+    )
     if args.scene == "site" and args.fps != scene.fps:
         scene = dataclasses.replace(scene, fps=args.fps)
     _pin()
     cores = len(os.sched_getaffinity(0))
     ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="sw-camera-bench-") as tmp, \
-            ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool:
+    with (
+        tempfile.TemporaryDirectory(prefix="sw-camera-bench-") as tmp,
+        ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool,
+    ):
         path = str(Path(tmp) / "site.avi")
         wall, _cpu = write_video(scene, path)
         size = Path(path).stat().st_size
         print(f"bench/camera  {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
-        print(f"machine: {cores} core(s) ({_cpu_model()}), Python {platform.python_version()}, "
-              f"OpenCV {cv2.__version__}")
-        print("every measurement in a fresh process, OpenCV pinned to 1 thread "
-              "(setNumThreads(1), decoder threads 1, OpenCL off): CPU seconds are one core's")
-        print(f"video: {args.scene} scene (seed {args.seed}{', smoke plume' if plume else ''}"
-              f", {len(scene.walkers)} walkers), {scene.width}x{scene.height} at "
-              f"{scene.fps:g} fps, {scene.frames} frames ({scene.frames / scene.fps:g} s), "
-              f"MJPG AVI {size / 1e6:.1f} MB ({size / scene.frames / 1e3:.0f} kB a frame), "
-              f"rendered in {wall:.1f} s before timing")
+        print(
+            f"machine: {cores} core(s) ({_cpu_model()}), Python {platform.python_version()}, "
+            f"OpenCV {cv2.__version__}"
+        )
+        print(
+            "every measurement in a fresh process, OpenCV pinned to 1 thread "
+            "(setNumThreads(1), decoder threads 1, OpenCL off): CPU seconds are one core's"
+        )
+        print(
+            f"video: {args.scene} scene (seed {args.seed}{', smoke plume' if plume else ''}"
+            f", {len(scene.walkers)} walkers), {scene.width}x{scene.height} at "
+            f"{scene.fps:g} fps, {scene.frames} frames ({scene.frames / scene.fps:g} s), "
+            f"MJPG AVI {size / 1e6:.1f} MB ({size / scene.frames / 1e3:.0f} kB a frame), "
+            f"rendered in {wall:.1f} s before timing"
+        )
         print(f"{args.rounds} round(s), the order alternating\n", flush=True)
 
         m0, o0, t0 = _machine_busy_s(), _own_cpu_s(), time.monotonic()
@@ -256,19 +290,26 @@ def main() -> None:
             for kind, analytics in order:
                 res = pool.submit(measure_full, path, kind, analytics, scene.fps).result()
                 full[kind].append(res)
-                print(f"round {r + 1}  {kind:12} every frame: {res.frames} frames, "
-                      f"{res.cpu_s:6.2f} s CPU, {res.frames / res.wall_s:7.1f} fps wall, "
-                      f"{res.frames / res.cpu_s:7.1f} fps per core, {res.events} events, "
-                      f"peak {res.peak_mb:.0f} MB", flush=True)
+                print(
+                    f"round {r + 1}  {kind:12} every frame: {res.frames} frames, "
+                    f"{res.cpu_s:6.2f} s CPU, {res.frames / res.wall_s:7.1f} fps wall, "
+                    f"{res.frames / res.cpu_s:7.1f} fps per core, {res.events} events, "
+                    f"peak {res.peak_mb:.0f} MB",
+                    flush=True,
+                )
             if args.analysis_fps > 0:
                 for kind, analytics in order:
-                    res = pool.submit(measure_rate, path, kind, analytics,
-                                      args.analysis_fps, scene.frames).result()
+                    res = pool.submit(
+                        measure_rate, path, kind, analytics, args.analysis_fps, scene.frames
+                    ).result()
                     rate[kind].append(res)
-                    print(f"round {r + 1}  {kind:12} at {args.analysis_fps:g} fps: "
-                          f"{res.analysed} of {res.frames} frames analysed, "
-                          f"{res.cpu_s:6.2f} s CPU, {res.events} events, "
-                          f"peak {res.peak_mb:.0f} MB", flush=True)
+                    print(
+                        f"round {r + 1}  {kind:12} at {args.analysis_fps:g} fps: "
+                        f"{res.analysed} of {res.frames} frames analysed, "
+                        f"{res.cpu_s:6.2f} s CPU, {res.events} events, "
+                        f"peak {res.peak_mb:.0f} MB",
+                        flush=True,
+                    )
 
     m1, o1, t1 = _machine_busy_s(), _own_cpu_s(), time.monotonic()  # workers reaped
 
@@ -276,42 +317,59 @@ def main() -> None:
     dec_fps = _median([x.frames / x.cpu_s for x in dec])
     dec_peak = max(x.peak_mb for x in dec)
     n_af = args.analysis_fps or 2.0
-    print(f"\nmedians of {args.rounds} round(s), every decoded frame analysed "
-          f"({scene.width}x{scene.height}, 1 thread):")
-    print(f"{'':14}{'frames':>7}{'fps wall':>10}{'fps/core':>10}{'ms CPU/frame':>14}"
-          f"{'vs decode':>11}{f'cameras/core @{n_af:g} fps':>24}{'peak MB':>9}")
+    print(
+        f"\nmedians of {args.rounds} round(s), every decoded frame analysed "
+        f"({scene.width}x{scene.height}, 1 thread):"
+    )
+    print(
+        f"{'':14}{'frames':>7}{'fps wall':>10}{'fps/core':>10}{'ms CPU/frame':>14}"
+        f"{'vs decode':>11}{f'cameras/core @{n_af:g} fps':>24}{'peak MB':>9}"
+    )
     for kind, _ in kinds:
         rs = full[kind]
         fpc = _median([x.frames / x.cpu_s for x in rs])
         wall = _median([x.frames / x.wall_s for x in rs])
         cams = "" if kind == "decode" else f"{fpc / n_af:.1f}"
         ratio = "1 (base)" if kind == "decode" else f"{fpc / dec_fps:.3f}"
-        print(f"{kind:14}{rs[0].frames:>7}{wall:>10.1f}{fpc:>10.1f}{1000 / fpc:>14.1f}"
-              f"{ratio:>11}{cams:>24}{max(x.peak_mb for x in rs):>9.0f}")
-    print(f"(cameras/core = fps per core / {n_af:g}: the analysis alone; peak MB of a process "
-          f"that only decodes: {dec_peak:.0f})")
+        print(
+            f"{kind:14}{rs[0].frames:>7}{wall:>10.1f}{fpc:>10.1f}{1000 / fpc:>14.1f}"
+            f"{ratio:>11}{cams:>24}{max(x.peak_mb for x in rs):>9.0f}"
+        )
+    print(
+        f"(cameras/core = fps per core / {n_af:g}: the analysis alone; peak MB of a process "
+        f"that only decodes: {dec_peak:.0f})"
+    )
 
     if args.analysis_fps > 0 and args.rounds > 0:
         video_s = scene.frames / scene.fps
-        print(f"\na camera at analysis_fps {args.analysis_fps:g} on this {scene.fps:g} fps "
-              f"video (VideoSource, pace fast: every frame decoded, "
-              f"{args.analysis_fps:g} a second analysed), medians:")
-        print(f"{'':14}{'analysed':>9}{'CPU s':>8}{'CPU s per video s':>19}"
-              f"{'ms/analysed frame':>19}{'cameras/core':>14}{'vs decode':>11}{'peak MB':>9}")
+        print(
+            f"\na camera at analysis_fps {args.analysis_fps:g} on this {scene.fps:g} fps "
+            f"video (VideoSource, pace fast: every frame decoded, "
+            f"{args.analysis_fps:g} a second analysed), medians:"
+        )
+        print(
+            f"{'':14}{'analysed':>9}{'CPU s':>8}{'CPU s per video s':>19}"
+            f"{'ms/analysed frame':>19}{'cameras/core':>14}{'vs decode':>11}{'peak MB':>9}"
+        )
         base_cpu = _median([x.cpu_s for x in rate["decode"]])
         for kind, _ in kinds:
             rs = rate[kind]
             cpu = _median([x.cpu_s for x in rs])
             ratio = "1 (base)" if kind == "decode" else f"{base_cpu / cpu:.3f}"
-            per = ("" if not rs[0].analysed
-                   else f"{(cpu - base_cpu) / rs[0].analysed * 1000:.1f}")
-            print(f"{kind:14}{rs[0].analysed:>9}{cpu:>8.2f}{cpu / video_s:>19.4f}{per:>19}"
-                  f"{video_s / cpu:>14.1f}{ratio:>11}{max(x.peak_mb for x in rs):>9.0f}")
-        print("(decode here: the same source reading the same frames, none analysed; "
-              "ms/analysed frame: CPU above it; cameras/core = video seconds per CPU second)")
+            per = "" if not rs[0].analysed else f"{(cpu - base_cpu) / rs[0].analysed * 1000:.1f}"
+            print(
+                f"{kind:14}{rs[0].analysed:>9}{cpu:>8.2f}{cpu / video_s:>19.4f}{per:>19}"
+                f"{video_s / cpu:>14.1f}{ratio:>11}{max(x.peak_mb for x in rs):>9.0f}"
+            )
+        print(
+            "(decode here: the same source reading the same frames, none analysed; "
+            "ms/analysed frame: CPU above it; cameras/core = video seconds per CPU second)"
+        )
     other = max(0.0, (m1 - m0) - (o1 - o0)) / (t1 - t0)
-    print(f"\nduring the rounds ({t1 - t0:.0f} s) other processes kept {other:.0%} of a core "
-          f"busy (of {cores}; the figures are for an otherwise idle machine when that is ~0)")
+    print(
+        f"\nduring the rounds ({t1 - t0:.0f} s) other processes kept {other:.0%} of a core "
+        f"busy (of {cores}; the figures are for an otherwise idle machine when that is ~0)"
+    )
     sys.stdout.flush()
 
 

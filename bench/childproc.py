@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 
-def run_in_workdir(bench: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]],
-                   args: argparse.Namespace, prefix: str) -> int:
+def run_in_workdir(
+    bench: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]],
+    args: argparse.Namespace,
+    prefix: str,
+) -> int:
     """Run ``bench`` in ``args.workdir`` (kept), or in a temporary folder removed after."""
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -28,6 +31,7 @@ def run_in_workdir(bench: Callable[[argparse.Namespace, Path], Coroutine[Any, An
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
     """utime + stime of a process, from /proc/<pid>/stat; with ``children``, also its
     live child processes and the children it has waited for (PostgreSQL's backends)."""
+
     def stat(p: int) -> list[str]:
         return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
 
@@ -62,8 +66,9 @@ class Service:
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
 
     async def started(self, ready: bytes, timeout_s: float = 30.0) -> None:
         """Start, then wait until ``ready`` appears in the log."""

@@ -54,8 +54,9 @@ class Acker:
     """Plays ingest: acks every telemetry batch; counts readings."""
 
     def __init__(self, settings: mqtt.MqttSettings) -> None:
-        self.client = mqtt.Client(settings, client_id=f"acker-{time.time_ns()}",
-                                  receive_maximum=1000, max_inflight=1000)
+        self.client = mqtt.Client(
+            settings, client_id=f"acker-{time.time_ns()}", receive_maximum=1000, max_inflight=1000
+        )
         self.prefix = settings.topic_prefix
         self.readings = 0
         self._task: asyncio.Task[None] | None = None
@@ -72,10 +73,16 @@ class Acker:
             self.readings += n
             match = _BATCH.search(m.payload)
             if match:
-                ack = contract.Ack(acks=[contract.AckEntry(batch=int(match.group(1)),
-                                                           stored=min(n, 5000), rejected=0)])
-                self.client.publish_nowait(m.topic.rsplit("/", 1)[0] + "/ack",
-                                           contract.encode(ack)).add_done_callback(_ignore)
+                ack = contract.Ack(
+                    acks=[
+                        contract.AckEntry(
+                            batch=int(match.group(1)), stored=min(n, 5000), rejected=0
+                        )
+                    ]
+                )
+                self.client.publish_nowait(
+                    m.topic.rsplit("/", 1)[0] + "/ack", contract.encode(ack)
+                ).add_done_callback(_ignore)
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
@@ -91,25 +98,53 @@ async def _wait_ready(proc: subprocess.Popen[bytes], log: Path, word: bytes) -> 
         await asyncio.sleep(0.05)
 
 
-async def measure_cpu(kind: str, mq: MosquittoServer, work: Path, seconds: float,
-                      devices: int, interval_s: float, warmup_s: float) -> tuple[float, float]:
+async def measure_cpu(
+    kind: str,
+    mq: MosquittoServer,
+    work: Path,
+    seconds: float,
+    devices: int,
+    interval_s: float,
+    warmup_s: float,
+) -> tuple[float, float]:
     prefix = f"bench/{kind}"
     settings = mqtt.MqttSettings(host=mq.host, port=mq.port, topic_prefix=prefix)
     log = work / f"{kind}.log"
     if kind == "agent":
         cfg = work / "edge.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "site": "SB", "gateway": "GB", "state_dir": str(work / f"state-cpu-{time.time_ns()}"),
-            "mqtt": {"host": mq.host, "port": mq.port, "topic_prefix": prefix},
-            "publish": {"health_interval_s": 3600},
-            "devices": [{"id": f"TC{d:02d}", "driver": "simulated", "profile": "tower_crane",
-                         "interval_s": interval_s, "options": {"seed": d}}
-                        for d in range(devices)]}))
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "site": "SB",
+                    "gateway": "GB",
+                    "state_dir": str(work / f"state-cpu-{time.time_ns()}"),
+                    "mqtt": {"host": mq.host, "port": mq.port, "topic_prefix": prefix},
+                    "publish": {"health_interval_s": 3600},
+                    "devices": [
+                        {
+                            "id": f"TC{d:02d}",
+                            "driver": "simulated",
+                            "profile": "tower_crane",
+                            "interval_s": interval_s,
+                            "options": {"seed": d},
+                        }
+                        for d in range(devices)
+                    ],
+                }
+            )
+        )
         cmd = [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)]
         word = b"connected"
     else:
-        cmd = [sys.executable, str(HERE / "edge_nospool.py"), mq.host, str(mq.port), prefix,
-               str(devices), str(interval_s)]
+        cmd = [
+            sys.executable,
+            str(HERE / "edge_nospool.py"),
+            mq.host,
+            str(mq.port),
+            prefix,
+            str(devices),
+            str(interval_s),
+        ]
         word = b"ready"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
     async with Acker(settings) as acker:
@@ -139,13 +174,17 @@ def fill_spool(path: Path, readings: int) -> list[bytes]:
     for i in range(readings):
         device = f"TC{i % 20:02d}"
         seq = spool.next_seq(device)
-        body = contract.encode(contract.TelemetryItem(
-            device=device, profile="tower_crane", ts=t0 + i, seq=seq, values=samples[i % 100]))
+        body = contract.encode(
+            contract.TelemetryItem(
+                device=device, profile="tower_crane", ts=t0 + i, seq=seq, values=samples[i % 100]
+            )
+        )
         spool.admit(len(body))
         if len(groups[-1][1]) == 50:
             groups.append(("telemetry", []))
-        groups[-1][1].append(PendingReading("telemetry", device, seq, t0 + i, body,
-                                            time.time() - 3600))
+        groups[-1][1].append(
+            PendingReading("telemetry", device, seq, t0 + i, body, time.time() - 3600)
+        )
         if (len(groups) == 20 and len(groups[-1][1]) == 50) or i == readings - 1:
             payloads += [b.payload for b in spool.commit(groups, t0)]
             groups = [("telemetry", [])]
@@ -160,8 +199,10 @@ async def measure_drain(mq: MosquittoServer, work: Path, readings: int) -> tuple
     # baseline: the same batches published from memory, no spool
     prefix = "bench/drain-base"
     settings = mqtt.MqttSettings(host=mq.host, port=mq.port, topic_prefix=prefix)
-    async with Acker(settings) as acker, \
-            mqtt.Client(settings, client_id="drain-base", max_inflight=200) as pub:
+    async with (
+        Acker(settings) as acker,
+        mqtt.Client(settings, client_id="drain-base", max_inflight=200) as pub,
+    ):
         t0 = time.monotonic()
         window = []
         for p in payloads:
@@ -176,20 +217,40 @@ async def measure_drain(mq: MosquittoServer, work: Path, readings: int) -> tuple
     # the agent draining its spool (no device produces; backlog rate unbounded)
     prefix = "bench/drain-agent"
     cfg = work / "drain.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "site": "SB", "gateway": "GB", "state_dir": str(state),
-        "mqtt": {"host": mq.host, "port": mq.port, "topic_prefix": prefix},
-        "publish": {"health_interval_s": 3600, "backlog_batches_per_s": 1_000_000,
-                    "ack_timeout_s": 300},
-        "devices": [{"id": "IDLE", "driver": "simulated", "profile": "tower_crane",
-                     "interval_s": 86400}]}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "site": "SB",
+                "gateway": "GB",
+                "state_dir": str(state),
+                "mqtt": {"host": mq.host, "port": mq.port, "topic_prefix": prefix},
+                "publish": {
+                    "health_interval_s": 3600,
+                    "backlog_batches_per_s": 1_000_000,
+                    "ack_timeout_s": 300,
+                },
+                "devices": [
+                    {
+                        "id": "IDLE",
+                        "driver": "simulated",
+                        "profile": "tower_crane",
+                        "interval_s": 86400,
+                    }
+                ],
+            }
+        )
+    )
     settings = mqtt.MqttSettings(host=mq.host, port=mq.port, topic_prefix=prefix)
     log = work / "drain.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
     async with Acker(settings) as acker:
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "edge", "-c",
-                                     str(cfg)], stdout=out, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         try:
             await _wait_ready(proc, log, b"connected")
             t0 = time.monotonic()  # from the agent's connection: its start-up is not drain
@@ -207,10 +268,17 @@ async def measure_drain(mq: MosquittoServer, work: Path, readings: int) -> tuple
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20)
-    ap.add_argument("--site-rate", type=float, default=100,
-                    help="readings/s of the site whose one-hour outage fills the spool")
-    ap.add_argument("--quick", action="store_true",
-                    help="about 20 s: one 3 s round of each CPU run, a 5 readings/s site")
+    ap.add_argument(
+        "--site-rate",
+        type=float,
+        default=100,
+        help="readings/s of the site whose one-hour outage fills the spool",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="about 20 s: one 3 s round of each CPU run, a 5 readings/s site",
+    )
     args = ap.parse_args()
     rounds, warmup = 2, 2.0
     if args.quick:
@@ -224,19 +292,29 @@ async def main() -> None:
             for kind in ("nospool", "agent") * rounds:
                 cpu, rate = await measure_cpu(kind, mq, work, args.seconds, 20, 0.02, warmup)
                 results.setdefault(kind, []).append((cpu, rate))
-                print(f"{kind:8}: {cpu:5.1f}% of a core at {rate:,.0f} readings/s "
-                      f"= {cpu / rate * 1000:.2f}% per 1,000 readings/s", flush=True)
+                print(
+                    f"{kind:8}: {cpu:5.1f}% of a core at {rate:,.0f} readings/s "
+                    f"= {cpu / rate * 1000:.2f}% per 1,000 readings/s",
+                    flush=True,
+                )
             per_k = {k: min(c / r * 1000 for c, r in v) for k, v in results.items()}
-            print(f"\nCPU per 1,000 readings/s: agent with durable spool {per_k['agent']:.2f}% "
-                  f"of a core, no-spool publisher {per_k['nospool']:.2f}% "
-                  f"(ratio {per_k['agent'] / per_k['nospool']:.2f})")
+            print(
+                f"\nCPU per 1,000 readings/s: agent with durable spool {per_k['agent']:.2f}% "
+                f"of a core, no-spool publisher {per_k['nospool']:.2f}% "
+                f"(ratio {per_k['agent'] / per_k['nospool']:.2f})"
+            )
             readings = int(args.site_rate * 3600)
-            print(f"\nspool after a one-hour outage at {args.site_rate:g} readings/s: "
-                  f"{readings:,} readings", flush=True)
+            print(
+                f"\nspool after a one-hour outage at {args.site_rate:g} readings/s: "
+                f"{readings:,} readings",
+                flush=True,
+            )
             drain, base = await measure_drain(mq, work, readings)
-            print(f"backlog drain: agent {drain:,.0f} readings/s, the same batches published "
-                  f"without a spool {base:,.0f} readings/s (ratio {drain / base:.2f}); "
-                  f"an hour's backlog drains in {readings / drain:.0f} s")
+            print(
+                f"backlog drain: agent {drain:,.0f} readings/s, the same batches published "
+                f"without a spool {base:,.0f} readings/s (ratio {drain / base:.2f}); "
+                f"an hour's backlog drains in {readings / drain:.0f} s"
+            )
         finally:
             mq.stop()
 

@@ -46,16 +46,18 @@ class Batcher:
         if not self.items:
             return
         self.batch += 1
-        payload = contract.encode(contract.TelemetryBatchOut(
-            v=1, batch=self.batch, sent=int(time.time() * 1000), items=self.items))
+        payload = contract.encode(
+            contract.TelemetryBatchOut(
+                v=1, batch=self.batch, sent=int(time.time() * 1000), items=self.items
+            )
+        )
         self.client.publish_nowait(self.topic, payload).add_done_callback(_ignore)
         self.items = []
 
     async def flush_late(self) -> None:
         """A partial batch goes out once its oldest item has waited MAX_DELAY_S."""
         while True:
-            wait = MAX_DELAY_S if not self.items else \
-                self.first + MAX_DELAY_S - time.monotonic()
+            wait = MAX_DELAY_S if not self.items else self.first + MAX_DELAY_S - time.monotonic()
             await asyncio.sleep(max(wait, 0.0) + 0.001)
             if self.items and time.monotonic() - self.first >= MAX_DELAY_S:
                 self.publish()
@@ -71,8 +73,11 @@ class DirectSink:
 
     def emit(self, values: Values, ts_ms: int) -> bool:
         self.seq += 1
-        self.batcher.add(contract.TelemetryItem(device=self.device, profile="tower_crane",
-                                                ts=ts_ms, seq=self.seq, values=values))
+        self.batcher.add(
+            contract.TelemetryItem(
+                device=self.device, profile="tower_crane", ts=ts_ms, seq=self.seq, values=values
+            )
+        )
         return True
 
     def emit_attendance(self, *a: object) -> bool:

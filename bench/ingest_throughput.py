@@ -38,11 +38,14 @@ GATEWAYS, DEVICES_PER_GATEWAY, ITEMS_PER_BATCH = 20, 10, 50
 def generate(readings: int, fields: int = 0) -> list[tuple[str, bytes]]:
     """(topic suffix, payload) for ``readings`` readings in 50-reading batches, each with
     the first ``fields`` values of its profile (0: all of them)."""
+
     def cut(values: dict[str, float | int | bool | str]) -> dict[str, float | int | bool | str]:
         return dict(list(values.items())[:fields]) if fields else values
 
-    pools = {p: [cut(signal_for(p, i).sample(1_763_900_000 + 37 * i)) for i in range(500)]
-             for p in PROFILES}
+    pools = {
+        p: [cut(signal_for(p, i).sample(1_763_900_000 + 37 * i)) for i in range(500)]
+        for p in PROFILES
+    }
     base_ts = int(time.time() * 1000) - 3_600_000
     seq: dict[tuple[int, int], int] = {}
     batch_no = [0] * GATEWAYS
@@ -55,12 +58,19 @@ def generate(readings: int, fields: int = 0) -> list[tuple[str, bytes]]:
             profile = PROFILES[d % len(PROFILES)]
             for _ in range(per_device):
                 s = seq[(g, d)] = seq.get((g, d), 0) + 1
-                items.append(contract.TelemetryItem(
-                    device=f"D{d:02d}", profile=profile, ts=base_ts + s, seq=s,
-                    values=pools[profile][s % 500]))
+                items.append(
+                    contract.TelemetryItem(
+                        device=f"D{d:02d}",
+                        profile=profile,
+                        ts=base_ts + s,
+                        seq=s,
+                        values=pools[profile][s % 500],
+                    )
+                )
         batch_no[g] += 1
-        payload = contract.encode(contract.TelemetryBatchOut(
-            v=1, batch=batch_no[g], sent=base_ts, items=items))
+        payload = contract.encode(
+            contract.TelemetryBatchOut(v=1, batch=batch_no[g], sent=base_ts, items=items)
+        )
         out.append((f"S{g:03d}/GW{g:03d}/telemetry", payload))
     return out
 
@@ -80,8 +90,9 @@ async def _publish(pub: mqtt.Client, prefix: str, stream: list[tuple[str, bytes]
     await asyncio.gather(*window)
 
 
-async def _start(cmd: list[str], env: dict[str, str], log_path: Path,
-                 ready: bytes) -> subprocess.Popen[bytes]:
+async def _start(
+    cmd: list[str], env: dict[str, str], log_path: Path, ready: bytes
+) -> subprocess.Popen[bytes]:
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -93,9 +104,15 @@ async def _start(cmd: list[str], env: dict[str, str], log_path: Path,
     return proc
 
 
-async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServer,
-                   influx: InfluxServer, tag: str, workdir: Path,
-                   backlog: bool) -> dict[str, float]:
+async def run_once(
+    kind: str,
+    stream: list[tuple[str, bytes]],
+    mq: MosquittoServer,
+    influx: InfluxServer,
+    tag: str,
+    workdir: Path,
+    backlog: bool,
+) -> dict[str, float]:
     prefix = f"bench/{tag}"
     db = tag
     total = len(stream) * ITEMS_PER_BATCH
@@ -103,20 +120,30 @@ async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServ
     await client.ensure_database()
     log_path = workdir / f"{tag}.log"
     if kind == "baseline":
-        cmd = [sys.executable, str(HERE / "baseline_pipeline.py"), mq.host, str(mq.port),
-               prefix, influx.url, db, f"base-{tag}"]
+        cmd = [
+            sys.executable,
+            str(HERE / "baseline_pipeline.py"),
+            mq.host,
+            str(mq.port),
+            prefix,
+            influx.url,
+            db,
+            f"base-{tag}",
+        ]
         env = dict(os.environ)
         ready = b"ready"
         watch = f"{prefix}/bench/progress"
     else:
         cmd = [sys.executable, "-m", "sitewatch.cli", "ingest"]
-        env = {**os.environ,
-               "SITEWATCH_INGEST_MQTT__PORT": str(mq.port),
-               "SITEWATCH_INGEST_MQTT__TOPIC_PREFIX": prefix,
-               "SITEWATCH_INGEST_INFLUX__URL": influx.url,
-               "SITEWATCH_INGEST_INFLUX__DATABASE": db,
-               "SITEWATCH_INGEST_CLIENT_ID": f"ingest-{tag}",
-               "SITEWATCH_INGEST_DATABASE_URL": f"sqlite:///{workdir / (tag + '.db')}"}
+        env = {
+            **os.environ,
+            "SITEWATCH_INGEST_MQTT__PORT": str(mq.port),
+            "SITEWATCH_INGEST_MQTT__TOPIC_PREFIX": prefix,
+            "SITEWATCH_INGEST_INFLUX__URL": influx.url,
+            "SITEWATCH_INGEST_INFLUX__DATABASE": db,
+            "SITEWATCH_INGEST_CLIENT_ID": f"ingest-{tag}",
+            "SITEWATCH_INGEST_DATABASE_URL": f"sqlite:///{workdir / (tag + '.db')}",
+        }
         ready = b"connected"
         watch = f"{prefix}/+/+/ack"
     settings = mqtt.MqttSettings(host=mq.host, port=mq.port, topic_prefix=prefix)
@@ -135,8 +162,10 @@ async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServ
     try:
         stored = 0
         done = asyncio.Event()
-        async with mqtt.Client(settings, client_id=f"watch-{tag}") as watcher, \
-                mqtt.Client(settings, client_id=f"pub-{tag}", max_inflight=1000) as pub:
+        async with (
+            mqtt.Client(settings, client_id=f"watch-{tag}") as watcher,
+            mqtt.Client(settings, client_id=f"pub-{tag}", max_inflight=1000) as pub,
+        ):
             await watcher.subscribe(watch, qos=0)
 
             async def count() -> None:
@@ -150,8 +179,12 @@ async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServ
                         done.set()
 
             counter = asyncio.create_task(count())
-            pids = {"pipeline": proc.pid, "influxd": influx.proc.pid,  # type: ignore[union-attr]
-                    "mosquitto": mq.proc.pid, "publisher": os.getpid()}  # type: ignore[union-attr]
+            pids = {
+                "pipeline": proc.pid,
+                "influxd": influx.proc.pid,  # type: ignore[union-attr]
+                "mosquitto": mq.proc.pid,
+                "publisher": os.getpid(),
+            }  # type: ignore[union-attr]
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             t0 = time.perf_counter()
             if not backlog:
@@ -165,9 +198,12 @@ async def run_once(kind: str, stream: list[tuple[str, bytes]], mq: MosquittoServ
         in_db = sum(s["values"][0][1] for s in rows[0].get("series", []))
         if in_db != total:
             raise RuntimeError(f"{kind}: {in_db} points in InfluxDB, expected {total}")
-        return {"rate": total / elapsed, "elapsed": elapsed,
-                "publish_rate": total / t_pub if t_pub else 0.0,
-                **{f"cpu_{k}": v for k, v in cpu.items()}}
+        return {
+            "rate": total / elapsed,
+            "elapsed": elapsed,
+            "publish_rate": total / t_pub if t_pub else 0.0,
+            **{f"cpu_{k}": v for k, v in cpu.items()},
+        }
     finally:
         proc.terminate()
         proc.wait(20)
@@ -179,14 +215,24 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readings", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--backlog", action="store_true",
-                    help="queue the whole stream in the broker first (pipeline down), then "
-                         "measure the drain: no publisher competes for CPU")
-    ap.add_argument("--fields", type=int, default=4,
-                    help="values per reading (4 like the contract's example item; 0: every "
-                         "field of the profile, 4 to 9)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run (CI): 50,000 readings, one round of each pipeline")
+    ap.add_argument(
+        "--backlog",
+        action="store_true",
+        help="queue the whole stream in the broker first (pipeline down), then "
+        "measure the drain: no publisher competes for CPU",
+    )
+    ap.add_argument(
+        "--fields",
+        type=int,
+        default=4,
+        help="values per reading (4 like the contract's example item; 0: every "
+        "field of the profile, 4 to 9)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (CI): 50,000 readings, one round of each pipeline",
+    )
     args = ap.parse_args()
     if args.quick:
         args.readings, args.rounds = 50_000, 1
@@ -194,9 +240,11 @@ async def main() -> None:
     t = time.perf_counter()
     stream = generate(readings, args.fields)
     print(f"mode: {'backlog drain' if args.backlog else 'live (publisher running)'}")
-    print(f"generated {readings:,} readings ({args.fields or 'all'} values each) in "
-          f"{len(stream):,} batches of {ITEMS_PER_BATCH} "
-          f"({sum(len(p) for _, p in stream) / 1e6:.1f} MB) in {time.perf_counter() - t:.1f}s")
+    print(
+        f"generated {readings:,} readings ({args.fields or 'all'} values each) in "
+        f"{len(stream):,} batches of {ITEMS_PER_BATCH} "
+        f"({sum(len(p) for _, p in stream) / 1e6:.1f} MB) in {time.perf_counter() - t:.1f}s"
+    )
     with tempfile.TemporaryDirectory(prefix="sw-bench-") as tmp:
         work = Path(tmp)
         mq = MosquittoServer(work / "mosquitto")
@@ -210,14 +258,17 @@ async def main() -> None:
                 # fuller InfluxDB
                 order = ("baseline", "ingest") if r % 2 == 0 else ("ingest", "baseline")
                 for kind in order:
-                    res = await run_once(kind, stream, mq, influx, f"{kind}{r}", work,
-                                         args.backlog)
+                    res = await run_once(kind, stream, mq, influx, f"{kind}{r}", work, args.backlog)
                     results[kind].append(res)
-                    cpu = " ".join(f"{k[4:]}={v:.2f}" for k, v in res.items()
-                                   if k.startswith("cpu_"))
-                    print(f"round {r + 1} {kind:8}: {res['rate']:>9,.0f} readings/s stored "
-                          f"({res['elapsed']:.1f}s; published at {res['publish_rate']:,.0f}/s; "
-                          f"CPU s per 100k readings: {cpu})", flush=True)
+                    cpu = " ".join(
+                        f"{k[4:]}={v:.2f}" for k, v in res.items() if k.startswith("cpu_")
+                    )
+                    print(
+                        f"round {r + 1} {kind:8}: {res['rate']:>9,.0f} readings/s stored "
+                        f"({res['elapsed']:.1f}s; published at {res['publish_rate']:,.0f}/s; "
+                        f"CPU s per 100k readings: {cpu})",
+                        flush=True,
+                    )
         finally:
             mq.stop()
             influx.stop()

@@ -16,7 +16,6 @@ from sitewatch.profiles import ProfileSet, load_profiles
 Builder = Callable[[ProfileSet], Dashboard]
 
 
-
 def _device(spec: Spec) -> Builder:
     return lambda profiles: device_dashboard(spec, profiles)
 

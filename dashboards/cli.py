@@ -27,24 +27,38 @@ def add_parser(subparsers: Any) -> None:
     chk = actions.add_parser("check", help="exit 1 if the files differ from the code")
     chk.set_defaults(fn=cmd_check)
     for sp in (gen, chk):
-        sp.add_argument("--dir", type=Path, default=None,
-                        help="the dashboards folder (default: the one in the source tree)")
-        sp.add_argument("--profiles", type=Path, default=None,
-                        help="device profiles folder (their rules give the drawn limits)")
+        sp.add_argument(
+            "--dir",
+            type=Path,
+            default=None,
+            help="the dashboards folder (default: the one in the source tree)",
+        )
+        sp.add_argument(
+            "--profiles",
+            type=Path,
+            default=None,
+            help="device profiles folder (their rules give the drawn limits)",
+        )
 
     push = actions.add_parser(
-        "push", help="upload the dashboards (and the data source) to a running Grafana",
+        "push",
+        help="upload the dashboards (and the data source) to a running Grafana",
         description="Creates or updates the SiteWatch folder and every dashboard over "
-                    f"Grafana's HTTP API. Authenticates with ${GRAFANA_TOKEN_ENV} (a service "
-                    f"account token) or --user with ${GRAFANA_PASSWORD_ENV}.")
+        f"Grafana's HTTP API. Authenticates with ${GRAFANA_TOKEN_ENV} (a service "
+        f"account token) or --user with ${GRAFANA_PASSWORD_ENV}.",
+    )
     push.set_defaults(fn=cmd_push)
     push.add_argument("--url", required=True, help="Grafana, e.g. http://localhost:3000")
-    push.add_argument("--user", default=None, help="basic auth user (password from "
-                                                   f"${GRAFANA_PASSWORD_ENV})")
+    push.add_argument(
+        "--user", default=None, help=f"basic auth user (password from ${GRAFANA_PASSWORD_ENV})"
+    )
     push.add_argument("--folder", default="SiteWatch")
-    push.add_argument("--influx-url", default=None,
-                      help="also create or update the InfluxDB data source with this URL "
-                           f"(as Grafana reaches it; token from ${INFLUX_TOKEN_ENV})")
+    push.add_argument(
+        "--influx-url",
+        default=None,
+        help="also create or update the InfluxDB data source with this URL "
+        f"(as Grafana reaches it; token from ${INFLUX_TOKEN_ENV})",
+    )
     push.add_argument("--influx-db", default="sitewatch")
     push.add_argument("--profiles", type=Path, default=None)
     push.add_argument("--timeout", type=float, default=10.0)
@@ -86,23 +100,35 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.user:
         password = os.environ.get(GRAFANA_PASSWORD_ENV)
         if not password:
-            print(f"sitewatch dashboards push: --user needs ${GRAFANA_PASSWORD_ENV}",
-                  file=sys.stderr)
+            print(
+                f"sitewatch dashboards push: --user needs ${GRAFANA_PASSWORD_ENV}", file=sys.stderr
+            )
             return 2
         credential = (args.user, password)
     else:
         credential = os.environ.get(GRAFANA_TOKEN_ENV)
         if not credential:
-            print(f"sitewatch dashboards push: set ${GRAFANA_TOKEN_ENV} (a service account "
-                  f"token) or give --user with ${GRAFANA_PASSWORD_ENV}", file=sys.stderr)
+            print(
+                f"sitewatch dashboards push: set ${GRAFANA_TOKEN_ENV} (a service account "
+                f"token) or give --user with ${GRAFANA_PASSWORD_ENV}",
+                file=sys.stderr,
+            )
             return 2
     api = GrafanaApi.from_url(args.url, credential=credential, timeout=args.timeout)
-    source = (datasource(url=args.influx_url, database=args.influx_db,
-                         token=os.environ.get(INFLUX_TOKEN_ENV, ""))
-              if args.influx_url else None)
+    source = (
+        datasource(
+            url=args.influx_url, database=args.influx_db, token=os.environ.get(INFLUX_TOKEN_ENV, "")
+        )
+        if args.influx_url
+        else None
+    )
     try:
-        result = push(api, list(build_all(_profiles(args.profiles)).values()),
-                      folder=args.folder, source=source)
+        result = push(
+            api,
+            list(build_all(_profiles(args.profiles)).values()),
+            folder=args.folder,
+            source=source,
+        )
     except (GrafanaException, OSError) as exc:
         print(f"sitewatch dashboards push: {args.url}: {exc}", file=sys.stderr)
         return 1

@@ -45,14 +45,24 @@ def group_by(*tags: str, interval: str | None = "$__interval", fill: str = "none
     return " GROUP BY " + ", ".join(keys) + (f" fill({fill})" if interval else "")
 
 
-def select(exprs: Sequence[tuple[str, str]], measurement: str, conditions: Sequence[str] = (),
-           *, by: Sequence[str] = (), interval: str | None = "$__interval", fill: str = "none",
-           time: bool = True, tail: str = "") -> str:
+def select(
+    exprs: Sequence[tuple[str, str]],
+    measurement: str,
+    conditions: Sequence[str] = (),
+    *,
+    by: Sequence[str] = (),
+    interval: str | None = "$__interval",
+    fill: str = "none",
+    time: bool = True,
+    tail: str = "",
+) -> str:
     """``SELECT expr AS alias, ... FROM measurement WHERE ... GROUP BY ...``"""
     cols = ", ".join(f"{e} AS {q(a)}" if a else e for e, a in exprs)
     source = measurement if measurement.startswith(("/", "(")) else q(measurement)
-    return (f"SELECT {cols} FROM {source}"
-            f"{where(*conditions, time=time)}{group_by(*by, interval=interval, fill=fill)}{tail}")
+    return (
+        f"SELECT {cols} FROM {source}"
+        f"{where(*conditions, time=time)}{group_by(*by, interval=interval, fill=fill)}{tail}"
+    )
 
 
 def any_of(measurements: Sequence[str]) -> str:
@@ -69,8 +79,10 @@ def tag_values(measurement: str, key: str, *conditions: str) -> str:
 def latest_per_site(fields: Sequence[str], *, agg: str = "last") -> str:
     """The feed's latest value of each field per site in the range (a subquery)."""
     cols = ", ".join(f"{agg}({q(f)}) AS {q(f)}" for f in fields)
-    return (f"SELECT {cols} FROM {q(SITE_SUMMARY)} WHERE {is_var('site')} AND $timeFilter "
-            f"GROUP BY {q('site')}")
+    return (
+        f"SELECT {cols} FROM {q(SITE_SUMMARY)} WHERE {is_var('site')} AND $timeFilter "
+        f"GROUP BY {q('site')}"
+    )
 
 
 def county_total(field: str) -> str:
@@ -82,11 +94,26 @@ def open_alerts(*conditions: str) -> str:
     """Alerts whose last change is not their resolution: each alert slot (site, device,
     group) and the columns of its last event."""
     inner = select(
-        [('last("state")', "state"), ('"title"', ""), ('"severity"', ""), ('"level"', ""),
-         ('"rule"', ""), ('"event"', ""), ('"value"', ""), ('"limit"', ""), ('"actor"', ""),
-         ('"raised_at"', "")],
-        ALERTS, [*conditions, f"time > now() - {OPEN_ALERTS_WINDOW}"],
-        by=("site", "device", "group"), interval=None, time=False)
-    return ('SELECT "state", "severity", "level", "title", "rule", "value", "limit", '
-            f'"event", "actor", "raised_at" FROM ({inner}) WHERE "state" != \'resolved\' '
-            f'GROUP BY "site", "device"')
+        [
+            ('last("state")', "state"),
+            ('"title"', ""),
+            ('"severity"', ""),
+            ('"level"', ""),
+            ('"rule"', ""),
+            ('"event"', ""),
+            ('"value"', ""),
+            ('"limit"', ""),
+            ('"actor"', ""),
+            ('"raised_at"', ""),
+        ],
+        ALERTS,
+        [*conditions, f"time > now() - {OPEN_ALERTS_WINDOW}"],
+        by=("site", "device", "group"),
+        interval=None,
+        time=False,
+    )
+    return (
+        'SELECT "state", "severity", "level", "title", "rule", "value", "limit", '
+        f'"event", "actor", "raised_at" FROM ({inner}) WHERE "state" != \'resolved\' '
+        f'GROUP BY "site", "device"'
+    )

@@ -21,8 +21,9 @@ GRID_WIDTH = 24
 
 Json = dict[str, Any]
 Format = Literal["time_series", "table"]
-PanelType = Literal["timeseries", "stat", "table", "geomap", "bargauge", "barchart",
-                    "state-timeline", "text"]
+PanelType = Literal[
+    "timeseries", "stat", "table", "geomap", "bargauge", "barchart", "state-timeline", "text"
+]
 Color = Literal["green", "orange", "red", "blue", "purple", "yellow", "text", "transparent"]
 
 #: colours by alert severity, used wherever a severity or a limit is drawn
@@ -48,8 +49,13 @@ class Query:
     format: Format = "time_series"
 
     def to_json(self, ref_id: str) -> Json:
-        out: Json = {"datasource": DATASOURCE, "refId": ref_id, "rawQuery": True,
-                     "resultFormat": self.format, "query": self.influxql}
+        out: Json = {
+            "datasource": DATASOURCE,
+            "refId": ref_id,
+            "rawQuery": True,
+            "resultFormat": self.format,
+            "query": self.influxql,
+        }
         if self.alias:
             out["alias"] = self.alias
         return out
@@ -70,8 +76,10 @@ class Thresholds:
     style: Literal["off", "line", "dashed", "line+area", "dashed+area"] = "off"
 
     def to_json(self) -> Json:
-        return {"mode": "absolute",
-                "steps": [{"color": s.color, "value": s.value} for s in self.steps]}
+        return {
+            "mode": "absolute",
+            "steps": [{"color": s.color, "value": s.value} for s in self.steps],
+        }
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,10 @@ class Override:
     properties: Mapping[str, Any]
 
     def to_json(self) -> Json:
-        return {"matcher": {"id": self.matcher, "options": self.pattern},
-                "properties": [{"id": k, "value": v} for k, v in self.properties.items()]}
+        return {
+            "matcher": {"id": self.matcher, "options": self.pattern},
+            "properties": [{"id": k, "value": v} for k, v in self.properties.items()],
+        }
 
 
 @dataclass(frozen=True)
@@ -99,9 +109,15 @@ class ValueText:
     def to_json(maps: Sequence[ValueText]) -> list[Json]:
         if not maps:
             return []
-        return [{"type": "value", "options": {
-            m.value: {"text": m.text, "color": m.color, "index": i}
-            for i, m in enumerate(maps)}}]
+        return [
+            {
+                "type": "value",
+                "options": {
+                    m.value: {"text": m.text, "color": m.color, "index": i}
+                    for i, m in enumerate(maps)
+                },
+            }
+        ]
 
 
 @dataclass(frozen=True)
@@ -132,24 +148,36 @@ class Panel:
         custom = dict(self.custom)
         if self.type in ("timeseries", "barchart") and self.thresholds.style != "off":
             custom["thresholdsStyle"] = {"mode": self.thresholds.style}
-        defaults: Json = {"color": {"mode": self.color_mode},
-                          "thresholds": self.thresholds.to_json(),
-                          "mappings": ValueText.to_json(self.mappings)}
-        for key, value in (("unit", self.unit), ("decimals", self.decimals),
-                           ("min", self.min), ("max", self.max)):
+        defaults: Json = {
+            "color": {"mode": self.color_mode},
+            "thresholds": self.thresholds.to_json(),
+            "mappings": ValueText.to_json(self.mappings),
+        }
+        for key, value in (
+            ("unit", self.unit),
+            ("decimals", self.decimals),
+            ("min", self.min),
+            ("max", self.max),
+        ):
             if value not in ("", None):
                 defaults[key] = value
         if custom:
             defaults["custom"] = custom
-        out: Json = {"id": panel_id, "type": self.type, "title": self.title,
-                     "gridPos": {"h": self.h, "w": self.w, "x": x, "y": y}}
+        out: Json = {
+            "id": panel_id,
+            "type": self.type,
+            "title": self.title,
+            "gridPos": {"h": self.h, "w": self.w, "x": x, "y": y},
+        }
         if self.description:
             out["description"] = self.description
         if self.type != "text":
             out["datasource"] = DATASOURCE
             out["targets"] = [q.to_json(chr(ord("A") + i)) for i, q in enumerate(self.queries)]
-            out["fieldConfig"] = {"defaults": defaults,
-                                  "overrides": [o.to_json() for o in self.overrides]}
+            out["fieldConfig"] = {
+                "defaults": defaults,
+                "overrides": [o.to_json() for o in self.overrides],
+            }
         if self.min_interval:
             out["interval"] = self.min_interval
         out["options"] = dict(self.options)
@@ -176,12 +204,24 @@ class Variable:
     include_all: bool = True
 
     def to_json(self) -> Json:
-        current = ({"selected": True, "text": ["All"], "value": ["$__all"]}
-                   if self.include_all else {})
-        return {"name": self.name, "label": self.label, "type": "query",
-                "datasource": DATASOURCE, "query": self.query, "definition": self.query,
-                "refresh": 2, "sort": 1, "multi": self.multi, "includeAll": self.include_all,
-                "current": current, "options": [], "hide": 0}
+        current = (
+            {"selected": True, "text": ["All"], "value": ["$__all"]} if self.include_all else {}
+        )
+        return {
+            "name": self.name,
+            "label": self.label,
+            "type": "query",
+            "datasource": DATASOURCE,
+            "query": self.query,
+            "definition": self.query,
+            "refresh": 2,
+            "sort": 1,
+            "multi": self.multi,
+            "includeAll": self.include_all,
+            "current": current,
+            "options": [],
+            "hide": 0,
+        }
 
 
 @dataclass(frozen=True)
@@ -195,11 +235,17 @@ class Annotation:
     tags_column: str = ""
 
     def to_json(self) -> Json:
-        return {"name": self.name, "datasource": DATASOURCE, "enable": True, "hide": False,
-                "iconColor": self.color, "query": self.query.influxql,
-                "target": {"query": self.query.influxql, "rawQuery": True,
-                           "refId": "Anno"},
-                "textColumn": self.text_column, "tagsColumn": self.tags_column}
+        return {
+            "name": self.name,
+            "datasource": DATASOURCE,
+            "enable": True,
+            "hide": False,
+            "iconColor": self.color,
+            "query": self.query.influxql,
+            "target": {"query": self.query.influxql, "rawQuery": True, "refId": "Anno"},
+            "textColumn": self.text_column,
+            "tagsColumn": self.tags_column,
+        }
 
 
 Item = Panel | Row
@@ -212,9 +258,18 @@ class Link:
     tag: str = "sitewatch"
 
     def to_json(self) -> Json:
-        return {"title": "SiteWatch", "type": "dashboards", "tags": [self.tag],
-                "asDropdown": True, "includeVars": True, "keepTime": True,
-                "icon": "external link", "targetBlank": False, "tooltip": "", "url": ""}
+        return {
+            "title": "SiteWatch",
+            "type": "dashboards",
+            "tags": [self.tag],
+            "asDropdown": True,
+            "includeVars": True,
+            "keepTime": True,
+            "icon": "external link",
+            "targetBlank": False,
+            "tooltip": "",
+            "url": "",
+        }
 
 
 @dataclass(frozen=True)
@@ -261,19 +316,40 @@ class Dashboard:
         panels: list[Json] = []
         for panel_id, x, y, item in self.placed():
             if isinstance(item, Row):
-                panels.append({"id": panel_id, "type": "row", "title": item.title,
-                               "collapsed": False, "panels": [],
-                               "gridPos": {"h": 1, "w": GRID_WIDTH, "x": 0, "y": y}})
+                panels.append(
+                    {
+                        "id": panel_id,
+                        "type": "row",
+                        "title": item.title,
+                        "collapsed": False,
+                        "panels": [],
+                        "gridPos": {"h": 1, "w": GRID_WIDTH, "x": 0, "y": y},
+                    }
+                )
             else:
                 panels.append(item.to_json(panel_id, x, y))
-        builtin: Json = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                         "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-                         "name": "Annotations & Alerts", "type": "dashboard"}
+        builtin: Json = {
+            "builtIn": 1,
+            "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True,
+            "hide": True,
+            "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts",
+            "type": "dashboard",
+        }
         return {
-            "uid": self.uid, "title": self.title, "description": self.description,
-            "tags": list(self.tags), "editable": False, "graphTooltip": 1,
-            "schemaVersion": SCHEMA_VERSION, "version": 1, "timezone": "browser",
-            "refresh": self.refresh, "liveNow": False, "fiscalYearStartMonth": 0,
+            "uid": self.uid,
+            "title": self.title,
+            "description": self.description,
+            "tags": list(self.tags),
+            "editable": False,
+            "graphTooltip": 1,
+            "schemaVersion": SCHEMA_VERSION,
+            "version": 1,
+            "timezone": "browser",
+            "refresh": self.refresh,
+            "liveNow": False,
+            "fiscalYearStartMonth": 0,
             "time": {"from": self.time_from, "to": "now"},
             "timepicker": {"refresh_intervals": ["10s", "30s", "1m", "5m", "15m", "1h"]},
             "templating": {"list": [v.to_json() for v in self.variables]},

@@ -22,10 +22,28 @@ from sitewatch.dashboards.model import Dashboard, Panel, Query, Row, Step, Value
 from sitewatch.influx import InfluxClient
 
 BG, PANEL, TEXT, GRID = "#111217", "#181b1f", "#ccccdc", "#2c3235"
-COLORS = {"green": "#73bf69", "orange": "#ff9830", "red": "#f2495c", "blue": "#5794f2",
-          "purple": "#b877d9", "yellow": "#fade2a", "text": TEXT, "transparent": PANEL}
-PALETTE = ["#73bf69", "#f2cc0c", "#8ab8ff", "#ff780a", "#f2495c", "#5794f2", "#b877d9",
-           "#705da0", "#37872d", "#fade2a"]
+COLORS = {
+    "green": "#73bf69",
+    "orange": "#ff9830",
+    "red": "#f2495c",
+    "blue": "#5794f2",
+    "purple": "#b877d9",
+    "yellow": "#fade2a",
+    "text": TEXT,
+    "transparent": PANEL,
+}
+PALETTE = [
+    "#73bf69",
+    "#f2cc0c",
+    "#8ab8ff",
+    "#ff780a",
+    "#f2495c",
+    "#5794f2",
+    "#b877d9",
+    "#705da0",
+    "#37872d",
+    "#fade2a",
+]
 ROW_PX = 30  # one grid unit of height, in Grafana's pixels
 
 
@@ -43,9 +61,14 @@ class Frame:
         return [r[i] for r in self.rows]
 
 
-async def fetch(client: InfluxClient, d: Dashboard, end_ms: int, start_ms: int | None = None,
-                *, pick: Mapping[str, Sequence[str]] | None = None
-                ) -> tuple[dict[tuple[int, int], list[Frame]], list[dict[str, Any]], int]:
+async def fetch(
+    client: InfluxClient,
+    d: Dashboard,
+    end_ms: int,
+    start_ms: int | None = None,
+    *,
+    pick: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[dict[tuple[int, int], list[Frame]], list[dict[str, Any]], int]:
     """Every query's frames by (panel index, query index), the annotations' rows. The
     variables start as Grafana starts them (All, or the first option) unless ``pick``
     chooses their values."""
@@ -64,18 +87,40 @@ async def fetch(client: InfluxClient, d: Dashboard, end_ms: int, start_ms: int |
     return frames, notes, start
 
 
-async def _run(client: InfluxClient, q: Query, start: int, end: int,
-               variables: dict[str, Selection], min_interval: str) -> list[Frame]:
-    sql = interpolate(q.influxql, start_ms=start, end_ms=end, variables=variables,
-                      min_interval=min_interval, max_points=300)
+async def _run(
+    client: InfluxClient,
+    q: Query,
+    start: int,
+    end: int,
+    variables: dict[str, Selection],
+    min_interval: str,
+) -> list[Frame]:
+    sql = interpolate(
+        q.influxql,
+        start_ms=start,
+        end_ms=end,
+        variables=variables,
+        min_interval=min_interval,
+        max_points=300,
+    )
     result = (await client.query(sql))[0]
-    return [Frame(s["name"], s.get("tags") or {}, s["columns"], s["values"])
-            for s in result.get("series", [])]
+    return [
+        Frame(s["name"], s.get("tags") or {}, s["columns"], s["values"])
+        for s in result.get("series", [])
+    ]
 
 
-def draw(d: Dashboard, frames: dict[tuple[int, int], list[Frame]],
-         notes: list[dict[str, Any]], start_ms: int, end_ms: int, out: Path, *,
-         utc_offset_h: float = 8.0, width_in: float = 16.0) -> Path:
+def draw(
+    d: Dashboard,
+    frames: dict[tuple[int, int], list[Frame]],
+    notes: list[dict[str, Any]],
+    start_ms: int,
+    end_ms: int,
+    out: Path,
+    *,
+    utc_offset_h: float = 8.0,
+    width_in: float = 16.0,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,8 +130,7 @@ def draw(d: Dashboard, frames: dict[tuple[int, int], list[Frame]],
     rows = max(y + (1 if isinstance(it, Row) else it.h) for _, _, y, it in placed)
     height_in = width_in * rows * ROW_PX / 1900 + 0.5
     fig = plt.figure(figsize=(width_in, height_in), facecolor=BG)
-    fig.text(0.01, 1 - 0.2 / height_in, d.title, color=TEXT, fontsize=15, va="top",
-             weight="bold")
+    fig.text(0.01, 1 - 0.2 / height_in, d.title, color=TEXT, fontsize=15, va="top", weight="bold")
     tz = timedelta(hours=utc_offset_h)
     top = 1 - 0.7 / height_in
     for panel_id, x, y, item in placed:
@@ -95,15 +139,24 @@ def draw(d: Dashboard, frames: dict[tuple[int, int], list[Frame]],
         x0, y0 = x / 24, top - (y + h) / rows * top
         w0, h0 = (24 if isinstance(item, Row) else item.w) / 24, h / rows * top
         if isinstance(item, Row):
-            fig.text(x0 + 0.004, y0 + h0 / 2, item.title, color=TEXT, fontsize=11,
-                     weight="bold", va="center")
+            fig.text(
+                x0 + 0.004,
+                y0 + h0 / 2,
+                item.title,
+                color=TEXT,
+                fontsize=11,
+                weight="bold",
+                va="center",
+            )
             continue
         # room for the title above and, on charts, tick labels left and below
         chart = item.type in ("timeseries", "geomap", "state-timeline", "bargauge")
         left = (0.045 if item.type == "bargauge" else 0.028) if chart else 0.004
         bottom = 0.22 / height_in if chart else 0.006
-        ax = fig.add_axes((x0 + left, y0 + bottom, w0 - left - 0.006,
-                           h0 - bottom - 0.3 / height_in), facecolor=PANEL)
+        ax = fig.add_axes(
+            (x0 + left, y0 + bottom, w0 - left - 0.006, h0 - bottom - 0.3 / height_in),
+            facecolor=PANEL,
+        )
         ax.set_title(item.title, color=TEXT, fontsize=9, loc="left", pad=4)
         for spine in ax.spines.values():
             spine.set_color(GRID)
@@ -118,6 +171,7 @@ def draw(d: Dashboard, frames: dict[tuple[int, int], list[Frame]],
 
 
 # -- one function per panel type ------------------------------------------------------
+
 
 def _label(q: Query, f: Frame) -> str:
     if not q.alias:
@@ -158,14 +212,20 @@ def _fixed_color(p: Panel, name: str) -> str | None:
     return None
 
 
-def _timeseries(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[dict[str, Any]],
-                start: int, end: int, tz: timedelta) -> None:
+def _timeseries(
+    ax: Any,
+    p: Panel,
+    frames: list[list[Frame]],
+    notes: list[dict[str, Any]],
+    start: int,
+    end: int,
+    tz: timedelta,
+) -> None:
 
     n = 0
     bars = p.custom.get("drawStyle") == "bars"
     for k, q in enumerate(p.queries):
-        limit = any(o.matcher == "byFrameRefID" and o.pattern == chr(65 + k)
-                    for o in p.overrides)
+        limit = any(o.matcher == "byFrameRefID" and o.pattern == chr(65 + k) for o in p.overrides)
         for f in frames[k]:
             xs = _times(f, tz)
             values = [c for c in f.columns if c != "time"]
@@ -174,8 +234,7 @@ def _timeseries(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[dict[s
                 label = _label(q, f) if len(values) == 1 else col
                 color = _fixed_color(p, label) or PALETTE[n % len(PALETTE)]
                 if limit:
-                    ax.step(xs, ys, where="post", color=COLORS["red"], lw=1.5, ls="--",
-                            label=label)
+                    ax.step(xs, ys, where="post", color=COLORS["red"], lw=1.5, ls="--", label=label)
                 elif bars:
                     ax.bar(xs, ys, width=0.03, color=color, label=label)
                 else:
@@ -188,14 +247,20 @@ def _timeseries(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[dict[s
         t = datetime.fromtimestamp(note["time"] / 1000, UTC) + tz
         color = COLORS["red"] if note.get("event") != "resolved" else COLORS["green"]
         ax.axvline(t, color=color, lw=0.6, alpha=0.5)
-    ax.set_xlim(datetime.fromtimestamp(start / 1000, UTC) + tz,
-                datetime.fromtimestamp(end / 1000, UTC) + tz)
-    ax.xaxis.set_major_formatter(_date_format("%H:%M" if end - start <= 86_400_000
-                                                      else "%m-%d"))
+    ax.set_xlim(
+        datetime.fromtimestamp(start / 1000, UTC) + tz, datetime.fromtimestamp(end / 1000, UTC) + tz
+    )
+    ax.xaxis.set_major_formatter(_date_format("%H:%M" if end - start <= 86_400_000 else "%m-%d"))
     ax.grid(color=GRID, lw=0.5)
     if n:
-        ax.legend(fontsize=6, loc="upper left", facecolor=PANEL, edgecolor=GRID,
-                  labelcolor=TEXT, ncol=min(n, 4))
+        ax.legend(
+            fontsize=6,
+            loc="upper left",
+            facecolor=PANEL,
+            edgecolor=GRID,
+            labelcolor=TEXT,
+            ncol=min(n, 4),
+        )
 
 
 def _stat(ax: Any, p: Panel, frames: list[list[Frame]], *_: Any) -> None:
@@ -212,8 +277,16 @@ def _stat(ax: Any, p: Panel, frames: list[list[Frame]], *_: Any) -> None:
         w = 1 / len(values)
         ax.add_patch(_rect(i * w, 0, w, 1, color))
         name = next(iter(tags.values()), "")
-        ax.text(i * w + w / 2, 0.4, text, color="white", ha="center", va="center",
-                fontsize=20, weight="bold")
+        ax.text(
+            i * w + w / 2,
+            0.4,
+            text,
+            color="white",
+            ha="center",
+            va="center",
+            fontsize=20,
+            weight="bold",
+        )
         if name:
             ax.text(i * w + w / 2, 0.8, name, color="white", ha="center", fontsize=8)
 
@@ -229,9 +302,11 @@ def _maps_for(p: Panel, name: str) -> Sequence[ValueText]:
     panel's."""
     for o in p.overrides:
         if o.matcher == "byName" and o.pattern == name and "mappings" in o.properties:
-            return [ValueText(v, m["text"], m["color"])
-                    for group in o.properties["mappings"]
-                    for v, m in group["options"].items()]
+            return [
+                ValueText(v, m["text"], m["color"])
+                for group in o.properties["mappings"]
+                for v, m in group["options"].items()
+            ]
     return p.mappings
 
 
@@ -271,20 +346,32 @@ def _cell(name: str, maps: Sequence[ValueText], value: Any, tz: timedelta) -> st
     return _mapped(maps, value)[0]
 
 
-def _table(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[Any], start: int,
-           end: int, tz: timedelta) -> None:
+def _table(
+    ax: Any,
+    p: Panel,
+    frames: list[list[Frame]],
+    notes: list[Any],
+    start: int,
+    end: int,
+    tz: timedelta,
+) -> None:
     ax.axis("off")
     header, rows = _table_rows(p, frames)
     if not rows:
         return
     shown = rows[: max(1, p.h * 2 - 3)]
     maps = [_maps_for(p, name) for name in header]
-    cells = [[_cell(name, m, v, tz) for name, m, v in zip(header, maps, r, strict=True)]
-             for r in shown]
-    colors = [[_mapped(m, v)[1] or PANEL for m, v in zip(maps, r, strict=True)]
-              for r in shown]
-    t = ax.table(cellText=[[c[:28] for c in r] for r in cells], colLabels=header,
-                 cellColours=colors, loc="upper center", cellLoc="left")
+    cells = [
+        [_cell(name, m, v, tz) for name, m, v in zip(header, maps, r, strict=True)] for r in shown
+    ]
+    colors = [[_mapped(m, v)[1] or PANEL for m, v in zip(maps, r, strict=True)] for r in shown]
+    t = ax.table(
+        cellText=[[c[:28] for c in r] for r in cells],
+        colLabels=header,
+        cellColours=colors,
+        loc="upper center",
+        cellLoc="left",
+    )
     t.auto_set_font_size(False)
     t.set_fontsize(7)
     for cell in t.get_celld().values():
@@ -295,18 +382,34 @@ def _table(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[Any], start
 
 
 def _geomap(ax: Any, p: Panel, frames: list[list[Frame]], *_: Any) -> None:
-    sites = [{**f.tags, **dict(zip(f.columns, r, strict=True))}
-             for f in (frames[0] if frames else []) for r in f.rows]
+    sites = [
+        {**f.tags, **dict(zip(f.columns, r, strict=True))}
+        for f in (frames[0] if frames else [])
+        for r in f.rows
+    ]
     sites = [s for s in sites if s.get("latitude") is not None]
     ax.set_facecolor("#1f2a36")
     ax.grid(color=GRID, lw=0.4)
     for s in sites:
         text, color = _mapped(_maps_for(p, "worst"), s.get("worst"))
-        ax.scatter(s["longitude"], s["latitude"], s=260, color=color or COLORS["green"],
-                   edgecolors="white", linewidths=0.8, zorder=3)
-        ax.annotate(f"{s.get('name') or s['site']}\n{text}", (s["longitude"], s["latitude"]),
-                    textcoords="offset points", xytext=(0, 14), ha="center", color=TEXT,
-                    fontsize=7)
+        ax.scatter(
+            s["longitude"],
+            s["latitude"],
+            s=260,
+            color=color or COLORS["green"],
+            edgecolors="white",
+            linewidths=0.8,
+            zorder=3,
+        )
+        ax.annotate(
+            f"{s.get('name') or s['site']}\n{text}",
+            (s["longitude"], s["latitude"]),
+            textcoords="offset points",
+            xytext=(0, 14),
+            ha="center",
+            color=TEXT,
+            fontsize=7,
+        )
     if sites:
         lats = [s["latitude"] for s in sites]
         lons = [s["longitude"] for s in sites]
@@ -320,30 +423,39 @@ def _geomap(ax: Any, p: Panel, frames: list[list[Frame]], *_: Any) -> None:
 
 def _bargauge(ax: Any, p: Panel, frames: list[list[Frame]], *_: Any) -> None:
     q = p.queries[0]
-    items = sorted(((_label(q, f), sum(r[-1] or 0 for r in f.rows)) for f in frames[0]),
-                   key=lambda kv: kv[1])
-    ax.barh([k for k, _ in items], [v for _, v in items],
-            color=[PALETTE[i % len(PALETTE)] for i in range(len(items))])
+    items = sorted(
+        ((_label(q, f), sum(r[-1] or 0 for r in f.rows)) for f in frames[0]), key=lambda kv: kv[1]
+    )
+    ax.barh(
+        [k for k, _ in items],
+        [v for _, v in items],
+        color=[PALETTE[i % len(PALETTE)] for i in range(len(items))],
+    )
     ax.tick_params(labelsize=6)
     ax.grid(color=GRID, lw=0.4, axis="x")
 
 
-def _state_timeline(ax: Any, p: Panel, frames: list[list[Frame]], notes: list[Any],
-                    start: int, end: int, tz: timedelta) -> None:
+def _state_timeline(
+    ax: Any,
+    p: Panel,
+    frames: list[list[Frame]],
+    notes: list[Any],
+    start: int,
+    end: int,
+    tz: timedelta,
+) -> None:
 
     q = p.queries[0]
     series = sorted(frames[0], key=lambda f: _label(q, f)) if frames else []
     for i, f in enumerate(series):
         xs = _times(f, tz)
         for j, (t, v) in enumerate(zip(xs, f.column(f.columns[-1]), strict=True)):
-            nxt = xs[j + 1] if j + 1 < len(xs) else (datetime.fromtimestamp(end / 1000, UTC)
-                                                     + tz)
-            _, mapped = _mapped(p.mappings, "true" if v is True else "false" if v is False
-                                else v)
-            color = mapped or _step_color(p.thresholds.steps,
-                                          v if isinstance(v, int | float) else None)
-            ax.barh(i, _date_num(nxt) - _date_num(t), left=_date_num(t),
-                    color=color, height=0.8)
+            nxt = xs[j + 1] if j + 1 < len(xs) else (datetime.fromtimestamp(end / 1000, UTC) + tz)
+            _, mapped = _mapped(p.mappings, "true" if v is True else "false" if v is False else v)
+            color = mapped or _step_color(
+                p.thresholds.steps, v if isinstance(v, int | float) else None
+            )
+            ax.barh(i, _date_num(nxt) - _date_num(t), left=_date_num(t), color=color, height=0.8)
     ax.set_yticks(range(len(series)), [_label(q, f) for f in series])
     ax.xaxis_date()
     ax.xaxis.set_major_formatter(_date_format("%H:%M"))
@@ -365,6 +477,11 @@ def _nothing(ax: Any, *_: Any) -> None:
     ax.axis("off")
 
 
-_DRAWERS: dict[str, Any] = {"timeseries": _timeseries, "stat": _stat, "table": _table,
-                            "geomap": _geomap, "bargauge": _bargauge,
-                            "state-timeline": _state_timeline}
+_DRAWERS: dict[str, Any] = {
+    "timeseries": _timeseries,
+    "stat": _stat,
+    "table": _table,
+    "geomap": _geomap,
+    "bargauge": _bargauge,
+    "state-timeline": _state_timeline,
+}

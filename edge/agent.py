@@ -73,30 +73,39 @@ def build_drivers(settings: EdgeSettings, profiles: ProfileSet) -> list[Driver]:
         where = f"devices[{i}] ({dev.id})"
         cls = DRIVERS.get(dev.driver)
         if cls is None:
-            raise ConfigError(f"key {where}.driver: unknown driver {dev.driver!r}; "
-                              f"available: {', '.join(sorted(DRIVERS))}")
+            raise ConfigError(
+                f"key {where}.driver: unknown driver {dev.driver!r}; "
+                f"available: {', '.join(sorted(DRIVERS))}"
+            )
         device_profiles = profiles.of_devices()
         profile = device_profiles.get(dev.profile)
         if profile is None:
-            raise ConfigError(f"key {where}.profile: unknown profile {dev.profile!r}; "
-                              f"available: {', '.join(sorted(device_profiles))}")
+            raise ConfigError(
+                f"key {where}.profile: unknown profile {dev.profile!r}; "
+                f"available: {', '.join(sorted(device_profiles))}"
+            )
         try:
             options = cls.Options.model_validate(dev.options)
         except ValidationError as exc:
-            errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                             for e in exc.errors())
+            errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ConfigError(f"key {where}.options: {errs}") from None
         try:
-            drivers.append(cls(dev.id, profile, dev.interval_s or profile.sample_interval_s,
-                               options))
+            drivers.append(
+                cls(dev.id, profile, dev.interval_s or profile.sample_interval_s, options)
+            )
         except ValueError as exc:
             raise ConfigError(f"key {where}.options: {exc}") from None
     return drivers
 
 
 class Agent:
-    def __init__(self, settings: EdgeSettings, profiles: ProfileSet | None = None, *,
-                 wall_clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        profiles: ProfileSet | None = None,
+        *,
+        wall_clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         """``wall_clock`` (ns since the epoch) is the gateway's wall clock; tests step it."""
         self.settings = settings
         self.profiles = profiles or load_profiles(settings.profiles_dir)
@@ -113,14 +122,14 @@ class Agent:
         self._own_numbers: list[int] = []
         self._gateway = settings.gateway
         self._max_items = settings.publish.max_batch_items
-        self._woken = False        # the spooler has work (a sealed batch, a waiting driver)
+        self._woken = False  # the spooler has work (a sealed batch, a waiting driver)
         self._waiter: asyncio.Future[None] | None = None  # the spooler, asleep
         self._resend = asyncio.Event()  # the backlog is due now (a new connection)
-        self._force = False        # a driver waits: commit partial batches now
+        self._force = False  # a driver waits: commit partial batches now
         #: the spooler's commit round and flush() never interleave
         self._batching = asyncio.Lock()
-        self._emitted = 0          # readings taken
-        self._settled = 0          # every reading up to this one is committed or failed
+        self._emitted = 0  # readings taken
+        self._settled = 0  # every reading up to this one is committed or failed
         self._failed: set[int] = set()  # numbers of recent readings whose commit failed
         self._settled_event = asyncio.Event()
         self._clock = DeviceClock()
@@ -150,10 +159,12 @@ class Agent:
         #: camera snapshots waiting for their batch's ack (content-addressed files)
         self.snapshots = SnapshotOutbox(
             Path(settings.state_dir) / "snapshots",
-            lambda sha: snapshot_topic(self.prefix, settings.site, settings.gateway, sha))
+            lambda sha: snapshot_topic(self.prefix, settings.site, settings.gateway, sha),
+        )
         self.topics: dict[GatewayChannel, str] = {
             ch: gateway_topic(self.prefix, settings.site, settings.gateway, ch)
-            for ch in GatewayChannel if ch is not GatewayChannel.SNAPSHOT
+            for ch in GatewayChannel
+            if ch is not GatewayChannel.SNAPSHOT
         }
 
     def stop(self) -> None:
@@ -168,8 +179,10 @@ class Agent:
 
     def _open_spool(self) -> None:
         sp = self.settings.spool
-        spool = Spool(Path(self.settings.state_dir) / "spool.sqlite",
-                      SpoolLimits(sp.max_bytes, sp.max_age_s, FullPolicy(sp.policy)))
+        spool = Spool(
+            Path(self.settings.state_dir) / "spool.sqlite",
+            SpoolLimits(sp.max_bytes, sp.max_age_s, FullPolicy(sp.policy)),
+        )
         last = spool.last_timestamps()
         for device, ts in last.items():
             self._clock.seed(device, ts)  # no reading stamped at or before one sent
@@ -178,9 +191,13 @@ class Agent:
 
     def _spool_unavailable(self, exc: SpoolUnavailable) -> None:
         self.spool_open_failures += 1
-        log.error("edge: the spool in %s cannot be opened: %s. It is not corrupt and is "
-                  "left as it is; trying again in %gs (devices are read once it opens)",
-                  self.settings.state_dir, exc, self.SPOOL_RETRY_S)
+        log.error(
+            "edge: the spool in %s cannot be opened: %s. It is not corrupt and is "
+            "left as it is; trying again in %gs (devices are read once it opens)",
+            self.settings.state_dir,
+            exc,
+            self.SPOOL_RETRY_S,
+        )
 
     #: seconds between two tries to open a spool whose disk cannot be used
     SPOOL_RETRY_S = 2.0
@@ -221,29 +238,58 @@ class Agent:
         """Readings whose timestamp was moved 1 ms past the device's previous one."""
         return self._clock.adjusted
 
-    def emit(self, device: str, profile: str, values: Values, ts_ms: int,
-             channel: GatewayChannel = GatewayChannel.TELEMETRY) -> bool:
+    def emit(
+        self,
+        device: str,
+        profile: str,
+        values: Values,
+        ts_ms: int,
+        channel: GatewayChannel = GatewayChannel.TELEMETRY,
+    ) -> bool:
         """Take a reading: it is committed to the spool before anything is sent.
 
         Returns False when the spool refused it (full with ``refuse_newest``, or the disk
         is full): it is counted in ``dropped`` and gets no seq.
         """
         # Each device's timestamps strictly increase (sitewatch.devicetime).
-        return self._take(device, channel, ts_ms, lambda seq, ts: contract.TelemetryItem(
-            device=device, profile=profile, ts=ts, seq=seq, values=values))
+        return self._take(
+            device,
+            channel,
+            ts_ms,
+            lambda seq, ts: contract.TelemetryItem(
+                device=device, profile=profile, ts=ts, seq=seq, values=values
+            ),
+        )
 
-    def emit_attendance(self, device: str, worker: str, direction: str, method: str,
-                        ts_ms: int) -> bool:
+    def emit_attendance(
+        self, device: str, worker: str, direction: str, method: str, ts_ms: int
+    ) -> bool:
         """Take a gate event (attendance channel); same durability as readings."""
-        return self._take(device, GatewayChannel.ATTENDANCE, ts_ms,
-                          lambda seq, ts: contract.AttendanceItem(
-                              device=device, ts=ts, seq=seq, worker=worker,
-                              direction=direction, method=method))  # type: ignore[arg-type]
+        return self._take(
+            device,
+            GatewayChannel.ATTENDANCE,
+            ts_ms,
+            lambda seq, ts: contract.AttendanceItem(
+                device=device,
+                ts=ts,
+                seq=seq,
+                worker=worker,
+                direction=direction,  # type: ignore[arg-type]
+                method=method,  # type: ignore[arg-type]
+            ),
+        )
 
-    async def emit_camera(self, device: str, event: contract.CameraEvent, zone: str | None,
-                          count: int, confidence: float | None,
-                          method: contract.DetectionMethod | None,
-                          snapshot: tuple[bytes, str] | None, ts_ms: int) -> bool:
+    async def emit_camera(
+        self,
+        device: str,
+        event: contract.CameraEvent,
+        zone: str | None,
+        count: int,
+        confidence: float | None,
+        method: contract.DetectionMethod | None,
+        snapshot: tuple[bytes, str] | None,
+        ts_ms: int,
+    ) -> bool:
         """Take a camera event (camera channel). Its snapshot is written (fsynced) to
         ``state_dir/snapshots`` first; it is published before the batch that names it
         and deleted once ingest has acknowledged that batch."""
@@ -251,18 +297,33 @@ class Agent:
         if snapshot is not None and await self.snapshots.keep(device, *snapshot):
             sha = snapshot[1]
         unset = msgspec.UNSET
-        taken = self._take(device, GatewayChannel.CAMERA, ts_ms,
-                          lambda seq, ts: contract.CameraItem(
-                              device=device, ts=ts, seq=seq, event=event, count=count,
-                              snapshot=sha, zone=unset if zone is None else zone,
-                              confidence=unset if confidence is None else confidence,
-                              method=unset if method is None else method))
+        taken = self._take(
+            device,
+            GatewayChannel.CAMERA,
+            ts_ms,
+            lambda seq, ts: contract.CameraItem(
+                device=device,
+                ts=ts,
+                seq=seq,
+                event=event,
+                count=count,
+                snapshot=sha,
+                zone=unset if zone is None else zone,
+                confidence=unset if confidence is None else confidence,
+                method=unset if method is None else method,
+            ),
+        )
         if not taken and isinstance(sha, str):  # refused (counted as dropped): no orphan
             self.snapshots.drop(sha)
         return taken
 
-    def _take(self, device: str, channel: GatewayChannel, ts_ms: int,
-              make: Callable[[int, int], msgspec.Struct]) -> bool:
+    def _take(
+        self,
+        device: str,
+        channel: GatewayChannel,
+        ts_ms: int,
+        make: Callable[[int, int], msgspec.Struct],
+    ) -> bool:
         clock = self._clock
         ts_ms = clock.next(device, ts_ms)
         spool = self.spool
@@ -307,8 +368,9 @@ class Agent:
         if number is None:
             return
         payload = batch_payload(number, self.clock.now_ms(), [reading.body])
-        client.publish_nowait(self.topics[GatewayChannel(reading.channel)], payload,
-                              qos=1).add_done_callback(_ignore)
+        client.publish_nowait(
+            self.topics[GatewayChannel(reading.channel)], payload, qos=1
+        ).add_done_callback(_ignore)
         self.direct_sent += 1
         self.batches_sent += 1
         self.items_sent += 1
@@ -386,8 +448,15 @@ class Agent:
                 due.append(batch)
         numbers = [n for b in due for n in b.numbers]
         own: list[PendingReading] = []
-        if self._own and not held and (force or len(self._own) >= self._max_items
-                                       or now - self._own[0].created >= p.max_batch_delay_s):
+        if (
+            self._own
+            and not held
+            and (
+                force
+                or len(self._own) >= self._max_items
+                or now - self._own[0].created >= p.max_batch_delay_s
+            )
+        ):
             own, own_numbers = self._own, self._own_numbers
             self._own, self._own_numbers = [], []
         upto = self._emitted if force else None
@@ -395,7 +464,8 @@ class Agent:
         if due:
             try:
                 batches = await loop.run_in_executor(
-                    None, self.spool.commit_batches, due, int(time.time() * 1000))
+                    None, self.spool.commit_batches, due, int(time.time() * 1000)
+                )
             except SpoolWriteError:  # counted and logged by the spool; the agent goes on
                 if len(self._failed) > 100_000:
                     self._failed.clear()
@@ -403,11 +473,14 @@ class Agent:
                 batches = []
             self._publish(batches)
         if own:  # its own commit: a failure keeps them for the next try, not dropped
-            groups = [PendingBatch.of(own[0].channel, own[i:i + self._max_items])
-                      for i in range(0, len(own), self._max_items)]
+            groups = [
+                PendingBatch.of(own[0].channel, own[i : i + self._max_items])
+                for i in range(0, len(own), self._max_items)
+            ]
             try:
                 batches = await loop.run_in_executor(
-                    None, self.spool.commit_batches, groups, int(time.time() * 1000), True)
+                    None, self.spool.commit_batches, groups, int(time.time() * 1000), True
+                )
             except SpoolWriteError:
                 self._own, self._own_numbers = own + self._own, own_numbers + self._own_numbers
                 batches = []
@@ -454,8 +527,13 @@ class Agent:
             except Exception as exc:  # a broken device never stops the agent
                 self.driver_restarts[driver_name(driver)] += 1
                 delay = backoff.next_delay()
-                log.error("device %s (%s driver) failed: %r; restarting it in %.0fs",
-                          driver.device_id, type(driver).__name__, exc, delay)
+                log.error(
+                    "device %s (%s driver) failed: %r; restarting it in %.0fs",
+                    driver.device_id,
+                    type(driver).__name__,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
 
     async def _housekeeping(self) -> None:
@@ -494,8 +572,9 @@ class Agent:
             now = time.monotonic()
             rate = (self.items_sent - last_sent) / max(now - last_t, 1e-9)
             last_sent, last_t = self.items_sent, now
-            self.emit(self.settings.gateway, "gateway", self.health_values(rate),
-                      self.clock.now_ms())
+            self.emit(
+                self.settings.gateway, "gateway", self.health_values(rate), self.clock.now_ms()
+            )
 
     def health_values(self, send_rate: float) -> Values:
         usage = shutil.disk_usage(self.settings.state_dir)
@@ -517,14 +596,24 @@ class Agent:
             "spool_resets": self.spool.resets_ever,
             "clock_steps": self.clock.steps,
             "clock_corrected": self.clock.corrected,
-            **({} if (offset := self.clock.offset_s()) is None
-               else {"clock_offset_s": round(offset, 3)}),
+            **(
+                {}
+                if (offset := self.clock.offset_s()) is None
+                else {"clock_offset_s": round(offset, 3)}
+            ),
         }
 
     def _status(self, state: Literal["online", "offline"]) -> bytes:
-        return contract.encode(contract.Status(
-            state=state, ts=self.clock.now_ms(), boot=self.boot, agent=__version__,
-            queued=self.spool.depth(), dropped=self.spool.dropped))
+        return contract.encode(
+            contract.Status(
+                state=state,
+                ts=self.clock.now_ms(),
+                boot=self.boot,
+                agent=__version__,
+                queued=self.spool.depth(),
+                dropped=self.spool.dropped,
+            )
+        )
 
     async def _connection(self) -> None:
         s = self.settings
@@ -532,8 +621,11 @@ class Agent:
         status_topic = self.topics[GatewayChannel.STATUS]
         while True:
             client = mqtt.Client(
-                s.mqtt, client_id=f"sw-{s.site}-{s.gateway}", clean_start=False,
-                session_expiry_s=86400, max_inflight=200,
+                s.mqtt,
+                client_id=f"sw-{s.site}-{s.gateway}",
+                clean_start=False,
+                session_expiry_s=86400,
+                max_inflight=200,
                 will=mqtt.Will(status_topic, self._status("offline"), qos=1, retain=True),
             )
             try:
@@ -543,8 +635,13 @@ class Agent:
                     self._client = client
                     self.connected.set()
                     backoff.reset()
-                    log.info("edge %s/%s connected (boot %d, %d batches spooled)",
-                             s.site, s.gateway, self.boot, self.spool.depth())
+                    log.info(
+                        "edge %s/%s connected (boot %d, %d batches spooled)",
+                        s.site,
+                        s.gateway,
+                        self.boot,
+                        self.spool.depth(),
+                    )
                     self.spool.forget_sent()  # the backlog task resends at its own pace
                     self._resend.set()
                     async with asyncio.TaskGroup() as tg:
@@ -552,8 +649,9 @@ class Agent:
                         tg.create_task(self._status_loop(client), name="status")
             except* mqtt.MqttError as eg:
                 delay = backoff.next_delay()
-                log.warning("edge: broker link down (%s); reconnecting in %.1fs",
-                            eg.exceptions[0], delay)
+                log.warning(
+                    "edge: broker link down (%s); reconnecting in %.1fs", eg.exceptions[0], delay
+                )
                 self._client = None
                 self.connected.clear()
                 await asyncio.sleep(delay)
@@ -561,8 +659,9 @@ class Agent:
     async def _status_loop(self, client: mqtt.Client) -> None:
         while True:
             await asyncio.sleep(self.settings.publish.status_interval_s)
-            await client.publish(self.topics[GatewayChannel.STATUS], self._status("online"),
-                                 retain=True)
+            await client.publish(
+                self.topics[GatewayChannel.STATUS], self._status("online"), retain=True
+            )
 
     async def _acks(self, client: mqtt.Client) -> None:
         ack_topic = self.topics[GatewayChannel.ACK]
@@ -581,15 +680,22 @@ class Agent:
             self.batches_acked += len(ack.acks)
             for e in ack.acks:
                 if e.rejected:
-                    log.warning("ingest rejected %d item(s) of batch %d (see its dead letters)",
-                                e.rejected, e.batch)
+                    log.warning(
+                        "ingest rejected %d item(s) of batch %d (see its dead letters)",
+                        e.rejected,
+                        e.batch,
+                    )
 
     async def run(self) -> None:
         if not await self._wait_for_spool():
             return
         try:
-            async with serve_metrics(self.settings.metrics, self.registry, service="edge",
-                                     before_scrape=self.metrics.refresh) as endpoint:
+            async with serve_metrics(
+                self.settings.metrics,
+                self.registry,
+                service="edge",
+                before_scrape=self.metrics.refresh,
+            ) as endpoint:
                 self.metrics_endpoint = endpoint
                 await self._run_tasks()
         finally:
@@ -597,8 +703,10 @@ class Agent:
 
     async def _run_tasks(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            producers = [tg.create_task(self._run_driver(d), name=f"device-{d.device_id}")
-                         for d in self.drivers]
+            producers = [
+                tg.create_task(self._run_driver(d), name=f"device-{d.device_id}")
+                for d in self.drivers
+            ]
             producers.append(tg.create_task(self._health(), name="health"))
             others = [
                 tg.create_task(self._spooler(), name="spooler"),
@@ -625,16 +733,22 @@ class Agent:
         while self.spool.depth() and self.connected.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if self.spool.depth():
-            log.info("edge stopping with %d batch(es) spooled; they are sent on next start",
-                     self.spool.depth())
+            log.info(
+                "edge stopping with %d batch(es) spooled; they are sent on next start",
+                self.spool.depth(),
+            )
 
     async def _goodbye(self) -> None:
         """A clean stop says ``offline`` itself (the broker sends the will only on loss)."""
         client = self._client
         if client is not None and client.is_connected:
             with suppress(mqtt.MqttError, TimeoutError):
-                await asyncio.wait_for(client.publish(
-                    self.topics[GatewayChannel.STATUS], self._status("offline"), retain=True), 5)
+                await asyncio.wait_for(
+                    client.publish(
+                        self.topics[GatewayChannel.STATUS], self._status("offline"), retain=True
+                    ),
+                    5,
+                )
 
 
 class _DeviceSink:
@@ -655,11 +769,19 @@ class _DeviceSink:
     def emit_attendance(self, worker: str, direction: str, method: str, ts_ms: int) -> bool:
         return self._agent.emit_attendance(self._device, worker, direction, method, ts_ms)
 
-    async def emit_camera(self, event: contract.CameraEvent, zone: str | None, count: int,
-                          confidence: float | None, method: contract.DetectionMethod | None,
-                          snapshot: tuple[bytes, str] | None, ts_ms: int) -> bool:
-        return await self._agent.emit_camera(self._device, event, zone, count, confidence,
-                                             method, snapshot, ts_ms)
+    async def emit_camera(
+        self,
+        event: contract.CameraEvent,
+        zone: str | None,
+        count: int,
+        confidence: float | None,
+        method: contract.DetectionMethod | None,
+        snapshot: tuple[bytes, str] | None,
+        ts_ms: int,
+    ) -> bool:
+        return await self._agent.emit_camera(
+            self._device, event, zone, count, confidence, method, snapshot, ts_ms
+        )
 
     async def durable(self) -> bool:
         return await self._agent.durable()

@@ -62,9 +62,14 @@ class ClockPolicy:
 class GatewayClock:
     """The agent's timeline (see the module's doc). Not thread-safe: one event loop."""
 
-    def __init__(self, policy: ClockPolicy | None = None, *,
-                 wall: Now = time.time_ns, mono: Now = time.monotonic_ns,
-                 floor_ms: int = 0) -> None:
+    def __init__(
+        self,
+        policy: ClockPolicy | None = None,
+        *,
+        wall: Now = time.time_ns,
+        mono: Now = time.monotonic_ns,
+        floor_ms: int = 0,
+    ) -> None:
         self.policy = policy or ClockPolicy()
         self._wall = wall
         self._mono = mono
@@ -92,11 +97,13 @@ class GatewayClock:
         t, w = self._advance()
         floor = (floor_ms + 1) * 1000
         if floor > t:
-            log.warning("gateway clock is %.1f s behind the last timestamp given (the "
-                        "clock stepped back while the agent was stopped, or a lost spool "
-                        "resumes at the counters' reservation, up to 5 s ahead): the "
-                        "timeline starts there and runs slow until the clock meets it",
-                        (floor - w) / 1e6)
+            log.warning(
+                "gateway clock is %.1f s behind the last timestamp given (the "
+                "clock stepped back while the agent was stopped, or a lost spool "
+                "resumes at the counters' reservation, up to 5 s ahead): the "
+                "timeline starts there and runs slow until the clock meets it",
+                (floor - w) / 1e6,
+            )
             self._t = floor
 
     # -- the platform's clock --------------------------------------------------------
@@ -153,8 +160,11 @@ class GatewayClock:
         jump = w - (self._last_wall + dt)
         if abs(jump) > self._step_us:
             self.steps += 1
-            log.warning("gateway clock stepped %+.3f s; readings keep a timeline that "
-                        "never runs back (docs/wire-contract.md#time)", jump / 1e6)
+            log.warning(
+                "gateway clock stepped %+.3f s; readings keep a timeline that "
+                "never runs back (docs/wire-contract.md#time)",
+                jump / 1e6,
+            )
         self._last_wall = w
         platform = self._platform_now(m) if self._platform else None
         if platform is not None and abs(w - platform) > self._agree_us:

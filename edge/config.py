@@ -77,8 +77,9 @@ class ClockSettings(BaseModel):
     slew: float = Field(default=0.5, gt=0, lt=1)
 
     def policy(self) -> ClockPolicy:
-        return ClockPolicy(step_s=self.step_s, agree_s=self.agree_s,
-                           confirm_s=self.confirm_s, slew=self.slew)
+        return ClockPolicy(
+            step_s=self.step_s, agree_s=self.agree_s, confirm_s=self.confirm_s, slew=self.slew
+        )
 
 
 class EdgeSettings(ServiceSettings):
@@ -107,6 +108,8 @@ class EdgeSettings(ServiceSettings):
         if dup:
             raise ValueError(f"device ids must be unique; repeated: {', '.join(dup)}")
         if self.gateway in ids:
-            raise ValueError(f"device id {self.gateway!r} is the gateway's own id "
-                             "(the agent reports its health under it)")
+            raise ValueError(
+                f"device id {self.gateway!r} is the gateway's own id "
+                "(the agent reports its health under it)"
+            )
         return self

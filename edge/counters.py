@@ -69,9 +69,11 @@ class Reserved:
     clean: bool = True
 
     def covers(self, batch: int, seq: dict[str, int], ts: dict[str, int]) -> bool:
-        return (batch <= self.batch
-                and all(s <= self.seq.get(d, 0) for d, s in seq.items())
-                and all(t <= self.ts.get(d, -1) for d, t in ts.items()))
+        return (
+            batch <= self.batch
+            and all(s <= self.seq.get(d, 0) for d, s in seq.items())
+            and all(t <= self.ts.get(d, -1) for d, t in ts.items())
+        )
 
 
 class CounterFile:
@@ -96,11 +98,14 @@ class CounterFile:
         try:
             d = json.loads(raw)
             self.value = Reserved(
-                boot=int(d["boot"]), resets=int(d.get("resets", 0)),
-                batch_floor=int(d.get("batch_floor", 0)), batch=int(d["batch"]),
+                boot=int(d["boot"]),
+                resets=int(d.get("resets", 0)),
+                batch_floor=int(d.get("batch_floor", 0)),
+                batch=int(d["batch"]),
                 seq={str(k): int(v) for k, v in d["seq"].items()},
                 ts={str(k): int(v) for k, v in d["ts"].items()},
-                clean=bool(d.get("clean", True)))
+                clean=bool(d.get("clean", True)),
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             aside = self.path.with_name(self.path.name + ".damaged")
             log.error("counters file %s is damaged (%s): moved to %s", self.path, exc, aside)
@@ -113,17 +118,26 @@ class CounterFile:
 
     def store(self, value: Reserved) -> None:
         """Write ``value`` whole: temporary file, fsync, rename, fsync of the folder."""
-        data = json.dumps({"v": 1, "boot": value.boot, "resets": value.resets,
-                           "batch_floor": value.batch_floor, "batch": value.batch,
-                           "seq": value.seq, "ts": value.ts, "clean": value.clean},
-                          separators=(",", ":")).encode()
+        data = json.dumps(
+            {
+                "v": 1,
+                "boot": value.boot,
+                "resets": value.resets,
+                "batch_floor": value.batch_floor,
+                "batch": value.batch,
+                "seq": value.seq,
+                "ts": value.ts,
+                "clean": value.clean,
+            },
+            separators=(",", ":"),
+        ).encode()
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -133,8 +147,9 @@ class CounterFile:
             raise CounterFileError(f"cannot write {self.path}: {exc}") from exc
         self.value = value
 
-    def reserve(self, batch_floor: int, batch: int, seq: dict[str, int],
-                ts: dict[str, int]) -> bool:
+    def reserve(
+        self, batch_floor: int, batch: int, seq: dict[str, int], ts: dict[str, int]
+    ) -> bool:
         """Make the file cover ``batch`` and every device's ``seq`` and ``ts`` (pass the
         highest values in use for every device known). Writes only when something is not
         covered yet, then with every ceiling moved ahead. True if it wrote."""
@@ -147,10 +162,17 @@ class CounterFile:
         new_ts = dict(cur.ts)
         for d, t in ts.items():
             new_ts[d] = max(new_ts.get(d, -1), t + TS_AHEAD_MS)
-        self.store(Reserved(boot=cur.boot, resets=cur.resets,
-                            batch_floor=max(cur.batch_floor, batch_floor),
-                            batch=max(cur.batch, batch + BATCH_AHEAD), seq=new_seq, ts=new_ts,
-                            clean=cur.clean))
+        self.store(
+            Reserved(
+                boot=cur.boot,
+                resets=cur.resets,
+                batch_floor=max(cur.batch_floor, batch_floor),
+                batch=max(cur.batch, batch + BATCH_AHEAD),
+                seq=new_seq,
+                ts=new_ts,
+                clean=cur.clean,
+            )
+        )
         return True
 
 
@@ -201,8 +223,10 @@ class DirectFlag:
         if episode is None:
             body = b'{"open":false}'
         else:
-            body = json.dumps({"open": True, "device": episode.device, "seq": episode.seq,
-                               "ts": episode.ts}, separators=(",", ":")).encode()
+            body = json.dumps(
+                {"open": True, "device": episode.device, "seq": episode.seq, "ts": episode.ts},
+                separators=(",", ":"),
+            ).encode()
         line = b"%08x %s" % (zlib.crc32(body), body)
         if len(line) >= FLAG_SIZE:
             raise CounterFileError(f"record too long for {FLAG_SIZE} bytes")
@@ -228,8 +252,11 @@ class DirectFlag:
             if d["open"]:
                 self.episode = DirectEpisode(str(d["device"]), int(d["seq"]), int(d["ts"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.error("%s is damaged (%s): every device resumes above the counters "
-                      "file's reservations", self.path, exc)
+            log.error(
+                "%s is damaged (%s): every device resumes above the counters file's reservations",
+                self.path,
+                exc,
+            )
             self.damaged = True
             self.ready = False
         return self.episode
@@ -258,8 +285,7 @@ class DirectFlag:
         the file's own blocks, then fsync; no new block is needed. Raises
         CounterFileError (the file then says what it said, or is torn: ``read`` tells)."""
         if not self.ready:
-            raise CounterFileError(f"{self.path} is not there (it is created while the "
-                                   "disk works)")
+            raise CounterFileError(f"{self.path} is not there (it is created while the disk works)")
         data = self._record(episode)
         try:
             fd = os.open(self.path, os.O_WRONLY)
@@ -277,6 +303,4 @@ class DirectFlag:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
-
-
+        view = view[os.write(fd, view) :]

@@ -80,8 +80,10 @@ class Packet:
 
 _HEX4 = re.compile(rb"[0-9A-Fa-f]{4}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
-_DATA_TIME = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})"
-                        r"([0-9]{3})?")
+_DATA_TIME = re.compile(
+    r"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})"
+    r"([0-9]{3})?"
+)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
 
@@ -112,7 +114,7 @@ def parse_segment(segment: str) -> Packet:
     head = segment
     start = segment.find("CP=")
     if start >= 0:
-        head, cp = segment[:start], segment[start + 3:]
+        head, cp = segment[:start], segment[start + 3 :]
         cp = cp.strip()
         cp = cp[2:] if cp.startswith("&&") else cp.lstrip("&")
         cp = cp[:-2] if cp.endswith("&&") else cp.rstrip("&")
@@ -129,9 +131,15 @@ def parse_segment(segment: str) -> Packet:
     flag_text = fields.get("Flag", "4")  # none: the 2017 edition, no ack asked for
     if not (flag_text.isdigit() and int(flag_text) <= 255):
         raise FrameError("bad_packet", f"Flag {flag_text!r} is not a number 0-255")
-    packet = Packet(qn=fields.get("QN") or None, st=fields.get("ST", ""), cn=fields["CN"],
-                    pw=fields.get("PW", ""), mn=fields["MN"], flag=int(flag_text),
-                    fields=fields)
+    packet = Packet(
+        qn=fields.get("QN") or None,
+        st=fields.get("ST", ""),
+        cn=fields["CN"],
+        pw=fields.get("PW", ""),
+        mn=fields["MN"],
+        flag=int(flag_text),
+        fields=fields,
+    )
     for group in cp.split(";"):
         for item in group.split(","):
             if "=" not in item:
@@ -161,8 +169,16 @@ def data_time_ms(text: str, utc_offset_h: float) -> int:
             raise ValueError("not 14 or 17 digits")
         year, month, day, hour, minute, second = (int(x) for x in match.groups()[:6])
         ms = int(match.group(7) or 0)
-        local = dt.datetime(year, month, day, hour, minute, second, ms * 1000,
-                            tzinfo=dt.timezone(dt.timedelta(hours=utc_offset_h)))
+        local = dt.datetime(
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            ms * 1000,
+            tzinfo=dt.timezone(dt.timedelta(hours=utc_offset_h)),
+        )
     except ValueError as exc:
         raise FrameError("bad_packet", f"DataTime {text!r}: {exc}") from None
     ms_since_epoch: int = (local - _EPOCH) // _MS
@@ -175,17 +191,26 @@ def ack_frame(packet: Packet) -> bytes:
     """The CN=9014 data acknowledgement for ``packet`` (which must have a QN)."""
     if packet.qn is None:
         raise ValueError("a packet without QN cannot be acknowledged")
-    return build_frame(f"QN={packet.qn};ST=91;CN=9014;PW={packet.pw};MN={packet.mn};"
-                       f"Flag=4;CP=&&&&")
+    return build_frame(f"QN={packet.qn};ST=91;CN=9014;PW={packet.pw};MN={packet.mn};Flag=4;CP=&&&&")
 
 
-def data_frame(*, qn: str, st: str, pw: str, mn: str, flag: int, data_time: str,
-               factors: dict[str, float], cn: str = "2011") -> bytes:
+def data_frame(
+    *,
+    qn: str,
+    st: str,
+    pw: str,
+    mn: str,
+    flag: int,
+    data_time: str,
+    factors: dict[str, float],
+    cn: str = "2011",
+) -> bytes:
     """A data frame as a monitor sends it (used by the simulator)."""
     suffix = DATA_CNS[cn]
     cp = ";".join(f"{code}-{suffix}={value},{code}-Flag=N" for code, value in factors.items())
-    return build_frame(f"QN={qn};ST={st};CN={cn};PW={pw};MN={mn};Flag={flag};"
-                       f"CP=&&DataTime={data_time};{cp}&&")
+    return build_frame(
+        f"QN={qn};ST={st};CN={cn};PW={pw};MN={mn};Flag={flag};CP=&&DataTime={data_time};{cp}&&"
+    )
 
 
 class FrameSplitter:
@@ -201,12 +226,12 @@ class FrameSplitter:
         frames = []
         while True:
             start = self._buf.find(b"##")
-            while start >= 0 and self._buf[start + 2:start + 3] == b"#":
+            while start >= 0 and self._buf[start + 2 : start + 3] == b"#":
                 start += 1  # a stray '#' before a frame is garbage, not the frame's start
             if start < 0:
                 keep = 1 if self._buf.endswith(b"#") else 0
                 self.garbage_bytes += len(self._buf) - keep
-                self._buf = self._buf[len(self._buf) - keep:]
+                self._buf = self._buf[len(self._buf) - keep :]
                 break
             if start > 0:
                 self.garbage_bytes += start
@@ -218,5 +243,5 @@ class FrameSplitter:
                     self._buf = b""
                 break
             frames.append(self._buf[: end + 1])
-            self._buf = self._buf[end + 1:]
+            self._buf = self._buf[end + 1 :]
         return frames

@@ -6,8 +6,7 @@ import struct
 
 from sitewatch.profiles.model import REGISTER_WIDTH, ModbusRegister
 
-_FORMAT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f",
-           "float64": "d"}
+_FORMAT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f", "float64": "d"}
 
 
 def decode(registers: list[int], spec: ModbusRegister) -> float:
@@ -15,8 +14,7 @@ def decode(registers: list[int], spec: ModbusRegister) -> float:
     words = list(registers)
     if spec.word_order == "little":
         words.reverse()
-    raw = b"".join(w.to_bytes(2, "big" if spec.byte_order == "big" else "little")
-                   for w in words)
+    raw = b"".join(w.to_bytes(2, "big" if spec.byte_order == "big" else "little") for w in words)
     (value,) = struct.unpack(">" + _FORMAT[spec.type], raw)
     return float(value) * spec.scale + spec.offset
 
@@ -27,8 +25,10 @@ def encode(value: float, spec: ModbusRegister) -> list[int]:
     if spec.type not in ("float32", "float64"):
         raw_value = round(raw_value)
     raw = struct.pack(">" + _FORMAT[spec.type], raw_value)
-    words = [int.from_bytes(raw[i:i + 2], "big" if spec.byte_order == "big" else "little")
-             for i in range(0, len(raw), 2)]
+    words = [
+        int.from_bytes(raw[i : i + 2], "big" if spec.byte_order == "big" else "little")
+        for i in range(0, len(raw), 2)
+    ]
     if spec.word_order == "little":
         words.reverse()
     return words
@@ -36,8 +36,13 @@ def encode(value: float, spec: ModbusRegister) -> list[int]:
 
 def spans(registers: dict[str, ModbusRegister], max_count: int = 125) -> list[tuple[int, int]]:
     """Contiguous (address, count) reads covering every register, each <= max_count."""
-    cells = sorted({a for s in registers.values()
-                    for a in range(s.address, s.address + REGISTER_WIDTH[s.type])})
+    cells = sorted(
+        {
+            a
+            for s in registers.values()
+            for a in range(s.address, s.address + REGISTER_WIDTH[s.type])
+        }
+    )
     out: list[tuple[int, int]] = []
     for a in cells:
         if out and a < out[-1][0] + max_count:

@@ -37,8 +37,7 @@ class SnapshotOutbox:
             await asyncio.to_thread(self.store.put, jpeg, sha256)
         except (OSError, SnapshotError) as exc:
             self.failed += 1
-            log.error("camera %s: snapshot not kept (%s); the event goes without it",
-                      device, exc)
+            log.error("camera %s: snapshot not kept (%s); the event goes without it", device, exc)
             return False
         return True
 
@@ -46,25 +45,35 @@ class SnapshotOutbox:
         """The event was refused by the spool: its snapshot goes too."""
         self.store.delete(sha256)
 
-    def publish(self, client: mqtt.Client, batch: SpooledBatch,
-                done: Callable[[asyncio.Future[None]], None]) -> None:
+    def publish(
+        self, client: mqtt.Client, batch: SpooledBatch, done: Callable[[asyncio.Future[None]], None]
+    ) -> None:
         """Publish the snapshots a camera batch names (call just before the batch)."""
         try:  # leniently: one item ingest will refuse must not cost the others theirs
             items = msgspec.json.decode(batch.payload).get("items", [])
-            names = [sha for i in items if isinstance(i, dict)
-                     and isinstance(sha := i.get("snapshot"), str) and SHA256_RE.fullmatch(sha)]
+            names = [
+                sha
+                for i in items
+                if isinstance(i, dict)
+                and isinstance(sha := i.get("snapshot"), str)
+                and SHA256_RE.fullmatch(sha)
+            ]
         except (msgspec.DecodeError, AttributeError) as exc:
             self.failed += 1
-            log.error("camera batch %d unreadable (%s): its snapshots are not sent",
-                      batch.batch, exc)
+            log.error(
+                "camera batch %d unreadable (%s): its snapshots are not sent", batch.batch, exc
+            )
             return
         self._by_batch[batch.batch] = names
         for sha in names:
             snap = self.store.get(sha)
             if snap is None:
                 self.failed += 1
-                log.error("snapshot %s of batch %d is gone; the event is sent without "
-                          "its picture", sha, batch.batch)
+                log.error(
+                    "snapshot %s of batch %d is gone; the event is sent without its picture",
+                    sha,
+                    batch.batch,
+                )
                 continue
             fut = client.publish_nowait(self._topic(sha), snap.path.read_bytes(), qos=1)
             fut.add_done_callback(done)

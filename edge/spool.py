@@ -75,8 +75,10 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
-_UPSERT_MAX = ("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
-               "SET value = max(value, excluded.value)")
+_UPSERT_MAX = (
+    "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+    "SET value = max(value, excluded.value)"
+)
 _UPSERT = "INSERT OR REPLACE INTO counters VALUES (?, ?)"
 #: batches of the earlier schema's unbatched readings, at the upgrade
 _MIGRATION_ITEMS = 50
@@ -102,8 +104,8 @@ class PendingReading:
     device: str
     seq: int
     ts: int
-    body: bytes            # the contract item, encoded
-    created: float         # wall clock when it was taken
+    body: bytes  # the contract item, encoded
+    created: float  # wall clock when it was taken
 
 
 @dataclass(slots=True)
@@ -114,9 +116,9 @@ class PendingBatch:
     channel: str
     bodies: list[bytes] = field(default_factory=list)  # the contract items, encoded
     seq: dict[str, int] = field(default_factory=dict)  # per device, its highest seq here
-    ts: dict[str, int] = field(default_factory=dict)   # per device, its latest timestamp
-    created: float = 0.0   # wall clock when its first reading was taken
-    size: int = 0          # bytes of the bodies
+    ts: dict[str, int] = field(default_factory=dict)  # per device, its latest timestamp
+    created: float = 0.0  # wall clock when its first reading was taken
+    size: int = 0  # bytes of the bodies
 
     def add(self, device: str, seq: int, ts: int, body: bytes, created: float) -> None:
         if not self.bodies:
@@ -153,7 +155,7 @@ class _Entry:
     size: int
     created: float
     attempts: int = 0
-    version: int = 0       # bumped on every send: older entries of the due heaps are stale
+    version: int = 0  # bumped on every send: older entries of the due heaps are stale
 
 
 class SpoolWriteError(Exception):
@@ -176,8 +178,9 @@ def is_corrupt(exc: sqlite3.Error) -> bool:
 
 def _is_full(exc: Exception) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) or 0
-    return code & 0xFF == sqlite3.SQLITE_FULL or "full" in str(exc).lower() \
-        or "No space" in str(exc)
+    return (
+        code & 0xFF == sqlite3.SQLITE_FULL or "full" in str(exc).lower() or "No space" in str(exc)
+    )
 
 
 class _CorruptSpool(Exception):
@@ -185,8 +188,7 @@ class _CorruptSpool(Exception):
 
 
 def batch_payload(number: int, sent_ms: int, bodies: Sequence[bytes]) -> bytes:
-    return (b'{"v":1,"batch":%d,"sent":%d,"items":[' % (number, sent_ms)
-            + b",".join(bodies) + b"]}")
+    return b'{"v":1,"batch":%d,"sent":%d,"items":[' % (number, sent_ms) + b",".join(bodies) + b"]}"
 
 
 class Spool:
@@ -195,15 +197,20 @@ class Spool:
     #: after a failed write, the disk is left alone this long
     RETRY_S = 2.0
 
-    def __init__(self, path: Path, limits: SpoolLimits | None = None,
-                 counters: Path | None = None, direct_flag: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        limits: SpoolLimits | None = None,
+        counters: Path | None = None,
+        direct_flag: Path | None = None,
+    ) -> None:
         """Open (or create) the spool. Raises :class:`SpoolUnavailable` when the disk
         cannot be used now; a corrupt file is moved aside and a new spool started."""
         self.path = path
         self.limits = limits or SpoolLimits()
-        self._lock = threading.Lock()    # the bookkeeping below
-        self._wlock = threading.Lock()   # the writing connection
-        self._rlock = threading.Lock()   # the reading connection
+        self._lock = threading.Lock()  # the bookkeeping below
+        self._wlock = threading.Lock()  # the writing connection
+        self._rlock = threading.Lock()  # the reading connection
         self._file = CounterFile(counters or path.with_name("counters.json"))
         self._flag = DirectFlag(direct_flag or path.with_name("direct.flag"))
         #: corrupt spool files moved aside: by this open (0 or 1), and ever (kept in the
@@ -282,18 +289,26 @@ class Spool:
 
     def _move_aside(self, why: str) -> None:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        log.error("spool %s is corrupt (%s): moved to %s and kept; a new spool is "
-                  "started. Its unsent data is lost; seq, batch and timestamps resume "
-                  "above everything ever sent (counters file %s)",
-                  self.path, why, aside, self._file.path)
+        log.error(
+            "spool %s is corrupt (%s): moved to %s and kept; a new spool is "
+            "started. Its unsent data is lost; seq, batch and timestamps resume "
+            "above everything ever sent (counters file %s)",
+            self.path,
+            why,
+            aside,
+            self._file.path,
+        )
         try:
             for suffix in ("", "-wal", "-shm"):
                 p = Path(str(self.path) + suffix)
                 if p.exists():
                     p.rename(Path(str(aside) + suffix))
             r = self._file.value
-            self._file.store(Reserved(r.boot, r.resets + 1, r.batch_floor, r.batch,
-                                      dict(r.seq), dict(r.ts), r.clean))
+            self._file.store(
+                Reserved(
+                    r.boot, r.resets + 1, r.batch_floor, r.batch, dict(r.seq), dict(r.ts), r.clean
+                )
+            )
         except (OSError, CounterFileError) as exc:
             raise SpoolUnavailable(f"cannot move the corrupt spool aside: {exc}") from exc
         self.resets += 1
@@ -307,29 +322,34 @@ class Spool:
             return
         rows = db.execute("SELECT channel, body, created FROM readings ORDER BY id").fetchall()
         db.execute("BEGIN IMMEDIATE")
-        number = int((db.execute("SELECT value FROM counters WHERE name='batch'").fetchone()
-                      or (0,))[0])
+        number = int(
+            (db.execute("SELECT value FROM counters WHERE name='batch'").fetchone() or (0,))[0]
+        )
         by_channel: dict[str, list[tuple[bytes, float]]] = {}
         for channel, body, created in rows:
             by_channel.setdefault(str(channel), []).append((bytes(body), float(created)))
         for channel, items in by_channel.items():
             for i in range(0, len(items), _MIGRATION_ITEMS):
-                chunk = items[i:i + _MIGRATION_ITEMS]
+                chunk = items[i : i + _MIGRATION_ITEMS]
                 number += 1
-                db.execute("INSERT INTO batches (batch, channel, items, payload, created) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           (number, channel, len(chunk),
-                            batch_payload(number, int(time.time() * 1000),
-                                           [b for b, _ in chunk]), chunk[0][1]))
+                db.execute(
+                    "INSERT INTO batches (batch, channel, items, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        number,
+                        channel,
+                        len(chunk),
+                        batch_payload(number, int(time.time() * 1000), [b for b, _ in chunk]),
+                        chunk[0][1],
+                    ),
+                )
         db.execute(_UPSERT, ("batch", number))
         db.execute("DROP TABLE readings")
         db.execute("COMMIT")
-        log.info("spool: %d unbatched reading(s) of the earlier schema became batches",
-                 len(rows))
+        log.info("spool: %d unbatched reading(s) of the earlier schema became batches", len(rows))
 
     def _load(self, reserved: Reserved) -> None:
-        counters = {str(n): int(v) for n, v in self._db.execute(
-            "SELECT name, value FROM counters")}
+        counters = {str(n): int(v) for n, v in self._db.execute("SELECT name, value FROM counters")}
         self._seq = {n[4:]: v for n, v in counters.items() if n.startswith("seq:")}
         self._ts = {n[3:]: v for n, v in counters.items() if n.startswith("ts:")}
         self._batch = counters.get("batch", 0)
@@ -341,15 +361,22 @@ class Spool:
         stale = not fresh and self._batch < reserved.batch_floor
         if fresh or stale:
             if stale:
-                log.error("spool %s is older than the counters file (batch %d < %d): "
-                          "numbers resume above the counters file's reservations",
-                          self.path, self._batch, reserved.batch_floor)
+                log.error(
+                    "spool %s is older than the counters file (batch %d < %d): "
+                    "numbers resume above the counters file's reservations",
+                    self.path,
+                    self._batch,
+                    reserved.batch_floor,
+                )
             self._resume_above(reserved)
         if not reserved.clean and self._batch < reserved.batch:
             # the last run did not stop cleanly: batches it sent straight away (health
             # readings while the disk was full) may have numbers above the spool's
-            log.info("spool: the last run did not stop cleanly; batch numbers resume "
-                     "above the reserved %d", reserved.batch)
+            log.info(
+                "spool: the last run did not stop cleanly; batch numbers resume "
+                "above the reserved %d",
+                reserved.batch,
+            )
             self._batch = reserved.batch
             # kept in the spool at once: a clean stop before the next commit must not
             # fall back below it
@@ -361,8 +388,8 @@ class Spool:
         self._items = 0
         self.bytes_used = 0
         for b, ch, n, size, created in self._db.execute(
-                "SELECT batch, channel, items, length(payload), created FROM batches "
-                "ORDER BY batch"):
+            "SELECT batch, channel, items, length(payload), created FROM batches ORDER BY batch"
+        ):
             self._batches[int(b)] = _Entry(str(ch), int(n), int(size), float(created))
             self._items += int(n)
             self.bytes_used += int(size)
@@ -377,8 +404,10 @@ class Spool:
         keep that in the spool. Raises sqlite3.Error if it cannot be written."""
         if self._file.damaged and not r.seq:  # no record at all: the clock is above
             clock = int(time.time() * 1000)
-            log.error("no counters to resume from: seq and batch numbers restart from "
-                      "the clock (%d)", clock)
+            log.error(
+                "no counters to resume from: seq and batch numbers restart from the clock (%d)",
+                clock,
+            )
             r = Reserved(r.boot, r.resets, 0, clock, {}, {})
             self._seq_floor = clock
         self._batch = max(self._batch, r.batch)
@@ -413,13 +442,19 @@ class Spool:
         that. Raises sqlite3.Error or CounterFileError if it cannot be written."""
         ep, rows = self._flag.episode, []
         if ep is not None:
-            log.warning("spool: the last run sent %s's readings up to seq %d outside the "
-                        "spool and stopped before storing them; its seqs resume above "
-                        "(a gap, never a reuse)", ep.device, ep.seq)
+            log.warning(
+                "spool: the last run sent %s's readings up to seq %d outside the "
+                "spool and stopped before storing them; its seqs resume above "
+                "(a gap, never a reuse)",
+                ep.device,
+                ep.seq,
+            )
             self._seq[ep.device] = max(self._seq.get(ep.device, 0), ep.seq)
             self._ts[ep.device] = max(self._ts.get(ep.device, -1), ep.ts)
-            rows = [(f"seq:{ep.device}", self._seq[ep.device]),
-                    (f"ts:{ep.device}", self._ts[ep.device])]
+            rows = [
+                (f"seq:{ep.device}", self._seq[ep.device]),
+                (f"ts:{ep.device}", self._ts[ep.device]),
+            ]
         elif self._flag.damaged:
             for d in {*self._seq, *reserved.seq}:
                 self._seq[d] = max(self._seq.get(d, 0), reserved.seq.get(d, 0)) + SEQ_AHEAD
@@ -445,8 +480,11 @@ class Spool:
             if self._flag.episode is not None:
                 self._flag.write(None)
         except CounterFileError as exc:
-            log.error("spool: %s; the gateway's health is not sent outside the spool "
-                      "while the disk is full", exc)
+            log.error(
+                "spool: %s; the gateway's health is not sent outside the spool "
+                "while the disk is full",
+                exc,
+            )
 
     def _clear_flag(self) -> None:
         """Every reading sent outside the spool is committed: close the episode."""
@@ -464,8 +502,17 @@ class Spool:
                 self._clear_flag()
                 r = self._file.value
                 if not r.clean:
-                    self._file.store(Reserved(r.boot, r.resets, r.batch_floor, r.batch,
-                                              dict(r.seq), dict(r.ts), clean=True))
+                    self._file.store(
+                        Reserved(
+                            r.boot,
+                            r.resets,
+                            r.batch_floor,
+                            r.batch,
+                            dict(r.seq),
+                            dict(r.ts),
+                            clean=True,
+                        )
+                    )
         except (SpoolWriteError, CounterFileError):
             pass  # counted and logged; what was not deleted is sent again next time
         with self._wlock, self._rlock:
@@ -480,8 +527,11 @@ class Spool:
             boot = max(self._boot, self._file.value.boot) + 1
             try:
                 r = self._file.value
-                self._file.store(Reserved(boot, r.resets, r.batch_floor, r.batch,
-                                          dict(r.seq), dict(r.ts), clean=False))
+                self._file.store(
+                    Reserved(
+                        boot, r.resets, r.batch_floor, r.batch, dict(r.seq), dict(r.ts), clean=False
+                    )
+                )
                 self._db.execute(_UPSERT, ("boot", boot))
             except (sqlite3.Error, CounterFileError) as exc:
                 raise SpoolUnavailable(f"cannot count the boot: {exc}") from exc
@@ -516,12 +566,16 @@ class Spool:
             if ep is not None and ep.device != device:
                 return None
             try:
-                self._flag.write(DirectEpisode(device, max(seq, ep.seq if ep else 0),
-                                               max(ts, ep.ts if ep else -1)))
+                self._flag.write(
+                    DirectEpisode(
+                        device, max(seq, ep.seq if ep else 0), max(ts, ep.ts if ep else -1)
+                    )
+                )
             except CounterFileError as exc:
                 self.direct_flag_errors += 1
                 (log.error if self.direct_flag_errors == 1 else log.debug)(
-                    "spool: %s; the reading is held, not sent outside the spool", exc)
+                    "spool: %s; the reading is held, not sent outside the spool", exc
+                )
                 return None
             self._batch += 1
             self._direct_unstored = True
@@ -585,16 +639,17 @@ class Spool:
         """The last write failed (disk full or I/O error)."""
         return self._disk_full
 
-    def commit(self, groups: Sequence[tuple[str, Sequence[PendingReading]]],
-               sent_ms: int) -> list[SpooledBatch]:
+    def commit(
+        self, groups: Sequence[tuple[str, Sequence[PendingReading]]], sent_ms: int
+    ) -> list[SpooledBatch]:
         """Make one batch of each group of readings (one channel each) and commit them
         all, with their counters and the pending deletions, in one fsynced transaction.
         On failure every reading is dropped (counted) and SpoolWriteError raised."""
-        return self.commit_batches([PendingBatch.of(c, rs) for c, rs in groups if rs],
-                                   sent_ms)
+        return self.commit_batches([PendingBatch.of(c, rs) for c, rs in groups if rs], sent_ms)
 
-    def commit_batches(self, pending: Sequence[PendingBatch], sent_ms: int,
-                       keep: bool = False) -> list[SpooledBatch]:
+    def commit_batches(
+        self, pending: Sequence[PendingBatch], sent_ms: int, keep: bool = False
+    ) -> list[SpooledBatch]:
         """:meth:`commit` of batches gathered as their readings were taken. With
         ``keep``, a failure drops nothing: the caller keeps the readings (and their
         space) to try again."""
@@ -618,9 +673,16 @@ class Spool:
                     self._failed(n_readings, body_bytes, None)
                 raise SpoolWriteError("disk full or failing; not tried again yet")
             first = self._batch + 1
-            built = [SpooledBatch(first + i, p.channel, len(p.bodies),
-                                  batch_payload(first + i, sent_ms, p.bodies), p.created)
-                     for i, p in enumerate(pending)]
+            built = [
+                SpooledBatch(
+                    first + i,
+                    p.channel,
+                    len(p.bodies),
+                    batch_payload(first + i, sent_ms, p.bodies),
+                    p.created,
+                )
+                for i, p in enumerate(pending)
+            ]
             last = first + len(pending) - 1
             with self._lock:
                 deletes = sorted(self._to_delete)
@@ -631,7 +693,8 @@ class Spool:
                 self._db.executemany(
                     "INSERT INTO batches (batch, channel, items, payload, created) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    [(b.batch, b.channel, b.items, b.payload, b.created) for b in built])
+                    [(b.batch, b.channel, b.items, b.payload, b.created) for b in built],
+                )
                 self._write_counters(last, seq, ts, dropped, deletes)
                 self._db.execute("COMMIT")
             except (sqlite3.Error, CounterFileError) as exc:
@@ -648,8 +711,7 @@ class Spool:
                 self._to_delete.difference_update(deletes)
                 self._dropped_saved = dropped
                 for b in built:
-                    self._batches[b.batch] = _Entry(b.channel, b.items, len(b.payload),
-                                                    b.created)
+                    self._batches[b.batch] = _Entry(b.channel, b.items, len(b.payload), b.created)
                     self._unsent[b.batch] = None
                     self._items += b.items
                 self.bytes_used += sum(len(b.payload) for b in built) - body_bytes
@@ -665,8 +727,9 @@ class Spool:
         all_ts = {**self._committed_ts, **ts}
         self._file.reserve(self._batch, batch, all_seq, all_ts)
 
-    def _write_counters(self, batch: int, seq: dict[str, int], ts: dict[str, int],
-                        dropped: int, deletes: list[int]) -> None:
+    def _write_counters(
+        self, batch: int, seq: dict[str, int], ts: dict[str, int], dropped: int, deletes: list[int]
+    ) -> None:
         rows = [("batch", batch), ("dropped", dropped)]
         rows += [(f"seq:{d}", s) for d, s in seq.items()]
         self._db.executemany(_UPSERT, rows[:2])
@@ -689,8 +752,9 @@ class Spool:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(_UPSERT, ("dropped", dropped))
                 if deletes:
-                    self._db.executemany("DELETE FROM batches WHERE batch=?",
-                                         [(b,) for b in deletes])
+                    self._db.executemany(
+                        "DELETE FROM batches WHERE batch=?", [(b,) for b in deletes]
+                    )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
@@ -711,9 +775,13 @@ class Spool:
             self.write_errors += 1
             if not self._disk_full:
                 why = "disk full" if _is_full(exc) else "I/O error"
-                log.error("spool: %s (%s); dropping the readings at hand and refusing "
-                          "new ones (counted), trying the disk again every %gs",
-                          why, exc, self.RETRY_S)
+                log.error(
+                    "spool: %s (%s); dropping the readings at hand and refusing "
+                    "new ones (counted), trying the disk again every %gs",
+                    why,
+                    exc,
+                    self.RETRY_S,
+                )
             self._disk_full = True
             self._retry_at = time.monotonic() + self.RETRY_S
         with self._lock:
@@ -743,8 +811,7 @@ class Spool:
                 e.attempts += 1
                 e.version += 1
                 self._unsent.pop(b, None)
-                heapq.heappush(self._heaps[min(1 << (e.attempts - 1), 16)],
-                               (sent_at, b, e.version))
+                heapq.heappush(self._heaps[min(1 << (e.attempts - 1), 16)], (sent_at, b, e.version))
 
     def forget_sent(self) -> None:
         """After a reconnect nothing sent before counts: everything pending is due."""
@@ -755,8 +822,7 @@ class Spool:
             for h in self._heaps.values():
                 h.clear()
 
-    def due(self, ack_timeout_s: float, limit: int,
-            now: float | None = None) -> list[SpooledBatch]:
+    def due(self, ack_timeout_s: float, limit: int, now: float | None = None) -> list[SpooledBatch]:
         """Batches never sent, or whose ack is overdue: oldest first.
 
         The wait doubles with every attempt (ack_timeout_s, 2x, 4x ... up to 16x), so a
@@ -788,11 +854,18 @@ class Spool:
             return []
         with self._rlock:
             marks = ",".join("?" * len(entries))
-            payloads = {int(b): bytes(p) for b, p in self._reader.execute(
-                f"SELECT batch, payload FROM batches WHERE batch IN ({marks})",
-                [b for b, _ in entries])}
-        return [SpooledBatch(b, e.channel, e.items, payloads[b], e.created)
-                for b, e in entries if b in payloads]
+            payloads = {
+                int(b): bytes(p)
+                for b, p in self._reader.execute(
+                    f"SELECT batch, payload FROM batches WHERE batch IN ({marks})",
+                    [b for b, _ in entries],
+                )
+            }
+        return [
+            SpooledBatch(b, e.channel, e.items, payloads[b], e.created)
+            for b, e in entries
+            if b in payloads
+        ]
 
     def acknowledge(self, batches: list[int]) -> int:
         """Ingest stored these batches: they go (deleted with the next commit)."""
@@ -859,8 +932,9 @@ class Spool:
         with self._lock:
             first = self.dropped == 0
             self.dropped += n
-        (log.warning if first else log.debug)("spool dropped %d reading(s): %s (%d in all)",
-                                              n, why, self.dropped)
+        (log.warning if first else log.debug)(
+            "spool dropped %d reading(s): %s (%d in all)", n, why, self.dropped
+        )
 
     # -- state -------------------------------------------------------------------------
     def depth(self) -> int:

@@ -40,9 +40,11 @@ Key = tuple[str, str, int]
 
 #: remember a batch's digest, or refresh when it was last acknowledged (SQLite and
 #: PostgreSQL both read this ON CONFLICT)
-_UPSERT = text("INSERT INTO acked_batches (site, gateway, batch, digest, acked_ms) "
-               "VALUES (:site, :gateway, :batch, :digest, :acked_ms) "
-               "ON CONFLICT (site, gateway, batch) DO UPDATE SET acked_ms = excluded.acked_ms")
+_UPSERT = text(
+    "INSERT INTO acked_batches (site, gateway, batch, digest, acked_ms) "
+    "VALUES (:site, :gateway, :batch, :digest, :acked_ms) "
+    "ON CONFLICT (site, gateway, batch) DO UPDATE SET acked_ms = excluded.acked_ms"
+)
 
 
 class AckedBatch(Base):
@@ -72,8 +74,9 @@ MISS = Miss()
 
 
 class AckedBatches:
-    def __init__(self, engine: Engine, *, horizon_ms: int = HORIZON_MS,
-                 cache_size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self, engine: Engine, *, horizon_ms: int = HORIZON_MS, cache_size: int = CACHE_SIZE
+    ) -> None:
         self.engine = engine
         self.horizon_ms = horizon_ms
         self.cache_size = cache_size
@@ -101,12 +104,20 @@ class AckedBatches:
         """Ask the database (in a worker thread): the digest remembered under ``key``."""
         site, gateway, batch = key
         with Session(self.engine) as s:
-            d = s.scalar(select(AckedBatch.digest).where(
-                AckedBatch.site == site, AckedBatch.gateway == gateway,
-                AckedBatch.batch == batch, AckedBatch.acked_ms >= now_ms - self.horizon_ms))
+            d = s.scalar(
+                select(AckedBatch.digest).where(
+                    AckedBatch.site == site,
+                    AckedBatch.gateway == gateway,
+                    AckedBatch.batch == batch,
+                    AckedBatch.acked_ms >= now_ms - self.horizon_ms,
+                )
+            )
             if key[:2] not in self._top:
-                top = s.scalar(select(func.max(AckedBatch.batch)).where(
-                    AckedBatch.site == site, AckedBatch.gateway == gateway))
+                top = s.scalar(
+                    select(func.max(AckedBatch.batch)).where(
+                        AckedBatch.site == site, AckedBatch.gateway == gateway
+                    )
+                )
                 self._top.setdefault(key[:2], -1 if top is None else int(top))
         if d is not None:
             self._remember(key, bytes(d))
@@ -133,9 +144,18 @@ class AckedBatches:
             return
         now = int(time.time() * 1000) if now_ms is None else now_ms
         # one row per batch (a resend may be in the same chunk as its first sending)
-        values = list({(r.site, r.gateway, r.batch): {
-            "site": r.site, "gateway": r.gateway, "batch": r.batch, "digest": r.digest,
-            "acked_ms": now} for r in rows}.values())
+        values = list(
+            {
+                (r.site, r.gateway, r.batch): {
+                    "site": r.site,
+                    "gateway": r.gateway,
+                    "batch": r.batch,
+                    "digest": r.digest,
+                    "acked_ms": now,
+                }
+                for r in rows
+            }.values()
+        )
         with Session(self.engine) as s, s.begin():
             # one plain statement, executemany: the dialect-specific insert construct
             # cost about 45 us a row, this a third of that (a row per batch acked)

@@ -70,21 +70,35 @@ class DeadLetterStore:
         now = datetime.now(UTC)
         with Session(self.engine) as s, s.begin():
             s.add_all(
-                DeadLetter(received_at=now, topic=printable(r.topic, 65535),
-                           site=printable(r.site, 64), gateway=printable(r.gateway, 64),
-                           batch=r.batch, device=printable(r.device, 64), seq=r.seq,
-                           reason=r.reason, detail=printable(r.detail, 2000),
-                           payload=r.payload)
+                DeadLetter(
+                    received_at=now,
+                    topic=printable(r.topic, 65535),
+                    site=printable(r.site, 64),
+                    gateway=printable(r.gateway, 64),
+                    batch=r.batch,
+                    device=printable(r.device, 64),
+                    seq=r.seq,
+                    reason=r.reason,
+                    detail=printable(r.detail, 2000),
+                    payload=r.payload,
+                )
                 for r in rows
             )
 
-    def recent(self, limit: int = 50, reason: str | None = None,
-               site: str | None = None) -> list[DeadLetter]:
+    def recent(
+        self, limit: int = 50, reason: str | None = None, site: str | None = None
+    ) -> list[DeadLetter]:
         return self.find(limit=limit, reason=reason, site=site)[0]
 
-    def find(self, *, offset: int = 0, limit: int = 50, reason: str | None = None,
-             site: str | None = None, sites: Collection[str] | None = None
-             ) -> tuple[list[DeadLetter], int]:
+    def find(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        reason: str | None = None,
+        site: str | None = None,
+        sites: Collection[str] | None = None,
+    ) -> tuple[list[DeadLetter], int]:
         """Newest first, and how many match; ``sites`` None: every site (rows whose
         site could not be read from the topic are shown only then)."""
         q = select(DeadLetter)

@@ -108,8 +108,9 @@ def _telemetry_formatter(name: str, fields: tuple[tuple[str, FieldType], ...]) -
         for (fname, enc), value in zip(encoders, astuple(item.values), strict=True):
             if value is not unset:
                 parts.append(f"{fname}={enc(value)}")
-        return (f"{name},device={item.device},gateway={gateway},site={site} "
-                f"{','.join(parts)} {item.ts}")
+        return (
+            f"{name},device={item.device},gateway={gateway},site={site} {','.join(parts)} {item.ts}"
+        )
 
     def fmt(item: Any, site: str, gateway: str) -> str:
         values = item.values
@@ -118,11 +119,15 @@ def _telemetry_formatter(name: str, fields: tuple[tuple[str, FieldType], ...]) -
                 return generic(item, site, gateway)
         body = to_json(values)
         if len(body) == 2:  # no values: seq alone
-            return f"{name},device={item.device},gateway={gateway},site={site} " \
-                   f"seq={item.seq}i {item.ts}"
+            return (
+                f"{name},device={item.device},gateway={gateway},site={site} "
+                f"seq={item.seq}i {item.ts}"
+            )
         fields_text = body[2:-1].replace(b'":', b"=").replace(b',"', b",").decode()
-        return (f"{name},device={item.device},gateway={gateway},site={site} "
-                f"seq={item.seq}i,{fields_text} {item.ts}")
+        return (
+            f"{name},device={item.device},gateway={gateway},site={site} "
+            f"seq={item.seq}i,{fields_text} {item.ts}"
+        )
 
     return fmt
 
@@ -130,9 +135,11 @@ def _telemetry_formatter(name: str, fields: tuple[tuple[str, FieldType], ...]) -
 def _attendance_line(item: contract.AttendanceItem, site: str, gateway: str) -> str:
     # worker and direction are tags: dashboards group by them, and two workers passing
     # one terminal in the same millisecond stay two points
-    return (f"attendance,device={item.device},direction={item.direction},gateway={gateway},"
-            f"site={site},worker={item.worker} "
-            f'seq={item.seq}i,method="{item.method}" {item.ts}')
+    return (
+        f"attendance,device={item.device},direction={item.direction},gateway={gateway},"
+        f"site={site},worker={item.worker} "
+        f'seq={item.seq}i,method="{item.method}" {item.ts}'
+    )
 
 
 def _camera_line(item: contract.CameraItem, site: str, gateway: str) -> str:
@@ -147,8 +154,10 @@ def _camera_line(item: contract.CameraItem, site: str, gateway: str) -> str:
         parts.append(f'snapshot="{item.snapshot}"')
     if item.method is not msgspec.UNSET:
         parts.append(f'method="{item.method}"')
-    return (f"camera,device={item.device},event={item.event},gateway={gateway},site={site} "
-            f"{','.join(parts)} {item.ts}")
+    return (
+        f"camera,device={item.device},event={item.event},gateway={gateway},site={site} "
+        f"{','.join(parts)} {item.ts}"
+    )
 
 
 def _has_non_finite(obj: Any) -> bool:
@@ -193,8 +202,9 @@ def _canonical(item_objs: list[Any] | None, raw_items: list[bytes]) -> bytes:
     key order, for its digest."""
     if item_objs is not None:
         try:
-            return json.dumps(item_objs, sort_keys=True, separators=(",", ":"),
-                              allow_nan=True).encode()
+            return json.dumps(
+                item_objs, sort_keys=True, separators=(",", ":"), allow_nan=True
+            ).encode()
         except (TypeError, ValueError):
             pass
     return b"\n".join(raw_items)
@@ -245,12 +255,14 @@ class BatchDecoder:
 
         self.kinds = {
             GatewayChannel.TELEMETRY: _Kind(
-                codec.batch_decoder, codec.item_decoder, telemetry_line),
+                codec.batch_decoder, codec.item_decoder, telemetry_line
+            ),
             GatewayChannel.ATTENDANCE: _Kind(
-                contract.attendance_decoder, contract.attendance_item_decoder,
-                _attendance_line),
+                contract.attendance_decoder, contract.attendance_item_decoder, _attendance_line
+            ),
             GatewayChannel.CAMERA: _Kind(
-                contract.camera_decoder, contract.camera_item_decoder, _camera_line),
+                contract.camera_decoder, contract.camera_item_decoder, _camera_line
+            ),
         }
 
     def decode(
@@ -265,30 +277,32 @@ class BatchDecoder:
         out.good = []
         return out
 
-    def items(self, channel: GatewayChannel, payload: bytes, now_ms: int
-              ) -> tuple[list[Any], int]:
+    def items(self, channel: GatewayChannel, payload: bytes, now_ms: int) -> tuple[list[Any], int]:
         """The valid items of a batch (what ingest stores) and how many were refused."""
         out = self._decode(self.kinds[channel], payload, now_ms)
         return out.good, len(out.rejected)
 
     def _decode(self, kind: _Kind, payload: bytes, now_ms: int) -> Decoded:
         if len(payload) > contract.MAX_PAYLOAD_BYTES:
-            return self._whole(payload, Reason.TOO_LARGE,
-                               f"{len(payload)} bytes > {contract.MAX_PAYLOAD_BYTES}")
+            return self._whole(
+                payload, Reason.TOO_LARGE, f"{len(payload)} bytes > {contract.MAX_PAYLOAD_BYTES}"
+            )
         try:
             batch = kind.batch_decoder.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             # RecursionError: nested too deep for the parser; the slow path says so
             return self._slow(kind, payload, now_ms)
         encoded = contract.encode(batch)
-        if (not strictjson.same_keys(payload, encoded)
-                or strictjson.may_hold_control(payload)):
+        if not strictjson.same_keys(payload, encoded) or strictjson.may_hold_control(payload):
             return self._slow(kind, payload, now_ms)  # finds the items at fault
         # the items as msgspec writes them back (keys in declared order, no spaces,
         # floats as floats): the same readings re-encoded by a gateway digest the same;
         # v, batch and sent are integers, so the first ',"items":' is the key
-        out = Decoded(batch=batch.batch, items=len(batch.items),
-                      digest=content_digest(encoded[encoded.index(b',"items":'):]))
+        out = Decoded(
+            batch=batch.batch,
+            items=len(batch.items),
+            digest=content_digest(encoded[encoded.index(b',"items":') :]),
+        )
         window = self.window
         good = out.good
         for item in batch.items:
@@ -300,11 +314,17 @@ class BatchDecoder:
         return out
 
     def _ts_reject(self, reason: Reason, item: Any, now_ms: int) -> Rejected:
-        return Rejected(reason, f"ts {item.ts} vs ingest clock {now_ms}",
-                        contract.encode(item), item.device, item.seq)
+        return Rejected(
+            reason,
+            f"ts {item.ts} vs ingest clock {now_ms}",
+            contract.encode(item),
+            item.device,
+            item.seq,
+        )
 
-    def _whole(self, payload: bytes, reason: Reason, detail: str,
-               batch: int | _Recover | None = _RECOVER) -> Decoded:
+    def _whole(
+        self, payload: bytes, reason: Reason, detail: str, batch: int | _Recover | None = _RECOVER
+    ) -> Decoded:
         if isinstance(batch, _Recover):
             batch = recover_batch(payload)
         d = Decoded(batch=batch, items=0)
@@ -313,8 +333,9 @@ class BatchDecoder:
 
     def _slow(self, kind: _Kind, payload: bytes, now_ms: int) -> Decoded:
         if strictjson.too_deep(payload):
-            return self._whole(payload, Reason.TOO_DEEP,
-                               f"JSON nested deeper than {strictjson.MAX_DEPTH} levels")
+            return self._whole(
+                payload, Reason.TOO_DEEP, f"JSON nested deeper than {strictjson.MAX_DEPTH} levels"
+            )
         # Python's parser, bounded by the depth check, also reads NaN/Infinity and knows
         # repeated keys; None when even it cannot read the payload
         parsed: Any
@@ -325,18 +346,26 @@ class BatchDecoder:
         if isinstance(parsed, strictjson.Object) and parsed.repeated:
             # which batch a repeated "batch" means is a guess: no ack then
             b = parsed.get("batch")
-            batch = (b if "batch" not in parsed.repeated and type(b) is int
-                     and 0 <= b < 2**63 else None)
-            return self._whole(payload, Reason.DUPLICATE_KEY,
-                               f"key(s) {parsed.repeated} repeated in the envelope", batch)
+            batch = (
+                b if "batch" not in parsed.repeated and type(b) is int and 0 <= b < 2**63 else None
+            )
+            return self._whole(
+                payload,
+                Reason.DUPLICATE_KEY,
+                f"key(s) {parsed.repeated} repeated in the envelope",
+                batch,
+            )
         raw_items: list[bytes]
         item_objs: list[Any] | None = None
         try:
             env = contract.envelope_decoder.decode(payload)
             raw_items = [bytes(r) for r in env.items]
             batch_no = env.batch
-            if isinstance(parsed, dict) and isinstance(parsed.get("items"), list) \
-                    and len(parsed["items"]) == len(raw_items):
+            if (
+                isinstance(parsed, dict)
+                and isinstance(parsed.get("items"), list)
+                and len(parsed["items"]) == len(raw_items)
+            ):
                 item_objs = parsed["items"]
         except msgspec.DecodeError as exc:  # ValidationError included
             # Not strict JSON, or a bad envelope. A device that sends NaN/Infinity gets
@@ -354,13 +383,19 @@ class BatchDecoder:
             item_objs = env_any.items
             raw_items = [json.dumps(i, allow_nan=True).encode() for i in item_objs]
             batch_no = env_any.batch
-        out = Decoded(batch=batch_no, items=len(raw_items),
-                      digest=content_digest(_canonical(item_objs, raw_items)))
+        out = Decoded(
+            batch=batch_no,
+            items=len(raw_items),
+            digest=content_digest(_canonical(item_objs, raw_items)),
+        )
         for i, raw in enumerate(raw_items):
             repeated = strictjson.repeated_key(item_objs[i]) if item_objs is not None else None
             if repeated is not None:
-                out.rejected.append(self._item_reject(
-                    raw, Reason.DUPLICATE_KEY, f"key {repeated!r} repeated in the item"))
+                out.rejected.append(
+                    self._item_reject(
+                        raw, Reason.DUPLICATE_KEY, f"key {repeated!r} repeated in the item"
+                    )
+                )
                 continue
             try:
                 item = kind.item_decoder.decode(raw)
@@ -373,16 +408,23 @@ class BatchDecoder:
                 except ValueError:
                     parsed = None
                 if _has_non_finite(parsed):
-                    out.rejected.append(self._item_reject(
-                        raw, Reason.NON_FINITE, "NaN or Infinity is not a reading"))
+                    out.rejected.append(
+                        self._item_reject(
+                            raw, Reason.NON_FINITE, "NaN or Infinity is not a reading"
+                        )
+                    )
                 else:
                     out.rejected.append(self._item_reject(raw, Reason.BAD_JSON, str(exc)))
                 continue
             control = strictjson.control_in(msgspec.to_builtins(item))
             if control is not None:
-                out.rejected.append(self._item_reject(
-                    raw, Reason.CONTROL_CHARACTER,
-                    f"string {control[:80]!r} holds a control character"))
+                out.rejected.append(
+                    self._item_reject(
+                        raw,
+                        Reason.CONTROL_CHARACTER,
+                        f"string {control[:80]!r} holds a control character",
+                    )
+                )
                 continue
             late = self.window.check(item.ts, now_ms)
             if late is None:
@@ -393,8 +435,9 @@ class BatchDecoder:
 
     def _envelope_error(self, payload: bytes, exc: msgspec.ValidationError, v: Any) -> Decoded:
         if v is not None and v != contract.CONTRACT_VERSION and "`$.v`" in str(exc):
-            return self._whole(payload, Reason.UNSUPPORTED_VERSION,
-                               f"contract version {v!r}; this ingest speaks 1")
+            return self._whole(
+                payload, Reason.UNSUPPORTED_VERSION, f"contract version {v!r}; this ingest speaks 1"
+            )
         return self._whole(payload, Reason.BAD_ENVELOPE, str(exc))
 
     @staticmethod
@@ -415,9 +458,11 @@ class BatchDecoder:
 def decode_status(payload: bytes) -> contract.Status | Rejected:
     """A gateway status message, or why it is refused (the same JSON rules as batches)."""
     if strictjson.too_deep(payload):
-        return Rejected(Reason.TOO_DEEP,
-                        f"status: JSON nested deeper than {strictjson.MAX_DEPTH} levels",
-                        payload)
+        return Rejected(
+            Reason.TOO_DEEP,
+            f"status: JSON nested deeper than {strictjson.MAX_DEPTH} levels",
+            payload,
+        )
     try:
         status = contract.status_decoder.decode(payload)
     except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError included
@@ -426,12 +471,15 @@ def decode_status(payload: bytes) -> contract.Status | Rejected:
     if repeated is not None:
         return Rejected(Reason.DUPLICATE_KEY, f"status: key {repeated!r} repeated", payload)
     if strictjson.CONTROL.search(status.agent):
-        return Rejected(Reason.CONTROL_CHARACTER,
-                        "status: agent holds a control character", payload)
+        return Rejected(
+            Reason.CONTROL_CHARACTER, "status: agent holds a control character", payload
+        )
     return status
 
 
 def status_line(status: contract.Status, site: str, gateway: str) -> str:
-    return (f"gateway_status,gateway={gateway},site={site} "
-            f'state="{status.state}",boot={status.boot}i,queued={status.queued}i,'
-            f"agent={quote_string(status.agent)} {status.ts}")
+    return (
+        f"gateway_status,gateway={gateway},site={site} "
+        f'state="{status.state}",boot={status.boot}i,queued={status.queued}i,'
+        f"agent={quote_string(status.agent)} {status.ts}"
+    )

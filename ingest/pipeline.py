@@ -55,10 +55,12 @@ def refusal(batch: int, r: Rejected) -> contract.Refused:
     """How a refused item is named in its batch's ack: bounded, and without control
     characters (the contract's JSON has none)."""
     return contract.Refused(
-        batch=batch, reason=r.reason.value,
+        batch=batch,
+        reason=r.reason.value,
         detail=printable(r.detail, contract.MAX_REFUSED_DETAIL) or "",
         device=printable(r.device, 64),
-        seq=r.seq if r.seq is not None and 0 <= r.seq < 2**63 else None)
+        seq=r.seq if r.seq is not None and 0 <= r.seq < 2**63 else None,
+    )
 
 
 @dataclass(slots=True)
@@ -147,8 +149,9 @@ class WritePipeline:
         previous = self._last_finish
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._last_finish = done
-        task = asyncio.create_task(self._write_and_finish(chunk, previous, done),
-                                   name="influx-write")
+        task = asyncio.create_task(
+            self._write_and_finish(chunk, previous, done), name="influx-write"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -210,14 +213,23 @@ class WritePipeline:
             except InfluxAccessError as exc:
                 self._stats.write_access_errors += 1
                 delay = backoff.next_delay()
-                log.error("InfluxDB write refused, %s; holding %d points (the gateways keep "
-                          "theirs) and retrying in %.1fs", exc, len(lines), delay)
+                log.error(
+                    "InfluxDB write refused, %s; holding %d points (the gateways keep "
+                    "theirs) and retrying in %.1fs",
+                    exc,
+                    len(lines),
+                    delay,
+                )
                 await asyncio.sleep(delay)
             except RetryableWriteError as exc:
                 self._stats.write_retries += 1
                 delay = backoff.next_delay()
-                log.warning("InfluxDB write failed (%s); retrying in %.1fs, holding %d points",
-                            exc, delay, len(lines))
+                log.warning(
+                    "InfluxDB write failed (%s); retrying in %.1fs, holding %d points",
+                    exc,
+                    delay,
+                    len(lines),
+                )
                 await asyncio.sleep(delay)
 
     async def _write_bisect(self, work: Work, lines: list[str]) -> None:
@@ -228,15 +240,13 @@ class WritePipeline:
             work.stored += len(lines)
         except PermanentWriteError as exc:
             if len(lines) == 1:
-                work.rejected.append(Rejected(Reason.INFLUX_REJECTED, str(exc),
-                                              lines[0].encode()))
+                work.rejected.append(Rejected(Reason.INFLUX_REJECTED, str(exc), lines[0].encode()))
                 return
             mid = len(lines) // 2
             await self._write_bisect(work, lines[:mid])
             await self._write_bisect(work, lines[mid:])
 
-    async def _store_dead_letters(self, rows: list[NewDeadLetter], *, each: bool = False
-                                  ) -> None:
+    async def _store_dead_letters(self, rows: list[NewDeadLetter], *, each: bool = False) -> None:
         """Insert, retrying while the store is down: the acks wait, nothing is dropped.
         Rows the store refuses for good (or that make it raise anything but an outage)
         are stored one by one; a row refused even alone is logged and counted, so that
@@ -250,8 +260,12 @@ class WritePipeline:
                 if not isinstance(exc, _ROW_REFUSED):
                     self._stats.dead_letter_retries += 1
                     delay = backoff.next_delay()
-                    log.warning("dead-letter store failed (%s); retrying in %.1fs, holding "
-                                "%d rows", type(exc).__name__, delay, len(rows))
+                    log.warning(
+                        "dead-letter store failed (%s); retrying in %.1fs, holding %d rows",
+                        type(exc).__name__,
+                        delay,
+                        len(rows),
+                    )
                     await asyncio.sleep(delay)
                     continue
                 refusal: Exception = exc
@@ -263,9 +277,16 @@ class WritePipeline:
                 return
             self._stats.dead_letters_refused += 1
             r = rows[0]
-            log.error("dead-letter store refused the row of %s (reason %s, device %r, "
-                      "%d bytes): %s: %s; not kept", r.topic, r.reason, r.device,
-                      len(r.payload), type(refusal).__name__, refusal)
+            log.error(
+                "dead-letter store refused the row of %s (reason %s, device %r, "
+                "%d bytes): %s: %s; not kept",
+                r.topic,
+                r.reason,
+                r.device,
+                len(r.payload),
+                type(refusal).__name__,
+                refusal,
+            )
             return
 
     async def _remember_acked(self, store: AckedBatches, rows: list[Acked]) -> None:
@@ -279,8 +300,12 @@ class WritePipeline:
             except SQLAlchemyError as exc:
                 self._stats.acked_batches_retries += 1
                 delay = backoff.next_delay()
-                log.warning("acked batches store failed (%s); retrying in %.1fs, holding %d "
-                            "batches", type(exc).__name__, delay, len(rows))
+                log.warning(
+                    "acked batches store failed (%s); retrying in %.1fs, holding %d batches",
+                    type(exc).__name__,
+                    delay,
+                    len(rows),
+                )
                 await asyncio.sleep(delay)
 
     async def _append_gate_events(self, batches: list[GateBatch]) -> None:
@@ -296,26 +321,48 @@ class WritePipeline:
             except SQLAlchemyError as exc:
                 self._stats.ledger_retries += 1
                 delay = backoff.next_delay()
-                log.warning("attendance ledger failed (%s); retrying in %.1fs, holding %d "
-                            "batches", type(exc).__name__, delay, len(batches))
+                log.warning(
+                    "attendance ledger failed (%s); retrying in %.1fs, holding %d batches",
+                    type(exc).__name__,
+                    delay,
+                    len(batches),
+                )
                 await asyncio.sleep(delay)
 
     async def _finish(self, chunk: _Chunk) -> None:
-        gates = [GateBatch(w.site, w.gateway, w.gate_events) for w in chunk.works
-                 if w.gate_events and w.site is not None and w.gateway is not None]
+        gates = [
+            GateBatch(w.site, w.gateway, w.gate_events)
+            for w in chunk.works
+            if w.gate_events and w.site is not None and w.gateway is not None
+        ]
         if gates:
             await self._append_gate_events(gates)
         rows = [
-            NewDeadLetter(w.topic, w.site, w.gateway, w.batch, r.device, r.seq,
-                          r.reason.value, r.detail, r.payload)
-            for w in chunk.works for r in w.rejected
+            NewDeadLetter(
+                w.topic,
+                w.site,
+                w.gateway,
+                w.batch,
+                r.device,
+                r.seq,
+                r.reason.value,
+                r.detail,
+                r.payload,
+            )
+            for w in chunk.works
+            for r in w.rejected
         ]
         if rows:
             await self._store_dead_letters(rows)
         if self._acked is not None:
-            done = [Acked(w.site, w.gateway, w.batch, w.digest) for w in chunk.works
-                    if w.digest is not None and w.batch is not None
-                    and w.site is not None and w.gateway is not None]
+            done = [
+                Acked(w.site, w.gateway, w.batch, w.digest)
+                for w in chunk.works
+                if w.digest is not None
+                and w.batch is not None
+                and w.site is not None
+                and w.gateway is not None
+            ]
             if done:
                 await self._remember_acked(self._acked, done)
         acks: dict[tuple[str, str], list[contract.AckEntry]] = defaultdict(list)
@@ -327,23 +374,31 @@ class WritePipeline:
                 self._stats.rejected[r.reason.value] += 1
             if w.batch is not None and w.site is not None and w.gateway is not None:
                 acks[(w.site, w.gateway)].append(
-                    contract.AckEntry(batch=w.batch, stored=min(w.stored, contract.MAX_ITEMS),
-                                      rejected=min(len(w.rejected), contract.MAX_ITEMS)))
+                    contract.AckEntry(
+                        batch=w.batch,
+                        stored=min(w.stored, contract.MAX_ITEMS),
+                        rejected=min(len(w.rejected), contract.MAX_ITEMS),
+                    )
+                )
                 named = refused[(w.site, w.gateway)]
                 room = contract.MAX_REFUSED_PER_ACK - len(named)
-                named.extend(refusal(w.batch, r) for r in
-                             w.rejected[:min(room, contract.MAX_REFUSED_PER_BATCH)])
+                named.extend(
+                    refusal(w.batch, r)
+                    for r in w.rejected[: min(room, contract.MAX_REFUSED_PER_BATCH)]
+                )
         for (site, gateway), entries in acks.items():
             try:
-                ack = contract.Ack(acks=entries, now=time.time_ns() // 1_000_000,
-                                   refused=refused[(site, gateway)])
+                ack = contract.Ack(
+                    acks=entries, now=time.time_ns() // 1_000_000, refused=refused[(site, gateway)]
+                )
                 await self._publish_ack(site, gateway, contract.encode(ack))
             except Exception:
                 # the PUBACKs still go out; the gateway sends the batch again, and the
                 # resend is harmless
                 self._stats.ack_errors += 1
-                log.exception("ack of batches %s to %s/%s failed",
-                              [e.batch for e in entries], site, gateway)
+                log.exception(
+                    "ack of batches %s to %s/%s failed", [e.batch for e in entries], site, gateway
+                )
                 continue
             self._stats.acks_published += len(entries)
         for w in chunk.works:

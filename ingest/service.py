@@ -68,8 +68,13 @@ from sitewatch.topics import (
 
 log = logging.getLogger("sitewatch.ingest")
 
-SUBSCRIBED = (GatewayChannel.TELEMETRY, GatewayChannel.ATTENDANCE, GatewayChannel.CAMERA,
-              GatewayChannel.STATUS, GatewayChannel.SNAPSHOT)
+SUBSCRIBED = (
+    GatewayChannel.TELEMETRY,
+    GatewayChannel.ATTENDANCE,
+    GatewayChannel.CAMERA,
+    GatewayChannel.STATUS,
+    GatewayChannel.SNAPSHOT,
+)
 #: how much of a message refused whole the dead-letter store keeps
 MAX_COPY = 64 * 1024
 SNAPSHOT_REASONS = {
@@ -83,14 +88,21 @@ SNAPSHOT_REASONS = {
 def build_decoder(settings: IngestSettings) -> BatchDecoder:
     return BatchDecoder(
         contract.TelemetryCodec(load_profiles(settings.profiles_dir)),
-        TimeWindow(max_future_ms=int(settings.max_future_s * 1000),
-                   retention_ms=int(settings.retention_days * 86400 * 1000)),
+        TimeWindow(
+            max_future_ms=int(settings.max_future_s * 1000),
+            retention_ms=int(settings.retention_days * 86400 * 1000),
+        ),
     )
 
 
 class Ingest:
-    def __init__(self, settings: IngestSettings, *, stats: IngestStats | None = None,
-                 decoder: BatchDecoder | None = None) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        stats: IngestStats | None = None,
+        decoder: BatchDecoder | None = None,
+    ) -> None:
         self.settings = settings
         self.stats = stats or IngestStats()
         self.decoder = decoder or build_decoder(settings)
@@ -127,9 +139,14 @@ class Ingest:
         contract's largest payload, to replay once fixed) and its batch acked."""
         kind = type(exc).__name__
         self.stats.internal_errors[kind] += 1
-        log.error("ingest: handling the message on %r (%d bytes) raised %s; dead-lettered "
-                  "as internal_error", message.topic, len(message.payload), kind,
-                  exc_info=exc)
+        log.error(
+            "ingest: handling the message on %r (%d bytes) raised %s; dead-lettered "
+            "as internal_error",
+            message.topic,
+            len(message.payload),
+            kind,
+            exc_info=exc,
+        )
         site = gateway = None
         batch = None
         try:
@@ -140,17 +157,36 @@ class Ingest:
         except TopicError:
             pass
         detail = f"{kind}: {exc}"
-        return Work(message, message.topic, site, gateway, batch, 0, [],
-                    [Rejected(Reason.INTERNAL_ERROR, detail,
-                              message.payload[: contract.MAX_PAYLOAD_BYTES])])
+        return Work(
+            message,
+            message.topic,
+            site,
+            gateway,
+            batch,
+            0,
+            [],
+            [
+                Rejected(
+                    Reason.INTERNAL_ERROR, detail, message.payload[: contract.MAX_PAYLOAD_BYTES]
+                )
+            ],
+        )
 
     async def take(self, message: mqtt.Message, now_ms: int) -> Work:
         """What one message becomes; a snapshot is stored first (in a worker thread)."""
         try:
             t = parse_gateway_topic(self.prefix, message.topic)
         except TopicError as exc:
-            return Work(message, message.topic, None, None, None, 0, [],
-                        [Rejected(Reason.BAD_TOPIC, str(exc), message.payload[:MAX_COPY])])
+            return Work(
+                message,
+                message.topic,
+                None,
+                None,
+                None,
+                0,
+                [],
+                [Rejected(Reason.BAD_TOPIC, str(exc), message.payload[:MAX_COPY])],
+            )
         if t.channel is GatewayChannel.SNAPSHOT:
             return await self._store_snapshot(message, t)
         work = self.to_work(message, t, now_ms)
@@ -173,9 +209,14 @@ class Ingest:
                 # the store anyway, in the pipeline); holding it here would stop every
                 # message behind it
                 self.stats.acked_batches_retries += 1
-                log.warning("reading acked batches failed (%s): batch %d of %s/%s taken "
-                            "without the reuse check", type(exc).__name__, work.batch,
-                            t.site, t.gateway)
+                log.warning(
+                    "reading acked batches failed (%s): batch %d of %s/%s taken "
+                    "without the reuse check",
+                    type(exc).__name__,
+                    work.batch,
+                    t.site,
+                    t.gateway,
+                )
                 return work
         if known is None:
             self.acked.claim(key, work.digest)
@@ -183,21 +224,44 @@ class Ingest:
         if known == work.digest:
             self.stats.batches_resent += 1
             return work
-        log.info("batch %d of %s/%s reused with other content: refused", work.batch,
-                 t.site, t.gateway)
-        return Work(work.message, work.topic, t.site, t.gateway, work.batch, work.items, [],
-                    [Rejected(Reason.BATCH_REUSED,
-                              f"batch {work.batch} was acknowledged before with other "
-                              "content; batch numbers are never reused",
-                              work.message.payload[: contract.MAX_PAYLOAD_BYTES]
-                              if work.message is not None else b"")])
+        log.info(
+            "batch %d of %s/%s reused with other content: refused", work.batch, t.site, t.gateway
+        )
+        return Work(
+            work.message,
+            work.topic,
+            t.site,
+            t.gateway,
+            work.batch,
+            work.items,
+            [],
+            [
+                Rejected(
+                    Reason.BATCH_REUSED,
+                    f"batch {work.batch} was acknowledged before with other "
+                    "content; batch numbers are never reused",
+                    work.message.payload[: contract.MAX_PAYLOAD_BYTES]
+                    if work.message is not None
+                    else b"",
+                )
+            ],
+        )
 
     def to_work(self, message: mqtt.Message, t: GatewayTopic, now_ms: int) -> Work:
         if t.channel in BATCH_CHANNELS:
-            d: Decoded = self.decoder.decode(t.channel, t.site, t.gateway, message.payload,
-                                             now_ms)
-            return Work(message, message.topic, t.site, t.gateway, d.batch, d.items, d.lines,
-                        d.rejected, gate_events=d.gate_events, digest=d.digest)
+            d: Decoded = self.decoder.decode(t.channel, t.site, t.gateway, message.payload, now_ms)
+            return Work(
+                message,
+                message.topic,
+                t.site,
+                t.gateway,
+                d.batch,
+                d.items,
+                d.lines,
+                d.rejected,
+                gate_events=d.gate_events,
+                digest=d.digest,
+            )
         if t.channel is GatewayChannel.STATUS:
             self.stats.statuses += 1
             if not message.payload:  # a retained status being cleared
@@ -205,40 +269,79 @@ class Ingest:
             status = decode_status(message.payload)
             if isinstance(status, Rejected):
                 return Work(message, message.topic, t.site, t.gateway, None, 0, [], [status])
-            return Work(message, message.topic, t.site, t.gateway, None, 0,
-                        [status_line(status, t.site, t.gateway)], [])
-        return Work(message, message.topic, t.site, t.gateway, None, 0, [],
-                    [Rejected(Reason.BAD_TOPIC, f"ingest does not take {t.channel.value}",
-                              message.payload[:MAX_COPY])])
+            return Work(
+                message,
+                message.topic,
+                t.site,
+                t.gateway,
+                None,
+                0,
+                [status_line(status, t.site, t.gateway)],
+                [],
+            )
+        return Work(
+            message,
+            message.topic,
+            t.site,
+            t.gateway,
+            None,
+            0,
+            [],
+            [
+                Rejected(
+                    Reason.BAD_TOPIC,
+                    f"ingest does not take {t.channel.value}",
+                    message.payload[:MAX_COPY],
+                )
+            ],
+        )
 
     async def _store_snapshot(self, message: mqtt.Message, t: GatewayTopic) -> Work:
         """Store the picture for its site (whether the site is registered or not: the API
         decides who sees it), retrying while the disk or the database fails: its PUBACK,
         and every later one, waits. Bad bytes are dead-lettered, never retried."""
+
         def work(*rejected: Rejected) -> Work:
             return Work(message, message.topic, t.site, t.gateway, None, 0, [], list(rejected))
 
         sha256 = t.snapshot or ""
         if not SHA256_RE.fullmatch(sha256):
-            return work(Rejected(Reason.BAD_TOPIC, f"snapshot topic ends in {sha256[:80]!r}, "
-                                 "not a lowercase hex SHA-256", message.payload[:MAX_COPY]))
+            return work(
+                Rejected(
+                    Reason.BAD_TOPIC,
+                    f"snapshot topic ends in {sha256[:80]!r}, not a lowercase hex SHA-256",
+                    message.payload[:MAX_COPY],
+                )
+            )
         backoff = Backoff()
         while True:
             try:
                 stored = await asyncio.to_thread(
-                    store_snapshot, self.snapshots, self.snapshot_rows, site=t.site,
-                    source=f"gateway:{t.gateway}", data=message.payload,
-                    expected_sha256=sha256, max_bytes=self.settings.max_snapshot_bytes)
+                    store_snapshot,
+                    self.snapshots,
+                    self.snapshot_rows,
+                    site=t.site,
+                    source=f"gateway:{t.gateway}",
+                    data=message.payload,
+                    expected_sha256=sha256,
+                    max_bytes=self.settings.max_snapshot_bytes,
+                )
                 break
             except SnapshotError as exc:
                 log.info("snapshot %s refused: %s", message.topic, exc)
-                return work(Rejected(SNAPSHOT_REASONS[exc.code], str(exc),
-                                     message.payload[:MAX_COPY]))
+                return work(
+                    Rejected(SNAPSHOT_REASONS[exc.code], str(exc), message.payload[:MAX_COPY])
+                )
             except (OSError, SQLAlchemyError) as exc:
                 self.stats.snapshot_store_retries += 1
                 delay = backoff.next_delay()
-                log.warning("storing snapshot %s failed (%s: %s); retrying in %.1fs",
-                            message.topic, type(exc).__name__, exc, delay)
+                log.warning(
+                    "storing snapshot %s failed (%s: %s); retrying in %.1fs",
+                    message.topic,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
         if stored.created:
             self.stats.snapshots_stored += 1
@@ -259,8 +362,9 @@ class Ingest:
                 await self._wait_influx(influx)
                 stats_task = asyncio.create_task(self._log_stats(), name="stats")
                 try:
-                    await mqtt.reconnecting(lambda: self._session(influx), self._stop,
-                                            self.connected.clear)
+                    await mqtt.reconnecting(
+                        lambda: self._session(influx), self._stop, self.connected.clear
+                    )
                 finally:
                     stats_task.cancel()
                     log.info("ingest stopped: %s", self.stats.summary())
@@ -276,16 +380,24 @@ class Ingest:
                 return
             except Exception as exc:
                 delay = backoff.next_delay()
-                log.warning("InfluxDB at %s not ready (%s); retrying in %.1fs",
-                            self.settings.influx.url, exc, delay)
+                log.warning(
+                    "InfluxDB at %s not ready (%s); retrying in %.1fs",
+                    self.settings.influx.url,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
 
     async def _session(self, influx: InfluxClient) -> None:
         s = self.settings
         client = mqtt.Client(
-            s.mqtt, client_id=s.client_id, clean_start=False,
-            session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum,
-            manual_ack=True, max_inflight=1000,
+            s.mqtt,
+            client_id=s.client_id,
+            clean_start=False,
+            session_expiry_s=s.session_expiry_s,
+            receive_maximum=s.receive_maximum,
+            manual_ack=True,
+            max_inflight=1000,
         )
         async with client:
             await client.subscribe(*(subscription(self.prefix, c) for c in SUBSCRIBED), qos=1)
@@ -301,11 +413,16 @@ class Ingest:
                 self.in_flight -= 1
 
             pipeline = WritePipeline(
-                influx=influx, dead_letters=self.dead_letters, ledger=self.ledger,
+                influx=influx,
+                dead_letters=self.dead_letters,
+                ledger=self.ledger,
                 publish_ack=publish_ack,
-                puback=puback, stats=self.stats, batch_points=s.write_batch_points,
+                puback=puback,
+                stats=self.stats,
+                batch_points=s.write_batch_points,
                 flush_interval_s=s.flush_interval_s,
-                max_concurrent_writes=s.max_concurrent_writes, acked=self.acked,
+                max_concurrent_writes=s.max_concurrent_writes,
+                acked=self.acked,
             )
             # what the previous session had taken is redelivered, not PUBACKed
             self.client, self.in_flight = client, 0

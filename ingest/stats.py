@@ -48,16 +48,18 @@ class IngestStats:
 
     def summary(self) -> str:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none"
-        return (f"messages={self.messages} received={self.items_received} "
-                f"stored={self.items_stored} rejected={self.items_rejected} ({reasons}) "
-                f"acks={self.acks_published} writes={self.writes} "
-                f"retries={self.write_retries} access_errors={self.write_access_errors} "
-                f"dead_letter_retries={self.dead_letter_retries} "
-                f"gate_events={self.gate_events_appended} "
-                f"gate_events_resent={self.gate_events_resent} "
-                f"snapshots={self.snapshots_stored} "
-                f"snapshots_resent={self.snapshots_resent} "
-                f"internal_errors={sum(self.internal_errors.values())} "
-                f"dead_letters_refused={self.dead_letters_refused} "
-                f"ack_errors={self.ack_errors} "
-                f"batches_resent={self.batches_resent}")
+        return (
+            f"messages={self.messages} received={self.items_received} "
+            f"stored={self.items_stored} rejected={self.items_rejected} ({reasons}) "
+            f"acks={self.acks_published} writes={self.writes} "
+            f"retries={self.write_retries} access_errors={self.write_access_errors} "
+            f"dead_letter_retries={self.dead_letter_retries} "
+            f"gate_events={self.gate_events_appended} "
+            f"gate_events_resent={self.gate_events_resent} "
+            f"snapshots={self.snapshots_stored} "
+            f"snapshots_resent={self.snapshots_resent} "
+            f"internal_errors={sum(self.internal_errors.values())} "
+            f"dead_letters_refused={self.dead_letters_refused} "
+            f"ack_errors={self.ack_errors} "
+            f"batches_resent={self.batches_resent}"
+        )

@@ -79,16 +79,27 @@ class Simulation:
         return {k: ms // MINUTE_MS for k, ms in self.credited_ms.items() if ms > 0}
 
 
-def worker_rows(workers: list[SimWorker], site: str, id_key: str, now_ms: int
-                ) -> list[WorkerRow]:
+def worker_rows(workers: list[SimWorker], site: str, id_key: str, now_ms: int) -> list[WorkerRow]:
     """The workforce as the site's worker registry (ID numbers hashed and masked)."""
-    return [WorkerRow(site=site, id=w.id, name=w.name, team=w.team, team_lead=w.team_lead,
-                      subcontractor=w.subcontractor, trade=w.trade, day_rate=w.day_rate,
-                      training_expires=w.training_expires,
-                      certificate_expires=w.certificate_expires,
-                      id_hash=idcard.keyed_hash(w.id_number, id_key),
-                      id_masked=idcard.mask(w.id_number), active=True, updated_at=now_ms)
-            for w in workers]
+    return [
+        WorkerRow(
+            site=site,
+            id=w.id,
+            name=w.name,
+            team=w.team,
+            team_lead=w.team_lead,
+            subcontractor=w.subcontractor,
+            trade=w.trade,
+            day_rate=w.day_rate,
+            training_expires=w.training_expires,
+            certificate_expires=w.certificate_expires,
+            id_hash=idcard.keyed_hash(w.id_number, id_key),
+            id_masked=idcard.mask(w.id_number),
+            active=True,
+            updated_at=now_ms,
+        )
+        for w in workers
+    ]
 
 
 def id_number(rng: random.Random) -> str:
@@ -106,22 +117,43 @@ def workforce(n: int, *, seed: int = 1, today: date = date(2026, 11, 2)) -> list
     for i in range(n):
         team, trade, (lo, hi), sub = _TEAMS[i % len(_TEAMS)]
         lapsed = rng.random() < 0.03
-        training = today + timedelta(days=rng.randrange(-60, -1) if lapsed
-                                     else rng.randrange(30, 700))
-        cert = (today + timedelta(days=rng.randrange(90, 900))
-                if trade in ("架子工", "水电工") else None)
-        out.append(SimWorker(
-            f"W{i + 1:05d}", rng.choice(_SURNAMES) + "".join(rng.sample(_GIVEN, 2)),
-            team, i < len(_TEAMS), sub, trade, Decimal(rng.randrange(lo, hi + 1, 10)),
-            training, cert, id_number(rng)))
+        training = today + timedelta(
+            days=rng.randrange(-60, -1) if lapsed else rng.randrange(30, 700)
+        )
+        cert = (
+            today + timedelta(days=rng.randrange(90, 900))
+            if trade in ("架子工", "水电工")
+            else None
+        )
+        out.append(
+            SimWorker(
+                f"W{i + 1:05d}",
+                rng.choice(_SURNAMES) + "".join(rng.sample(_GIVEN, 2)),
+                team,
+                i < len(_TEAMS),
+                sub,
+                trade,
+                Decimal(rng.randrange(lo, hi + 1, 10)),
+                training,
+                cert,
+                id_number(rng),
+            )
+        )
     return out
 
 
 class _Day:
     """One worker's swipes on one day, with what the rules credit for them."""
 
-    def __init__(self, sim: Simulation, rng: random.Random, worker: str, day: date,
-                 policy: AttendancePolicy, gates: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        sim: Simulation,
+        rng: random.Random,
+        worker: str,
+        day: date,
+        policy: AttendancePolicy,
+        gates: tuple[str, ...],
+    ) -> None:
         self.sim, self.rng, self.worker, self.day = sim, rng, worker, day
         self.policy, self.gates = policy, gates
         self.shift_start, self.shift_end = policy.shift_bounds(day)
@@ -135,8 +167,9 @@ class _Day:
         self.sim.swipes.append(Swipe(ts, self.worker, direction, gate, method))
         if rng.random() < 0.08:  # scanned twice, maybe at the other gate: one swipe
             again = ts + rng.randrange(3_000, 55_000)
-            self.sim.swipes.append(Swipe(again, self.worker, direction, rng.choice(self.gates),
-                                         method))
+            self.sim.swipes.append(
+                Swipe(again, self.worker, direction, rng.choice(self.gates), method)
+            )
             self.story.append("double swipe")
 
     def at(self, hour: float, jitter_min: float) -> int:
@@ -144,8 +177,7 @@ class _Day:
         base = start + round((hour - _hours(self.policy.day_start)) * HOUR)
         return base + round(self.rng.gauss(0, jitter_min) * MINUTE_MS) + self.rng.randrange(1000)
 
-    def work(self, sessions: list[tuple[int, int]], forget_in: bool, forget_out: bool
-             ) -> None:
+    def work(self, sessions: list[tuple[int, int]], forget_in: bool, forget_out: bool) -> None:
         """Swipe through ``sessions``; the first entry or the last exit maybe forgotten."""
         prev_swipe: int | None = None
         for k, (t_in, t_out) in enumerate(sessions):
@@ -178,10 +210,16 @@ def _hours(hhmm: str) -> float:
     return int(h) + int(m) / 60
 
 
-def simulate(workers: list[SimWorker], first: date, days: int, *,
-             policy: AttendancePolicy | None = None, seed: int = 7,
-             gates: tuple[str, ...] = ("GATE01", "GATE02"), visitors_per_day: int = 2
-             ) -> Simulation:
+def simulate(
+    workers: list[SimWorker],
+    first: date,
+    days: int,
+    *,
+    policy: AttendancePolicy | None = None,
+    seed: int = 7,
+    gates: tuple[str, ...] = ("GATE01", "GATE02"),
+    visitors_per_day: int = 2,
+) -> Simulation:
     """``days`` attendance days from ``first``."""
     policy = policy or AttendancePolicy()
     rng = random.Random(seed)
@@ -198,8 +236,14 @@ def simulate(workers: list[SimWorker], first: date, days: int, *,
     return sim
 
 
-def _worker_day(sim: Simulation, rng: random.Random, worker: str, day: date,
-                policy: AttendancePolicy, gates: tuple[str, ...]) -> None:
+def _worker_day(
+    sim: Simulation,
+    rng: random.Random,
+    worker: str,
+    day: date,
+    policy: AttendancePolicy,
+    gates: tuple[str, ...],
+) -> None:
     off = rng.random() < (0.5 if day.weekday() == 6 else 0.07)
     if off:
         return
@@ -229,17 +273,32 @@ def gate_events(sim: Simulation) -> list[contract.AttendanceItem]:
     out = []
     for s in sim.swipes:
         seqs[s.gate] = seqs.get(s.gate, 0) + 1
-        out.append(contract.AttendanceItem(device=s.gate, ts=s.ts, seq=seqs[s.gate],
-                                           worker=s.worker, direction=s.direction,
-                                           method=s.method))
+        out.append(
+            contract.AttendanceItem(
+                device=s.gate,
+                ts=s.ts,
+                seq=seqs[s.gate],
+                worker=s.worker,
+                direction=s.direction,
+                method=s.method,
+            )
+        )
     return out
 
 
-def batches(items: list[contract.AttendanceItem], *, size: int = 200, first_batch: int = 1,
-            sent_ms: int | None = None) -> Iterator[bytes]:
+def batches(
+    items: list[contract.AttendanceItem],
+    *,
+    size: int = 200,
+    first_batch: int = 1,
+    sent_ms: int | None = None,
+) -> Iterator[bytes]:
     """Contract batches of ``size`` items, as a gateway sends them (``batch`` numbered
     from ``first_batch``)."""
     for k, i in enumerate(range(0, len(items), size)):
-        chunk = items[i:i + size]
-        yield contract.encode(contract.AttendanceBatch(
-            v=1, batch=first_batch + k, sent=sent_ms or chunk[-1].ts, items=chunk))
+        chunk = items[i : i + size]
+        yield contract.encode(
+            contract.AttendanceBatch(
+                v=1, batch=first_batch + k, sent=sent_ms or chunk[-1].ts, items=chunk
+            )
+        )

@@ -34,8 +34,12 @@ class FeedOptions:
 
 
 def _body(swipes: list[Swipe]) -> dict[str, object]:
-    return {"events": [{"worker": s.worker, "direction": s.direction, "method": s.method,
-                        "ts": s.ts} for s in swipes]}
+    return {
+        "events": [
+            {"worker": s.worker, "direction": s.direction, "method": s.method, "ts": s.ts}
+            for s in swipes
+        ]
+    }
 
 
 async def _deliver(client: httpx.AsyncClient, opts: FeedOptions, swipes: list[Swipe]) -> int:
@@ -44,11 +48,14 @@ async def _deliver(client: httpx.AsyncClient, opts: FeedOptions, swipes: list[Sw
     for gate in sorted({s.gate for s in swipes}):
         mine = [s for s in swipes if s.gate == gate]
         for i in range(0, len(mine), opts.chunk):
-            part = mine[i:i + opts.chunk]
+            part = mine[i : i + opts.chunk]
             while True:
                 try:
-                    r = await client.post(f"{opts.base_url}/v1/push/{gate}", json=_body(part),
-                                          headers={"Authorization": f"Bearer {opts.tokens[gate]}"})
+                    r = await client.post(
+                        f"{opts.base_url}/v1/push/{gate}",
+                        json=_body(part),
+                        headers={"Authorization": f"Bearer {opts.tokens[gate]}"},
+                    )
                     if r.status_code == 202:
                         sent += len(part)
                         break
@@ -59,17 +66,28 @@ async def _deliver(client: httpx.AsyncClient, opts: FeedOptions, swipes: list[Sw
     return sent
 
 
-def _day(workers: list[SimWorker], day: date, opts: FeedOptions, policy: AttendancePolicy
-         ) -> list[Swipe]:
+def _day(
+    workers: list[SimWorker], day: date, opts: FeedOptions, policy: AttendancePolicy
+) -> list[Swipe]:
     """One attendance day's swipes; the same for the same seed and day."""
-    return simulate(workers, day, 1, policy=policy, seed=opts.seed * 100_003 + day.toordinal(),
-                    gates=tuple(sorted(opts.tokens))).swipes
+    return simulate(
+        workers,
+        day,
+        1,
+        policy=policy,
+        seed=opts.seed * 100_003 + day.toordinal(),
+        gates=tuple(sorted(opts.tokens)),
+    ).swipes
 
 
-async def run_feed(opts: FeedOptions, workers: list[SimWorker], *,
-                   policy: AttendancePolicy | None = None,
-                   now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-                   stop: asyncio.Event | None = None) -> int:
+async def run_feed(
+    opts: FeedOptions,
+    workers: list[SimWorker],
+    *,
+    policy: AttendancePolicy | None = None,
+    now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    stop: asyncio.Event | None = None,
+) -> int:
     """Deliver ``days_back`` past days and today's swipes so far, then (``live``) each
     swipe as it falls due, day after day until ``stop``; returns how many were sent."""
     policy = policy or AttendancePolicy()
@@ -83,7 +101,7 @@ async def run_feed(opts: FeedOptions, workers: list[SimWorker], *,
                 now = now_ms()
                 ready = [s for s in later if s.ts <= now]
                 if ready:
-                    later = later[len(ready):]
+                    later = later[len(ready) :]
                     sent += await _deliver(client, opts, ready)
                 if later and not opts.live:
                     return sent  # what is due is delivered

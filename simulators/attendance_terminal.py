@@ -15,7 +15,7 @@ import httpx
 
 @dataclass
 class Terminal:
-    url: str            # e.g. http://127.0.0.1:8081/v1/push/GATE01
+    url: str  # e.g. http://127.0.0.1:8081/v1/push/GATE01
     token: str
     workers: list[str]
     seed: int = 1
@@ -30,18 +30,24 @@ class Terminal:
             worker = rng.choice(self.workers)
             direction = "out" if worker in inside else "in"
             (inside.discard if direction == "out" else inside.add)(worker)
-            self.outbox.append({"worker": worker, "direction": direction,
-                                "method": rng.choice(["face", "card", "fingerprint"]),
-                                "ts": int(time.time() * 1000)})
+            self.outbox.append(
+                {
+                    "worker": worker,
+                    "direction": direction,
+                    "method": rng.choice(["face", "card", "fingerprint"]),
+                    "ts": int(time.time() * 1000),
+                }
+            )
 
     async def send(self, client: httpx.AsyncClient, batch: int = 20) -> int:
         """Deliver the outbox; what is refused stays for the next try."""
         while self.outbox:
             chunk = self.outbox[:batch]
-            r = await client.post(self.url, json={"events": chunk},
-                                  headers={"Authorization": f"Bearer {self.token}"})
+            r = await client.post(
+                self.url, json={"events": chunk}, headers={"Authorization": f"Bearer {self.token}"}
+            )
             if r.status_code != 202:
                 return r.status_code
-            self.outbox = self.outbox[len(chunk):]
+            self.outbox = self.outbox[len(chunk) :]
             self.accepted += int(r.json()["accepted"])
         return 202

@@ -46,22 +46,37 @@ class Evaluation:
 
     def lines(self) -> list[str]:
         def row(name: str, s: Score) -> str:
-            return (f"{name:<24} precision {s.precision:.3f}  recall {s.recall:.3f}  "
-                    f"(tp {s.true_positives}, fp {s.false_positives}, "
-                    f"fn {s.false_negatives})")
-        return [row("intrusion occurrences", self.intrusion_events),
-                row("intrusion frames", self.intrusion_frames),
-                row("no hard hat occurrences", self.helmet_events),
-                row("no hard hat persons", self.helmet)]
+            return (
+                f"{name:<24} precision {s.precision:.3f}  recall {s.recall:.3f}  "
+                f"(tp {s.true_positives}, fp {s.false_positives}, "
+                f"fn {s.false_negatives})"
+            )
+
+        return [
+            row("intrusion occurrences", self.intrusion_events),
+            row("intrusion frames", self.intrusion_frames),
+            row("no hard hat occurrences", self.helmet_events),
+            row("no hard hat persons", self.helmet),
+        ]
 
 
-def evaluate(scene: Scene, zone: Sequence[Point], *, analysis_fps: float = 2.0,
-             analytics: dict[str, dict[str, Any]] | None = None,
-             on_s: float = 1.0, off_s: float = 3.0) -> Evaluation:
-    options = CameraOptions.model_validate({
-        "source": "synthetic", "zones": [{"name": ZONE, "polygon": list(zone)}],
-        "analytics": analytics if analytics is not None else {"intrusion": {}, "helmet": {}},
-        "events": {"on_s": on_s, "off_s": off_s}})
+def evaluate(
+    scene: Scene,
+    zone: Sequence[Point],
+    *,
+    analysis_fps: float = 2.0,
+    analytics: dict[str, dict[str, Any]] | None = None,
+    on_s: float = 1.0,
+    off_s: float = 3.0,
+) -> Evaluation:
+    options = CameraOptions.model_validate(
+        {
+            "source": "synthetic",
+            "zones": [{"name": ZONE, "polygon": list(zone)}],
+            "analytics": analytics if analytics is not None else {"intrusion": {}, "helmet": {}},
+            "events": {"on_s": on_s, "off_s": off_s},
+        }
+    )
     analysis = build_analysis("CAM-EVAL", options)
     step = max(1, round(scene.fps / analysis_fps))
     found: dict[str, list[Interval]] = {"intrusion": [], "no_helmet": []}
@@ -78,23 +93,27 @@ def evaluate(scene: Scene, zone: Sequence[Point], *, analysis_fps: float = 2.0,
         frames += 1
         inside = scene.inside(i, zone)
         truth = bool(inside)
-        seen = any(o.count for o in outcome.observations
-                   if o.event == "intrusion" and o.zone == ZONE)
+        seen = any(
+            o.count for o in outcome.observations if o.event == "intrusion" and o.zone == ZONE
+        )
         ftp += truth and seen
         ffp += seen and not truth
         ffn += truth and not seen
         visible = scene.visible(i)
         # the helmet analytic watches the zone: only bare heads in it count as missed
-        bare_in_zone += sum(1 for w in visible if not w.helmet and w.id in inside
-                            and i - w.first >= 2 * scene.fps)
+        bare_in_zone += sum(
+            1 for w in visible if not w.helmet and w.id in inside and i - w.first >= 2 * scene.fps
+        )
         for o in outcome.observations:
             if o.event != "no_helmet" or o.zone != ZONE:
                 continue
             for box in o.boxes:
-                match = max(visible, key=lambda w: iou(w.box(i) or (0, 0, 1, 1), box),
-                            default=None)
-                if match is not None and iou(match.box(i) or (0, 0, 1, 1), box) > 0.3 \
-                        and not match.helmet:
+                match = max(visible, key=lambda w: iou(w.box(i) or (0, 0, 1, 1), box), default=None)
+                if (
+                    match is not None
+                    and iou(match.box(i) or (0, 0, 1, 1), box) > 0.3
+                    and not match.helmet
+                ):
                     htp += 1
                     bare_found.add((match.id, i))
                 else:
@@ -113,8 +132,11 @@ def evaluate(scene: Scene, zone: Sequence[Point], *, analysis_fps: float = 2.0,
     helmet = Score(htp, hfp, max(0, bare_in_zone - len(bare_found)))
     # a hat is judged over a few frames: a bare head must be in the zone that much longer
     judged_s = on_s + 3 / analysis_fps
-    return Evaluation(score(occupied(scene, zone, gap_s=off_s), found["intrusion"], min_s=on_s),
-                      Score(ftp, ffp, ffn),
-                      score(occupied(bare, zone, gap_s=off_s), found["no_helmet"],
-                            min_s=judged_s),
-                      helmet, events, frames)
+    return Evaluation(
+        score(occupied(scene, zone, gap_s=off_s), found["intrusion"], min_s=on_s),
+        Score(ftp, ffp, ffn),
+        score(occupied(bare, zone, gap_s=off_s), found["no_helmet"], min_s=judged_s),
+        helmet,
+        events,
+        frames,
+    )

@@ -45,8 +45,10 @@ class Walker:
         if not self.first <= i <= self.last:
             return None
         p = (i - self.first) / max(1, self.last - self.first)
-        return (self.start[0] + (self.end[0] - self.start[0]) * p,
-                self.start[1] + (self.end[1] - self.start[1]) * p)
+        return (
+            self.start[0] + (self.end[0] - self.start[0]) * p,
+            self.start[1] + (self.end[1] - self.start[1]) * p,
+        )
 
     def box(self, i: int) -> tuple[int, int, int, int] | None:
         """(x, y, w, h) around the whole person in frame ``i``."""
@@ -89,8 +91,12 @@ class Scene:
         """Sensor noise, drawn once: frame ``i`` gets noise ``i % 7``, so no two
         consecutive frames are alike, and rendering is not dominated by the draws."""
         rng = np.random.default_rng((self.seed, 99))
-        return [np.rint(rng.standard_normal((self.height, self.width, 3), np.float32)
-                        * self.noise).astype(np.int16) for _ in range(7)]
+        return [
+            np.rint(
+                rng.standard_normal((self.height, self.width, 3), np.float32) * self.noise
+            ).astype(np.int16)
+            for _ in range(7)
+        ]
 
     def frame(self, i: int) -> Frame:
         img = self.ground.copy()
@@ -99,8 +105,9 @@ class Scene:
         for w in sorted(self.walkers, key=lambda w: (w.feet(i) or (0, 0))[1]):
             if w.feet(i) is not None:
                 _person(img, w, i)
-        noisy: np.ndarray[Any, np.dtype[np.int16]] = (img.astype(np.int16)
-                                                     + self.noise_bank[i % len(self.noise_bank)])
+        noisy: np.ndarray[Any, np.dtype[np.int16]] = (
+            img.astype(np.int16) + self.noise_bank[i % len(self.noise_bank)]
+        )
         out: Frame = np.clip(noisy, 0, 255).astype(np.uint8)
         return out
 
@@ -110,17 +117,21 @@ class Scene:
     def inside(self, i: int, zone: Sequence[Point]) -> set[str]:
         """Who has their feet inside ``zone`` in frame ``i`` (the intrusion truth)."""
         poly = np.array(zone, np.float32)
-        return {w.id for w in self.walkers
-                if (f := w.feet(i)) is not None
-                and cv2.pointPolygonTest(poly, (float(f[0]), float(f[1])), False) >= 0}
+        return {
+            w.id
+            for w in self.walkers
+            if (f := w.feet(i)) is not None
+            and cv2.pointPolygonTest(poly, (float(f[0]), float(f[1])), False) >= 0
+        }
 
     def visible(self, i: int) -> list[Walker]:
         return [w for w in self.walkers if w.feet(i) is not None]
 
     def write(self, path: Path) -> Path:
         """The scene as a video file (MJPG in AVI: OpenCV writes and reads it everywhere)."""
-        out = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), self.fps,
-                              (self.width, self.height))
+        out = cv2.VideoWriter(
+            str(path), cv2.VideoWriter.fourcc(*"MJPG"), self.fps, (self.width, self.height)
+        )
         if not out.isOpened():
             raise OSError(f"cannot write video {path}")
         try:
@@ -165,20 +176,37 @@ def _person(img: Frame, w: Walker, i: int) -> None:
     cv2.line(img, (cx + bw // 8, hip_y), (int(cx + bw // 8 + step), foot_y), trousers, leg)
     cv2.rectangle(img, (cx - bw // 4, shoulder_y), (cx + bw // 4, hip_y), w.vest, -1)
     # arms: they swing too, and stay inside the person's box (the truth)
-    cv2.line(img, (cx - bw // 4, shoulder_y + 3), (int(cx - bw * 0.35 + step * 0.3), hip_y),
-             w.vest, max(2, bw // 9))
-    cv2.line(img, (cx + bw // 4, shoulder_y + 3), (int(cx + bw * 0.35 - step * 0.3), hip_y),
-             w.vest, max(2, bw // 9))
+    cv2.line(
+        img,
+        (cx - bw // 4, shoulder_y + 3),
+        (int(cx - bw * 0.35 + step * 0.3), hip_y),
+        w.vest,
+        max(2, bw // 9),
+    )
+    cv2.line(
+        img,
+        (cx + bw // 4, shoulder_y + 3),
+        (int(cx + bw * 0.35 - step * 0.3), hip_y),
+        w.vest,
+        max(2, bw // 9),
+    )
     head = (cx, y + 2 * head_r + 2)
     cv2.circle(img, head, head_r, skin, -1)
     if w.helmet:  # a hard hat: a dome over the head, a brim
-        cv2.ellipse(img, (cx, head[1] - head_r // 3), (head_r + 2, head_r + 1), 0, 180, 360,
-                    w.hat, -1)
-        cv2.line(img, (cx - head_r - 4, head[1] - head_r // 3),
-                 (cx + head_r + 4, head[1] - head_r // 3), w.hat, 2)
+        cv2.ellipse(
+            img, (cx, head[1] - head_r // 3), (head_r + 2, head_r + 1), 0, 180, 360, w.hat, -1
+        )
+        cv2.line(
+            img,
+            (cx - head_r - 4, head[1] - head_r // 3),
+            (cx + head_r + 4, head[1] - head_r // 3),
+            w.hat,
+            2,
+        )
     else:  # dark hair
-        cv2.ellipse(img, (cx, head[1] - head_r // 3), (head_r, head_r - 1), 0, 180, 360,
-                    (30, 30, 35), -1)
+        cv2.ellipse(
+            img, (cx, head[1] - head_r // 3), (head_r, head_r - 1), 0, 180, 360, (30, 30, 35), -1
+        )
 
 
 def _plume(img: Frame, plume: Plume, age: int, seed: int) -> None:
@@ -206,23 +234,23 @@ def site_scene(*, frames: int = 300, seed: int = 1, plume: bool = False) -> Scen
     walkers = (
         Walker("P1", (100, 600), (1150, 560), 0, 160, helmet=True, hat=HAT_COLORS[1]),
         Walker("P2", (1200, 650), (300, 420), 20, 200, helmet=False, vest=(40, 180, 40)),
-        Walker("P3", (640, 700), (700, 300), 60, 260, helmet=True, hat=HAT_COLORS[0],
-               height=150),
-        Walker("P4", (200, 350), (600, 330), 120, 280, helmet=True, hat=HAT_COLORS[3],
-               height=110),
+        Walker("P3", (640, 700), (700, 300), 60, 260, helmet=True, hat=HAT_COLORS[0], height=150),
+        Walker("P4", (200, 350), (600, 330), 120, 280, helmet=True, hat=HAT_COLORS[3], height=110),
         Walker("P5", (1100, 380), (900, 690), 180, 299, helmet=False, vest=(0, 140, 255)),
         Walker("P6", (50, 450), (50, 450), 240, 299, helmet=True, hat=HAT_COLORS[2]),
     )
-    return Scene(frames=frames, walkers=walkers, seed=seed,
-                 plume=Plume((300, 300), 100) if plume else None)
+    return Scene(
+        frames=frames, walkers=walkers, seed=seed, plume=Plume((300, 300), 100) if plume else None
+    )
 
 
 #: the crane's swing area in :func:`site_scene` (pixels), a polygon
 SWING_ZONE: tuple[Point, ...] = ((520, 380), (980, 380), (1060, 700), (440, 700))
 
 
-def random_scene(seed: int, *, frames: int = 600, people: int = 8, fps: float = 10.0,
-                 plume: bool = False) -> Scene:
+def random_scene(
+    seed: int, *, frames: int = 600, people: int = 8, fps: float = 10.0, plume: bool = False
+) -> Scene:
     """A scene of ``people`` walkers with random paths, times and hats (deterministic
     for ``seed``); people further up the picture (further away) are smaller. Used to
     measure the analytics on more than the one standard scene."""
@@ -234,14 +262,26 @@ def random_scene(seed: int, *, frames: int = 600, people: int = 8, fps: float = 
         first = int(rng.integers(0, frames - 80))
         last = min(frames - 1, first + int(rng.integers(60, 240)))
         helmet = bool(rng.random() < 0.7)
-        walkers.append(Walker(
-            f"R{k + 1}", (x0, y0), (x1, y1), first, last,
-            height=int(110 + (min(y0, y1) - 300) * 0.12),
-            helmet=helmet, hat=HAT_COLORS[int(rng.integers(0, len(HAT_COLORS)))],
-            vest=((0, 200, 255), (40, 180, 40), (0, 140, 255))[int(rng.integers(0, 3))]))
-    return Scene(frames=frames, fps=fps, walkers=tuple(walkers), seed=seed,
-                 plume=Plume((float(rng.uniform(200, 1000)), 300.0), frames // 3)
-                 if plume else None)
+        walkers.append(
+            Walker(
+                f"R{k + 1}",
+                (x0, y0),
+                (x1, y1),
+                first,
+                last,
+                height=int(110 + (min(y0, y1) - 300) * 0.12),
+                helmet=helmet,
+                hat=HAT_COLORS[int(rng.integers(0, len(HAT_COLORS)))],
+                vest=((0, 200, 255), (40, 180, 40), (0, 140, 255))[int(rng.integers(0, 3))],
+            )
+        )
+    return Scene(
+        frames=frames,
+        fps=fps,
+        walkers=tuple(walkers),
+        seed=seed,
+        plume=Plume((float(rng.uniform(200, 1000)), 300.0), frames // 3) if plume else None,
+    )
 
 
 Interval = tuple[float, float]
@@ -278,13 +318,19 @@ class Score:
         return self.true_positives / real if real else 1.0
 
 
-def score(truth: Sequence[Interval], found: Sequence[Interval], *, min_s: float = 1.0,
-          slack_s: float = 1.0) -> Score:
+def score(
+    truth: Sequence[Interval],
+    found: Sequence[Interval],
+    *,
+    min_s: float = 1.0,
+    slack_s: float = 1.0,
+) -> Score:
     """Occurrences matched by overlap (with ``slack_s`` at either end for the debounce
     delays). Each true occurrence is found once: a second event over the same one (an
     occurrence split into fragments) is a false positive. A true occurrence shorter
     than ``min_s`` (the debounce's ``on_s``) need not be found, and finding it is no
     false positive either."""
+
     def overlaps(a: Interval, b: Interval) -> bool:
         return a[0] - slack_s <= b[1] and b[0] <= a[1] + slack_s
 

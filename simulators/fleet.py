@@ -23,8 +23,14 @@ from sitewatch.topics import GatewayChannel, gateway_topic
 log = logging.getLogger("sitewatch.simulate")
 
 #: the device mix of a simulated site, cycled: (profile, id prefix)
-SITE_MIX = [("tower_crane", "TC"), ("construction_hoist", "HOIST"), ("environment", "ENV"),
-            ("foundation_pit", "PIT"), ("high_formwork", "HF"), ("electrical", "EL")]
+SITE_MIX = [
+    ("tower_crane", "TC"),
+    ("construction_hoist", "HOIST"),
+    ("environment", "ENV"),
+    ("foundation_pit", "PIT"),
+    ("high_formwork", "HF"),
+    ("electrical", "EL"),
+]
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,11 @@ class ScenarioSpec:
         return cls(ActiveScenario(name, start, duration), site or None, device or None)
 
     def matches(self, site: str, device: str, profile: str) -> bool:
-        return ((self.site is None or self.site == site)
-                and (self.device is None or self.device == device)
-                and self.scenario.applies_to(profile))
+        return (
+            (self.site is None or self.site == site)
+            and (self.device is None or self.device == device)
+            and self.scenario.applies_to(profile)
+        )
 
 
 @dataclass
@@ -89,12 +97,13 @@ def build_fleet(opts: FleetOptions, start: float) -> list[_Gateway]:
             profile, code = SITE_MIX[d % len(SITE_MIX)]
             device = f"{code}{d // len(SITE_MIX) + 1:02d}"
             active = tuple(sp.scenario for sp in specs if sp.matches(site, device, profile))
-            devices.append(SimulatedDevice(profile, device, f"{opts.seed}/{site}", start,
-                                           active))
+            devices.append(SimulatedDevice(profile, device, f"{opts.seed}/{site}", start, active))
         gateways.append(_Gateway(site, "GW01", devices))
-    unmatched = [sp for sp in specs
-                 if not any(sp.matches(g.site, d.device, d.profile)
-                            for g in gateways for d in g.devices)]
+    unmatched = [
+        sp
+        for sp in specs
+        if not any(sp.matches(g.site, d.device, d.profile) for g in gateways for d in g.devices)
+    ]
     if unmatched:
         raise ValueError(f"scenario(s) match no device: {[s.scenario.name for s in unmatched]}")
     return gateways
@@ -105,19 +114,30 @@ async def run_fleet(opts: FleetOptions) -> None:
     gateways = build_fleet(opts, start)
     first = int(start * 1000)
     batch_no = first
-    settings = mqtt.MqttSettings(host=opts.host, port=opts.port, topic_prefix=opts.prefix,
-                                 username=opts.username,
-                                 password=opts.password or None)
+    settings = mqtt.MqttSettings(
+        host=opts.host,
+        port=opts.port,
+        topic_prefix=opts.prefix,
+        username=opts.username,
+        password=opts.password or None,
+    )
     tick = min(1.0, max(0.02, 1.0 / opts.rate))
     published = 0
     async with mqtt.Client(settings, client_id=f"sw-fleet-{first}", max_inflight=1000) as c:
         for g in gateways:
             status = contract.Status(state="online", ts=first, boot=1, agent=__version__)
-            await c.publish(gateway_topic(opts.prefix, g.site, g.gateway,
-                                          GatewayChannel.STATUS),
-                            contract.encode(status), retain=True)
-        log.info("simulating %d sites x %d devices at %.2f readings/s each (%.0f/s in all)",
-                 opts.sites, opts.devices, opts.rate, opts.sites * opts.devices * opts.rate)
+            await c.publish(
+                gateway_topic(opts.prefix, g.site, g.gateway, GatewayChannel.STATUS),
+                contract.encode(status),
+                retain=True,
+            )
+        log.info(
+            "simulating %d sites x %d devices at %.2f readings/s each (%.0f/s in all)",
+            opts.sites,
+            opts.devices,
+            opts.rate,
+            opts.sites * opts.devices * opts.rate,
+        )
         due = 0.0
         next_tick = time.monotonic()
         last_report = time.monotonic()
@@ -134,18 +154,28 @@ async def run_fleet(opts: FleetOptions) -> None:
                             continue
                         seq = g.seq[dev.device] = g.seq.get(dev.device, first) + 1
                         # ticks catching up after a stall fall in one millisecond
-                        ts = g.clock.stamp(dev.device,
-                                           int((now - (n - 1 - k) / opts.rate) * 1000))
-                        g.pending.append(contract.TelemetryItem(
-                            device=dev.device, profile=dev.profile, seq=seq, values=values,
-                            ts=ts))
+                        ts = g.clock.stamp(dev.device, int((now - (n - 1 - k) / opts.rate) * 1000))
+                        g.pending.append(
+                            contract.TelemetryItem(
+                                device=dev.device,
+                                profile=dev.profile,
+                                seq=seq,
+                                values=values,
+                                ts=ts,
+                            )
+                        )
                 while g.pending:
-                    items, g.pending = g.pending[:opts.batch_items], g.pending[opts.batch_items:]
+                    items, g.pending = g.pending[: opts.batch_items], g.pending[opts.batch_items :]
                     batch_no += 1
-                    payload = contract.encode(contract.TelemetryBatchOut(
-                        v=1, batch=batch_no, sent=int(now * 1000), items=items))
-                    c.publish_nowait(gateway_topic(opts.prefix, g.site, g.gateway,
-                                                   GatewayChannel.TELEMETRY), payload)
+                    payload = contract.encode(
+                        contract.TelemetryBatchOut(
+                            v=1, batch=batch_no, sent=int(now * 1000), items=items
+                        )
+                    )
+                    c.publish_nowait(
+                        gateway_topic(opts.prefix, g.site, g.gateway, GatewayChannel.TELEMETRY),
+                        payload,
+                    )
                     published += len(items)
             if time.monotonic() - last_report >= 10:
                 log.info("published %d readings", published)

@@ -76,17 +76,25 @@ def telemetry(opts: HistoryOptions, profiles: ProfileSet, end_ms: int) -> Iterat
     """Status, then readings batch by batch in time order across all sites, then the
     last status of the gateways in ``offline``."""
     start_s = end_ms / 1000 - opts.hours * 3600
-    fleet = build_fleet(FleetOptions(sites=opts.sites, devices=opts.devices,
-                                     scenarios=opts.scenarios, seed=opts.seed), start_s)
+    fleet = build_fleet(
+        FleetOptions(
+            sites=opts.sites, devices=opts.devices, scenarios=opts.scenarios, seed=opts.seed
+        ),
+        start_s,
+    )
     streams: list[_Stream] = []
     for g in fleet:
         health = SimulatedDevice("gateway", g.gateway, f"{opts.seed}/{g.site}", start_s)
         for dev in [*g.devices, health]:
             every = max(opts.step_s, profiles[dev.profile].sample_interval_s)
             streams.append(_Stream(g.site, dev, every))
-        yield Message(gateway_topic(opts.prefix, g.site, g.gateway, GatewayChannel.STATUS),
-                      contract.encode(contract.Status(state="online", ts=int(start_s * 1000),
-                                                      boot=1, agent=__version__)), retain=True)
+        yield Message(
+            gateway_topic(opts.prefix, g.site, g.gateway, GatewayChannel.STATUS),
+            contract.encode(
+                contract.Status(state="online", ts=int(start_s * 1000), boot=1, agent=__version__)
+            ),
+            retain=True,
+        )
     batch = 0
     chunk_s = opts.step_s * max(1, opts.batch_items // max(1, len(streams) // opts.sites))
     t0 = start_s
@@ -101,32 +109,50 @@ def telemetry(opts: HistoryOptions, profiles: ProfileSet, end_ms: int) -> Iterat
                     values = s.device.sample(t)
                     if values is not None:
                         s.seq += 1
-                        items.append(contract.TelemetryItem(
-                            device=s.device.device, profile=s.device.profile, seq=s.seq,
-                            ts=int(t * 1000), values=values))
+                        items.append(
+                            contract.TelemetryItem(
+                                device=s.device.device,
+                                profile=s.device.profile,
+                                seq=s.seq,
+                                ts=int(t * 1000),
+                                values=values,
+                            )
+                        )
                     k += 1
             items.sort(key=lambda i: i.ts)
             for i in range(0, len(items), opts.batch_items):
                 batch += 1
-                part = items[i:i + opts.batch_items]
-                yield Message(gateway_topic(opts.prefix, site, GATEWAY,
-                                            GatewayChannel.TELEMETRY),
-                              contract.encode(contract.TelemetryBatchOut(
-                                  v=1, batch=batch, sent=part[-1].ts, items=part)))
+                part = items[i : i + opts.batch_items]
+                yield Message(
+                    gateway_topic(opts.prefix, site, GATEWAY, GatewayChannel.TELEMETRY),
+                    contract.encode(
+                        contract.TelemetryBatchOut(v=1, batch=batch, sent=part[-1].ts, items=part)
+                    ),
+                )
         t0 = t1
     for site in opts.offline:
-        yield Message(gateway_topic(opts.prefix, site, GATEWAY, GatewayChannel.STATUS),
-                      contract.encode(contract.Status(state="offline", ts=end_ms, boot=1,
-                                                      agent=__version__)), retain=True)
+        yield Message(
+            gateway_topic(opts.prefix, site, GATEWAY, GatewayChannel.STATUS),
+            contract.encode(contract.Status(state="offline", ts=end_ms, boot=1, agent=__version__)),
+            retain=True,
+        )
 
 
 #: the unregistered visitor ``attendance(visitor_at_ms=...)`` lets in
 VISITOR = "VISITOR01"
 
 
-def attendance(prefix: str, site: str, workers: list[SimWorker], *, days: int, end_ms: int,
-               policy: AttendancePolicy | None = None, seed: int = 7,
-               visitor_at_ms: int | None = None) -> Iterator[Message]:
+def attendance(
+    prefix: str,
+    site: str,
+    workers: list[SimWorker],
+    *,
+    days: int,
+    end_ms: int,
+    policy: AttendancePolicy | None = None,
+    seed: int = 7,
+    visitor_at_ms: int | None = None,
+) -> Iterator[Message]:
     """The gate events of the last ``days`` attendance days up to ``end_ms`` (today's
     only as far as they have happened), in contract batches; with ``visitor_at_ms``, an
     unregistered visitor comes in then and is still on site."""
@@ -138,8 +164,7 @@ def attendance(prefix: str, site: str, workers: list[SimWorker], *, days: int, e
         sim.swipes.append(Swipe(visitor_at_ms, VISITOR, "in", "GATE01", "card"))
         sim.swipes.sort(key=lambda s: s.ts)
     for payload in batches(gate_events(sim), sent_ms=end_ms, first_batch=ATTENDANCE_BATCHES):
-        yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.ATTENDANCE),
-                      payload)
+        yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.ATTENDANCE), payload)
 
 
 #: A gateway's batch numbers are one counter across its channels (ingest refuses a
@@ -154,8 +179,9 @@ CAMERA = "CAM01"
 CAMERA_ZONE = "crane-swing"
 
 
-def camera(prefix: str, site: str, *, hours: float, end_ms: int, seed: int = 1,
-           offline_min: float = 0.0) -> Iterator[Message]:
+def camera(
+    prefix: str, site: str, *, hours: float, end_ms: int, seed: int = 1, offline_min: float = 0.0
+) -> Iterator[Message]:
     """A site camera's last ``hours``: its ``camera_status`` each minute (offline for the
     last ``offline_min`` minutes if given), and events as its edge analytics send them —
     intrusions into the crane swing area and bare heads in it (each a start item with a
@@ -171,39 +197,65 @@ def camera(prefix: str, site: str, *, hours: float, end_ms: int, seed: int = 1,
         seq += 1
         online = ts < offline_from
         values: dict[str, float | int | bool | str] = {
-            "online": online, "frozen": False, "covered": False,
-            "fps": round(rng.uniform(1.9, 2.0), 2) if online else 0.0}
+            "online": online,
+            "frozen": False,
+            "covered": False,
+            "fps": round(rng.uniform(1.9, 2.0), 2) if online else 0.0,
+        }
         if online:
             values["people"] = rng.randint(0, 6)
-        statuses.append(contract.TelemetryItem(device=CAMERA, profile="camera_status", ts=ts,
-                                               seq=seq, values=values))
+        statuses.append(
+            contract.TelemetryItem(
+                device=CAMERA, profile="camera_status", ts=ts, seq=seq, values=values
+            )
+        )
     for k in range(0, len(statuses), 200):
-        part = statuses[k:k + 200]
-        yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.TELEMETRY),
-                      contract.encode(contract.TelemetryBatchOut(
-                          v=1, batch=CAMERA_STATUS_BATCHES + k // 200, sent=part[-1].ts,
-                          items=part)))
+        part = statuses[k : k + 200]
+        yield Message(
+            gateway_topic(prefix, site, GATEWAY, GatewayChannel.TELEMETRY),
+            contract.encode(
+                contract.TelemetryBatchOut(
+                    v=1, batch=CAMERA_STATUS_BATCHES + k // 200, sent=part[-1].ts, items=part
+                )
+            ),
+        )
 
     scene, zone = site_scene(frames=300, plume=True), Zone(CAMERA_ZONE, SWING_ZONE)
     items: list[contract.CameraItem] = []
     seq = 0
 
-    def item(ts: int, event: CameraEvent, count: int, zone_name: str | None,
-             frame: int | None = None) -> contract.CameraItem:
+    def item(
+        ts: int, event: CameraEvent, count: int, zone_name: str | None, frame: int | None = None
+    ) -> contract.CameraItem:
         nonlocal seq
         seq += 1
         snapshot: str | msgspec.UnsetType = msgspec.UNSET
         if frame is not None:
-            ev = Event(event, zone_name, count, ts / 1000, 0.8, "classical",
-                       Observation(event, zone_name, count, 0.8))
-            jpeg, snapshot = encode(draw(scene.frame(frame), ev, [zone], CAMERA),
-                                    SnapshotConfig(max_width=640, quality=70))
+            ev = Event(
+                event,
+                zone_name,
+                count,
+                ts / 1000,
+                0.8,
+                "classical",
+                Observation(event, zone_name, count, 0.8),
+            )
+            jpeg, snapshot = encode(
+                draw(scene.frame(frame), ev, [zone], CAMERA),
+                SnapshotConfig(max_width=640, quality=70),
+            )
             snaps.append(Message(snapshot_topic(prefix, site, GATEWAY, snapshot), jpeg))
         return contract.CameraItem(
-            device=CAMERA, ts=ts, seq=seq, event=event, count=count, snapshot=snapshot,
+            device=CAMERA,
+            ts=ts,
+            seq=seq,
+            event=event,
+            count=count,
+            snapshot=snapshot,
             zone=zone_name if zone_name is not None else msgspec.UNSET,
             confidence=0.8 if count else msgspec.UNSET,
-            method="classical" if count else msgspec.UNSET)
+            method="classical" if count else msgspec.UNSET,
+        )
 
     snaps: list[Message] = []
     live_until = min(offline_from, end_ms)
@@ -227,8 +279,12 @@ def camera(prefix: str, site: str, *, hours: float, end_ms: int, seed: int = 1,
     items.sort(key=lambda i: i.ts)
     yield from snaps  # each before the batch that names it, as the agent sends them
     for k in range(0, len(items), 200):
-        events = items[k:k + 200]
-        yield Message(gateway_topic(prefix, site, GATEWAY, GatewayChannel.CAMERA),
-                      contract.encode(contract.CameraBatch(v=1, batch=CAMERA_BATCHES + k // 200,
-                                                           sent=events[-1].ts,
-                                                           items=events)))
+        events = items[k : k + 200]
+        yield Message(
+            gateway_topic(prefix, site, GATEWAY, GatewayChannel.CAMERA),
+            contract.encode(
+                contract.CameraBatch(
+                    v=1, batch=CAMERA_BATCHES + k // 200, sent=events[-1].ts, items=events
+                )
+            ),
+        )

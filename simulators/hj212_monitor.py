@@ -16,9 +16,17 @@ from sitewatch.edge import hj212
 from sitewatch.simulators.signals import Environment, SiteClock
 
 #: environment field -> factor code the monitor uses
-FACTORS = {"pm25": "a34004", "pm10": "a34002", "tsp": "a34001", "noise_dba": "LA",
-           "temp_c": "a01001", "rh_pct": "a01002", "pressure_kpa": "a01006",
-           "wind_ms": "a01007", "wind_dir_deg": "a01008"}
+FACTORS = {
+    "pm25": "a34004",
+    "pm10": "a34002",
+    "tsp": "a34001",
+    "noise_dba": "LA",
+    "temp_c": "a01001",
+    "rh_pct": "a01002",
+    "pressure_kpa": "a01006",
+    "wind_ms": "a01007",
+    "wind_dir_deg": "a01008",
+}
 
 
 @dataclass
@@ -28,9 +36,19 @@ class MonitorStats:
     resent: int = 0
 
 
-async def run_monitor(host: str, port: int, *, mn: str, pw: str = "123456", count: int = 10,
-                      interval_s: float = 1.0, seed: int = 1, ack_timeout_s: float = 5.0,
-                      utc_offset_h: float = 8.0, st: str = "39") -> MonitorStats:
+async def run_monitor(
+    host: str,
+    port: int,
+    *,
+    mn: str,
+    pw: str = "123456",
+    count: int = 10,
+    interval_s: float = 1.0,
+    seed: int = 1,
+    ack_timeout_s: float = 5.0,
+    utc_offset_h: float = 8.0,
+    st: str = "39",
+) -> MonitorStats:
     import random
 
     model = Environment(random.Random(seed), SiteClock(utc_offset_h=utc_offset_h))
@@ -43,9 +61,14 @@ async def run_monitor(host: str, port: int, *, mn: str, pw: str = "123456", coun
             now = dt.datetime.fromtimestamp(time.time(), tz) + dt.timedelta(seconds=i)
             values = model.sample(now.timestamp())
             frame = hj212.data_frame(
-                qn=now.strftime("%Y%m%d%H%M%S") + f"{i % 1000:03d}", st=st, pw=pw, mn=mn,
-                flag=5, data_time=now.strftime("%Y%m%d%H%M%S"),
-                factors={FACTORS[k]: float(v) for k, v in values.items() if k in FACTORS})
+                qn=now.strftime("%Y%m%d%H%M%S") + f"{i % 1000:03d}",
+                st=st,
+                pw=pw,
+                mn=mn,
+                flag=5,
+                data_time=now.strftime("%Y%m%d%H%M%S"),
+                factors={FACTORS[k]: float(v) for k, v in values.items() if k in FACTORS},
+            )
             while True:
                 writer.write(frame)
                 await writer.drain()

@@ -22,9 +22,16 @@ REGISTERS = 512
 
 
 class ModbusDevice:
-    def __init__(self, profile: Profile, *, host: str = "127.0.0.1", port: int = 5020,
-                 unit: int = 1, seed: int = 1,
-                 registers: dict[str, ModbusRegister] | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 5020,
+        unit: int = 1,
+        seed: int = 1,
+        registers: dict[str, ModbusRegister] | None = None,
+    ) -> None:
         self.profile = profile
         self.registers = registers or (profile.modbus.registers if profile.modbus else {})
         if not self.registers:
@@ -32,8 +39,9 @@ class ModbusDevice:
         self.table = profile.modbus.table if profile.modbus else "holding"
         self.unit = unit
         # one shared block: holding and input registers read the same cells
-        device = SimDevice(id=unit, simdata=[
-            SimData(0, values=[0] * REGISTERS, datatype=DataType.REGISTERS)])
+        device = SimDevice(
+            id=unit, simdata=[SimData(0, values=[0] * REGISTERS, datatype=DataType.REGISTERS)]
+        )
         self.server = ModbusTcpServer(device, address=(host, port))
         self.model = signal_for(profile.profile, seed)
 
@@ -45,8 +53,9 @@ class ModbusDevice:
         """Put ``values`` into the registers (fields without a register are ignored)."""
         for name, spec in self.registers.items():
             if name in values:
-                await self.set_registers(spec.address,
-                                         modbus_registers.encode(float(values[name]), spec))
+                await self.set_registers(
+                    spec.address, modbus_registers.encode(float(values[name]), spec)
+                )
 
     async def run(self, interval_s: float = 1.0, *, live: bool = True) -> None:
         """Serve; with ``live``, refresh the registers from the signal model."""

@@ -19,8 +19,12 @@ Effect = Callable[[Values, float], Values | None]
 def _crane_overload(v: Values, p: float) -> Values:
     # ramps to 115 % of rated load and moment
     pct = 85.0 + 30.0 * min(1.0, p * 2)
-    return {**v, "load_pct": round(pct, 2), "moment_pct": round(pct * 0.97, 2),
-            "load_t": round(8.0 * pct / 100, 3)}
+    return {
+        **v,
+        "load_pct": round(pct, 2),
+        "moment_pct": round(pct * 0.97, 2),
+        "load_t": round(8.0 * pct / 100, 3),
+    }
 
 
 def _high_wind(v: Values, p: float) -> Values:
@@ -43,8 +47,11 @@ def _pit_trend(v: Values, p: float) -> Values:
 
 def _formwork_settlement(v: Values, p: float) -> Values:
     # settlement ramps to 10 mm (alarm at 8) and the support leans with it
-    return {**v, "settlement_mm": round(1.5 + 8.5 * p, 3),
-            "displacement_mm": round(float(v.get("displacement_mm", 2.0)) + 8.0 * p, 3)}
+    return {
+        **v,
+        "settlement_mm": round(1.5 + 8.5 * p, 3),
+        "displacement_mm": round(float(v.get("displacement_mm", 2.0)) + 8.0 * p, 3),
+    }
 
 
 def _door_open_moving(v: Values, p: float) -> Values:
@@ -68,22 +75,32 @@ class ScenarioKind:
 
 #: Every scenario in one visible place.
 SCENARIOS: dict[str, ScenarioKind] = {
-    "crane_overload": ScenarioKind(frozenset({"tower_crane"}), _crane_overload,
-                                   "load and moment ramp to 115 % of rated"),
-    "high_wind": ScenarioKind(frozenset({"tower_crane", "environment"}), _high_wind,
-                              "wind 13.5 m/s (above Beaufort 6)"),
-    "dust_spike": ScenarioKind(frozenset({"environment"}), _dust_spike,
-                               "PM10 260 µg/m³, TSP 1.2 mg/m³"),
-    "night_noise": ScenarioKind(frozenset({"environment"}), _night_noise,
-                                "74 dB(A) (above the 55 dB(A) night limit)"),
-    "pit_displacement_trend": ScenarioKind(frozenset({"foundation_pit"}), _pit_trend,
-                                           "wall-top displacement grows by 30 mm"),
-    "formwork_settlement": ScenarioKind(frozenset({"high_formwork"}), _formwork_settlement,
-                                        "settlement ramps to 10 mm, displacement by 8 mm"),
-    "hoist_door_open": ScenarioKind(frozenset({"construction_hoist"}), _door_open_moving,
-                                    "cage moves with its door open"),
-    "residual_current": ScenarioKind(frozenset({"electrical"}), _residual_current,
-                                     "residual current 420 mA"),
+    "crane_overload": ScenarioKind(
+        frozenset({"tower_crane"}), _crane_overload, "load and moment ramp to 115 % of rated"
+    ),
+    "high_wind": ScenarioKind(
+        frozenset({"tower_crane", "environment"}), _high_wind, "wind 13.5 m/s (above Beaufort 6)"
+    ),
+    "dust_spike": ScenarioKind(
+        frozenset({"environment"}), _dust_spike, "PM10 260 µg/m³, TSP 1.2 mg/m³"
+    ),
+    "night_noise": ScenarioKind(
+        frozenset({"environment"}), _night_noise, "74 dB(A) (above the 55 dB(A) night limit)"
+    ),
+    "pit_displacement_trend": ScenarioKind(
+        frozenset({"foundation_pit"}), _pit_trend, "wall-top displacement grows by 30 mm"
+    ),
+    "formwork_settlement": ScenarioKind(
+        frozenset({"high_formwork"}),
+        _formwork_settlement,
+        "settlement ramps to 10 mm, displacement by 8 mm",
+    ),
+    "hoist_door_open": ScenarioKind(
+        frozenset({"construction_hoist"}), _door_open_moving, "cage moves with its door open"
+    ),
+    "residual_current": ScenarioKind(
+        frozenset({"electrical"}), _residual_current, "residual current 420 mA"
+    ),
     "device_silent": ScenarioKind(frozenset(), _silent, "the device stops reporting"),
 }
 
@@ -116,15 +133,23 @@ class ActiveScenario:
 class SimulatedDevice:
     """A signal model with its scenarios, sampled by wall-clock time."""
 
-    def __init__(self, profile: str, device: str, seed: int | str, start: float,
-                 scenarios: tuple[ActiveScenario, ...] = (), utc_offset_h: float = 8.0) -> None:
+    def __init__(
+        self,
+        profile: str,
+        device: str,
+        seed: int | str,
+        start: float,
+        scenarios: tuple[ActiveScenario, ...] = (),
+        utc_offset_h: float = 8.0,
+    ) -> None:
         from sitewatch.simulators.signals import SiteClock, signal_for
 
         self.profile = profile
         self.device = device
         self.start = start
-        self.signal = signal_for(profile, f"{seed}/{device}", start,
-                                 SiteClock(utc_offset_h=utc_offset_h))
+        self.signal = signal_for(
+            profile, f"{seed}/{device}", start, SiteClock(utc_offset_h=utc_offset_h)
+        )
         bad = [s.name for s in scenarios if not s.applies_to(profile)]
         if bad:
             raise ValueError(f"scenario(s) {bad} do not apply to profile {profile!r}")

@@ -186,9 +186,16 @@ class Gateway:
     rng: random.Random
 
     def sample(self, t: float) -> Values:
-        return {"cpu_pct": round(_clip(15 + self.rng.gauss(0, 3), 0, 100), 1),
-                "disk_free_pct": 72.0, "queued": 0, "oldest_unsent_s": 0.0,
-                "spool_used_pct": 0.0, "dropped": 0, "send_rate": 1.0, "link": "online"}
+        return {
+            "cpu_pct": round(_clip(15 + self.rng.gauss(0, 3), 0, 100), 1),
+            "disk_free_pct": 72.0,
+            "queued": 0,
+            "oldest_unsent_s": 0.0,
+            "spool_used_pct": 0.0,
+            "dropped": 0,
+            "send_rate": 1.0,
+            "link": "online",
+        }
 
 
 @dataclass
@@ -200,9 +207,12 @@ class AttendanceGate:
 
     def sample(self, t: float) -> Values:
         inside = self.rng.randint(120, 200) if self.clock.working(t) else self.rng.randint(0, 5)
-        return {"workers_inside": inside,
-                "temp_c": round(_clip(25 + 8 * self.clock.daylight(t)
-                                      + self.rng.gauss(0, 0.3), -39, 84), 2)}
+        return {
+            "workers_inside": inside,
+            "temp_c": round(
+                _clip(25 + 8 * self.clock.daylight(t) + self.rng.gauss(0, 0.3), -39, 84), 2
+            ),
+        }
 
 
 @dataclass
@@ -216,9 +226,13 @@ class CameraStatus:
     def sample(self, t: float) -> Values:
         online = self.rng.random() > 0.01
         people = self.rng.randint(2, 12) if self.clock.working(t) else 0
-        return {"online": online, "frozen": False, "covered": False,
-                "fps": round(_clip(2.0 + self.rng.gauss(0, 0.05), 0, 30), 2) if online else 0.0,
-                "people": people if online else 0}
+        return {
+            "online": online,
+            "frozen": False,
+            "covered": False,
+            "fps": round(_clip(2.0 + self.rng.gauss(0, 0.05), 0, 30), 2) if online else 0.0,
+            "people": people if online else 0,
+        }
 
 
 SignalFactory = Callable[[random.Random, float, SiteClock], SignalModel]
@@ -237,8 +251,9 @@ SIGNALS: dict[str, SignalFactory] = {
 }
 
 
-def signal_for(profile: str, seed: int | str, start: float = 0.0,
-               clock: SiteClock | None = None) -> SignalModel:
+def signal_for(
+    profile: str, seed: int | str, start: float = 0.0, clock: SiteClock | None = None
+) -> SignalModel:
     try:
         factory = SIGNALS[profile]
     except KeyError:

@@ -43,14 +43,14 @@ class Role(StrEnum):
 
 
 class Scope(StrEnum):
-    READ = "read"                      # sites, devices, readings, alerts, snapshots
-    ALERTS_ACK = "alerts:ack"          # acknowledge alerts at site level
+    READ = "read"  # sites, devices, readings, alerts, snapshots
+    ALERTS_ACK = "alerts:ack"  # acknowledge alerts at site level
     ALERTS_ACK_COUNTY = "alerts:ack_county"  # acknowledge alerts escalated to the county
     ALERTS_RESOLVE = "alerts:resolve"
     SNAPSHOTS_WRITE = "snapshots:write"
     DEADLETTERS_READ = "deadletters:read"
-    WORKERS_WRITE = "workers:write"    # the worker registry and the attendance policy
-    ADMIN = "admin"                    # provisioning: sites, gateways, devices, accounts
+    WORKERS_WRITE = "workers:write"  # the worker registry and the attendance policy
+    ADMIN = "admin"  # provisioning: sites, gateways, devices, accounts
 
 
 SCOPE_HELP: dict[str, str] = {
@@ -60,17 +60,24 @@ SCOPE_HELP: dict[str, str] = {
     Scope.ALERTS_RESOLVE: "resolve alerts by hand",
     Scope.SNAPSHOTS_WRITE: "upload photos",
     Scope.DEADLETTERS_READ: "browse the dead-letter store",
-    Scope.WORKERS_WRITE: "register workers (one or an import) and set a site's attendance "
-                         "policy",
+    Scope.WORKERS_WRITE: "register workers (one or an import) and set a site's attendance policy",
     Scope.ADMIN: "provision sites, gateways, devices and accounts",
 }
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.VIEWER: frozenset({Scope.READ}),
-    Role.SITE_OFFICER: frozenset({Scope.READ, Scope.ALERTS_ACK, Scope.ALERTS_RESOLVE,
-                                  Scope.SNAPSHOTS_WRITE, Scope.WORKERS_WRITE}),
-    Role.COUNTY_SUPERVISOR: frozenset({Scope.READ, Scope.ALERTS_ACK_COUNTY,
-                                       Scope.DEADLETTERS_READ}),
+    Role.SITE_OFFICER: frozenset(
+        {
+            Scope.READ,
+            Scope.ALERTS_ACK,
+            Scope.ALERTS_RESOLVE,
+            Scope.SNAPSHOTS_WRITE,
+            Scope.WORKERS_WRITE,
+        }
+    ),
+    Role.COUNTY_SUPERVISOR: frozenset(
+        {Scope.READ, Scope.ALERTS_ACK_COUNTY, Scope.DEADLETTERS_READ}
+    ),
     Role.ADMIN: frozenset(Scope),
     #: what a gateway's vendor needs: its own dead letters (filtered to the gateway)
     Role.VENDOR: frozenset({Scope.DEADLETTERS_READ}),
@@ -109,8 +116,7 @@ class ApiKeyGatewayRow(Base):
 
     __tablename__ = "api_key_gateways"
 
-    key_id: Mapped[str] = mapped_column(String(16), ForeignKey("api_keys.id"),
-                                        primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), ForeignKey("api_keys.id"), primary_key=True)
     site: Mapped[str] = mapped_column(String(64))
     gateway: Mapped[str] = mapped_column(String(64))
 
@@ -127,7 +133,7 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 class Principal:
     """Who is calling: a user or an API key, with the scopes this request carries."""
 
-    name: str            # "user:alice" or "key:ab12cd34"
+    name: str  # "user:alice" or "key:ab12cd34"
     role: Role
     scopes: frozenset[Scope]
     sites: frozenset[str]
@@ -173,8 +179,9 @@ def _check_role(role: str, sites: Collection[str]) -> Role:
 
 def _check_vendor(s: Session, sites: Collection[str], gateway: str | None) -> None:
     if len(set(sites)) != 1 or not gateway:
-        raise AccountError("a vendor key is bound to one gateway: give one --site and "
-                           "its --gateway")
+        raise AccountError(
+            "a vendor key is bound to one gateway: give one --site and its --gateway"
+        )
     from sitewatch.registry import GatewayRow
 
     site = next(iter(sites))
@@ -182,17 +189,26 @@ def _check_vendor(s: Session, sites: Collection[str], gateway: str | None) -> No
         raise AccountError(f"no gateway {gateway} at site {site}; provision it first")
 
 
-def add_user(s: Session, username: str, password: str, role: str,
-             sites: Collection[str] = ()) -> UserRow:
+def add_user(
+    s: Session, username: str, password: str, role: str, sites: Collection[str] = ()
+) -> UserRow:
     if _check_role(role, sites) is Role.VENDOR:
-        raise AccountError("a vendor account is an API key bound to a gateway: "
-                           "add-key NAME --role vendor --site S --gateway G")
+        raise AccountError(
+            "a vendor account is an API key bound to a gateway: "
+            "add-key NAME --role vendor --site S --gateway G"
+        )
     if len(password) < 12:
         raise AccountError("a password needs at least 12 characters")
     if s.get(UserRow, username) is not None:
         raise AccountError(f"user {username!r} exists")
-    row = UserRow(username=username, password_hash=hash_password(password), role=role,
-                  sites=sorted(set(sites)), disabled=False, created_at=int(time.time()))
+    row = UserRow(
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        sites=sorted(set(sites)),
+        disabled=False,
+        created_at=int(time.time()),
+    )
     s.add(row)
     return row
 
@@ -207,8 +223,9 @@ def authenticate(s: Session, username: str, password: str) -> UserRow | None:
     return row
 
 
-def add_api_key(s: Session, name: str, role: str, sites: Collection[str] = (),
-                gateway: str | None = None) -> tuple[ApiKeyRow, str]:
+def add_api_key(
+    s: Session, name: str, role: str, sites: Collection[str] = (), gateway: str | None = None
+) -> tuple[ApiKeyRow, str]:
     """A new key; the returned secret is shown once and never stored. A ``vendor`` key
     is bound to ``gateway`` of its one site, which must be provisioned."""
     r = _check_role(role, sites)
@@ -218,9 +235,15 @@ def add_api_key(s: Session, name: str, role: str, sites: Collection[str] = (),
         raise AccountError("only a vendor key is bound to a gateway")
     key_id = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
-    row = ApiKeyRow(id=key_id, name=name, role=role, sites=sorted(set(sites)),
-                    secret_sha256=hashlib.sha256(secret.encode()).hexdigest(), revoked=False,
-                    created_at=int(time.time()))
+    row = ApiKeyRow(
+        id=key_id,
+        name=name,
+        role=role,
+        sites=sorted(set(sites)),
+        secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
+        revoked=False,
+        created_at=int(time.time()),
+    )
     s.add(row)
     if r is Role.VENDOR:
         assert gateway is not None
@@ -255,9 +278,14 @@ def list_api_keys(s: Session) -> list[ApiKeyRow]:
     return list(s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)))
 
 
-def principal_for(kind: str, name: str, role: str, sites: Collection[str],
-                  scopes: Collection[str] | None = None,
-                  gateway: str | None = None) -> Principal:
+def principal_for(
+    kind: str,
+    name: str,
+    role: str,
+    sites: Collection[str],
+    scopes: Collection[str] | None = None,
+    gateway: str | None = None,
+) -> Principal:
     """The principal for an account; ``scopes`` (asked for) narrowed to the role's. A
     vendor without its gateway binding gets no scope at all."""
     r = Role(role)
@@ -267,4 +295,3 @@ def principal_for(kind: str, name: str, role: str, sites: Collection[str],
     if r is Role.VENDOR and gateway is None:
         granted = frozenset()
     return Principal(f"{kind}:{name}", r, granted, frozenset(sites), gateway)
-

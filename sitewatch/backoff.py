@@ -9,8 +9,9 @@ class Backoff:
     """Delays grow ``base_s * 2**n`` up to ``cap_s``; each is drawn from [d/2, d] so that
     many gateways that lost the broker together do not all come back at once."""
 
-    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, base_s: float = 0.5, cap_s: float = 30.0, rng: random.Random | None = None
+    ) -> None:
         if base_s <= 0 or cap_s < base_s:
             raise ValueError("need 0 < base_s <= cap_s")
         self.base_s, self.cap_s, self.attempt = base_s, cap_s, 0

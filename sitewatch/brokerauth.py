@@ -92,31 +92,37 @@ class Account:
         except ValueError:
             raise BrokerAuthError(
                 f"account {self.username!r}: unknown role {self.role!r} "
-                f"(one of {', '.join(r.value for r in Role)})") from None
+                f"(one of {', '.join(r.value for r in Role)})"
+            ) from None
         if role is not self.role:
             object.__setattr__(self, "role", role)
         if not _HASH_RE.fullmatch(self.password_hash):
             raise BrokerAuthError(
                 f"account {self.username!r}: password_hash is not a Mosquitto $7$ hash "
-                f"(make one with hash_password, `sitewatch broker hash` or mosquitto_passwd)")
+                f"(make one with hash_password, `sitewatch broker hash` or mosquitto_passwd)"
+            )
         if role is Role.GATEWAY:
             if self.site is None or self.gateway is None:
                 raise BrokerAuthError(
-                    f"account {self.username!r}: a gateway account needs site and gateway")
+                    f"account {self.username!r}: a gateway account needs site and gateway"
+                )
             expected = gateway_username(self.site, self.gateway)
             if self.username != expected:
                 raise BrokerAuthError(
                     f"account {self.username!r}: the account of gateway {self.gateway} of "
-                    f"site {self.site} is named {expected!r}")
+                    f"site {self.site} is named {expected!r}"
+                )
             return
         _check_name("username", self.username)
         if self.gateway is not None:
             raise BrokerAuthError(
-                f"account {self.username!r}: only a gateway account names a gateway")
+                f"account {self.username!r}: only a gateway account names a gateway"
+            )
         if self.site is not None:
             if role is not Role.MONITOR:
                 raise BrokerAuthError(
-                    f"account {self.username!r}: only gateway and monitor accounts name a site")
+                    f"account {self.username!r}: only gateway and monitor accounts name a site"
+                )
             _check_name("site", self.site)
 
 
@@ -137,8 +143,9 @@ def new_password(nbytes: int = 24) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-def hash_password(password: str, *, salt: bytes | None = None,
-                  iterations: int = DEFAULT_ITERATIONS) -> str:
+def hash_password(
+    password: str, *, salt: bytes | None = None, iterations: int = DEFAULT_ITERATIONS
+) -> str:
     """``$7$iterations$salt$hash``: PBKDF2-HMAC-SHA512 of the UTF-8 password, 64 bytes,
     salt and hash in padded base64 - the line ``mosquitto_passwd`` 2.0 writes after the
     ``user:``. Mosquitto 2.0 reads only 12-byte salts."""
@@ -160,19 +167,22 @@ def verify_password(password: str, password_hash: str) -> bool:
     if not password or _HASH_RE.fullmatch(password_hash) is None:
         return False
     _, _, iterations, salt, _ = password_hash.split("$")
-    candidate = hash_password(password, salt=base64.b64decode(salt),
-                              iterations=int(iterations))
+    candidate = hash_password(password, salt=base64.b64decode(salt), iterations=int(iterations))
     return secrets.compare_digest(candidate, password_hash)
 
 
 def check_acl_prefix(prefix: str) -> str:
     """The topic prefix, if it can go into ACL topic rules as it is."""
     levels = prefix.split("/")
-    if not prefix or prefix.startswith("$") or any(
-            not _PREFIX_LEVEL_RE.fullmatch(level) for level in levels):
+    if (
+        not prefix
+        or prefix.startswith("$")
+        or any(not _PREFIX_LEVEL_RE.fullmatch(level) for level in levels)
+    ):
         raise BrokerAuthError(
             f"invalid topic prefix {prefix!r}: '/'-separated levels of A-Z a-z 0-9 _ - . "
-            "(no empty level, no wildcard, no space, no leading '$')")
+            "(no empty level, no wildcard, no space, no leading '$')"
+        )
     return prefix
 
 
@@ -273,8 +283,13 @@ class BrokerFiles:
     acl_file: Path
 
 
-def write_broker_files(directory: Path, prefix: str, accounts: Iterable[Account], *,
-                       owner: tuple[int, int] | None = None) -> BrokerFiles:
+def write_broker_files(
+    directory: Path,
+    prefix: str,
+    accounts: Iterable[Account],
+    *,
+    owner: tuple[int, int] | None = None,
+) -> BrokerFiles:
     """Write ``passwd`` and ``acl`` into ``directory``, each atomically (a temporary file
     in the same folder, fsynced, then renamed over the old one), both mode 0600.
 
@@ -357,8 +372,9 @@ class AccountsFile(BaseModel):
     accounts: list[AccountEntry]
 
 
-def load_accounts(data: Any, environ: Mapping[str, str], *, source: str = "accounts file"
-                  ) -> tuple[str, list[Account]]:
+def load_accounts(
+    data: Any, environ: Mapping[str, str], *, source: str = "accounts file"
+) -> tuple[str, list[Account]]:
     """The prefix and accounts of a parsed accounts file (YAML), passwords taken from
     ``environ``. Every problem is reported with the entry it is in."""
     try:
@@ -366,7 +382,8 @@ def load_accounts(data: Any, environ: Mapping[str, str], *, source: str = "accou
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors())
+            for e in exc.errors()
+        )
         raise BrokerAuthError(f"{source}: {problems}") from None
     accounts: list[Account] = []
     for i, entry in enumerate(parsed.accounts):
@@ -391,7 +408,8 @@ def _account_of(entry: AccountEntry, environ: Mapping[str, str]) -> Account:
         password = environ.get(entry.password_env, "")
         if not password:
             raise BrokerAuthError(
-                f"{username}: environment variable {entry.password_env} is not set or empty")
+                f"{username}: environment variable {entry.password_env} is not set or empty"
+            )
         password_hash = hash_password(password)
     else:
         assert entry.password_hash is not None

@@ -32,33 +32,55 @@ ACTIONS = ("files", "hash", "rotate", "revoke")
 
 
 def add_arguments(br: argparse.ArgumentParser) -> None:
-    br.add_argument("action", choices=ACTIONS,
-                    help="files: write passwd and acl into --dir from --accounts (passwords "
-                         "from the environment variables it names) and, with "
-                         "--database-url, every gateway of the database; hash: a password "
-                         "from stdin as a Mosquitto $7$ hash, for the accounts file; "
-                         "rotate SITE GATEWAY: a new MQTT password for a gateway (printed "
-                         "once), then the files; revoke SITE GATEWAY: take its account out, "
-                         "then the files (both need --database-url)")
+    br.add_argument(
+        "action",
+        choices=ACTIONS,
+        help="files: write passwd and acl into --dir from --accounts (passwords "
+        "from the environment variables it names) and, with "
+        "--database-url, every gateway of the database; hash: a password "
+        "from stdin as a Mosquitto $7$ hash, for the accounts file; "
+        "rotate SITE GATEWAY: a new MQTT password for a gateway (printed "
+        "once), then the files; revoke SITE GATEWAY: take its account out, "
+        "then the files (both need --database-url)",
+    )
     br.add_argument("site", nargs="?", default=None, help="rotate, revoke: the site")
     br.add_argument("gateway", nargs="?", default=None, help="rotate, revoke: the gateway")
-    br.add_argument("--accounts", type=Path, default=Path("accounts.yaml"),
-                    help="YAML: prefix and accounts (role, username or site/gateway, "
-                         "password_env or password_hash)")
-    br.add_argument("--dir", type=Path, default=Path("."),
-                    help="where to write passwd and acl (Mosquitto's password_file, acl_file)")
+    br.add_argument(
+        "--accounts",
+        type=Path,
+        default=Path("accounts.yaml"),
+        help="YAML: prefix and accounts (role, username or site/gateway, "
+        "password_env or password_hash)",
+    )
+    br.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("."),
+        help="where to write passwd and acl (Mosquitto's password_file, acl_file)",
+    )
     br.add_argument("--prefix", default=None, help="topic prefix; default: the file's")
-    br.add_argument("--database-url", default=None,
-                    help="the database that keeps every gateway's credential (the API's); "
-                         "the accounts file's gateways are imported into it")
-    br.add_argument("--owner", default=None,
-                    help="USER[:GROUP] to own the files: the user Mosquitto runs as "
-                         "(it reads them again on SIGHUP); needs root")
-    br.add_argument("--pid-file", type=Path, default=None,
-                    help="the broker's pid file: send it SIGHUP after writing, so the change "
-                         "is in force (revoked gateways disconnected) at once")
-    br.add_argument("--by", default=None,
-                    help="who makes the change, for the record (default: cli:$USER)")
+    br.add_argument(
+        "--database-url",
+        default=None,
+        help="the database that keeps every gateway's credential (the API's); "
+        "the accounts file's gateways are imported into it",
+    )
+    br.add_argument(
+        "--owner",
+        default=None,
+        help="USER[:GROUP] to own the files: the user Mosquitto runs as "
+        "(it reads them again on SIGHUP); needs root",
+    )
+    br.add_argument(
+        "--pid-file",
+        type=Path,
+        default=None,
+        help="the broker's pid file: send it SIGHUP after writing, so the change "
+        "is in force (revoked gateways disconnected) at once",
+    )
+    br.add_argument(
+        "--by", default=None, help="who makes the change, for the record (default: cli:$USER)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,9 +93,13 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "hash":
             return _hash(where)
         if args.action in ("rotate", "revoke") and not (
-                args.site and args.gateway and args.database_url):
-            print(f"{where}: give SITE GATEWAY and --database-url (the gateways' credentials "
-                  f"are kept in the database)", file=sys.stderr)
+            args.site and args.gateway and args.database_url
+        ):
+            print(
+                f"{where}: give SITE GATEWAY and --database-url (the gateways' credentials "
+                f"are kept in the database)",
+                file=sys.stderr,
+            )
             return 2
         try:
             data = yaml.safe_load(args.accounts.read_text(encoding="utf-8"))
@@ -85,16 +111,16 @@ def run(args: argparse.Namespace) -> int:
         if args.database_url:
             accounts, password = _with_database(args, accounts)
             if password is not None:  # in the database now: shown before anything can fail
-                print(f"new MQTT password of {args.site}.{args.gateway} (shown once): "
-                      f"{password}")
+                print(f"new MQTT password of {args.site}.{args.gateway} (shown once): {password}")
         files = write_broker_files(args.dir, args.prefix or prefix, accounts, owner=owner)
-    except (BrokerAuthError, CredentialError, LookupError,
-            PermissionError) as exc:
+    except (BrokerAuthError, CredentialError, LookupError, PermissionError) as exc:
         print(f"{where}: {exc}", file=sys.stderr)
         return 2
     gateways = sum(1 for a in accounts if a.gateway is not None)
-    print(f"wrote {files.password_file} and {files.acl_file}: {len(accounts)} accounts "
-          f"({gateways} gateways)")
+    print(
+        f"wrote {files.password_file} and {files.acl_file}: {len(accounts)} accounts "
+        f"({gateways} gateways)"
+    )
     return _reload(where, args.pid_file)
 
 
@@ -110,8 +136,9 @@ def _hash(where: str) -> int:
     return 0
 
 
-def _with_database(args: argparse.Namespace, file_accounts: list[Account]
-                   ) -> tuple[list[Account], str | None]:
+def _with_database(
+    args: argparse.Namespace, file_accounts: list[Account]
+) -> tuple[list[Account], str | None]:
     """Import the file's gateways, make the change, commit; the accounts to write: the
     file's others and the database's gateways. Also the new password of a rotation."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -142,8 +169,10 @@ def _with_database(args: argparse.Namespace, file_accounts: list[Account]
     for name in imported.added:
         print(f"{name}: imported from the accounts file into the database")
     for name in imported.kept:
-        print(f"{name}: the database's credential is used (the accounts file's password "
-              f"counts only the first time; change it with `sitewatch broker rotate`)")
+        print(
+            f"{name}: the database's credential is used (the accounts file's password "
+            f"counts only the first time; change it with `sitewatch broker rotate`)"
+        )
     return [a for a in file_accounts if a.role is not Role.GATEWAY] + gateways, password
 
 
@@ -154,8 +183,11 @@ def _reload(where: str, pid_file: Path | None) -> int:
     try:
         reload_broker(pid_file)
     except (OSError, ValueError) as exc:
-        print(f"{where}: files written, but the broker could not be signalled "
-              f"({pid_file}): {exc}; reload it yourself", file=sys.stderr)
+        print(
+            f"{where}: files written, but the broker could not be signalled "
+            f"({pid_file}): {exc}; reload it yourself",
+            file=sys.stderr,
+        )
         return 1
     print(f"broker reloaded (SIGHUP to the pid in {pid_file})")
     return 0

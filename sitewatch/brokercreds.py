@@ -30,7 +30,7 @@ from sitewatch.registry import GatewayRow, Registry
 
 
 class Change(StrEnum):
-    IMPORTED = "imported"   # from an accounts file
+    IMPORTED = "imported"  # from an accounts file
     ROTATED = "rotated"
     REVOKED = "revoked"
 
@@ -103,15 +103,20 @@ def revoke(session: Session, site: str, gateway: str, *, by: str) -> bool:
 
 
 def revoked(session: Session) -> set[tuple[str, str]]:
-    return {(r.site, r.gateway) for r in session.scalars(
-        select(GatewayMqttRow).where(GatewayMqttRow.revoked.is_(True)))}
+    return {
+        (r.site, r.gateway)
+        for r in session.scalars(select(GatewayMqttRow).where(GatewayMqttRow.revoked.is_(True)))
+    }
 
 
 def gateway_accounts(session: Session) -> list[Account]:
     """The broker account of every gateway that is not revoked."""
     out = revoked(session)
-    return [Account(g.mqtt_username, g.mqtt_password_hash, Role.GATEWAY, g.site, g.id)
-            for g in Registry(session).all_gateways() if (g.site, g.id) not in out]
+    return [
+        Account(g.mqtt_username, g.mqtt_password_hash, Role.GATEWAY, g.site, g.id)
+        for g in Registry(session).all_gateways()
+        if (g.site, g.id) not in out
+    ]
 
 
 def gateway_usernames(session: Session) -> set[str]:
@@ -143,12 +148,18 @@ def import_gateways(session: Session, accounts: Iterable[Account], *, by: str) -
             raise CredentialError(
                 f"gateway {a.username}: site {a.site} is not in the database, so the "
                 f"gateway cannot be kept there; register the site first (POST /sites), or "
-                f"write the files without --database-url")
-        reg.add_gateway(GatewayRow(site=a.site, id=a.gateway,
-                                   description="imported from the accounts file",
-                                   mqtt_username=gateway_username(a.site, a.gateway),
-                                   mqtt_password_hash=a.password_hash,
-                                   created_at=int(time.time() * 1000)))
+                f"write the files without --database-url"
+            )
+        reg.add_gateway(
+            GatewayRow(
+                site=a.site,
+                id=a.gateway,
+                description="imported from the accounts file",
+                mqtt_username=gateway_username(a.site, a.gateway),
+                mqtt_password_hash=a.password_hash,
+                created_at=int(time.time() * 1000),
+            )
+        )
         _record(session, a.site, a.gateway, Change.IMPORTED, by)
         result.added.append(a.username)
     session.flush()

@@ -62,10 +62,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     _setup_logging("INFO")
     opts = FleetOptions(
-        host=args.host, port=args.port, prefix=args.prefix, sites=args.sites,
-        devices=args.devices, rate=args.rate, duration_s=args.duration,
-        scenarios=tuple(args.scenario or ()), seed=args.seed, batch_items=args.batch_items,
-        username=args.username, password=args.password,
+        host=args.host,
+        port=args.port,
+        prefix=args.prefix,
+        sites=args.sites,
+        devices=args.devices,
+        rate=args.rate,
+        duration_s=args.duration,
+        scenarios=tuple(args.scenario or ()),
+        seed=args.seed,
+        batch_items=args.batch_items,
+        username=args.username,
+        password=args.password,
     )
     asyncio.run(run_fleet(opts))
     return 0
@@ -83,8 +91,11 @@ def cmd_camera_video(args: argparse.Namespace) -> int:
     out: Path = args.out
     where = "sitewatch simulate camera-video"
     if out.suffix.lower() != ".avi":
-        print(f"{where}: --out must end in .avi (the video is MJPG in AVI, which OpenCV "
-              "reads everywhere)", file=sys.stderr)
+        print(
+            f"{where}: --out must end in .avi (the video is MJPG in AVI, which OpenCV "
+            "reads everywhere)",
+            file=sys.stderr,
+        )
         return 2
     if args.if_missing and out.exists():
         print(f"{out} exists: kept")
@@ -106,9 +117,11 @@ def cmd_camera_video(args: argparse.Namespace) -> int:
         partial.unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, previous)
     zone = ", ".join(f"[{x:g}, {y:g}]" for x, y in SWING_ZONE)
-    print(f"wrote {out}: {scene.frames} frames at {scene.fps:g} fps "
-          f"({scene.frames / scene.fps:g} s), {scene.width}x{scene.height}; "
-          f"the crane swing area: polygon [{zone}]")
+    print(
+        f"wrote {out}: {scene.frames} frames at {scene.fps:g} fps "
+        f"({scene.frames / scene.fps:g} s), {scene.width}x{scene.height}; "
+        f"the crane swing area: polygon [{zone}]"
+    )
     return 0
 
 
@@ -126,10 +139,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sitewatch.demo import DemoOptions, run_demo
 
     _setup_logging("INFO")
-    return run_demo(DemoOptions(
-        state_dir=Path(args.state_dir), sites=args.sites, mqtt_port=args.mqtt_port,
-        influx_port=args.influx_port, api_port=args.api_port, duration_s=args.duration,
-    ))
+    return run_demo(
+        DemoOptions(
+            state_dir=Path(args.state_dir),
+            sites=args.sites,
+            mqtt_port=args.mqtt_port,
+            influx_port=args.influx_port,
+            api_port=args.api_port,
+            duration_s=args.duration,
+        )
+    )
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -155,12 +174,15 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
     for row in reversed(store.recent(args.limit, args.reason, args.site)):
         payload = row.payload[:200].decode("utf-8", "replace")
         # UTC (SQLite gives it back without its zone), and ms since the epoch as the API
-        received = row.received_at if row.received_at.tzinfo else \
-            row.received_at.replace(tzinfo=dt.UTC)
+        received = (
+            row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=dt.UTC)
+        )
         at = int(received.timestamp() * 1000)
-        print(f"#{row.id} {_ms(at)} ({at}) {row.reason} topic={row.topic} "
-              f"batch={row.batch} device={row.device} seq={row.seq}\n    {row.detail}\n"
-              f"    payload: {payload}")
+        print(
+            f"#{row.id} {_ms(at)} ({at}) {row.reason} topic={row.topic} "
+            f"batch={row.batch} device={row.device} seq={row.seq}\n    {row.detail}\n"
+            f"    payload: {payload}"
+        )
     return 0
 
 
@@ -224,13 +246,16 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             for h in store.history(args.alert_id):
                 print(f"#{h.n} {_ms(h.at)} {h.alert_id} {h.event} by {h.actor} hash={h.hash}")
             return 0
-        for row in store.list_alerts(site=args.site, state=args.state, severity=args.severity,
-                              limit=args.limit):
+        for row in store.list_alerts(
+            site=args.site, state=args.state, severity=args.severity, limit=args.limit
+        ):
             ack = f" acked by {row.acked_by}" if row.acked_by else ""
             late = " LATE" if row.late else ""
-            print(f"{row.id} {_ms(row.raised_at)} {row.severity:7} {row.level:6} "
-                  f"{row.state:9} {row.site}/{row.device} {row.group}: {row.title} "
-                  f"({row.value} vs {row.limit}){late}{ack}")
+            print(
+                f"{row.id} {_ms(row.raised_at)} {row.severity:7} {row.level:6} "
+                f"{row.state:9} {row.site}/{row.device} {row.group}: {row.title} "
+                f"({row.value} vs {row.limit}){late}{ack}"
+            )
         return 0
     finally:
         store.dispose()
@@ -252,8 +277,11 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                 if not args.name or not args.role:
                     print("sitewatch accounts add-user: give NAME and --role", file=sys.stderr)
                     return 2
-                password = (sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty()
-                            else getpass.getpass(f"password for {args.name}: "))
+                password = (
+                    sys.stdin.readline().rstrip("\n")
+                    if not sys.stdin.isatty()
+                    else getpass.getpass(f"password for {args.name}: ")
+                )
                 accounts.add_user(s, args.name, password, args.role, args.site or [])
                 s.commit()
                 print(f"user {args.name} ({args.role}) added")
@@ -261,17 +289,24 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                 if not args.name or not args.role:
                     print("sitewatch accounts add-key: give NAME and --role", file=sys.stderr)
                     return 2
-                row, secret = accounts.add_api_key(s, args.name, args.role, args.site or [],
-                                                   args.gateway)
+                row, secret = accounts.add_api_key(
+                    s, args.name, args.role, args.site or [], args.gateway
+                )
                 s.commit()
                 bound = f", gateway {row.sites[0]}/{args.gateway}" if args.gateway else ""
                 print(f"API key {row.id} ({args.role}{bound}) for {args.name}; shown once:")
                 print(secret)
             elif args.action in ("disable-user", "revoke-key"):
-                user = s.get(accounts.UserRow, args.name or "") \
-                    if args.action == "disable-user" else None
-                key = s.get(accounts.ApiKeyRow, args.name or "") \
-                    if args.action == "revoke-key" else None
+                user = (
+                    s.get(accounts.UserRow, args.name or "")
+                    if args.action == "disable-user"
+                    else None
+                )
+                key = (
+                    s.get(accounts.ApiKeyRow, args.name or "")
+                    if args.action == "revoke-key"
+                    else None
+                )
                 if user is None and key is None:
                     print(f"sitewatch accounts {args.action}: no {args.name!r}", file=sys.stderr)
                     return 1
@@ -288,7 +323,7 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                 for k in accounts.list_api_keys(s):
                     state = " (revoked)" if k.revoked else ""
                     gw = accounts.key_gateway(s, k.id)
-                    where = f"{k.sites[0]}/{gw}" if gw and k.sites else ','.join(k.sites)
+                    where = f"{k.sites[0]}/{gw}" if gw and k.sites else ",".join(k.sites)
                     print(f"key  {k.id:24} {k.role:18} {where or '-'} {k.name}{state}")
     except accounts.AccountError as exc:
         print(f"sitewatch accounts {args.action}: {exc}", file=sys.stderr)
@@ -309,23 +344,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"sitewatch {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
-            config: bool = False) -> argparse.ArgumentParser:
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str, config: bool = False
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(fn=fn)
         if config:
-            sp.add_argument("--config", "-c", type=Path, default=None,
-                            help="YAML configuration file (environment variables override it)")
+            sp.add_argument(
+                "--config",
+                "-c",
+                type=Path,
+                default=None,
+                help="YAML configuration file (environment variables override it)",
+            )
         return sp
 
-    add("ingest", cmd_ingest, "run the ingest service (MQTT -> InfluxDB, dead letters, acks)",
-        config=True)
+    add(
+        "ingest",
+        cmd_ingest,
+        "run the ingest service (MQTT -> InfluxDB, dead letters, acks)",
+        config=True,
+    )
     add("edge", cmd_edge, "run a site gateway's edge agent", config=True)
     add("api", cmd_api, "run the HTTP API", config=True)
 
-    sim = add("simulate", cmd_simulate,
-              "publish a simulated fleet: SITES x DEVICES devices at RATE readings/s each "
-              "(simulate camera-video: a synthetic site-camera video instead)")
+    sim = add(
+        "simulate",
+        cmd_simulate,
+        "publish a simulated fleet: SITES x DEVICES devices at RATE readings/s each "
+        "(simulate camera-video: a synthetic site-camera video instead)",
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=1883)
     sim.add_argument("--prefix", default="sitewatch/v1")
@@ -337,27 +385,48 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
     sim.add_argument("--batch-items", type=int, default=50)
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--scenario", action="append",
-                     help="NAME[@SITE[/DEVICE]][:START_S[:DURATION_S]], repeatable")
+    sim.add_argument(
+        "--scenario",
+        action="append",
+        help="NAME[@SITE[/DEVICE]][:START_S[:DURATION_S]], repeatable",
+    )
     # what else can be simulated, under the same command; without one: the fleet above
-    sim_other = sim.add_subparsers(dest="simulation", metavar="[WHAT]", required=False,
-                                   title="instead of the fleet")
-    help_ = ("write a synthetic site-camera video (the camera analytics' standard scene: "
-             "six people, two without hard hats, crossing a crane swing area) for a "
-             "camera device's source; deterministic, nothing downloaded")
+    sim_other = sim.add_subparsers(
+        dest="simulation", metavar="[WHAT]", required=False, title="instead of the fleet"
+    )
+    help_ = (
+        "write a synthetic site-camera video (the camera analytics' standard scene: "
+        "six people, two without hard hats, crossing a crane swing area) for a "
+        "camera device's source; deterministic, nothing downloaded"
+    )
     video = sim_other.add_parser("camera-video", help=help_, description=help_)
     video.set_defaults(fn=cmd_camera_video)
-    video.add_argument("--out", type=Path, required=True,
-                       help="the video file to write (.avi, MJPG, 1280x720 at 10 fps)")
-    video.add_argument("--seconds", type=_seconds, default=30.0,
-                       help="length (default 30: the scene's people cross in its first 30 s; "
-                            "a longer video goes on with the empty site)")
-    video.add_argument("--seed", type=int, default=1,
-                       help="the ground's texture and the sensor noise")
-    video.add_argument("--plume", action="store_true",
-                       help="a grey smoke plume, rising after 10 s (for smoke detection)")
-    video.add_argument("--if-missing", action="store_true",
-                       help="keep OUT as it is if it exists (for a container's every start)")
+    video.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the video file to write (.avi, MJPG, 1280x720 at 10 fps)",
+    )
+    video.add_argument(
+        "--seconds",
+        type=_seconds,
+        default=30.0,
+        help="length (default 30: the scene's people cross in its first 30 s; "
+        "a longer video goes on with the empty site)",
+    )
+    video.add_argument(
+        "--seed", type=int, default=1, help="the ground's texture and the sensor noise"
+    )
+    video.add_argument(
+        "--plume",
+        action="store_true",
+        help="a grey smoke plume, rising after 10 s (for smoke detection)",
+    )
+    video.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="keep OUT as it is if it exists (for a container's every start)",
+    )
 
     demo = add("demo", cmd_demo, "run the whole platform locally with simulated sites")
     demo.add_argument("--state-dir", default=".sitewatch-demo")
@@ -368,13 +437,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
 
     al = add("alerts", cmd_alerts, "the alert service, and the alerts it keeps", config=True)
-    al.add_argument("action", choices=["serve", "list", "history", "ack", "resolve", "verify"],
-                    help="serve: run the alert service; list/history: show alerts and their "
-                         "changes; ack/resolve ALERT_ID --by NAME [--comment TEXT]; verify: "
-                         "check the history chain (exit 1 if anything was altered)")
+    al.add_argument(
+        "action",
+        choices=["serve", "list", "history", "ack", "resolve", "verify"],
+        help="serve: run the alert service; list/history: show alerts and their "
+        "changes; ack/resolve ALERT_ID --by NAME [--comment TEXT]; verify: "
+        "check the history chain (exit 1 if anything was altered)",
+    )
     al.add_argument("alert_id", nargs="?", default=None)
-    al.add_argument("--database-url", default=None,
-                    help="default: database_url of --config, else sqlite:///sitewatch.db")
+    al.add_argument(
+        "--database-url",
+        default=None,
+        help="default: database_url of --config, else sqlite:///sitewatch.db",
+    )
     al.add_argument("--by", default=None, help="who acknowledges or resolves")
     al.add_argument("--comment", default="")
     al.add_argument("--site", default=None)
@@ -382,27 +457,29 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--severity", default=None)
     al.add_argument("--limit", type=int, default=50)
 
-    br = add("broker", cmd_broker, "Mosquitto's accounts: password and ACL files "
-             "(docs/broker.md)")
+    br = add("broker", cmd_broker, "Mosquitto's accounts: password and ACL files (docs/broker.md)")
     from sitewatch.brokercmd import add_arguments as broker_arguments
 
     broker_arguments(br)
 
     acc = add("accounts", cmd_accounts, "people and API keys of the API (docs/api.md)")
-    acc.add_argument("action", choices=["list", "add-user", "add-key", "disable-user",
-                                        "revoke-key"],
-                     help="add-user NAME --role R [--site S ...] (password on stdin or "
-                          "asked for); add-key NAME --role R [--site S ...] (the key is "
-                          "printed once; a vendor key: --role vendor --site S --gateway G, "
-                          "reads that gateway's dead letters only); disable-user NAME; "
-                          "revoke-key KEY_ID")
+    acc.add_argument(
+        "action",
+        choices=["list", "add-user", "add-key", "disable-user", "revoke-key"],
+        help="add-user NAME --role R [--site S ...] (password on stdin or "
+        "asked for); add-key NAME --role R [--site S ...] (the key is "
+        "printed once; a vendor key: --role vendor --site S --gateway G, "
+        "reads that gateway's dead letters only); disable-user NAME; "
+        "revoke-key KEY_ID",
+    )
     acc.add_argument("name", nargs="?", default=None)
-    acc.add_argument("--role", default=None,
-                     choices=["county_supervisor", "site_officer", "admin", "viewer",
-                             "vendor"])
+    acc.add_argument(
+        "--role",
+        default=None,
+        choices=["county_supervisor", "site_officer", "admin", "viewer", "vendor"],
+    )
     acc.add_argument("--site", action="append", help="a site the account may see, repeatable")
-    acc.add_argument("--gateway", default=None,
-                     help="a vendor key's gateway (of its one --site)")
+    acc.add_argument("--gateway", default=None, help="a vendor key's gateway (of its one --site)")
     acc.add_argument("--database-url", default="sqlite:///sitewatch.db")
 
     from sitewatch.attendance.cli import add_parser as add_attendance

@@ -71,12 +71,10 @@ class CameraItem(_Msg):
     event: CameraEvent
     zone: Ident | msgspec.UnsetType = msgspec.UNSET
     count: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | msgspec.UnsetType = msgspec.UNSET
-    confidence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | msgspec.UnsetType = (
+    confidence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | msgspec.UnsetType = msgspec.UNSET
+    snapshot: Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-f]{64}\Z")] | msgspec.UnsetType = (
         msgspec.UNSET
     )
-    snapshot: (
-        Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-f]{64}\Z")] | msgspec.UnsetType
-    ) = msgspec.UNSET
     method: DetectionMethod | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -199,8 +197,10 @@ def build_profile_types(profile: Profile) -> ProfileTypes:
     name = profile.profile
     values = msgspec.defstruct(
         f"{name}__values",
-        [(f, _value_type(spec) | msgspec.UnsetType, msgspec.UNSET)
-         for f, spec in profile.fields.items()],
+        [
+            (f, _value_type(spec) | msgspec.UnsetType, msgspec.UNSET)
+            for f, spec in profile.fields.items()
+        ],
         forbid_unknown_fields=True,
         omit_defaults=True,
     )
@@ -230,8 +230,10 @@ class TelemetryCodec:
                 ("v", Literal[1]),
                 ("batch", Counter64),
                 ("sent", Millis),
-                ("items", Annotated[list[item_union], msgspec.Meta(min_length=1,
-                                                                   max_length=MAX_ITEMS)]),
+                (
+                    "items",
+                    Annotated[list[item_union], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)],
+                ),
             ],
             forbid_unknown_fields=True,
         )

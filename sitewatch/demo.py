@@ -83,36 +83,72 @@ def camera_device(video: Path) -> dict[str, object]:
     docker-compose; tests/test_compose.py holds the two together)."""
     from sitewatch.simulators.camera_video import SWING_ZONE
 
-    return {"id": CAMERA, "driver": "camera", "profile": "camera_status", "interval_s": 10,
-            "options": {
-                "source": str(video), "analysis_fps": 1, "pace": "realtime", "loop": True,
-                "zones": [{"name": CAMERA_ZONE, "polygon": [[x, y] for x, y in SWING_ZONE]}],
-                "analytics": {"intrusion": {}, "person_count": {"zones": [CAMERA_ZONE]},
-                              "helmet": {}, "smoke": {}}}}
+    return {
+        "id": CAMERA,
+        "driver": "camera",
+        "profile": "camera_status",
+        "interval_s": 10,
+        "options": {
+            "source": str(video),
+            "analysis_fps": 1,
+            "pace": "realtime",
+            "loop": True,
+            "zones": [{"name": CAMERA_ZONE, "polygon": [[x, y] for x, y in SWING_ZONE]}],
+            "analytics": {
+                "intrusion": {},
+                "person_count": {"zones": [CAMERA_ZONE]},
+                "helmet": {},
+                "smoke": {},
+            },
+        },
+    }
 
 
-def _site_config(i: int, mqtt_port: int, state: Path, gate_port: int,
-                 tokens: dict[str, str]) -> dict[str, object]:
+def _site_config(
+    i: int, mqtt_port: int, state: Path, gate_port: int, tokens: dict[str, str]
+) -> dict[str, object]:
     site, gateway = f"SITE{i:02d}", f"GW{i:02d}"
     scenario = SITE_SCENARIOS[(i - 1) % len(SITE_SCENARIOS)]
     devices = []
     for dev, profile, interval in SITE_DEVICES:
         options: dict[str, object] = {"seed": i}
         if dev == scenario[0]:
-            options["scenarios"] = [{"name": scenario[1], "start_s": scenario[2],
-                                     "duration_s": scenario[3]}]
-        devices.append({"id": dev, "driver": "simulated", "profile": profile,
-                        "interval_s": interval, "options": options})
+            options["scenarios"] = [
+                {"name": scenario[1], "start_s": scenario[2], "duration_s": scenario[3]}
+            ]
+        devices.append(
+            {
+                "id": dev,
+                "driver": "simulated",
+                "profile": profile,
+                "interval_s": interval,
+                "options": options,
+            }
+        )
     devices.append(camera_device(state / CAMERA_VIDEO))
     for gate, token in tokens.items():  # the attendance terminals push to the gateway
-        devices.append({"id": gate, "driver": "http_push", "profile": "attendance_gate",
-                        "options": {"token": token, "kind": "attendance",
-                                    "host": "127.0.0.1", "port": gate_port}})
-    return {"site": site, "gateway": gateway, "state_dir": str(state / f"edge-{site}"),
-            "mqtt": {"port": mqtt_port},
-            # a week of gate events arrives at once at start: big batches drain it fast
-            "publish": {"health_interval_s": 10, "max_batch_items": 500},
-            "devices": devices}
+        devices.append(
+            {
+                "id": gate,
+                "driver": "http_push",
+                "profile": "attendance_gate",
+                "options": {
+                    "token": token,
+                    "kind": "attendance",
+                    "host": "127.0.0.1",
+                    "port": gate_port,
+                },
+            }
+        )
+    return {
+        "site": site,
+        "gateway": gateway,
+        "state_dir": str(state / f"edge-{site}"),
+        "mqtt": {"port": mqtt_port},
+        # a week of gate events arrives at once at start: big batches drain it fast
+        "publish": {"health_interval_s": 10, "max_batch_items": 500},
+        "devices": devices,
+    }
 
 
 def _broker_accounts(sites: int) -> tuple[list[Account], dict[str, str]]:
@@ -122,11 +158,9 @@ def _broker_accounts(sites: int) -> tuple[list[Account], dict[str, str]]:
     accounts: list[Account] = []
     passwords: dict[str, str] = {}
 
-    def add(username: str, role: Role, site: str | None = None,
-            gateway: str | None = None) -> None:
+    def add(username: str, role: Role, site: str | None = None, gateway: str | None = None) -> None:
         passwords[username] = new_password()
-        accounts.append(Account(username, hash_password(passwords[username]), role, site,
-                                gateway))
+        accounts.append(Account(username, hash_password(passwords[username]), role, site, gateway))
 
     add("ingest", Role.INGEST)
     add("alerts", Role.ALERTS)
@@ -160,27 +194,69 @@ def _seed_registry(db_url: str, accounts: list[Account], id_key: str) -> tuple[s
             if a.role is not Role.GATEWAY or a.site is None or a.gateway is None:
                 continue
             n = int(a.site[4:])
-            s.merge(SiteRow(id=a.site, name=f"Demo site {n}", county="Lankao", town="Chengguan",
-                            project_type="building", latitude=34.82 + n * 0.01,
-                            longitude=114.82 + n * 0.01, planned_headcount=200,
-                            created_at=now))
+            s.merge(
+                SiteRow(
+                    id=a.site,
+                    name=f"Demo site {n}",
+                    county="Lankao",
+                    town="Chengguan",
+                    project_type="building",
+                    latitude=34.82 + n * 0.01,
+                    longitude=114.82 + n * 0.01,
+                    planned_headcount=200,
+                    created_at=now,
+                )
+            )
             s.flush()
-            s.merge(GatewayRow(site=a.site, id=a.gateway, description="demo gateway",
-                               mqtt_username=a.username, mqtt_password_hash=a.password_hash,
-                               created_at=now))
+            s.merge(
+                GatewayRow(
+                    site=a.site,
+                    id=a.gateway,
+                    description="demo gateway",
+                    mqtt_username=a.username,
+                    mqtt_password_hash=a.password_hash,
+                    created_at=now,
+                )
+            )
             s.flush()
             for device, profile, _ in SITE_DEVICES:
-                s.merge(DeviceRow(site=a.site, id=device, gateway=a.gateway, profile=profile,
-                                  name="", overrides={}, created_at=now))
-            s.merge(DeviceRow(site=a.site, id=CAMERA, gateway=a.gateway,
-                              profile="camera_status", name="crane swing area camera",
-                              overrides={}, created_at=now))
+                s.merge(
+                    DeviceRow(
+                        site=a.site,
+                        id=device,
+                        gateway=a.gateway,
+                        profile=profile,
+                        name="",
+                        overrides={},
+                        created_at=now,
+                    )
+                )
+            s.merge(
+                DeviceRow(
+                    site=a.site,
+                    id=CAMERA,
+                    gateway=a.gateway,
+                    profile="camera_status",
+                    name="crane swing area camera",
+                    overrides={},
+                    created_at=now,
+                )
+            )
             for gate in GATES:
-                s.merge(DeviceRow(site=a.site, id=gate, gateway=a.gateway,
-                                  profile="attendance_gate", name="", overrides={},
-                                  created_at=now))
-            Workers(s).put_many(worker_rows(workforce(WORKERS_PER_SITE, seed=n), a.site,
-                                            id_key, now))
+                s.merge(
+                    DeviceRow(
+                        site=a.site,
+                        id=gate,
+                        gateway=a.gateway,
+                        profile="attendance_gate",
+                        name="",
+                        overrides={},
+                        created_at=now,
+                    )
+                )
+            Workers(s).put_many(
+                worker_rows(workforce(WORKERS_PER_SITE, seed=n), a.site, id_key, now)
+            )
         admin = s.get(people.UserRow, "admin")
         if admin is None:
             people.add_user(s, "admin", password, "admin")
@@ -194,8 +270,10 @@ def _seed_registry(db_url: str, accounts: list[Account], id_key: str) -> tuple[s
 
 def _mqtt_login(service: str, username: str, passwords: dict[str, str]) -> dict[str, str]:
     """A child's broker account, as its environment variables (not in its config file)."""
-    return {f"SITEWATCH_{service}_MQTT__USERNAME": username,
-            f"SITEWATCH_{service}_MQTT__PASSWORD": passwords[username]}
+    return {
+        f"SITEWATCH_{service}_MQTT__USERNAME": username,
+        f"SITEWATCH_{service}_MQTT__PASSWORD": passwords[username],
+    }
 
 
 #: services that write what the edges send: stopped after the edges, before the API
@@ -209,20 +287,29 @@ class _Children:
         #: children that do one thing and exit (0 when it went well)
         self.once: set[str] = set()
 
-    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None,
-              once: bool = False) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, *args: str, env: dict[str, str] | None = None, once: bool = False
+    ) -> subprocess.Popen[bytes]:
         log = open(self.state / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "sitewatch.cli", *args],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sitewatch.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
         self.procs.append((name, proc))
         if once:
             self.once.add(name)
         return proc
 
     def dead(self) -> list[str]:
-        return [name for name, p in self.procs if p.poll() is not None
-                and not (name in self.once and p.returncode == 0)]
+        return [
+            name
+            for name, p in self.procs
+            if p.poll() is not None and not (name in self.once and p.returncode == 0)
+        ]
 
     def stop(self) -> None:
         """Gate terminals first (nothing more is pushed to the edges), then the edge
@@ -233,8 +320,7 @@ class _Children:
             [p for n, p in self.procs if n.startswith("gates")],
             [p for n, p in self.procs if n.startswith("edge")],
             [p for n, p in self.procs if n in WRITERS],
-            [p for n, p in self.procs
-             if not n.startswith(("edge", "gates")) and n not in WRITERS],
+            [p for n, p in self.procs if not n.startswith(("edge", "gates")) and n not in WRITERS],
         ]
         for phase in phases:
             for p in phase:
@@ -289,10 +375,13 @@ def run_demo(opts: DemoOptions) -> int:
     try:
         lock.acquire()
     except StateFolderBusy as busy:
-        print(f"sitewatch demo: a demo is already running on {state}: pid "
-              f"{busy.pid or 'unknown'}, API {busy.address or 'not up yet'}. Stop it "
-              f"(Ctrl-C where it runs, or kill {busy.pid or '<pid>'}) or give another "
-              "--state-dir", file=sys.stderr)
+        print(
+            f"sitewatch demo: a demo is already running on {state}: pid "
+            f"{busy.pid or 'unknown'}, API {busy.address or 'not up yet'}. Stop it "
+            f"(Ctrl-C where it runs, or kill {busy.pid or '<pid>'}) or give another "
+            "--state-dir",
+            file=sys.stderr,
+        )
         return 2
     try:
         return _run_locked(opts, state, lock)
@@ -303,8 +392,11 @@ def run_demo(opts: DemoOptions) -> int:
 def _run_locked(opts: DemoOptions, state: Path, lock: StateLock) -> int:
     if opts.api_port is not None:
         if not port_is_free(opts.api_port):
-            print(f"sitewatch demo: API port {opts.api_port} is already in use; "
-                  "pick another with --api-port or leave it out", file=sys.stderr)
+            print(
+                f"sitewatch demo: API port {opts.api_port} is already in use; "
+                "pick another with --api-port or leave it out",
+                file=sys.stderr,
+            )
             return 2
         api_port = opts.api_port
     else:
@@ -312,9 +404,12 @@ def _run_locked(opts: DemoOptions, state: Path, lock: StateLock) -> int:
     lock.describe(address=f"http://127.0.0.1:{api_port}")
     accounts, passwords = _broker_accounts(opts.sites)
     broker_files = write_broker_files(state / "broker", "sitewatch/v1", accounts)
-    mq = MosquittoServer(state / "mosquitto", opts.mqtt_port,
-                         password_file=broker_files.password_file,
-                         acl_file=broker_files.acl_file)
+    mq = MosquittoServer(
+        state / "mosquitto",
+        opts.mqtt_port,
+        password_file=broker_files.password_file,
+        acl_file=broker_files.acl_file,
+    )
     influx = InfluxServer(state / "influxdb", opts.influx_port)
     children = _Children(state)
     stopping = False
@@ -328,9 +423,19 @@ def _run_locked(opts: DemoOptions, state: Path, lock: StateLock) -> int:
     try:
         video = state / CAMERA_VIDEO
         # made while the servers start (about 10 s); the edges wait for it
-        making_video = None if video.exists() else children.spawn(
-            "camera-video", "simulate", "camera-video", "--out", str(video), "--plume",
-            once=True)
+        making_video = (
+            None
+            if video.exists()
+            else children.spawn(
+                "camera-video",
+                "simulate",
+                "camera-video",
+                "--out",
+                str(video),
+                "--plume",
+                once=True,
+            )
+        )
         try:
             mq.start()
             influx.start()
@@ -344,39 +449,77 @@ def _run_locked(opts: DemoOptions, state: Path, lock: StateLock) -> int:
         common = {"influx": {"url": influx.url}, "database_url": db_url}
         # ingest stores the gateways' camera snapshots where the API serves them from
         snapshots_dir = str(state / "snapshots")
-        (state / "ingest.yaml").write_text(yaml.safe_dump(
-            {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60,
-             "snapshots_dir": snapshots_dir}))
+        (state / "ingest.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    **common,
+                    "mqtt": {"port": mq.port},
+                    "stats_interval_s": 60,
+                    "snapshots_dir": snapshots_dir,
+                }
+            )
+        )
         # a real secret (a new one each start), as in production
         # provisioning a gateway through the API rewrites the broker's files and has it
         # re-read them (it runs here, on this host)
         assert mq.proc is not None
         (state / "mosquitto.pid").write_text(f"{mq.proc.pid}\n")
-        broker = {"dir": str(broker_files.password_file.parent),
-                  "topic_prefix": "sitewatch/v1", "pid_file": str(state / "mosquitto.pid"),
-                  "service_accounts": [
-                      {"username": a.username, "role": a.role.value,
-                       "password_hash": a.password_hash, "site": a.site}
-                      for a in accounts if a.role is not Role.GATEWAY]}
+        broker = {
+            "dir": str(broker_files.password_file.parent),
+            "topic_prefix": "sitewatch/v1",
+            "pid_file": str(state / "mosquitto.pid"),
+            "service_accounts": [
+                {
+                    "username": a.username,
+                    "role": a.role.value,
+                    "password_hash": a.password_hash,
+                    "site": a.site,
+                }
+                for a in accounts
+                if a.role is not Role.GATEWAY
+            ],
+        }
         id_key = secrets.token_hex(32)  # ID-card numbers are kept hashed under it
-        (state / "api.yaml").write_text(yaml.safe_dump(
-            {**common, "port": api_port, "snapshots_dir": snapshots_dir,
-             "auth": {"secret_key": secrets.token_hex(32)}, "broker": broker,
-             "attendance": {"id_hash_key": id_key}}))
+        (state / "api.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    **common,
+                    "port": api_port,
+                    "snapshots_dir": snapshots_dir,
+                    "auth": {"secret_key": secrets.token_hex(32)},
+                    "broker": broker,
+                    "attendance": {"id_hash_key": id_key},
+                }
+            )
+        )
         admin_password, api_key = _seed_registry(db_url, accounts, id_key)
-        (state / "alerts.yaml").write_text(yaml.safe_dump(
-            {**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60}))
-        children.spawn("ingest", "ingest", "--config", str(state / "ingest.yaml"),
-                       env=_mqtt_login("INGEST", "ingest", passwords))
-        children.spawn("alerts", "alerts", "serve", "--config", str(state / "alerts.yaml"),
-                       env=_mqtt_login("ALERTS", "alerts", passwords))
+        (state / "alerts.yaml").write_text(
+            yaml.safe_dump({**common, "mqtt": {"port": mq.port}, "stats_interval_s": 60})
+        )
+        children.spawn(
+            "ingest",
+            "ingest",
+            "--config",
+            str(state / "ingest.yaml"),
+            env=_mqtt_login("INGEST", "ingest", passwords),
+        )
+        children.spawn(
+            "alerts",
+            "alerts",
+            "serve",
+            "--config",
+            str(state / "alerts.yaml"),
+            env=_mqtt_login("ALERTS", "alerts", passwords),
+        )
         children.spawn("api", "api", "--config", str(state / "api.yaml"))
         # the edges send at once (a week of gate events): ingest and the alert service
         # must have their sessions first, or the broker has no one to queue those for
         for name, ready in (("ingest", "ingest connected"), ("alerts", "alerts connected")):
             if not _wait_log(state / f"{name}.log", ready, 30):
-                print(f"sitewatch demo: {name} did not connect:\n"
-                      f"{_tail(state / f'{name}.log')}", file=sys.stderr)
+                print(
+                    f"sitewatch demo: {name} did not connect:\n{_tail(state / f'{name}.log')}",
+                    file=sys.stderr,
+                )
                 return 1
         if making_video is not None:
             try:
@@ -384,31 +527,53 @@ def _run_locked(opts: DemoOptions, state: Path, lock: StateLock) -> int:
             except subprocess.TimeoutExpired:
                 pass
             if making_video.returncode != 0:
-                print(f"sitewatch demo: the camera video was not made:\n"
-                      f"{_tail(state / 'camera-video.log')}", file=sys.stderr)
+                print(
+                    f"sitewatch demo: the camera video was not made:\n"
+                    f"{_tail(state / 'camera-video.log')}",
+                    file=sys.stderr,
+                )
                 return 1
         for i in range(1, opts.sites + 1):
             site = f"SITE{i:02d}"
             cfg = state / f"edge-{site}.yaml"
             gate_port, tokens = free_port(), _gate_tokens()
             cfg.write_text(yaml.safe_dump(_site_config(i, mq.port, state, gate_port, tokens)))
-            children.spawn(f"edge-{site}", "edge", "--config", str(cfg),
-                           env=_mqtt_login("EDGE", gateway_username(site, f"GW{i:02d}"),
-                                           passwords))
+            children.spawn(
+                f"edge-{site}",
+                "edge",
+                "--config",
+                str(cfg),
+                env=_mqtt_login("EDGE", gateway_username(site, f"GW{i:02d}"), passwords),
+            )
             # its gate terminals: the past week, then today's swipes as they fall due
-            children.spawn(f"gates-{site}", "attendance", "simulate",
-                           "--url", f"http://127.0.0.1:{gate_port}",
-                           "--workers", str(WORKERS_PER_SITE), "--seed", str(i),
-                           "--days-back", "7",
-                           env={"SITEWATCH_ATTENDANCE_GATE_TOKENS": ",".join(
-                               f"{g}={t}" for g, t in tokens.items())})
+            children.spawn(
+                f"gates-{site}",
+                "attendance",
+                "simulate",
+                "--url",
+                f"http://127.0.0.1:{gate_port}",
+                "--workers",
+                str(WORKERS_PER_SITE),
+                "--seed",
+                str(i),
+                "--days-back",
+                "7",
+                env={
+                    "SITEWATCH_ATTENDANCE_GATE_TOKENS": ",".join(
+                        f"{g}={t}" for g, t in tokens.items()
+                    )
+                },
+            )
         api = f"http://127.0.0.1:{api_port}"
         if not _wait_http(f"{api}/health", 30):
-            print(f"sitewatch demo: the API did not come up:\n{_tail(state / 'api.log')}",
-                  file=sys.stderr)
+            print(
+                f"sitewatch demo: the API did not come up:\n{_tail(state / 'api.log')}",
+                file=sys.stderr,
+            )
             return 1
         devices = len(SITE_DEVICES)
-        print(f"""
+        print(
+            f"""
 SiteWatch demo is running: {opts.sites} simulated sites, {devices} devices and a camera each.
 
   MQTT broker   mqtt://127.0.0.1:{mq.port}      (topics sitewatch/v1/#; accounts only,
@@ -433,14 +598,18 @@ Try:
   sitewatch deadletters --database-url {db_url}
 
 Press Ctrl-C to stop everything.
-""", flush=True)
+""",
+            flush=True,
+        )
         started = time.monotonic()
         while not stopping:
             dead = children.dead()
             if dead:
                 name = dead[0]
-                print(f"sitewatch demo: {name} exited unexpectedly:\n"
-                      f"{_tail(state / f'{name}.log')}", file=sys.stderr)
+                print(
+                    f"sitewatch demo: {name} exited unexpectedly:\n{_tail(state / f'{name}.log')}",
+                    file=sys.stderr,
+                )
                 return 1
             if opts.duration_s and time.monotonic() - started >= opts.duration_s:
                 break

@@ -23,10 +23,16 @@ class Secret:
 #: every secret docker-compose.yml requires; ``.env`` holds one line each
 SECRETS: tuple[Secret, ...] = (
     Secret("API_SECRET_KEY", "signs the API's log-in tokens and session cookies"),
-    Secret("ATTENDANCE_ID_HASH_KEY", "the HMAC key of workers' ID-card numbers; changing "
-                                     "it makes every stored hash useless: keep it"),
-    Secret("INFLUX_TOKEN", "InfluxDB's all-access token; set once, before the first start "
-                           "(to change it later: docs/operations.md)"),
+    Secret(
+        "ATTENDANCE_ID_HASH_KEY",
+        "the HMAC key of workers' ID-card numbers; changing "
+        "it makes every stored hash useless: keep it",
+    ),
+    Secret(
+        "INFLUX_TOKEN",
+        "InfluxDB's all-access token; set once, before the first start "
+        "(to change it later: docs/operations.md)",
+    ),
     Secret("INFLUX_PASSWORD", "InfluxDB's admin user 'sitewatch'"),
     Secret("GRAFANA_PASSWORD", "Grafana's user 'admin'"),
     Secret("MQTT_INGEST_PASSWORD", "the broker account of ingest"),
@@ -47,9 +53,11 @@ class SecretsError(ValueError):
 def new_env() -> str:
     """A fresh ``.env``: every secret random (256 bits, hex: safe in YAML, URLs and
     shells), each with what it is for."""
-    lines = ["# SiteWatch secrets for docker-compose, made by `sitewatch deploy env`.",
-             "# Keep this file (and its backups) private: chmod 600. docs/operations.md",
-             ""]
+    lines = [
+        "# SiteWatch secrets for docker-compose, made by `sitewatch deploy env`.",
+        "# Keep this file (and its backups) private: chmod 600. docs/operations.md",
+        "",
+    ]
     for s in SECRETS:
         lines += [f"# {s.purpose}", f"{s.name}={secrets.token_hex(32)}"]
     return "\n".join(lines) + "\n"
@@ -63,15 +71,17 @@ def check(env: Mapping[str, str]) -> list[str]:
     for s in SECRETS:
         value = env.get(s.name, "")
         if not value:
-            problems.append(f"{s.name} is not set ({s.purpose}): `sitewatch deploy env` "
-                            "makes a .env with every secret")
+            problems.append(
+                f"{s.name} is not set ({s.purpose}): `sitewatch deploy env` "
+                "makes a .env with every secret"
+            )
             continue
         if any(marker in value.lower() for marker in DEVELOPMENT_MARKERS):
-            problems.append(f"{s.name} is a development or default value: set a random "
-                            "one")
+            problems.append(f"{s.name} is a development or default value: set a random one")
         elif len(value) < MIN_LENGTH:
-            problems.append(f"{s.name} is {len(value)} characters: at least {MIN_LENGTH} "
-                            "random ones")
+            problems.append(
+                f"{s.name} is {len(value)} characters: at least {MIN_LENGTH} random ones"
+            )
         if value in seen:
             problems.append(f"{s.name} is the same as {seen[value]}: each secret its own")
         seen.setdefault(value, s.name)
@@ -79,14 +89,19 @@ def check(env: Mapping[str, str]) -> list[str]:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    help_ = ("a docker-compose installation's secrets: env writes a fresh .env, check "
-             "refuses missing or weak ones (docs/operations.md)")
+    help_ = (
+        "a docker-compose installation's secrets: env writes a fresh .env, check "
+        "refuses missing or weak ones (docs/operations.md)"
+    )
     p = sub.add_parser("deploy", help=help_, description=help_)
-    p.add_argument("action", choices=["env", "check"],
-                   help="env: print a new .env with every secret random (or write it with "
-                        "--out, never over an existing file); check: the secrets in the "
-                        "environment, exit 1 naming each that is missing, short, reused or "
-                        "a development value")
+    p.add_argument(
+        "action",
+        choices=["env", "check"],
+        help="env: print a new .env with every secret random (or write it with "
+        "--out, never over an existing file); check: the secrets in the "
+        "environment, exit 1 naming each that is missing, short, reused or "
+        "a development value",
+    )
     p.add_argument("--out", type=Path, default=None, help="env: the file to write (mode 600)")
     p.set_defaults(fn=run)
 
@@ -106,9 +121,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        print(f"sitewatch deploy env: {args.out} exists: kept (its INFLUX_TOKEN and "
-              "ATTENDANCE_ID_HASH_KEY are in use; a new one would lock the services out)",
-              file=sys.stderr)
+        print(
+            f"sitewatch deploy env: {args.out} exists: kept (its INFLUX_TOKEN and "
+            "ATTENDANCE_ID_HASH_KEY are in use; a new one would lock the services out)",
+            file=sys.stderr,
+        )
         return 1
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)

@@ -35,9 +35,11 @@ class ChainCheck:
         self.entries += 1
         w = self.what
         if n != self.expected_n:
-            self.problems.append(f"{w} {self.expected_n}"
-                                 + (f"..{n - 1}" if n - 1 > self.expected_n else "")
-                                 + " missing")
+            self.problems.append(
+                f"{w} {self.expected_n}"
+                + (f"..{n - 1}" if n - 1 > self.expected_n else "")
+                + " missing"
+            )
         if prev_hash != self.prev:
             self.problems.append(f"{w} {n}: previous hash does not match {w} before")
         if recomputed != stored_hash:
@@ -50,5 +52,7 @@ class ChainCheck:
             if last:
                 self.problems.append(f"{head_name} head row missing")
         elif head[0] != last or head[1] != self.prev:
-            self.problems.append(f"chain head says {head[0]} entries, history ends at "
-                                 f"{last}: entries removed from the end")
+            self.problems.append(
+                f"chain head says {head[0]} entries, history ends at "
+                f"{last}: entries removed from the end"
+            )

@@ -48,18 +48,21 @@ class InfluxAccessError(RetryableWriteError):
     until an operator fixes the configuration (docs/operations.md)."""
 
     def __init__(self, status: int, body: str, database: str) -> None:
-        super().__init__(f"HTTP {status}: {access_problem(status, database)}; "
-                         f"{body.strip()[:200]}")
+        super().__init__(f"HTTP {status}: {access_problem(status, database)}; {body.strip()[:200]}")
         self.status = status
 
 
 def access_problem(status: int, database: str) -> str:
     """What an operator must fix when InfluxDB answers 401, 403 or 404."""
     if status == 404:
-        return (f"database (bucket) {database!r} not found: create it, or map it "
-                "(InfluxDB 2.x: influx v1 dbrp create)")
-    return ("credentials refused: the influx token (INFLUX_TOKEN in docker-compose) or "
-            "username/password is not one this InfluxDB accepts (docs/operations.md)")
+        return (
+            f"database (bucket) {database!r} not found: create it, or map it "
+            "(InfluxDB 2.x: influx v1 dbrp create)"
+        )
+    return (
+        "credentials refused: the influx token (INFLUX_TOKEN in docker-compose) or "
+        "username/password is not one this InfluxDB accepts (docs/operations.md)"
+    )
 
 
 #: statuses that say the configuration is wrong, not the data
@@ -144,8 +147,10 @@ class InfluxClient:
         except httpx.HTTPError as exc:
             raise InfluxError(f"query failed: {type(exc).__name__}: {exc}") from exc
         if r.status_code in (401, 403):
-            raise InfluxError(f"query failed: HTTP {r.status_code}: "
-                              f"{access_problem(r.status_code, self.settings.database)}")
+            raise InfluxError(
+                f"query failed: HTTP {r.status_code}: "
+                f"{access_problem(r.status_code, self.settings.database)}"
+            )
         if r.status_code != 200:
             raise InfluxError(f"query failed: HTTP {r.status_code}: {r.text.strip()[:500]}")
         results: list[dict[str, Any]] = r.json().get("results", [])

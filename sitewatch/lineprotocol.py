@@ -44,8 +44,7 @@ def _no_trailing_backslash(s: str) -> None:
     if s.endswith("\\") or CONTROL.search(s):
         # a trailing backslash would escape the following separator; no protocol
         # version defines an unescape for it, so refuse rather than corrupt the line
-        raise LineProtocolError(
-            f"{s!r}: trailing backslash or control character cannot be encoded")
+        raise LineProtocolError(f"{s!r}: trailing backslash or control character cannot be encoded")
 
 
 def quote_string(value: str) -> str:

@@ -81,14 +81,16 @@ def new_registry(service: str) -> CollectorRegistry:
     open files, start time) and ``sitewatch_build_info``."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    info = GaugeMetricFamily("sitewatch_build_info", "SiteWatch version of this service",
-                             labels=["service", "version"])
+    info = GaugeMetricFamily(
+        "sitewatch_build_info", "SiteWatch version of this service", labels=["service", "version"]
+    )
     info.add_metric([service, __version__], 1)
     registry.register(_Fixed([info]))
     return registry
 
 
 # -- building metric families from counters ------------------------------------------------
+
 
 def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     """A counter; ``name`` ends in ``_total``."""
@@ -99,8 +101,13 @@ def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def counter_by(name: str, documentation: str, label: str, values: Mapping[str, float],
-               known: Iterable[str] = ()) -> CounterMetricFamily:
+def counter_by(
+    name: str,
+    documentation: str,
+    label: str,
+    values: Mapping[str, float],
+    known: Iterable[str] = (),
+) -> CounterMetricFamily:
     """A counter per value of one label; every ``known`` value is exported, at 0 if it
     was never counted, so that a rate over it exists before the first event."""
     family = CounterMetricFamily(name, documentation, labels=[label])
@@ -109,8 +116,9 @@ def counter_by(name: str, documentation: str, label: str, values: Mapping[str, f
     return family
 
 
-def gauge_by(name: str, documentation: str, labels: list[str],
-             values: Mapping[LabelValues, float]) -> GaugeMetricFamily:
+def gauge_by(
+    name: str, documentation: str, labels: list[str], values: Mapping[LabelValues, float]
+) -> GaugeMetricFamily:
     """A gauge per combination of label values (the keys of ``values``)."""
     family = GaugeMetricFamily(name, documentation, labels=labels)
     for key in sorted(values):
@@ -119,6 +127,7 @@ def gauge_by(name: str, documentation: str, labels: list[str],
 
 
 # -- serving -------------------------------------------------------------------------------
+
 
 @asynccontextmanager
 async def serve_metrics(
@@ -153,11 +162,14 @@ async def serve_metrics(
                 await writer.wait_closed()
 
     try:
-        server = await asyncio.start_server(handle, settings.host, settings.port,
-                                            limit=MAX_REQUEST_HEAD)
+        server = await asyncio.start_server(
+            handle, settings.host, settings.port, limit=MAX_REQUEST_HEAD
+        )
     except OSError as exc:
-        raise ConfigError(f"key metrics.port: {service} cannot serve metrics on "
-                          f"{settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"key metrics.port: {service} cannot serve metrics on "
+            f"{settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
     port = int(server.sockets[0].getsockname()[1])
     endpoint = MetricsEndpoint(settings.host, port)
     log.info("%s metrics at %s", service, endpoint.url)
@@ -171,14 +183,17 @@ async def serve_metrics(
         await server.wait_closed()
 
 
-async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                  registry: Collector, service: str,
-                  before_scrape: Callable[[], Awaitable[None]] | None) -> None:
+async def _answer(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    registry: Collector,
+    service: str,
+    before_scrape: Callable[[], Awaitable[None]] | None,
+) -> None:
     """One request, one answer, then the connection is closed."""
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
-            ConnectionError):
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
         return
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
@@ -212,17 +227,35 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     await _respond(writer, 200, body, content_type=content_type, head_only=method == "HEAD")
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+}
 
 
-async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, *,
-                   content_type: str = "text/plain; charset=utf-8", head_only: bool = False,
-                   extra: Sequence[tuple[str, str]] = ()) -> None:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
-               ("Connection", "close"), *extra]
-    head = f"HTTP/1.1 {status} {_REASONS[status]}\r\n" + "".join(
-        f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+async def _respond(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: bytes,
+    *,
+    content_type: str = "text/plain; charset=utf-8",
+    head_only: bool = False,
+    extra: Sequence[tuple[str, str]] = (),
+) -> None:
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+        *extra,
+    ]
+    head = (
+        f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers)
+        + "\r\n"
+    )
     writer.write(head.encode("latin-1") + (b"" if head_only else body))
     with suppress(ConnectionError):
         await writer.drain()

@@ -160,7 +160,10 @@ class Client:
             await self._loop.run_in_executor(
                 None,
                 lambda: self._paho.connect(
-                    s.host, s.port, s.keepalive_s, clean_start=self._clean_start,
+                    s.host,
+                    s.port,
+                    s.keepalive_s,
+                    clean_start=self._clean_start,
                     properties=props,
                 ),
             )
@@ -286,8 +289,9 @@ class Client:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._messages.put_nowait(
-            Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid,
-                    bool(msg.dup))
+            Message(
+                msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, bool(msg.dup)
+            )
         )
 
     def _on_publish(
@@ -362,9 +366,7 @@ class Client:
 
         loop.call_soon_threadsafe(loop.add_writer, sock.fileno(), writable)
 
-    def _on_socket_unregister_write(
-        self, client: paho.Client, userdata: Any, sock: Any
-    ) -> None:
+    def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_writer(sock.fileno())
@@ -376,8 +378,11 @@ class Client:
             self._disconnected.set_exception(MqttError("connection lost (keepalive)"))
 
 
-async def reconnecting(session: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                       on_lost: Callable[[], None] = lambda: None) -> None:
+async def reconnecting(
+    session: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    on_lost: Callable[[], None] = lambda: None,
+) -> None:
     """Run ``session`` until ``stop`` is set: after a lost connection (MqttError), call
     ``on_lost`` and reconnect with jittered exponential backoff. The loop of every
     long-running MQTT service (ingest, alerts)."""

@@ -87,9 +87,15 @@ class Registry:
         self.s = session
 
     # -- sites ------------------------------------------------------------------------
-    def sites(self, *, allowed: Collection[str] | None, county: str | None = None,
-              project_type: str | None = None, offset: int = 0, limit: int = 100
-              ) -> Page[SiteRow]:
+    def sites(
+        self,
+        *,
+        allowed: Collection[str] | None,
+        county: str | None = None,
+        project_type: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page[SiteRow]:
         q = select(SiteRow)
         if allowed is not None:
             q = q.where(SiteRow.id.in_(list(allowed)))
@@ -113,19 +119,20 @@ class Registry:
 
     # -- gateways ---------------------------------------------------------------------
     def gateways(self, site: str) -> list[GatewayRow]:
-        return list(self.s.scalars(select(GatewayRow).where(GatewayRow.site == site)
-                                   .order_by(GatewayRow.id)))
+        return list(
+            self.s.scalars(
+                select(GatewayRow).where(GatewayRow.site == site).order_by(GatewayRow.id)
+            )
+        )
 
-    def gateway_page(self, site: str, *, offset: int = 0, limit: int = 100
-                     ) -> Page[GatewayRow]:
+    def gateway_page(self, site: str, *, offset: int = 0, limit: int = 100) -> Page[GatewayRow]:
         q = select(GatewayRow).where(GatewayRow.site == site)
         total = count_rows(self.s, q)
         rows = self.s.scalars(q.order_by(GatewayRow.id).offset(offset).limit(limit))
         return Page(list(rows), total)
 
     def all_gateways(self) -> Sequence[GatewayRow]:
-        return list(self.s.scalars(select(GatewayRow).order_by(GatewayRow.site,
-                                                                GatewayRow.id)))
+        return list(self.s.scalars(select(GatewayRow).order_by(GatewayRow.site, GatewayRow.id)))
 
     def gateway(self, site: str, gateway: str) -> GatewayRow | None:
         return self.s.get(GatewayRow, (site, gateway))
@@ -147,8 +154,9 @@ class Registry:
         return Page(list(rows), total)
 
     def all_devices(self, site: str) -> list[DeviceRow]:
-        return list(self.s.scalars(select(DeviceRow).where(DeviceRow.site == site)
-                                   .order_by(DeviceRow.id)))
+        return list(
+            self.s.scalars(select(DeviceRow).where(DeviceRow.site == site).order_by(DeviceRow.id))
+        )
 
     def device(self, site: str, device: str) -> DeviceRow | None:
         return self.s.get(DeviceRow, (site, device))

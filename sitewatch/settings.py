@@ -65,7 +65,7 @@ def _unknown_env(cls: type[ServiceSettings], prefix: str) -> list[str]:
     out = []
     for var in os.environ:
         if var.upper().startswith(prefix.upper()):
-            top = var[len(prefix):].split("__", 1)[0].upper()
+            top = var[len(prefix) :].split("__", 1)[0].upper()
             if top not in names:
                 out.append(var)
     return sorted(out)

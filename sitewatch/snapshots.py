@@ -96,8 +96,9 @@ class SnapshotStore:
             raise SnapshotError(Refusal.UNSUPPORTED_MEDIA_TYPE, "not a JPEG or PNG image")
         digest = hashlib.sha256(data).hexdigest()
         if expected_sha256 is not None and expected_sha256 != digest:
-            raise SnapshotError(Refusal.HASH_MISMATCH, f"content has SHA-256 {digest}, "
-                                f"not {expected_sha256}")
+            raise SnapshotError(
+                Refusal.HASH_MISMATCH, f"content has SHA-256 {digest}, not {expected_sha256}"
+            )
         path = self.dir / digest[:2] / f"{digest}.{kind}"
         snap = Snapshot(digest, path, MEDIA_TYPES[kind], len(data))
         if path.exists():
@@ -176,9 +177,16 @@ class StoredSnapshot:
     created: bool
 
 
-def store_snapshot(files: SnapshotStore, engine: Engine, *, site: str, source: str,
-                   data: bytes, expected_sha256: str | None = None,
-                   max_bytes: int | None = None) -> StoredSnapshot:
+def store_snapshot(
+    files: SnapshotStore,
+    engine: Engine,
+    *,
+    site: str,
+    source: str,
+    data: bytes,
+    expected_sha256: str | None = None,
+    max_bytes: int | None = None,
+) -> StoredSnapshot:
     """Store ``data`` for ``site``: the file fsynced, then its row committed.
 
     Blocking (fsync, a transaction): run it in a worker thread. Raises
@@ -195,10 +203,25 @@ def store_snapshot(files: SnapshotStore, engine: Engine, *, site: str, source: s
     with Session(engine) as s:
         row = s.get(SnapshotRow, (site, snap.sha256))
         if row is None:
-            new = StoredSnapshot(site, snap.sha256, snap.media_type, snap.size, source,
-                                 int(time.time() * 1000), created=True)
-            s.add(SnapshotRow(site=site, sha256=snap.sha256, media_type=new.media_type,
-                              size=new.size, source=source, created_at=new.created_at))
+            new = StoredSnapshot(
+                site,
+                snap.sha256,
+                snap.media_type,
+                snap.size,
+                source,
+                int(time.time() * 1000),
+                created=True,
+            )
+            s.add(
+                SnapshotRow(
+                    site=site,
+                    sha256=snap.sha256,
+                    media_type=new.media_type,
+                    size=new.size,
+                    source=source,
+                    created_at=new.created_at,
+                )
+            )
             try:
                 s.commit()
                 return new
@@ -207,5 +230,12 @@ def store_snapshot(files: SnapshotStore, engine: Engine, *, site: str, source: s
                 row = s.get(SnapshotRow, (site, snap.sha256))
                 if row is None:
                     raise
-        return StoredSnapshot(row.site, row.sha256, row.media_type, row.size, row.source,
-                              row.created_at, created=False)
+        return StoredSnapshot(
+            row.site,
+            row.sha256,
+            row.media_type,
+            row.size,
+            row.source,
+            row.created_at,
+            created=False,
+        )

@@ -27,8 +27,10 @@ class StateFolderBusy(Exception):
         #: the holder's pid and address as it wrote them (None: not written yet)
         self.pid = pid if isinstance(pid, int) else None
         self.address = address if isinstance(address, str) else None
-        super().__init__(f"{path} is locked by a running process (pid "
-                         f"{self.pid or 'unknown'}, address {self.address or 'unknown'})")
+        super().__init__(
+            f"{path} is locked by a running process (pid "
+            f"{self.pid or 'unknown'}, address {self.address or 'unknown'})"
+        )
 
 
 @dataclass
@@ -68,8 +70,12 @@ class StateLock:
     def __enter__(self) -> Self:
         return self.acquire()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.release()
 
 

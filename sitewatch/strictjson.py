@@ -23,8 +23,17 @@ from typing import Any
 
 from sitewatch.lineprotocol import CONTROL
 
-__all__ = ["CONTROL", "MAX_DEPTH", "Object", "control_in", "loads", "may_hold_control",
-           "repeated_key", "same_keys", "too_deep"]
+__all__ = [
+    "CONTROL",
+    "MAX_DEPTH",
+    "Object",
+    "control_in",
+    "loads",
+    "may_hold_control",
+    "repeated_key",
+    "same_keys",
+    "too_deep",
+]
 
 MAX_DEPTH = 16
 
@@ -36,7 +45,8 @@ _OPEN = frozenset(b"[{")
 #: (``\n``, ``\u001b``; ``\\n`` is a false alarm, which only costs the exact check) or
 #: DEL / a C1 control written as UTF-8. Raw U+0000-U+001F inside a string is not JSON.
 _CONTROL_HINT = re.compile(
-    rb"\\(?:[bfnrt]|u00[01][0-9a-fA-F]|u007[fF]|u00[89][0-9a-fA-F])|\x7f|\xc2[\x80-\x9f]")
+    rb"\\(?:[bfnrt]|u00[01][0-9a-fA-F]|u007[fF]|u00[89][0-9a-fA-F])|\x7f|\xc2[\x80-\x9f]"
+)
 
 
 def too_deep(payload: bytes, limit: int = MAX_DEPTH) -> bool:

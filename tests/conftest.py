@@ -97,8 +97,9 @@ def mqtt_settings(server: MosquittoServer, prefix: str) -> MqttSettings:
     return MqttSettings(host=server.host, port=server.port, topic_prefix=prefix)
 
 
-def ingest_settings(mq: MosquittoServer, influx: InfluxServer, prefix: str, db: str,
-                    database_url: str, **extra: Any) -> IngestSettings:
+def ingest_settings(
+    mq: MosquittoServer, influx: InfluxServer, prefix: str, db: str, database_url: str, **extra: Any
+) -> IngestSettings:
     return IngestSettings(
         # a broker with accounts: the test passes MqttSettings with ingest's credentials
         mqtt=extra.pop("mqtt", None) or mqtt_settings(mq, prefix),
@@ -120,8 +121,11 @@ class RunningIngest:
     async def start(self) -> Ingest:
         self.service = Ingest(self.settings)
         self.task = asyncio.create_task(self.service.run())
-        await wait_for(lambda: self.service is not None and self.service.connected.is_set(),
-                       timeout=15, what="ingest connected")
+        await wait_for(
+            lambda: self.service is not None and self.service.connected.is_set(),
+            timeout=15,
+            what="ingest connected",
+        )
         return self.service
 
     async def stop(self) -> None:
@@ -141,7 +145,10 @@ class RunningIngest:
 
 @pytest.fixture
 async def start_ingest(
-    mosquitto: MosquittoServer, influxdb: InfluxServer, prefix: str, unique: str,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxServer,
+    prefix: str,
+    unique: str,
     tmp_path: Path,
 ) -> AsyncIterator[Callable[..., Awaitable[RunningIngest]]]:
     running: list[RunningIngest] = []
@@ -181,7 +188,10 @@ class RunningAlerts:
 
 @pytest.fixture
 async def start_alerts(
-    mosquitto: MosquittoServer, influxdb: InfluxServer, prefix: str, unique: str,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxServer,
+    prefix: str,
+    unique: str,
     tmp_path: Path,
 ) -> AsyncIterator[Callable[..., Awaitable[RunningAlerts]]]:
     """The alert service in this process, on the test's prefix and InfluxDB database."""
@@ -192,7 +202,11 @@ async def start_alerts(
             mqtt=mqtt_settings(extra.pop("mqtt_server", mosquitto), prefix),
             influx=InfluxSettings(url=influxdb.url, database=unique),
             database_url=extra.pop("database_url", f"sqlite:///{tmp_path / 'alerts.db'}"),
-            client_id=f"alerts-{unique}", tick_s=0.2, stats_interval_s=3600, **extra)
+            client_id=f"alerts-{unique}",
+            tick_s=0.2,
+            stats_interval_s=3600,
+            **extra,
+        )
         r = RunningAlerts(settings)
         await r.start()
         running.append(r)
@@ -214,8 +228,13 @@ async def influx_client(influxdb: InfluxServer, unique: str) -> AsyncIterator[In
     await client.aclose()
 
 
-async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0,
-                   interval: float = 0.05, what: str | Callable[[], str] = "condition") -> Any:
+async def wait_for(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str | Callable[[], str] = "condition",
+) -> Any:
     """Poll a sync or async predicate until it is truthy; fail with ``what`` (a text, or
     a function giving one, for a report of the state at the time of failure)."""
     deadline = time.monotonic() + timeout
@@ -231,8 +250,14 @@ async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0,
     pytest.fail(f"timed out after {timeout}s waiting for {text} (last: {last!r})")
 
 
-async def wait_listening(port: int, *, host: str = "127.0.0.1", timeout: float = 15,
-                         server: asyncio.Task[Any] | None = None, what: str = "server") -> None:
+async def wait_listening(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 15,
+    server: asyncio.Task[Any] | None = None,
+    what: str = "server",
+) -> None:
     """Wait until a TCP server started in the test answers on ``port`` (a connection is
     accepted, then closed without a byte): instead of sleeping and hoping it is up.
     Fails at once, with its exception, if the ``server`` task ended meanwhile."""
@@ -240,8 +265,10 @@ async def wait_listening(port: int, *, host: str = "127.0.0.1", timeout: float =
     last: BaseException | None = None
     while time.monotonic() < deadline:
         if server is not None and server.done():
-            pytest.fail(f"{what} ended before it listened on {host}:{port}: "
-                        f"{server.exception() if not server.cancelled() else 'cancelled'}")
+            pytest.fail(
+                f"{what} ended before it listened on {host}:{port}: "
+                f"{server.exception() if not server.cancelled() else 'cancelled'}"
+            )
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
         except (OSError, TimeoutError) as exc:
@@ -291,19 +318,29 @@ DEVICES = [
 
 def edge_settings(server: MosquittoServer, prefix: str, state: Path) -> EdgeSettings:
     return EdgeSettings(
-        site="S1", gateway="GW1", state_dir=state,
+        site="S1",
+        gateway="GW1",
+        state_dir=state,
         mqtt=MqttSettings(host=server.host, port=server.port, topic_prefix=prefix),
-        publish=PublishSettings(max_batch_items=50, max_batch_delay_s=0.2, ack_timeout_s=2,
-                                backlog_batches_per_s=50, health_interval_s=1),
+        publish=PublishSettings(
+            max_batch_items=50,
+            max_batch_delay_s=0.2,
+            ack_timeout_s=2,
+            backlog_batches_per_s=50,
+            health_interval_s=1,
+        ),
         devices=DEVICES,
     )
 
 
-def one_device_settings(server: MosquittoServer, prefix: str, state: Path,
-                        device: DeviceConfig) -> EdgeSettings:
+def one_device_settings(
+    server: MosquittoServer, prefix: str, state: Path, device: DeviceConfig
+) -> EdgeSettings:
     """An agent with one (pushing) device and no health readings in the way."""
     return EdgeSettings(
-        site="S1", gateway="GW1", state_dir=state,
+        site="S1",
+        gateway="GW1",
+        state_dir=state,
         mqtt=MqttSettings(host=server.host, port=server.port, topic_prefix=prefix),
         publish=PublishSettings(max_batch_delay_s=0.2, health_interval_s=3600),
         devices=[device],
@@ -340,8 +377,9 @@ def expected(last: dict[str, int]) -> dict[str, list[int]]:
     return {device: list(range(1, n + 1)) for device, n in last.items()}
 
 
-async def assert_seqs_exactly_once(client: InfluxClient, last: dict[str, int],
-                                   timeout: float = 20) -> None:
+async def assert_seqs_exactly_once(
+    client: InfluxClient, last: dict[str, int], timeout: float = 20
+) -> None:
     """Wait until InfluxDB holds seq 1..N for every device, each once; else say what differs."""
     want = expected(last)
     deadline = asyncio.get_running_loop().time() + timeout
@@ -351,10 +389,14 @@ async def assert_seqs_exactly_once(client: InfluxClient, last: dict[str, int],
         if got == want:
             return
         await asyncio.sleep(0.2)
-    report = {d: {"missing": sorted(set(w) - set(got.get(d, [])))[:20],
-                  "unexpected": sorted(set(got.get(d, [])) - set(w))[:20],
-                  "duplicates": len(got.get(d, [])) - len(set(got.get(d, [])))}
-              for d, w in want.items()}
+    report = {
+        d: {
+            "missing": sorted(set(w) - set(got.get(d, [])))[:20],
+            "unexpected": sorted(set(got.get(d, [])) - set(w))[:20],
+            "duplicates": len(got.get(d, [])) - len(set(got.get(d, []))),
+        }
+        for d, w in want.items()
+    }
     pytest.fail(f"seq invariant broken: {report}")
 
 

@@ -12,11 +12,16 @@ from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings, S
 
 
 def agent(tmp_path: Path, **spool: object) -> Agent:
-    return Agent(EdgeSettings(
-        site="S1", gateway="GW1", state_dir=tmp_path,
-        publish=PublishSettings(max_batch_items=3),
-        spool=SpoolSettings(**spool),  # type: ignore[arg-type]
-        devices=[DeviceConfig(id="TC01", driver="simulated", profile="tower_crane")]))
+    return Agent(
+        EdgeSettings(
+            site="S1",
+            gateway="GW1",
+            state_dir=tmp_path,
+            publish=PublishSettings(max_batch_items=3),
+            spool=SpoolSettings(**spool),  # type: ignore[arg-type]
+            devices=[DeviceConfig(id="TC01", driver="simulated", profile="tower_crane")],
+        )
+    )
 
 
 def spooled_items(a: Agent) -> list[contract.TelemetryItem]:
@@ -34,8 +39,13 @@ async def test_same_millisecond_readings_get_distinct_timestamps(tmp_path: Path)
     a.emit("HOIST", "construction_hoist", {"floor": 1}, 1_000)  # other devices unaffected
     await a.flush()
     got = sorted((i.device, i.seq, i.ts) for i in spooled_items(a))
-    assert got == [("HOIST", 1, 1000), ("TC01", 1, 1000), ("TC01", 2, 1001),
-                   ("TC01", 3, 1002), ("TC01", 4, 1003)]
+    assert got == [
+        ("HOIST", 1, 1000),
+        ("TC01", 1, 1000),
+        ("TC01", 2, 1001),
+        ("TC01", 3, 1002),
+        ("TC01", 4, 1003),
+    ]
     assert a.adjusted_ts == 3
 
 
@@ -57,14 +67,19 @@ async def test_a_power_cut_loses_only_the_batch_being_filled_and_seqs_stay_conti
     for i in range(5):
         a.emit("TC01", "tower_crane", {"load_t": float(i)}, 1_000 + i)
     await a._commit(force=False)  # the full batch is committed; then the power goes
-    assert a.spool.depth() == 1   # (no close: nothing else reaches the disk)
+    assert a.spool.depth() == 1  # (no close: nothing else reaches the disk)
     b = agent(tmp_path)
     assert [(i.seq, i.ts) for i in spooled_items(b)] == [(1, 1000), (2, 1001), (3, 1002)]
     for i in range(2):  # the two readings never committed were never sent: their seqs
         b.emit("TC01", "tower_crane", {"load_t": float(i)}, 2_000 + i)  # are given again
     await b.flush()
     assert [(i.seq, i.ts) for i in spooled_items(b)] == [
-        (1, 1000), (2, 1001), (3, 1002), (4, 2000), (5, 2001)]
+        (1, 1000),
+        (2, 1001),
+        (3, 1002),
+        (4, 2000),
+        (5, 2001),
+    ]
     b.spool.close()
 
 
@@ -80,14 +95,20 @@ async def test_a_clock_stepped_back_before_a_restart_never_stamps_a_used_timesta
     b.emit("TC01", "tower_crane", {"load_t": 1.0}, 50_000 - 3_600_000)
     await b.flush()
     assert [(i.seq, i.ts) for i in spooled_items(b)] == [
-        (1, 50_000), (2, 50_001), (3, 50_002), (4, 50_003)]
+        (1, 50_000),
+        (2, 50_001),
+        (3, 50_002),
+        (4, 50_003),
+    ]
     b.spool.close()
 
 
 async def test_refuse_newest_when_full(tmp_path: Path) -> None:
     a = agent(tmp_path, max_bytes=64 * 1024, policy="refuse_newest")
-    accepted = sum(a.emit("TC01", "tower_crane", {"operator": "x" * 60, "load_t": 1.0},
-                          1_000 + i) for i in range(2000))
+    accepted = sum(
+        a.emit("TC01", "tower_crane", {"operator": "x" * 60, "load_t": 1.0}, 1_000 + i)
+        for i in range(2000)
+    )
     await a.flush()
     assert 0 < accepted < 2000 and a.spool.dropped == 2000 - accepted
     assert [i.seq for i in spooled_items(a)] == list(range(1, accepted + 1))

@@ -57,13 +57,25 @@ def at(hhmm: str, day: date = D, utc_offset_h: float = 8) -> int:
 
 def engine(*overrides: Override) -> AlertEngine:
     ids = itertools.count(1)
-    return AlertEngine(RuleBook(PROFILES, list(overrides), {"S1": SiteRules(utc_offset_h=8)},
-                                default_utc_offset_h=0),
-                       hold_s=60, new_id=lambda: f"A{next(ids)}")
+    return AlertEngine(
+        RuleBook(
+            PROFILES, list(overrides), {"S1": SiteRules(utc_offset_h=8)}, default_utc_offset_h=0
+        ),
+        hold_s=60,
+        new_id=lambda: f"A{next(ids)}",
+    )
 
 
-def reading(e: AlertEngine, device: str, profile: str, t: int, *, site: str = "S1",
-            gateway: str = "GW1", **values: float) -> list[Change]:
+def reading(
+    e: AlertEngine,
+    device: str,
+    profile: str,
+    t: int,
+    *,
+    site: str = "S1",
+    gateway: str = "GW1",
+    **values: float,
+) -> list[Change]:
     return e.observe(site, gateway, device, profile, t, t, values, t)
 
 
@@ -79,23 +91,29 @@ def limits_at(e: AlertEngine, hhmm: str) -> list[str]:
 
 def limits_by_rule(lines: list[str], device: str) -> dict[str, str]:
     """rule -> the line's field set, for one device."""
-    return {tags(line)["rule"]: line.split(" ")[1] for line in lines
-            if tags(line)["device"] == device}
+    return {
+        tags(line)["rule"]: line.split(" ")[1] for line in lines if tags(line)["device"] == device
+    }
 
 
 # -- limits ---------------------------------------------------------------------------
+
 
 def test_the_noise_limit_follows_the_day_and_night_schedule_in_site_time() -> None:
     e = engine()
     reading(e, "ENV1", "environment", at("13:00"), noise_dba=50.0)
     day = limits_at(e, "14:00")
-    assert (f"limits,device=ENV1,field=noise_dba,gateway=GW1,profile=environment,"
-            f"rule=noise_leq,site=S1 value=70.0 {at('14:00')}") in day
+    assert (
+        f"limits,device=ENV1,field=noise_dba,gateway=GW1,profile=environment,"
+        f"rule=noise_leq,site=S1 value=70.0 {at('14:00')}"
+    ) in day
     # only rules that compare a field with a number: not the count nor the silence rule
-    assert limits_by_rule(day, "ENV1") == {"noise_leq": "value=70.0",
-                                           "pm10_hourly": "value=80.0",
-                                           "tsp_5min": "value=800.0",
-                                           "wind_stop_work": "value=10.8"}
+    assert limits_by_rule(day, "ENV1") == {
+        "noise_leq": "value=70.0",
+        "pm10_hourly": "value=80.0",
+        "tsp_5min": "value=800.0",
+        "wind_stop_work": "value=10.8",
+    }
     night = limits_by_rule(limits_at(e, "23:00"), "ENV1")
     assert night["noise_leq"] == "value=55.0"
 
@@ -104,14 +122,18 @@ def test_a_night_only_rule_writes_nothing_by_day() -> None:
     e = engine()
     reading(e, "ENV1", "environment", at("13:00"), noise_dba=50.0)
     assert "noise_night_lmax" not in limits_by_rule(limits_at(e, "14:00"), "ENV1")
-    assert limits_by_rule(limits_at(e, "23:00"), "ENV1")["noise_night_lmax"] == (
-        "value=70.0")
+    assert limits_by_rule(limits_at(e, "23:00"), "ENV1")["noise_night_lmax"] == ("value=70.0")
 
 
 def test_an_override_changes_the_written_limit_of_its_device_only() -> None:
-    e = engine(Override(site="S1", device="ENV1", rule="pm10_hourly", set={"value": 150}),
-               Override(site="S1", rule="noise_leq",
-                        set={"schedule": [{"from": "07:00", "to": "19:00", "value": 65}]}))
+    e = engine(
+        Override(site="S1", device="ENV1", rule="pm10_hourly", set={"value": 150}),
+        Override(
+            site="S1",
+            rule="noise_leq",
+            set={"schedule": [{"from": "07:00", "to": "19:00", "value": 65}]},
+        ),
+    )
     for device in ("ENV1", "ENV2"):
         reading(e, device, "environment", at("13:00"), noise_dba=50.0)
     lines = limits_at(e, "14:00")
@@ -123,21 +145,34 @@ def test_an_override_changes_the_written_limit_of_its_device_only() -> None:
 
 # -- site summary ---------------------------------------------------------------------
 
+
 def test_site_summary_counts_open_alerts_gateways_and_workers_on_site() -> None:
     e = engine()
     t = at("10:00")
     assert [c.severity for c in reading(e, "TC1", "tower_crane", t, load_pct=120.0)] == [
-        "alarm"]                                                                  # A1
+        "alarm"
+    ]  # A1
     assert [c.severity for c in reading(e, "GW1", "gateway", t, disk_free_pct=5.0)] == [
-        "warning"]                                                                # A2
+        "warning"
+    ]  # A2
     e.status("S1", "GW2", "offline", 1, t)
     e.status("S9", "GW9", "online", 1, t)  # a site the registry does not have
     watch = AttendanceWatch({"S1": SiteInfo()})
-    watch.observe("S1", "GW1", [contract.AttendanceItem(
-        device="GATE01", ts=t, seq=1, worker="W1", direction="in", method="face")], t)
-    view = StoreView(sites={"S1": SiteFacts("North bridge", "Xinle", 38.35, 114.68, 40)},
-                     gateways={"S1": frozenset({"GW1", "GW2", "GW3"})},
-                     county_alerts=frozenset({"A1"}))
+    watch.observe(
+        "S1",
+        "GW1",
+        [
+            contract.AttendanceItem(
+                device="GATE01", ts=t, seq=1, worker="W1", direction="in", method="face"
+            )
+        ],
+        t,
+    )
+    view = StoreView(
+        sites={"S1": SiteFacts("North bridge", "Xinle", 38.35, 114.68, 40)},
+        gateways={"S1": frozenset({"GW1", "GW2", "GW3"})},
+        county_alerts=frozenset({"A1"}),
+    )
     lines = site_summary_lines(e, watch, view, t)
     assert lines == [
         'site_summary,site=S1 name="North bridge",county="Xinle",latitude=38.35,'
@@ -153,8 +188,10 @@ def test_site_summary_counts_open_alerts_gateways_and_workers_on_site() -> None:
     e.status("S1", "GW2", "online", 1, t + 61_500)
     assert [c.event for c in e.tick(t + 62_000)] == [EventKind.RESOLVED]  # hold_s 60
     s1 = site_summary_lines(e, watch, view, t + 62_000)[0]
-    assert ("open_alarm=0i,open_warning=1i,open_county=0i,open_total=1i,worst=1i,"
-            "gateways=3i,gateways_offline=0i") in s1
+    assert (
+        "open_alarm=0i,open_warning=1i,open_county=0i,open_total=1i,worst=1i,"
+        "gateways=3i,gateways_offline=0i"
+    ) in s1
 
 
 # -- attendance_team ------------------------------------------------------------------
@@ -163,17 +200,36 @@ SITE, GW = "S-ATT", "GW1"
 
 
 def add_workers(s: Session, now: int, *teams: tuple[str, str]) -> None:
-    Workers(s).put_many([
-        WorkerRow(site=SITE, id=w, name=f"name {w}", team=team, team_lead=False,
-                  subcontractor="", trade="", day_rate=Decimal(300), training_expires=None,
-                  certificate_expires=None, id_hash=None, id_masked=None, active=True,
-                  updated_at=now) for w, team in teams])
+    Workers(s).put_many(
+        [
+            WorkerRow(
+                site=SITE,
+                id=w,
+                name=f"name {w}",
+                team=team,
+                team_lead=False,
+                subcontractor="",
+                trade="",
+                day_rate=Decimal(300),
+                training_expires=None,
+                certificate_expires=None,
+                id_hash=None,
+                id_masked=None,
+                active=True,
+                updated_at=now,
+            )
+            for w, team in teams
+        ]
+    )
 
 
 def swipes(*events: tuple[str, str, str]) -> list[contract.AttendanceItem]:
-    return [contract.AttendanceItem(device="GATE01", ts=at(hhmm), seq=k, worker=w,
-                                    direction=d, method="face")  # type: ignore[arg-type]
-            for k, (w, d, hhmm) in enumerate(events, 1)]
+    return [
+        contract.AttendanceItem(
+            device="GATE01", ts=at(hhmm), seq=k, worker=w, direction=d, method="face"
+        )  # type: ignore[arg-type]
+        for k, (w, d, hhmm) in enumerate(events, 1)
+    ]
 
 
 @pytest.fixture
@@ -184,13 +240,26 @@ def ledger_db(tmp_path: Path) -> Engine:
     create_tables(db)
     with Session(db) as s, s.begin():
         add_workers(s, at("06:00"), ("W1", "rebar"), ("W2", "rebar"), ("W3", "formwork"))
-    LedgerWriter(url).append([GateBatch(SITE, GW, swipes(
-        ("W1", "in", "07:02"), ("W1", "out", "17:31"),
-        ("W2", "in", "07:10"),                           # never swipes out
-        ("W3", "in", "08:00"), ("W3", "out", "12:00"), ("W3", "in", "13:00"),
-        ("W3", "out", "18:05"),
-        ("X9", "in", "09:00"), ("X9", "out", "10:00"),   # not in the registry
-    ))], at("20:00"))
+    LedgerWriter(url).append(
+        [
+            GateBatch(
+                SITE,
+                GW,
+                swipes(
+                    ("W1", "in", "07:02"),
+                    ("W1", "out", "17:31"),
+                    ("W2", "in", "07:10"),  # never swipes out
+                    ("W3", "in", "08:00"),
+                    ("W3", "out", "12:00"),
+                    ("W3", "in", "13:00"),
+                    ("W3", "out", "18:05"),
+                    ("X9", "in", "09:00"),
+                    ("X9", "out", "10:00"),  # not in the registry
+                ),
+            )
+        ],
+        at("20:00"),
+    )
     return db
 
 
@@ -199,8 +268,9 @@ def by_team(view: StoreView, day: date) -> dict[str, tuple[Decimal, int]]:
 
 
 def sheet_totals(s: Session, day: date, now: int) -> dict[str, tuple[Decimal, int]]:
-    return {sh.team: (sh.totals.hours, len(sh.rows))
-            for sh in reports.sheets(s, SITE, day, day, now)}
+    return {
+        sh.team: (sh.totals.hours, len(sh.rows)) for sh in reports.sheets(s, SITE, day, day, now)
+    }
 
 
 def test_team_hours_are_the_day_labour_sheets_totals(ledger_db: Engine) -> None:
@@ -210,48 +280,51 @@ def test_team_hours_are_the_day_labour_sheets_totals(ledger_db: Engine) -> None:
         sheets = sheet_totals(s, D, now)
     today = by_team(view, D)
     assert {k: v for k, v in today.items() if k != reports.UNREGISTERED} == sheets
-    assert sheets == {"formwork": (Decimal("9.08"), 1),
-                      "rebar": (hours_of(629) + hours_of(770), 2)}
+    assert sheets == {"formwork": (Decimal("9.08"), 1), "rebar": (hours_of(629) + hours_of(770), 2)}
     assert today[reports.UNREGISTERED] == (hours_of(60), 1)
     # the day before is written too (board_days), every team at 0
     assert by_team(view, D - timedelta(days=1)) == {
-        team: (Decimal(0), 0) for team in ("formwork", "rebar", reports.UNREGISTERED)}
+        team: (Decimal(0), 0) for team in ("formwork", "rebar", reports.UNREGISTERED)
+    }
     assert view.today == {SITE: D}
     start, _ = AttendancePolicy().day_bounds(D)
-    assert (f'attendance_team,site={SITE},team=formwork hours=9.08,workers=1i,'
-            f'day="2026-11-02" {start}') in team_lines(view.teams)
-    assert (f'attendance_team,site={SITE},team=(unregistered) hours=1.0,workers=1i,'
-            f'day="2026-11-02" {start}') in team_lines(view.teams)
+    assert (
+        f'attendance_team,site={SITE},team=formwork hours=9.08,workers=1i,day="2026-11-02" {start}'
+    ) in team_lines(view.teams)
+    assert (
+        f"attendance_team,site={SITE},team=(unregistered) hours=1.0,workers=1i,"
+        f'day="2026-11-02" {start}'
+    ) in team_lines(view.teams)
 
 
-def test_when_the_day_rolls_over_the_day_just_ended_is_written_once_more(
-        ledger_db: Engine) -> None:
+def test_when_the_day_rolls_over_the_day_just_ended_is_written_once_more(ledger_db: Engine) -> None:
     now = at("05:00", D + timedelta(days=1))  # the attendance day of D ended at 04:00
     with Session(ledger_db) as s:
         view = read_store(s, {SITE: D}, now, board_days=7)
         sheets = sheet_totals(s, D, now)
     assert {t.day for t in view.teams} == {D, D + timedelta(days=1)}
     # W2's forgotten exit is closed at the shift end (18:00): 10 h 50 min
-    assert by_team(view, D)["rebar"] == sheets["rebar"] == (
-        hours_of(629) + hours_of(650), 2)
+    assert by_team(view, D)["rebar"] == sheets["rebar"] == (hours_of(629) + hours_of(650), 2)
     assert view.today == {SITE: D + timedelta(days=1)}
     with Session(ledger_db) as s:  # written up to today: only today next time
-        assert {t.day for t in read_store(s, view.today, now, 7).teams} == {
-            D + timedelta(days=1)}
+        assert {t.day for t in read_store(s, view.today, now, 7).teams} == {D + timedelta(days=1)}
 
 
 def test_team_lines_keep_one_series_per_team_and_day() -> None:
     t = TeamDay("S1", "a team, with = signs", D, 1_000, Decimal("7.5"), 3)
     assert team_lines([t]) == [
-        r'attendance_team,site=S1,team=a\ team\,\ with\ \=\ signs hours=7.5,workers=3i,'
-        'day="2026-11-02" 1000']
+        r"attendance_team,site=S1,team=a\ team\,\ with\ \=\ signs hours=7.5,workers=3i,"
+        'day="2026-11-02" 1000'
+    ]
 
 
 # -- settings -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, value", [("board_interval_s", 0.5),
-                                        ("board_interval_s", 3601),
-                                        ("board_days", 63), ("board_days", -1)])
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("board_interval_s", 0.5), ("board_interval_s", 3601), ("board_days", 63), ("board_days", -1)],
+)
 def test_board_settings_are_checked(key: str, value: float) -> None:
     with pytest.raises(ValidationError, match=key):
         AlertSettings(**{key: value})
@@ -264,9 +337,12 @@ def test_board_interval_0_turns_the_feed_off() -> None:
 
 # -- through the service ----------------------------------------------------------------
 
+
 @pytest.mark.integration
 async def test_a_failed_write_is_counted_logged_once_and_not_kept(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, own_influxdb: InfluxServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    own_influxdb: InfluxServer,
 ) -> None:
     caplog.set_level(logging.INFO, "sitewatch.alerts.board")
     service = AlertService(AlertSettings(database_url=f"sqlite:///{tmp_path / 'a.db'}"))
@@ -284,10 +360,15 @@ async def test_a_failed_write_is_counted_logged_once_and_not_kept(
         await service.write_board(influx, now + 1)
         rows = await influx.series('SELECT "value" FROM "limits" WHERE "device" = \'ENV1\'')
     assert service.board_writes == {"error": 2, "ok": 1}
-    assert service.registry.get_sample_value("sitewatch_alerts_board_writes_total",
-                                             {"outcome": "error"}) == 2
-    said = [(r.levelname, r.getMessage()) for r in caplog.records
-            if r.name == "sitewatch.alerts.board"]
+    assert (
+        service.registry.get_sample_value(
+            "sitewatch_alerts_board_writes_total", {"outcome": "error"}
+        )
+        == 2
+    )
+    said = [
+        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "sitewatch.alerts.board"
+    ]
     assert [level for level, _ in said] == ["WARNING", "INFO"], said
     # nothing kept for later: only the round after the outage is in InfluxDB
     assert {r["time"] for r in rows} == {now + 1}
@@ -296,7 +377,8 @@ async def test_a_failed_write_is_counted_logged_once_and_not_kept(
 
 @pytest.mark.integration
 async def test_a_started_service_writes_the_feed_within_seconds(
-    start_alerts: Callable[..., Awaitable[RunningAlerts]], influx_client: InfluxClient,
+    start_alerts: Callable[..., Awaitable[RunningAlerts]],
+    influx_client: InfluxClient,
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'board.db'}"
@@ -304,22 +386,71 @@ async def test_a_started_service_writes_the_feed_within_seconds(
     db = make_engine(url)
     create_tables(db)
     with Session(db) as s, s.begin():
-        Registry(s).add_site(SiteRow(id=SITE, name="North bridge", county="Xinle",
-                                     project_type="road", latitude=38.35, longitude=114.68,
-                                     planned_headcount=40, created_at=now))
-        Registry(s).add_gateway(GatewayRow(site=SITE, id=GW, mqtt_username=f"{SITE}.{GW}",
-                                           mqtt_password_hash="-", created_at=now))
+        Registry(s).add_site(
+            SiteRow(
+                id=SITE,
+                name="North bridge",
+                county="Xinle",
+                project_type="road",
+                latitude=38.35,
+                longitude=114.68,
+                planned_headcount=40,
+                created_at=now,
+            )
+        )
+        Registry(s).add_gateway(
+            GatewayRow(
+                site=SITE,
+                id=GW,
+                mqtt_username=f"{SITE}.{GW}",
+                mqtt_password_hash="-",
+                created_at=now,
+            )
+        )
         add_workers(s, now, ("W1", "rebar"))
     db.dispose()
-    LedgerWriter(url).append([GateBatch(SITE, GW, [contract.AttendanceItem(
-        device="GATE01", ts=now - 1000, seq=1, worker="W1", direction="in",
-        method="face")])], now)
+    LedgerWriter(url).append(
+        [
+            GateBatch(
+                SITE,
+                GW,
+                [
+                    contract.AttendanceItem(
+                        device="GATE01",
+                        ts=now - 1000,
+                        seq=1,
+                        worker="W1",
+                        direction="in",
+                        method="face",
+                    )
+                ],
+            )
+        ],
+        now,
+    )
     # an alarm open at a site the registry does not know, taken over at start
     store = AlertStore(url)
     store.create_schema()
-    store.apply([Change(EventKind.RAISED, "a-open", now - 5000, "S-OTHER", "GW7", "TC1",
-                        "tower_crane", "load", "load_alarm", "alarm", "Overload", 120.0,
-                        100.0)], now)
+    store.apply(
+        [
+            Change(
+                EventKind.RAISED,
+                "a-open",
+                now - 5000,
+                "S-OTHER",
+                "GW7",
+                "TC1",
+                "tower_crane",
+                "load",
+                "load_alarm",
+                "alarm",
+                "Overload",
+                120.0,
+                100.0,
+            )
+        ],
+        now,
+    )
     store.dispose()
 
     alerts = await start_alerts(database_url=url)  # board_interval_s: the default 60 s
@@ -338,23 +469,57 @@ async def test_a_started_service_writes_the_feed_within_seconds(
 
     summary = {r["site"]: r for r in await rows("site_summary")}
     reg, other = summary[SITE], summary["S-OTHER"]
-    assert {k: reg[k] for k in ("name", "county", "latitude", "longitude", "gateways",
-                                "on_site", "planned_headcount", "open_total", "worst")} == {
-        "name": "North bridge", "county": "Xinle", "latitude": 38.35, "longitude": 114.68,
-        "gateways": 1, "on_site": 1, "planned_headcount": 40, "open_total": 0, "worst": 0}
-    assert {k: other[k] for k in ("name", "county", "latitude", "open_alarm", "worst",
-                                  "gateways")} == {
-        "name": "S-OTHER", "county": "", "latitude": None, "open_alarm": 1, "worst": 2,
-        "gateways": 1}
+    assert {
+        k: reg[k]
+        for k in (
+            "name",
+            "county",
+            "latitude",
+            "longitude",
+            "gateways",
+            "on_site",
+            "planned_headcount",
+            "open_total",
+            "worst",
+        )
+    } == {
+        "name": "North bridge",
+        "county": "Xinle",
+        "latitude": 38.35,
+        "longitude": 114.68,
+        "gateways": 1,
+        "on_site": 1,
+        "planned_headcount": 40,
+        "open_total": 0,
+        "worst": 0,
+    }
+    assert {
+        k: other[k] for k in ("name", "county", "latitude", "open_alarm", "worst", "gateways")
+    } == {
+        "name": "S-OTHER",
+        "county": "",
+        "latitude": None,
+        "open_alarm": 1,
+        "worst": 2,
+        "gateways": 1,
+    }
 
     today = AttendancePolicy().day_of(now)
     days = await rows("attendance_team")
     assert len(days) == 8  # today and board_days (7) before it
     [team] = [r for r in days if r["day"] == today.isoformat()]
     assert (team["site"], team["team"], team["workers"], team["day"]) == (
-        SITE, "rebar", 1, today.isoformat())
+        SITE,
+        "rebar",
+        1,
+        today.isoformat(),
+    )
     assert team["time"] == AttendancePolicy().day_bounds(today)[0]
     assert alerts.service.board_writes["ok"] >= 1
-    assert alerts.service.registry.get_sample_value(
-        "sitewatch_alerts_board_writes_total", {"outcome": "ok"}) >= 1
+    assert (
+        alerts.service.registry.get_sample_value(
+            "sitewatch_alerts_board_writes_total", {"outcome": "ok"}
+        )
+        >= 1
+    )
     await alerts.stop()

@@ -18,8 +18,9 @@ T0 = 1_780_000_000_000  # a fixed instant; rules below do not depend on the hour
 
 def engine(*overrides: Override, hold_s: float = 10) -> AlertEngine:
     counter = itertools.count(1)
-    return AlertEngine(RuleBook(PROFILES, list(overrides)), hold_s=hold_s,
-                       new_id=lambda: f"A{next(counter)}")
+    return AlertEngine(
+        RuleBook(PROFILES, list(overrides)), hold_s=hold_s, new_id=lambda: f"A{next(counter)}"
+    )
 
 
 def crane(e: AlertEngine, seq: int, t_s: float, **values: float) -> list[Change]:
@@ -84,10 +85,16 @@ def test_sustained_wind_and_guarded_door_rule() -> None:
     assert crane(e, 2, 2, wind_ms=12) == []
     assert events(crane(e, 3, 3, wind_ms=12)) == [("raised", "wind_alarm", "alarm")]
     ts = T0
-    hoist = [e.observe("S1", "GW1", "H1", "construction_hoist", ts + i, i, v, ts + i)
-             for i, v in enumerate([{"door_closed": False, "speed_ms": 0.0},
-                                    {"door_closed": False, "speed_ms": -0.8},
-                                    {"door_closed": False, "speed_ms": 0.9}])]
+    hoist = [
+        e.observe("S1", "GW1", "H1", "construction_hoist", ts + i, i, v, ts + i)
+        for i, v in enumerate(
+            [
+                {"door_closed": False, "speed_ms": 0.0},
+                {"door_closed": False, "speed_ms": -0.8},
+                {"door_closed": False, "speed_ms": 0.9},
+            ]
+        )
+    ]
     assert [events(h) for h in hoist] == [[], [("raised", "door_open_moving", "alarm")], []]
 
 
@@ -101,8 +108,10 @@ def test_device_silent_and_back() -> None:
 
 
 def test_gateway_offline_after_grace_ignores_old_wills_and_suppresses_silence() -> None:
-    e = engine(Override(rule="offline", set={"grace_s": 5}),
-               Override(rule="silent", profile="tower_crane", set={"intervals": 3}))
+    e = engine(
+        Override(rule="offline", set={"grace_s": 5}),
+        Override(rule="silent", profile="tower_crane", set={"intervals": 3}),
+    )
     crane(e, 1, 0, load_pct=10)
     assert e.status("S1", "GW1", "online", 7, T0) == []
     assert e.status("S1", "GW1", "offline", 6, T0 + 100) == []  # a will from boot 6
@@ -112,8 +121,7 @@ def test_gateway_offline_after_grace_ignores_old_wills_and_suppresses_silence() 
     e.status("S1", "GW1", "offline", 7, T0 + 10_000)
     assert e.tick(T0 + 14_000) == []  # grace; the crane's silence is not an alert
     raised = e.tick(T0 + 15_000)
-    assert [(c.event, c.device, c.group) for c in raised] == [
-        (EventKind.RAISED, "GW1", "offline")]
+    assert [(c.event, c.device, c.group) for c in raised] == [(EventKind.RAISED, "GW1", "offline")]
     assert e.tick(T0 + 20_000) == []  # once
     back = e.status("S1", "GW1", "online", 8, T0 + 21_000)
     assert [(c.event, c.group) for c in back] == [(EventKind.CLEARED, "offline")]
@@ -145,32 +153,39 @@ def test_an_alert_the_store_refused_gives_way_to_the_stored_one() -> None:
     the engine drives A9 from then on; with nothing stored, A1 is forgotten and a
     condition that still holds raises again."""
     from sitewatch.ingest.alerts.engine import OpenAlert
+
     e = engine()
     assert [c.alert_id for c in crane(e, 1, 0, load_pct=120)] == ["A1"]
-    stored = OpenAlert("A9", "S1", "GW1", "TC1", "tower_crane", "load", "warning",
-                       State.ACTIVE, T0 - 60_000)
+    stored = OpenAlert(
+        "A9", "S1", "GW1", "TC1", "tower_crane", "load", "warning", State.ACTIVE, T0 - 60_000
+    )
     assert e.refused("A1", stored)
     assert [a.id for a in e.open_alerts()] == ["A9"]
     assert not e.refused("A1", stored)  # no longer tracked: nothing to do
     assert [(c.event.value, c.alert_id) for c in crane(e, 2, 1, load_pct=120)] == [
-        ("escalated", "A9")]  # the stored warning, now an alarm
-    assert [(c.event.value, c.alert_id) for c in crane(e, 3, 2, load_pct=10)] == [
-        ("cleared", "A9")]
+        ("escalated", "A9")
+    ]  # the stored warning, now an alarm
+    assert [(c.event.value, c.alert_id) for c in crane(e, 3, 2, load_pct=10)] == [("cleared", "A9")]
     assert [(c.event.value, c.alert_id) for c in crane(e, 4, 3, load_pct=120)] == [
-        ("reactivated", "A9")]
+        ("reactivated", "A9")
+    ]
     # a refusal with nothing stored for the condition
     e2 = engine()
     crane(e2, 1, 0, load_pct=120)
     assert e2.refused("A1", None) and e2.open_alerts() == []
     assert [(c.event.value, c.alert_id) for c in crane(e2, 2, 1, load_pct=120)] == [
-        ("raised", "A2")]
+        ("raised", "A2")
+    ]
 
 
 def noise(e: AlertEngine, seq: int, t_s: float, dba: float) -> list[Change]:
     """The noise Leq alert's changes (not the night Lmax one's)."""
     ts = T0 + int(t_s * 1000)
-    return [c for c in e.observe("S1", "GW1", "ENV1", "environment", ts, seq,
-                                 {"noise_dba": dba}, ts) if c.group == "noise_leq"]
+    return [
+        c
+        for c in e.observe("S1", "GW1", "ENV1", "environment", ts, seq, {"noise_dba": dba}, ts)
+        if c.group == "noise_leq"
+    ]
 
 
 #: the noise limit the same at every hour, so the test does not depend on the clock
@@ -186,15 +201,22 @@ def test_a_window_alert_says_how_much_of_its_window_it_saw() -> None:
     assert events(raised) == [("raised", "noise_leq", "alarm")]
     c = raised[0]
     assert c.value is not None and c.value > 55
-    assert c.title == (f"Noise Leq over 20 min above the day/night limit "
-                       f"(Leq {c.value:.1f} dB(A) over 15 of 20 min)")
+    assert c.title == (
+        f"Noise Leq over 20 min above the day/night limit "
+        f"(Leq {c.value:.1f} dB(A) over 15 of 20 min)"
+    )
     # an hourly PM10 mean names its own unit and aggregate
     e2 = engine()
-    pm = [c for i in range(400)
-          for c in e2.observe("S1", "GW1", "ENV1", "environment", T0 + i * 10_000, i,
-                              {"pm10": 120.0}, T0 + i * 10_000)]
+    pm = [
+        c
+        for i in range(400)
+        for c in e2.observe(
+            "S1", "GW1", "ENV1", "environment", T0 + i * 10_000, i, {"pm10": 120.0}, T0 + i * 10_000
+        )
+    ]
     assert [c.title for c in pm] == [
-        "PM10 hourly mean above 80 µg/m³ (mean 120.0 µg/m³ over 45 of 60 min)"]
+        "PM10 hourly mean above 80 µg/m³ (mean 120.0 µg/m³ over 45 of 60 min)"
+    ]
 
 
 def test_an_uncovered_window_neither_raises_nor_clears_a_taken_over_alert() -> None:
@@ -213,12 +235,15 @@ def test_an_uncovered_window_neither_raises_nor_clears_a_taken_over_alert() -> N
 
 
 def test_overrides_by_site_and_device_take_precedence() -> None:
-    book = RuleBook(PROFILES, [
-        Override(site="S1", device="TC1", rule="load_alarm", set={"value": 95}),
-        Override(rule="load_alarm", set={"value": 105}),
-        Override(site="S1", rule="load_alarm", set={"value": 102}),
-        Override(site="S2", rule="load_warning", enabled=False),
-    ])
+    book = RuleBook(
+        PROFILES,
+        [
+            Override(site="S1", device="TC1", rule="load_alarm", set={"value": 95}),
+            Override(rule="load_alarm", set={"value": 105}),
+            Override(site="S1", rule="load_alarm", set={"value": 102}),
+            Override(site="S2", rule="load_warning", enabled=False),
+        ],
+    )
 
     def limit(site: str, device: str) -> object:
         rules = book.rules_for(site, device, "tower_crane")
@@ -231,14 +256,17 @@ def test_overrides_by_site_and_device_take_precedence() -> None:
     assert leq.value == 60 and leq.schedule is None  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    (Override(rule="no_such_rule"), "key rule: no profile has a rule 'no_such_rule'"),
-    (Override(rule="load_alarm", set={"value": 999}), "key set"),
-    (Override(rule="load_alarm", set={"valeu": 95}), "key set.valeu"),
-    (Override(rule="load_alarm", set={"kind": "rate"}), "key set.kind cannot be overridden"),
-    (Override(rule="wind_alarm", set={"for_s": -1}), "key set.for_s"),
-    (Override(profile="crane", rule="load_alarm"), "key profile: no profile 'crane'"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (Override(rule="no_such_rule"), "key rule: no profile has a rule 'no_such_rule'"),
+        (Override(rule="load_alarm", set={"value": 999}), "key set"),
+        (Override(rule="load_alarm", set={"valeu": 95}), "key set.valeu"),
+        (Override(rule="load_alarm", set={"kind": "rate"}), "key set.kind cannot be overridden"),
+        (Override(rule="wind_alarm", set={"for_s": -1}), "key set.for_s"),
+        (Override(profile="crane", rule="load_alarm"), "key profile: no profile 'crane'"),
+    ],
+)
 def test_bad_overrides_fail_at_start_naming_the_key(override: Override, message: str) -> None:
     with pytest.raises(ConfigError, match="overrides\\[0\\]") as info:
         RuleBook(PROFILES, [override])
@@ -248,7 +276,18 @@ def test_bad_overrides_fail_at_start_naming_the_key(override: Override, message:
 def test_seqset() -> None:
     s = SeqSet(max_ranges=3)
     assert [s.add(x) for x in (5, 6, 7, 7, 3, 4, 4, 10, 12, 11, 20)] == [
-        True, True, True, False, True, True, False, True, True, True, True]
+        True,
+        True,
+        True,
+        False,
+        True,
+        True,
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
     assert (s.starts, s.ends) == ([3, 10, 20], [7, 12, 20])
     for x in (30, 40, 50):
         s.add(x)
@@ -262,8 +301,9 @@ def test_alert_settings_refuse_duplicate_or_reserved_notifier_names() -> None:
 
     hook = {"kind": "webhook", "url": "http://127.0.0.1:9/x"}
     with pytest.raises(ConfigError, match=r"notifiers\.1\.name: 'ops' is taken"):
-        load_settings(AlertSettings, None, notifiers=[{**hook, "name": "ops"},
-                                                      {**hook, "name": "ops"}])
+        load_settings(
+            AlertSettings, None, notifiers=[{**hook, "name": "ops"}, {**hook, "name": "ops"}]
+        )
     with pytest.raises(ConfigError, match="'mqtt' is taken"):
         load_settings(AlertSettings, None, notifiers=[{**hook, "name": "mqtt"}])
     with pytest.raises(ConfigError, match="key hold_s"):

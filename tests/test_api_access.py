@@ -32,8 +32,15 @@ pytestmark = pytest.mark.integration
 SECRET = "t" * 40
 PASSWORD = "correct horse battery"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-SITE_A = {"id": "S-A", "name": "Bridge A", "county": "Lankao", "town": "Chengguan",
-          "project_type": "bridge", "latitude": 34.82, "longitude": 114.82}
+SITE_A = {
+    "id": "S-A",
+    "name": "Bridge A",
+    "county": "Lankao",
+    "town": "Chengguan",
+    "project_type": "bridge",
+    "latitude": 34.82,
+    "longitude": 114.82,
+}
 SITE_B = {**SITE_A, "id": "S-B", "name": "School B", "project_type": "building"}
 
 
@@ -51,8 +58,9 @@ class Api:
         return self.state.sessions()  # type: ignore[no-any-return]
 
     async def token(self, user: str, password: str = PASSWORD, scope: str = "") -> str:
-        r = await self.client.post("/auth/token", data={"username": user, "password": password,
-                                                        "scope": scope})
+        r = await self.client.post(
+            "/auth/token", data={"username": user, "password": password, "scope": scope}
+        )
         assert r.status_code == 200, r.text
         return r.json()["access_token"]  # type: ignore[no-any-return]
 
@@ -61,20 +69,24 @@ class Api:
 
 
 @pytest.fixture
-async def api_factory(database_url: str, tmp_path: Path, influxdb: InfluxServer, unique: str
-                      ) -> AsyncIterator[Callable[..., Any]]:
+async def api_factory(
+    database_url: str, tmp_path: Path, influxdb: InfluxServer, unique: str
+) -> AsyncIterator[Callable[..., Any]]:
     stack: list[Any] = []
 
     async def make(**overrides: Any) -> Api:
         settings = ApiSettings(
-            environment="production", auth=AuthSettings(secret_key=SECRET),
+            environment="production",
+            auth=AuthSettings(secret_key=SECRET),
             influx=InfluxSettings(url=influxdb.url, database=unique),
-            database_url=database_url, snapshots_dir=tmp_path / "snapshots", **overrides)
+            database_url=database_url,
+            snapshots_dir=tmp_path / "snapshots",
+            **overrides,
+        )
         app = create_app(settings)
         ctx = app.router.lifespan_context(app)
         await ctx.__aenter__()
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                   base_url="http://api")
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
         stack.append((ctx, client))
         api = Api(client, app, settings)
         with api.session() as s:
@@ -109,12 +121,18 @@ async def test_no_token_is_401_and_wrong_password_and_bad_tokens_are_refused(api
     r = await api.client.post("/auth/token", data={"username": "ghost", "password": PASSWORD})
     assert r.status_code == 401, "an unknown user looks the same as a wrong password"
     now = int(time.time())
-    expired = jwt.encode({"sub": "user:admin", "scopes": ["read"], "iat": now - 7200,
-                          "exp": now - 3600}, SECRET, algorithm="HS256")
+    expired = jwt.encode(
+        {"sub": "user:admin", "scopes": ["read"], "iat": now - 7200, "exp": now - 3600},
+        SECRET,
+        algorithm="HS256",
+    )
     r = await api.client.get("/sites", headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
-    forged = jwt.encode({"sub": "user:admin", "scopes": ["admin", "read"], "iat": now,
-                         "exp": now + 60}, "x" * 40, algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": "user:admin", "scopes": ["admin", "read"], "iat": now, "exp": now + 60},
+        "x" * 40,
+        algorithm="HS256",
+    )
     r = await api.client.get("/sites", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401
     r = await api.client.get("/sites", headers={"Authorization": "Bearer not-a-jwt"})
@@ -142,8 +160,13 @@ async def test_scopes_roles_and_sites(api: Api) -> None:
     r = await api.client.post("/sites", json={**SITE_A, "id": "S-C"}, headers=narrow)
     assert r.status_code == 403
     admin = await api.as_user("admin")
-    for bad in ({"planned_headcount": True}, {"latitude": "34.8"}, {"id": "S C"},
-                {"extra": 1}, {"latitude": 91}):  # strict: no true -> 1, no "34.8" -> 34.8
+    for bad in (
+        {"planned_headcount": True},
+        {"latitude": "34.8"},
+        {"id": "S C"},
+        {"extra": 1},
+        {"latitude": 91},
+    ):  # strict: no true -> 1, no "34.8" -> 34.8
         r = await api.client.post("/sites", json={**SITE_A, "id": "S-D", **bad}, headers=admin)
         assert r.status_code == 422, (bad, r.text)
     me = (await api.client.get("/auth/me", headers=narrow)).json()
@@ -151,6 +174,7 @@ async def test_scopes_roles_and_sites(api: Api) -> None:
     # a disabled user's token stops working at once
     with api.session() as s:
         from sitewatch.accounts import UserRow
+
         row = s.get(UserRow, "officer-a")
         assert row is not None
         row.disabled = True
@@ -170,8 +194,7 @@ async def test_api_key_for_machine_clients(api: Api) -> None:
 
 
 async def test_a_burst_is_rate_limited_per_caller(api_factory: Callable[..., Any]) -> None:
-    api: Api = await api_factory(rate_limit=RateLimitSettings(per_s=1, burst=5,
-                                                              login_per_min=6))
+    api: Api = await api_factory(rate_limit=RateLimitSettings(per_s=1, burst=5, login_per_min=6))
     officer = await api.as_user("officer-a")
     codes = [(await api.client.get("/sites", headers=officer)).status_code for _ in range(8)]
     assert codes[:5] == [200] * 5 and codes[-1] == 429
@@ -181,25 +204,42 @@ async def test_a_burst_is_rate_limited_per_caller(api_factory: Callable[..., Any
     # another caller has a bucket of its own
     assert (await api.client.get("/sites", headers=await api.as_user("county"))).status_code == 200
     # password guessing: 6 log-ins a minute from one address (3 were the logins above)
-    guesses = [(await api.client.post("/auth/token", data={"username": "viewer-b",
-                                                            "password": f"guess{i}"})).status_code
-               for i in range(4)]
+    guesses = [
+        (
+            await api.client.post(
+                "/auth/token", data={"username": "viewer-b", "password": f"guess{i}"}
+            )
+        ).status_code
+        for i in range(4)
+    ]
     assert guesses == [401, 401, 401, 429]
 
 
 async def test_bad_tokens_are_rate_limited_per_address_as_bad_keys_are(
-        api_factory: Callable[..., Any]) -> None:
+    api_factory: Callable[..., Any],
+) -> None:
     api: Api = await api_factory(rate_limit=RateLimitSettings(per_s=0.01, burst=4))
     now = int(time.time())
-    forged = jwt.encode({"sub": "user:admin", "scopes": ["admin", "read"], "iat": now,
-                         "exp": now + 60}, "x" * 40, algorithm="HS256")
-    expired = jwt.encode({"sub": "user:admin", "scopes": ["read"], "iat": now - 7200,
-                          "exp": now - 3600}, SECRET, algorithm="HS256")
-    ghost = jwt.encode({"sub": "user:ghost", "scopes": ["read"], "iat": now,
-                        "exp": now + 60}, SECRET, algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": "user:admin", "scopes": ["admin", "read"], "iat": now, "exp": now + 60},
+        "x" * 40,
+        algorithm="HS256",
+    )
+    expired = jwt.encode(
+        {"sub": "user:admin", "scopes": ["read"], "iat": now - 7200, "exp": now - 3600},
+        SECRET,
+        algorithm="HS256",
+    )
+    ghost = jwt.encode(
+        {"sub": "user:ghost", "scopes": ["read"], "iat": now, "exp": now + 60},
+        SECRET,
+        algorithm="HS256",
+    )
     bad_tokens = [forged, expired, "not-a-jwt", ghost, forged, forged]
-    codes = [(await api.client.get("/sites", headers={"Authorization": f"Bearer {t}"}))
-             .status_code for t in bad_tokens]
+    codes = [
+        (await api.client.get("/sites", headers={"Authorization": f"Bearer {t}"})).status_code
+        for t in bad_tokens
+    ]
     assert codes == [401] * 4 + [429] * 2
     r = await api.client.get("/sites", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
@@ -209,12 +249,13 @@ async def test_bad_tokens_are_rate_limited_per_address_as_bad_keys_are(
     assert (await api.client.get("/sites")).status_code == 429
     # and the same as a burst of bad API keys gets, from a fresh address's bucket
     api.state.limiter._buckets.clear()
-    codes = [(await api.client.get("/sites", headers={"X-API-Key": f"swk_0000000{i}_x"}))
-             .status_code for i in range(6)]
+    codes = [
+        (await api.client.get("/sites", headers={"X-API-Key": f"swk_0000000{i}_x"})).status_code
+        for i in range(6)
+    ]
     assert codes == [401] * 4 + [429] * 2
     # a good token is its user's bucket, not the address's
-    assert (await api.client.get("/sites", headers=await api.as_user("county"))
-            ).status_code == 200
+    assert (await api.client.get("/sites", headers=await api.as_user("county"))).status_code == 200
 
 
 def test_token_bucket_refills() -> None:
@@ -233,14 +274,21 @@ async def test_secrets_never_default_outside_development(tmp_path: Path) -> None
     ApiSettings(environment="development")  # a development default is allowed there only
 
 
-async def test_provisioning_a_gateway_writes_broker_files(api_factory: Callable[..., Any],
-                                                         tmp_path: Path) -> None:
+async def test_provisioning_a_gateway_writes_broker_files(
+    api_factory: Callable[..., Any], tmp_path: Path
+) -> None:
     from sitewatch.brokerauth import hash_password, verify_password
 
     api: Api = await api_factory(
         rate_limit=RateLimitSettings(enabled=False),
-        broker={"dir": tmp_path / "broker", "topic_prefix": "sw/v1", "service_accounts": [
-            {"username": "ingest", "role": "ingest", "password_hash": hash_password("i" * 20)}]})
+        broker={
+            "dir": tmp_path / "broker",
+            "topic_prefix": "sw/v1",
+            "service_accounts": [
+                {"username": "ingest", "role": "ingest", "password_hash": hash_password("i" * 20)}
+            ],
+        },
+    )
     admin = await api.as_user("admin")
     r = await api.client.post("/sites/S-A/gateways", json={"id": "GW1"}, headers=admin)
     assert r.status_code == 201, r.text
@@ -267,36 +315,62 @@ async def test_provisioning_a_gateway_writes_broker_files(api_factory: Callable[
 
 async def test_devices_with_rule_overrides(api: Api) -> None:
     admin = await api.as_user("admin")
-    assert (await api.client.post("/sites/S-A/gateways", json={"id": "GW1"},
-                                  headers=admin)).status_code == 201
-    body = {"gateway": "GW1", "profile": "tower_crane", "name": "north crane",
-            "overrides": {"load_alarm": {"set": {"value": 95}}}}
+    assert (
+        await api.client.post("/sites/S-A/gateways", json={"id": "GW1"}, headers=admin)
+    ).status_code == 201
+    body = {
+        "gateway": "GW1",
+        "profile": "tower_crane",
+        "name": "north crane",
+        "overrides": {"load_alarm": {"set": {"value": 95}}},
+    }
     r = await api.client.put("/sites/S-A/devices/TC01", json=body, headers=admin)
     assert r.status_code == 201, r.text
-    r = await api.client.put("/sites/S-A/devices/TC01", json={**body, "name": "N"},
-                             headers=admin)
+    r = await api.client.put("/sites/S-A/devices/TC01", json={**body, "name": "N"}, headers=admin)
     assert r.status_code == 200 and r.json()["name"] == "N"
     bad = {**body, "overrides": {"load_alarm": {"set": {"value": "heavy"}}}}
     r = await api.client.put("/sites/S-A/devices/TC01", json=bad, headers=admin)
     assert r.status_code == 400 and "override" in r.json()["error"]["message"]
-    r = await api.client.put("/sites/S-A/devices/TC01", json={**body, "overrides": {
-        "no_such_rule": {}}}, headers=admin)
+    r = await api.client.put(
+        "/sites/S-A/devices/TC01", json={**body, "overrides": {"no_such_rule": {}}}, headers=admin
+    )
     assert r.status_code == 400
-    r = await api.client.put("/sites/S-A/devices/TC01", json={**body, "profile": "x"},
-                             headers=admin)
+    r = await api.client.put(
+        "/sites/S-A/devices/TC01", json={**body, "profile": "x"}, headers=admin
+    )
     assert r.status_code == 400
-    r = await api.client.put("/sites/S-A/devices/TC02", json={**body, "gateway": "GW9"},
-                             headers=admin)
+    r = await api.client.put(
+        "/sites/S-A/devices/TC02", json={**body, "gateway": "GW9"}, headers=admin
+    )
     assert r.status_code == 404
     r = await api.client.get("/sites/S-A/devices", headers=await api.as_user("officer-a"))
     assert r.json()["total"] == 1 and r.json()["items"][0]["overrides"]["load_alarm"] == {
-        "enabled": True, "set": {"value": 95}}
+        "enabled": True,
+        "set": {"value": 95},
+    }
 
 
 def _raise(api: Api, alert_id: str, site: str, at: int, device: str = "TC01") -> None:
-    api.state.alerts.apply([Change(EventKind.RAISED, alert_id, at, site, "GW1", device,
-                                   "tower_crane", "load", "load_alarm", "alarm",
-                                   "Crane overload", 120.0, 100.0)], at)
+    api.state.alerts.apply(
+        [
+            Change(
+                EventKind.RAISED,
+                alert_id,
+                at,
+                site,
+                "GW1",
+                device,
+                "tower_crane",
+                "load",
+                "load_alarm",
+                "alarm",
+                "Crane overload",
+                120.0,
+                100.0,
+            )
+        ],
+        at,
+    )
 
 
 async def test_alerts_list_acknowledge_resolve_and_history(api: Api) -> None:
@@ -313,8 +387,9 @@ async def test_alerts_list_acknowledge_resolve_and_history(api: Api) -> None:
     r = await api.client.get("/alerts", headers=officer, params={"site": "S-B"})
     assert r.json()["total"] == 0
     assert (await api.client.get(f"/alerts/{'b' * 32}", headers=officer)).status_code == 404
-    r = await api.client.post(f"/alerts/{'a' * 32}/ack", json={"comment": "crane stopped"},
-                              headers=officer)
+    r = await api.client.post(
+        f"/alerts/{'a' * 32}/ack", json={"comment": "crane stopped"}, headers=officer
+    )
     assert r.status_code == 200 and r.json()["acked_by"] == "user:officer-a"
     assert r.json()["ack_comment"] == "crane stopped"
     r = await api.client.post(f"/alerts/{'a' * 32}/ack", json={}, headers=officer)
@@ -328,14 +403,15 @@ async def test_alerts_list_acknowledge_resolve_and_history(api: Api) -> None:
     api.state.alerts.escalate_due(t + 3_600_000, {"alarm": 60, "warning": None})
     r = await api.client.post(f"/alerts/{'c' * 32}/ack", json={}, headers=officer)
     assert r.status_code == 403 and "county" in r.json()["error"]["message"]
-    r = await api.client.post(f"/alerts/{'c' * 32}/ack", json={"comment": "on it"},
-                              headers=county)
+    r = await api.client.post(f"/alerts/{'c' * 32}/ack", json={"comment": "on it"}, headers=county)
     assert r.status_code == 200 and r.json()["level"] == "county"
-    r = await api.client.post(f"/alerts/{'a' * 32}/resolve", json={"comment": "fixed"},
-                              headers=officer)
+    r = await api.client.post(
+        f"/alerts/{'a' * 32}/resolve", json={"comment": "fixed"}, headers=officer
+    )
     assert r.status_code == 200 and r.json()["state"] == "resolved"
-    assert (await api.client.post(f"/alerts/{'a' * 32}/resolve", json={},
-                                  headers=county)).status_code == 403
+    assert (
+        await api.client.post(f"/alerts/{'a' * 32}/resolve", json={}, headers=county)
+    ).status_code == 403
     r = await api.client.get("/alerts", headers=county, params={"state": "open"})
     assert {a["id"][0] for a in r.json()["items"]} == {"b", "c"}
     # the comment is optional: no body at all, or a body without it
@@ -360,11 +436,32 @@ async def test_alerts_list_acknowledge_resolve_and_history(api: Api) -> None:
 
 async def test_dead_letters_browse_and_reason_counts(api: Api) -> None:
     api.state.dead_letters.create_schema()
-    api.state.dead_letters.add_many([
-        NewDeadLetter("sw/S-A/GW1/telemetry", "S-A", "GW1", 1, "TC01", 5, "out_of_range",
-                      "load_pct 900 > 200", b'{"load_pct":900}'),
-        NewDeadLetter("sw/S-B/GW1/telemetry", "S-B", "GW1", 2, None, None, "bad_json",
-                      "not JSON", b"\xff\x00")])
+    api.state.dead_letters.add_many(
+        [
+            NewDeadLetter(
+                "sw/S-A/GW1/telemetry",
+                "S-A",
+                "GW1",
+                1,
+                "TC01",
+                5,
+                "out_of_range",
+                "load_pct 900 > 200",
+                b'{"load_pct":900}',
+            ),
+            NewDeadLetter(
+                "sw/S-B/GW1/telemetry",
+                "S-B",
+                "GW1",
+                2,
+                None,
+                None,
+                "bad_json",
+                "not JSON",
+                b"\xff\x00",
+            ),
+        ]
+    )
     county = await api.as_user("county")
     r = await api.client.get("/deadletters", headers=county)
     assert r.json()["total"] == 2 and r.json()["items"][0]["reason"] == "bad_json"
@@ -379,8 +476,9 @@ async def test_dead_letters_browse_and_reason_counts(api: Api) -> None:
 
 async def test_snapshots_by_hash_with_their_content_type(api: Api) -> None:
     officer = await api.as_user("officer-a")
-    r = await api.client.post("/sites/S-A/snapshots", content=PNG,
-                              headers={**officer, "Content-Type": "image/png"})
+    r = await api.client.post(
+        "/sites/S-A/snapshots", content=PNG, headers={**officer, "Content-Type": "image/png"}
+    )
     assert r.status_code == 201, r.text
     sha = r.json()["sha256"]
     assert sha == hashlib.sha256(PNG).hexdigest() and r.json()["media_type"] == "image/png"
@@ -389,8 +487,9 @@ async def test_snapshots_by_hash_with_their_content_type(api: Api) -> None:
     r = await api.client.get(f"/sites/S-A/snapshots/{sha}", headers=officer)
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert hashlib.sha256(r.content).hexdigest() == sha
-    assert (await api.client.get(f"/sites/S-B/snapshots/{sha}",
-                                 headers=await api.as_user("viewer-b"))).status_code == 404
+    assert (
+        await api.client.get(f"/sites/S-B/snapshots/{sha}", headers=await api.as_user("viewer-b"))
+    ).status_code == 404
     r = await api.client.post("/sites/S-A/snapshots", content=b"GIF89a....", headers=officer)
     assert r.status_code == 415
     r = await api.client.post("/sites/S-A/snapshots", content=b"", headers=officer)
@@ -398,52 +497,77 @@ async def test_snapshots_by_hash_with_their_content_type(api: Api) -> None:
     r = await api.client.post("/sites/S-B/snapshots", content=PNG, headers=officer)
     assert r.status_code == 404
     viewer = await api.as_user("viewer-b")
-    assert (await api.client.post("/sites/S-B/snapshots", content=PNG,
-                                  headers=viewer)).status_code == 403
-    assert (await api.client.get("/sites/S-A/snapshots/" + "0" * 64,
-                                 headers=officer)).status_code == 404
+    assert (
+        await api.client.post("/sites/S-B/snapshots", content=PNG, headers=viewer)
+    ).status_code == 403
+    assert (
+        await api.client.get("/sites/S-A/snapshots/" + "0" * 64, headers=officer)
+    ).status_code == 404
 
 
 async def test_history_aggregated_and_bounded(api: Api, influx_client: InfluxClient) -> None:
     admin = await api.as_user("admin")
     await api.client.post("/sites/S-A/gateways", json={"id": "GW1"}, headers=admin)
-    await api.client.put("/sites/S-A/devices/TC01", json={"gateway": "GW1",
-                                                          "profile": "tower_crane"},
-                         headers=admin)
+    await api.client.put(
+        "/sites/S-A/devices/TC01", json={"gateway": "GW1", "profile": "tower_crane"}, headers=admin
+    )
     t0 = (now_ms() // 60_000 - 10) * 60_000
-    lines = "".join(f"tower_crane,device=TC01,gateway=GW1,site=S-A seq={i}i,load_pct={i}.0 "
-                    f"{t0 + i * 10_000}\n" for i in range(60))
+    lines = "".join(
+        f"tower_crane,device=TC01,gateway=GW1,site=S-A seq={i}i,load_pct={i}.0 {t0 + i * 10_000}\n"
+        for i in range(60)
+    )
     await influx_client.write(lines.encode())
     officer = await api.as_user("officer-a")
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 / 1000))
-    r = await api.client.get("/sites/S-A/devices/TC01/history", headers=officer,
-                             params={"start": iso, "fields": "load_pct", "every_s": 60,
-                                     "aggregate": "max"})
+    r = await api.client.get(
+        "/sites/S-A/devices/TC01/history",
+        headers=officer,
+        params={"start": iso, "fields": "load_pct", "every_s": 60, "aggregate": "max"},
+    )
     assert r.status_code == 200, r.text
     assert [p["values"]["load_pct"] for p in r.json()["points"]] == [
-        5.0, 11.0, 17.0, 23.0, 29.0, 35.0, 41.0, 47.0, 53.0, 59.0]
-    r = await api.client.get("/sites/S-A/devices/TC01/history", headers=officer,
-                             params={"start": iso, "fields": "load_pct"})
+        5.0,
+        11.0,
+        17.0,
+        23.0,
+        29.0,
+        35.0,
+        41.0,
+        47.0,
+        53.0,
+        59.0,
+    ]
+    r = await api.client.get(
+        "/sites/S-A/devices/TC01/history",
+        headers=officer,
+        params={"start": iso, "fields": "load_pct"},
+    )
     assert len(r.json()["points"]) == 60 and not r.json()["truncated"]
-    for bad, code in (({"fields": "nope"}, 400), ({"every_s": 1, "aggregate": "mean",
-                                                    "start": "2000-01-01T00:00:00Z"}, 400),
-                      ({"every_s": 60}, 400), ({"aggregate": "median"}, 422),
-                      ({"start": "0368-01-27T14:53:29-09:50", "end": "1041-05-07T11:57:37Z"},
-                       400),  # found by Schemathesis: InfluxDB cannot hold such times
-                      ({"end": "2000-01-01T00:00:00Z"}, 400)):
-        r = await api.client.get("/sites/S-A/devices/TC01/history", headers=officer,
-                                 params={"start": iso, **bad})
+    for bad, code in (
+        ({"fields": "nope"}, 400),
+        ({"every_s": 1, "aggregate": "mean", "start": "2000-01-01T00:00:00Z"}, 400),
+        ({"every_s": 60}, 400),
+        ({"aggregate": "median"}, 422),
+        (
+            {"start": "0368-01-27T14:53:29-09:50", "end": "1041-05-07T11:57:37Z"},
+            400,
+        ),  # found by Schemathesis: InfluxDB cannot hold such times
+        ({"end": "2000-01-01T00:00:00Z"}, 400),
+    ):
+        r = await api.client.get(
+            "/sites/S-A/devices/TC01/history", headers=officer, params={"start": iso, **bad}
+        )
         assert r.status_code == code, (bad, r.text)
-    r = await api.client.get("/sites/S-A/devices/NOPE/history", headers=officer,
-                             params={"start": iso})
+    r = await api.client.get(
+        "/sites/S-A/devices/NOPE/history", headers=officer, params={"start": iso}
+    )
     assert r.status_code == 404
 
 
 async def test_health_and_readiness(api: Api) -> None:
     assert (await api.client.get("/health")).json()["status"] == "ok"
     r = await api.client.get("/ready")
-    assert r.status_code == 200 and set(r.json()["checks"]) == {"influxdb", "database",
-                                                                "snapshots"}
+    assert r.status_code == 200 and set(r.json()["checks"]) == {"influxdb", "database", "snapshots"}
 
 
 def test_accounts_command(tmp_path: Path) -> None:
@@ -453,17 +577,22 @@ def test_accounts_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'acc.db'}"
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sitewatch.cli", "accounts", *args,
-                               "--database-url", url], input=stdin, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "sitewatch.cli", "accounts", *args, "--database-url", url],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
-    r = run("add-user", "li.wei", "--role", "site_officer", "--site", "S-A",
-            stdin=PASSWORD + "\n")
+    r = run("add-user", "li.wei", "--role", "site_officer", "--site", "S-A", stdin=PASSWORD + "\n")
     assert r.returncode == 0, r.stderr
     assert run("add-user", "x", "--role", "admin", stdin="short\n").returncode == 1
     assert "at least 12" in run("add-user", "x", "--role", "admin", stdin="short\n").stderr
-    assert "needs at least one site" in run("add-user", "y", "--role", "site_officer",
-                                            stdin=PASSWORD + "\n").stderr
+    assert (
+        "needs at least one site"
+        in run("add-user", "y", "--role", "site_officer", stdin=PASSWORD + "\n").stderr
+    )
     r = run("add-key", "screen", "--role", "viewer")
     assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("swk_")
     key_id = r.stdout.split()[2]
@@ -475,7 +604,8 @@ def test_accounts_command(tmp_path: Path) -> None:
 
 
 async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
-        api_factory: Callable[..., Any], tmp_path: Path, database_url: str) -> None:
+    api_factory: Callable[..., Any], tmp_path: Path, database_url: str
+) -> None:
     """POST /sites/{site}/gateways -> the broker's files rewritten -> SIGHUP -> the new
     gateway logs in with the password it was given, and may publish only as itself."""
     if "sqlite" not in database_url:
@@ -487,14 +617,20 @@ async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
     broker_dir = tmp_path / "broker"
     api: Api = await api_factory(
         rate_limit=RateLimitSettings(enabled=False),
-        broker={"dir": broker_dir, "topic_prefix": "sw/v1", "pid_file": tmp_path / "mq.pid",
-                "service_accounts": [{"username": "ingest", "role": "ingest",
-                                      "password_hash": hash_password("i" * 20)}]})
+        broker={
+            "dir": broker_dir,
+            "topic_prefix": "sw/v1",
+            "pid_file": tmp_path / "mq.pid",
+            "service_accounts": [
+                {"username": "ingest", "role": "ingest", "password_hash": hash_password("i" * 20)}
+            ],
+        },
+    )
     admin = await api.as_user("admin")
-    first = (await api.client.post("/sites/S-A/gateways", json={"id": "GW1"},
-                                   headers=admin)).json()
-    server = MosquittoServer(tmp_path / "mosquitto", password_file=broker_dir / "passwd",
-                             acl_file=broker_dir / "acl")
+    first = (await api.client.post("/sites/S-A/gateways", json={"id": "GW1"}, headers=admin)).json()
+    server = MosquittoServer(
+        tmp_path / "mosquitto", password_file=broker_dir / "passwd", acl_file=broker_dir / "acl"
+    )
     server.start()
     try:
         assert server.proc is not None
@@ -504,10 +640,17 @@ async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
         second = r.json()
 
         def client(creds: dict[str, Any]) -> mqtt.Client:
-            return mqtt.Client(mqtt.MqttSettings(
-                host=server.host, port=server.port, topic_prefix="sw/v1",
-                username=creds["mqtt_username"], password=creds["mqtt_password"]),
-                client_id=f"{creds['id']}-{time.monotonic_ns()}", connect_timeout_s=5)
+            return mqtt.Client(
+                mqtt.MqttSettings(
+                    host=server.host,
+                    port=server.port,
+                    topic_prefix="sw/v1",
+                    username=creds["mqtt_username"],
+                    password=creds["mqtt_password"],
+                ),
+                client_id=f"{creds['id']}-{time.monotonic_ns()}",
+                connect_timeout_s=5,
+            )
 
         async def logs_in() -> bool:
             try:
@@ -518,6 +661,7 @@ async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
                 return False
 
         from conftest import wait_for
+
         await wait_for(logs_in, timeout=10, what="the new gateway accepted after SIGHUP")
         async with client(second) as c:
             with pytest.raises(mqtt.MqttError, match="Not authorized"):
@@ -531,15 +675,22 @@ async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
 
 
 async def test_device_overrides_set_through_the_api_reach_the_alert_service(
-        api: Api, database_url: str) -> None:
+    api: Api, database_url: str
+) -> None:
     from sitewatch.ingest.alerts.config import AlertSettings
     from sitewatch.ingest.alerts.service import AlertService
 
     admin = await api.as_user("admin")
     await api.client.post("/sites/S-A/gateways", json={"id": "GW1"}, headers=admin)
-    r = await api.client.put("/sites/S-A/devices/TC01", headers=admin, json={
-        "gateway": "GW1", "profile": "tower_crane",
-        "overrides": {"load_alarm": {"set": {"value": 95}}, "tilt_alarm": {"enabled": False}}})
+    r = await api.client.put(
+        "/sites/S-A/devices/TC01",
+        headers=admin,
+        json={
+            "gateway": "GW1",
+            "profile": "tower_crane",
+            "overrides": {"load_alarm": {"set": {"value": 95}}, "tilt_alarm": {"enabled": False}},
+        },
+    )
     assert r.status_code == 201, r.text
     service = AlertService(AlertSettings(database_url=database_url))
     before = {r.id: r for r in service.book.rules_for("S-A", "TC01", "tower_crane")}

@@ -41,7 +41,8 @@ def _prepare(database_url: str, influx_url: str) -> str:
     """Tables, an admin API key and a site with a gateway and a device: what
     scripts/api_schema_check.py prepares for its run."""
     spec = importlib.util.spec_from_file_location(
-        "api_schema_check", Path(__file__).parent.parent / "scripts" / "api_schema_check.py")
+        "api_schema_check", Path(__file__).parent.parent / "scripts" / "api_schema_check.py"
+    )
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -54,21 +55,33 @@ class ApiProcess:
 
 
 @pytest.fixture
-def api_process(database_url: str, influxdb: InfluxServer, tmp_path: Path
-                ) -> Iterator[ApiProcess]:
+def api_process(database_url: str, influxdb: InfluxServer, tmp_path: Path) -> Iterator[ApiProcess]:
     port = free_port()
-    config = {"environment": "production", "auth": {"secret_key": SECRET},
-              "host": "127.0.0.1", "port": port, "database_url": database_url,
-              "snapshots_dir": str(tmp_path / "snaps"), "log_level": "WARNING",
-              "influx": {"url": influxdb.url, "database": "schemathesis"},
-              "rate_limit": {"enabled": False}}
+    config = {
+        "environment": "production",
+        "auth": {"secret_key": SECRET},
+        "host": "127.0.0.1",
+        "port": port,
+        "database_url": database_url,
+        "snapshots_dir": str(tmp_path / "snaps"),
+        "log_level": "WARNING",
+        "influx": {"url": influxdb.url, "database": "schemathesis"},
+        "rate_limit": {"enabled": False},
+    }
     (tmp_path / "api.yaml").write_text(yaml.safe_dump(config))
     key = _prepare(database_url, influxdb.url)
     log = tmp_path / "api.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "sitewatch"), "api", "-c",
-                                 str(tmp_path / "api.yaml")], stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "sitewatch"),
+                "api",
+                "-c",
+                str(tmp_path / "api.yaml"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -98,7 +111,9 @@ def _slots(case: Any) -> list[tuple[list[Any], Any]]:
         if isinstance(value, str):
             found.append((["query", name], case.query))
     if isinstance(case.body, dict | list) and case.media_type in (
-            "application/json", "application/x-www-form-urlencoded"):
+        "application/json",
+        "application/x-www-form-urlencoded",
+    ):
         stack: list[tuple[list[Any], Any]] = [(["body"], case.body)]
         while stack:
             loc, container = stack.pop()
@@ -113,7 +128,7 @@ def _slots(case: Any) -> list[tuple[list[Any], Any]]:
 
 def _has_control(value: Any) -> bool:
     if isinstance(value, str):
-        return any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in value)
+        return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value)
     if isinstance(value, dict):
         return any(_has_control(k) or _has_control(v) for k, v in value.items())
     if isinstance(value, list):
@@ -127,11 +142,15 @@ def _send(client: httpx.Client, kwargs: dict[str, Any]) -> httpx.Response:
     # a path parameter's control character as a client sends it: percent-encoded
     url = re.sub(r"[\x00-\x20\x7f-\x9f]", lambda m: quote(m.group(), safe=""), kwargs["url"])
     return client.request(
-        kwargs["method"], url, params=kwargs.get("params"),
+        kwargs["method"],
+        url,
+        params=kwargs.get("params"),
         headers=dict(kwargs.get("headers") or {}),
-        json=kwargs.get("json"), files=_files(kwargs.get("files")),
+        json=kwargs.get("json"),
+        files=_files(kwargs.get("files")),
         data=data if isinstance(data, dict) else None,
-        content=data if isinstance(data, bytes | str) else None)
+        content=data if isinstance(data, bytes | str) else None,
+    )
 
 
 def _files(files: list[tuple[str, Any]] | None) -> list[tuple[str, Any]] | None:
@@ -162,26 +181,44 @@ def test_no_route_answers_a_control_character_with_a_5xx(api_process: ApiProcess
     for op in operations:
         _fuzz(op, client, api_process.base, headers, tried, refused)
     assert set(tried) == {op.label for op in operations}
-    print(f"schemathesis: {len(operations)} operations, {sum(tried.values())} requests, "
-          f"{sum(refused.values())} refused naming the field")
+    print(
+        f"schemathesis: {len(operations)} operations, {sum(tried.values())} requests, "
+        f"{sum(refused.values())} refused naming the field"
+    )
     log = api_process.log.read_text(errors="replace")
     assert "Traceback" not in log and " 500 " not in log, log[-3000:]
 
 
-def _fuzz(op: Any, client: httpx.Client, base: str, headers: dict[str, str], tried: dict[str, int],
-          refused: dict[str, int]) -> None:
+def _fuzz(
+    op: Any,
+    client: httpx.Client,
+    base: str,
+    headers: dict[str, str],
+    tried: dict[str, int],
+    refused: dict[str, int],
+) -> None:
     strategies = {mode: op.as_strategy(mode) for mode in GenerationMode}
 
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(mode=st.sampled_from(GenerationMode), char=CONTROLS, data=st.data())
     def check(mode: GenerationMode, char: str, data: st.DataObject) -> None:
         case = data.draw(strategies[mode])
         slots = _slots(case)
         before = case.as_transport_kwargs(base_url=base)
-        clean = not any(_has_control(v) for v in (
-            unquote(before["url"]), before.get("params"), before.get("json"),
-            before.get("data")))
+        clean = not any(
+            _has_control(v)
+            for v in (
+                unquote(before["url"]),
+                before.get("params"),
+                before.get("json"),
+                before.get("data"),
+            )
+        )
         into_slot: bool = data.draw(st.booleans()) if slots else False
         if into_slot:
             loc, container = data.draw(st.sampled_from(slots))
@@ -197,13 +234,15 @@ def _fuzz(op: Any, client: httpx.Client, base: str, headers: dict[str, str], tri
         except httpx.TransportError as exc:
             pytest.fail(f"{op.label}: connection dropped for {case.as_curl_command()}: {exc}")
         tried[op.label] = tried.get(op.label, 0) + 1
-        assert 400 <= r.status_code < 500, \
+        assert 400 <= r.status_code < 500, (
             f"{op.label}: {r.status_code} {r.text} for {case.as_curl_command()}"
+        )
         error = r.json()["error"]
         if error["code"] in ("http_404", "http_405"):
             return  # a path the routes do not match (a parameter holding a "/")
         named = error["code"] == "invalid_request" and error["detail"][0]["msg"].startswith(
-            "control character U+")
+            "control character U+"
+        )
         # invalid data may be refused for another reason first (a body that is not JSON)
         assert named or mode is GenerationMode.NEGATIVE, (op.label, r.text)
         if named:

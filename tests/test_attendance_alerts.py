@@ -24,8 +24,9 @@ def at(hhmm: str, day: date = D) -> int:
 
 
 def worker(wid: str, *, training: date | None = None, cert: date | None = None) -> WorkerInfo:
-    return WorkerInfo(wid, f"name {wid}", "rebar", False, "Sub", "rebar", Decimal(300),
-                      training, cert)
+    return WorkerInfo(
+        wid, f"name {wid}", "rebar", False, "Sub", "rebar", Decimal(300), training, cert
+    )
 
 
 class Gate:
@@ -41,17 +42,24 @@ class Gate:
         changes: list[Change] = []
         for d in derived:
             self.seq += 1
-            changes += self.engine.observe(d.site, d.gateway, d.device, d.profile, now,
-                                           self.seq, d.values, now)
+            changes += self.engine.observe(
+                d.site, d.gateway, d.device, d.profile, now, self.seq, d.values, now
+            )
         return [(c.event.value, c.device, c.group) for c in changes]
 
-    def swipe(self, wid: str, direction: str, hhmm: str, *, seq: int | None = None,
-              now: int | None = None) -> list[tuple[str, str, str]]:
+    def swipe(
+        self, wid: str, direction: str, hhmm: str, *, seq: int | None = None, now: int | None = None
+    ) -> list[tuple[str, str, str]]:
         if seq is None:
             self.gate_seq += 1
-        item = contract.AttendanceItem(device="GATE01", ts=at(hhmm), seq=seq or self.gate_seq,
-                                       worker=wid, direction=direction,  # type: ignore[arg-type]
-                                       method="face")
+        item = contract.AttendanceItem(
+            device="GATE01",
+            ts=at(hhmm),
+            seq=seq or self.gate_seq,
+            worker=wid,
+            direction=direction,  # type: ignore[arg-type]
+            method="face",
+        )
         t = now or at(hhmm)
         return self.feed(self.watch.observe("S1", "GW1", [item], t), t)
 
@@ -72,8 +80,10 @@ def test_an_unregistered_worker_raises_an_alarm_while_on_site() -> None:
 
 def test_an_unregistered_worker_swiping_out_only_is_reported_and_cleared() -> None:
     g = Gate(SiteInfo(workers=REGISTRY))
-    assert g.swipe("X9", "out", "17:00") == [("raised", "X9", "unregistered_worker"),
-                                             ("cleared", "X9", "unregistered_worker")]
+    assert g.swipe("X9", "out", "17:00") == [
+        ("raised", "X9", "unregistered_worker"),
+        ("cleared", "X9", "unregistered_worker"),
+    ]
 
 
 def test_a_site_without_a_worker_registry_raises_no_unregistered_alerts() -> None:
@@ -82,8 +92,15 @@ def test_a_site_without_a_worker_registry_raises_no_unregistered_alerts() -> Non
 
 
 def test_lapsed_training_and_certificate_are_alarms_while_on_site() -> None:
-    g = Gate(SiteInfo(workers={**REGISTRY, "W4": worker("W4", training=D - timedelta(days=1)),
-                               "W5": worker("W5", cert=D - timedelta(days=30))}))
+    g = Gate(
+        SiteInfo(
+            workers={
+                **REGISTRY,
+                "W4": worker("W4", training=D - timedelta(days=1)),
+                "W5": worker("W5", cert=D - timedelta(days=30)),
+            }
+        )
+    )
     assert g.swipe("W4", "in", "07:00") == [("raised", "W4", "training_lapsed")]
     assert g.swipe("W5", "in", "07:00") == [("raised", "W5", "certificate_lapsed")]
     assert g.swipe("W4", "out", "12:00") == [("cleared", "W4", "training_lapsed")]
@@ -119,7 +136,9 @@ def test_the_end_of_the_attendance_day_clears_what_was_left_open() -> None:
     assert g.tick(at("03:59", D + timedelta(days=1))) == []
     # 04:00: a new attendance day; the forgotten exit is closed at the shift end
     assert sorted(g.tick(at("04:00", D + timedelta(days=1)))) == [
-        ("cleared", "W4", "over_daily_limit"), ("cleared", "W4", "training_lapsed")]
+        ("cleared", "W4", "over_daily_limit"),
+        ("cleared", "W4", "training_lapsed"),
+    ]
 
 
 def test_gate_events_of_an_earlier_day_raise_nothing() -> None:
@@ -133,18 +152,30 @@ def test_a_restart_restores_the_day_and_raises_only_what_holds_now() -> None:
     morning, an unknown worker who has left - was raised and cleared again at every
     restart (new alerts, notified). Restored at once, only what holds now is derived."""
     g = Gate(SiteInfo(planned_headcount=2, workers=REGISTRY))
-    day = [("W1", "in", "07:00"), ("W2", "in", "07:01"), ("W3", "in", "07:02"),
-           ("X9", "in", "07:03"), ("X9", "out", "08:00"), ("W2", "out", "12:00"),
-           ("W3", "out", "12:30"), ("X8", "in", "13:00")]
-    events = [("S1", "GW1", contract.AttendanceItem(
-        device="GATE01", ts=at(hhmm), seq=n, worker=wid,
-        direction=direction, method="face"))  # type: ignore[arg-type]
-        for n, (wid, direction, hhmm) in enumerate(day, start=1)]
+    day = [
+        ("W1", "in", "07:00"),
+        ("W2", "in", "07:01"),
+        ("W3", "in", "07:02"),
+        ("X9", "in", "07:03"),
+        ("X9", "out", "08:00"),
+        ("W2", "out", "12:00"),
+        ("W3", "out", "12:30"),
+        ("X8", "in", "13:00"),
+    ]
+    events = [
+        (
+            "S1",
+            "GW1",
+            contract.AttendanceItem(
+                device="GATE01", ts=at(hhmm), seq=n, worker=wid, direction=direction, method="face"
+            ),
+        )  # type: ignore[arg-type]
+        for n, (wid, direction, hhmm) in enumerate(day, start=1)
+    ]
     now = at("14:00")
     derived = g.watch.restore(events, now)
     assert g.feed(derived, now) == [("raised", "X8", "unregistered_worker")]
     assert {d.gateway for d in derived} == {"GW1"}  # the headcount's too
     assert g.watch.on_site("S1") == 2
     # and the watch goes on from there: one more in is over the plan
-    assert g.swipe("W2", "in", "14:05", seq=99) == [
-        ("raised", "HEADCOUNT", "headcount_over_plan")]
+    assert g.swipe("W2", "in", "14:05", seq=99) == [("raised", "HEADCOUNT", "headcount_over_plan")]

@@ -59,8 +59,11 @@ async def publish_all(server: MosquittoServer, prefix: str, payloads: list[bytes
 
 
 async def test_a_simulated_week_gives_sheets_that_match_the_ground_truth(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, database_url: str, influx_client: InfluxClient,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    database_url: str,
+    influx_client: InfluxClient,
 ) -> None:
     policy = AttendancePolicy()
     now = int(time.time() * 1000)
@@ -81,8 +84,11 @@ async def test_a_simulated_week_gives_sheets_that_match_the_ground_truth(
     await publish_all(mosquitto, prefix, payloads)
     assert running.service is not None
     stats = running.service.stats
-    await wait_for(lambda: stats.gate_events_appended == len(items), timeout=60,
-                   what=f"{len(items)} gate events in the ledger")
+    await wait_for(
+        lambda: stats.gate_events_appended == len(items),
+        timeout=60,
+        what=f"{len(items)} gate events in the ledger",
+    )
 
     def week() -> tuple[list[reports.DayLabourSheet], int, str]:
         with Session(engine) as s:
@@ -106,32 +112,39 @@ async def test_a_simulated_week_gives_sheets_that_match_the_ground_truth(
         want[w.team][1] += cents(day_eq * w.day_rate)
     assert {sh.team: [sh.totals.day_equivalents, sh.totals.amount] for sh in sheets} == want
     assert sum(sh.totals.minutes for sh in sheets) == sum(
-        m for (w, _), m in truth.items() if w in registered)
+        m for (w, _), m in truth.items() if w in registered
+    )
     assert n == len(items)
 
     # InfluxDB has every event once, for the dashboards
     rows = await influx_client.series(
-        f"SELECT count(seq) FROM attendance WHERE site='{SITE}' AND time > 0")
+        f"SELECT count(seq) FROM attendance WHERE site='{SITE}' AND time > 0"
+    )
     assert rows[0]["count"] == len(items)
 
     # the gateway resends the whole week: nothing changes
     await publish_all(mosquitto, prefix, payloads)
-    await wait_for(lambda: stats.gate_events_resent == len(items), timeout=60,
-                   what="the resent week taken")
+    await wait_for(
+        lambda: stats.gate_events_resent == len(items), timeout=60, what="the resent week taken"
+    )
     again, n2, head2 = week()
     assert (n2, head2) == (n, head_hash)
     assert [(sh.team, sh.rows, sh.totals) for sh in again] == [
-        (sh.team, sh.rows, sh.totals) for sh in sheets]
+        (sh.team, sh.rows, sh.totals) for sh in sheets
+    ]
     rows = await influx_client.series(
-        f"SELECT count(seq) FROM attendance WHERE site='{SITE}' AND time > 0")
+        f"SELECT count(seq) FROM attendance WHERE site='{SITE}' AND time > 0"
+    )
     assert rows[0]["count"] == len(items)
 
     # the chain verifies, and a row changed behind its back is found
     with Session(engine) as s:
         assert Ledger(s).verify(SITE).ok
     with engine.begin() as c:
-        c.execute(text("UPDATE attendance_ledger SET ts = ts - 3600000 "
-                       "WHERE site = :site AND n = 100"), {"site": SITE})
+        c.execute(
+            text("UPDATE attendance_ledger SET ts = ts - 3600000 WHERE site = :site AND n = 100"),
+            {"site": SITE},
+        )
     with Session(engine) as s:
         report = Ledger(s).verify(SITE)
     assert report.problems == ["entry 100: content does not match its hash (altered)"]
@@ -139,8 +152,10 @@ async def test_a_simulated_week_gives_sheets_that_match_the_ground_truth(
 
 
 async def test_gate_events_raise_attendance_alerts_through_the_alert_service(
-    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
-    prefix: str, tmp_path: Path,
+    start_alerts: Callable[..., Awaitable[RunningAlerts]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    tmp_path: Path,
 ) -> None:
     """An unregistered worker and one with lapsed training come through a gate: the alert
     service raises both; restarted, it still knows they are on site (from the ledger)."""
@@ -153,16 +168,22 @@ async def test_gate_events_raise_attendance_alerts_through_the_alert_service(
     with Session(engine) as s, s.begin():
         Workers(s).put_many(rows_of([w1, lapsed], now))
     alerts = await start_alerts(database_url=url)
-    items = [contract.AttendanceItem(device="GATE01", ts=now - 2000 + k, seq=k + 1,
-                                     worker=w, direction="in", method="face")
-             for k, w in enumerate([w1.id, lapsed.id, "X999"])]
+    items = [
+        contract.AttendanceItem(
+            device="GATE01", ts=now - 2000 + k, seq=k + 1, worker=w, direction="in", method="face"
+        )
+        for k, w in enumerate([w1.id, lapsed.id, "X999"])
+    ]
     # the ledger has them too, as ingest would have put them there
     LedgerWriter(url).append([GateBatch(SITE, GW, items)], now)
     await publish_all(mosquitto, prefix, list(batches(items)))
 
     def open_groups() -> set[tuple[str, str]]:
-        return {(a.device, a.group) for a in alerts.service.store.list_alerts(site=SITE)
-                if a.state != "resolved"}
+        return {
+            (a.device, a.group)
+            for a in alerts.service.store.list_alerts(site=SITE)
+            if a.state != "resolved"
+        }
 
     want = {("X999", "unregistered_worker"), (lapsed.id, "training_lapsed")}
     await wait_for(lambda: open_groups() == want, timeout=20, what=lambda: open_groups())
@@ -172,15 +193,21 @@ async def test_gate_events_raise_attendance_alerts_through_the_alert_service(
     # a few ticks (each one's changes committed before the next starts): nothing about
     # them changed
     await wait_for(lambda: len(ticks) >= 5, timeout=30, what="five ticks of the new service")
-    assert {(a.device, a.group) for a in again.service.store.list_alerts(site=SITE)
-            if a.state == "active"} == want
+    assert {
+        (a.device, a.group)
+        for a in again.service.store.list_alerts(site=SITE)
+        if a.state == "active"
+    } == want
     engine.dispose()
 
 
 async def test_id_numbers_never_reach_logs_or_influxdb(
     start_ingest: Callable[..., Awaitable[RunningIngest]],
-    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
-    prefix: str, tmp_path: Path, influx_client: InfluxClient,
+    start_alerts: Callable[..., Awaitable[RunningAlerts]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    tmp_path: Path,
+    influx_client: InfluxClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A worker list with ID numbers imported as an office would, then a day at the gates
@@ -192,15 +219,26 @@ async def test_id_numbers_never_reach_logs_or_influxdb(
     policy = AttendancePolicy()
     workers = workforce(30, today=policy.day_of(now))
     csv_text = "工号,姓名,班组,日工资,身份证号\n" + "".join(
-        f"{w.id},{w.name},{w.team},{w.day_rate},{w.id_number}\n" for w in workers)
+        f"{w.id},{w.name},{w.team},{w.day_rate},{w.id_number}\n" for w in workers
+    )
     engine = make_engine(url)
     create_tables(engine)
     with Session(engine) as s, s.begin():
-        Registry(s).add_site(SiteRow(id=SITE, name="site", county="c", project_type="road",
-                                     latitude=0, longitude=0, planned_headcount=5,
-                                     created_at=now))
-        done = import_workers(s, csv_text.encode(), "workers.csv", site=SITE, id_key=KEY,
-                              now_ms=now)
+        Registry(s).add_site(
+            SiteRow(
+                id=SITE,
+                name="site",
+                county="c",
+                project_type="road",
+                latitude=0,
+                longitude=0,
+                planned_headcount=5,
+                created_at=now,
+            )
+        )
+        done = import_workers(
+            s, csv_text.encode(), "workers.csv", site=SITE, id_key=KEY, now_ms=now
+        )
         assert (done.created, done.errors) == (30, [])
     running = await start_ingest(database_url=url)
     await start_alerts(database_url=url)
@@ -210,8 +248,9 @@ async def test_id_numbers_never_reach_logs_or_influxdb(
     await publish_all(mosquitto, prefix, list(batches(items)))
     assert running.service is not None
     stats = running.service.stats
-    await wait_for(lambda: stats.gate_events_appended == len(items), timeout=30,
-                   what="the gate events stored")
+    await wait_for(
+        lambda: stats.gate_events_appended == len(items), timeout=30, what="the gate events stored"
+    )
     dump = json.dumps(await influx_client.series("SELECT * FROM /.*/"))
     text_seen = caplog.text + dump
     for w in workers:

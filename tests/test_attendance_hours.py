@@ -33,31 +33,52 @@ def ev(day: date, hhmm: str, direction: str, gate: str = "GATE01") -> GateEvent:
     return GateEvent(at(day, hhmm), "W1", direction, gate)  # type: ignore[arg-type]
 
 
-def minutes(*events: GateEvent, now: int = LATER, policy: AttendancePolicy = P,
-            day: date = D) -> int:
+def minutes(
+    *events: GateEvent, now: int = LATER, policy: AttendancePolicy = P, day: date = D
+) -> int:
     return worker_day("W1", day, events, policy, now).minutes
 
 
 def test_a_normal_day_with_lunch_out() -> None:
     # 07:00-12:00 = 300 min, 13:00-17:30 = 270 min
-    wd = worker_day("W1", D, [ev(D, "07:00", "in"), ev(D, "12:00", "out"),
-                              ev(D, "13:00", "in"), ev(D, "17:30", "out")], P, LATER)
+    wd = worker_day(
+        "W1",
+        D,
+        [ev(D, "07:00", "in"), ev(D, "12:00", "out"), ev(D, "13:00", "in"), ev(D, "17:30", "out")],
+        P,
+        LATER,
+    )
     assert wd.minutes == 570
     assert wd.flags == []
     assert wd.first_in == at(D, "07:00") and wd.last_out == at(D, "17:30")
 
 
 def test_duplicate_swipes_within_a_minute_count_once() -> None:
-    wd = worker_day("W1", D, [ev(D, "07:00:00", "in"), ev(D, "07:00:40", "in"),
-                              ev(D, "17:00:00", "out"), ev(D, "17:00:59", "out")], P, LATER)
+    wd = worker_day(
+        "W1",
+        D,
+        [
+            ev(D, "07:00:00", "in"),
+            ev(D, "07:00:40", "in"),
+            ev(D, "17:00:00", "out"),
+            ev(D, "17:00:59", "out"),
+        ],
+        P,
+        LATER,
+    )
     assert wd.minutes == 600  # 07:00:00-17:00:00, the second swipes ignored
     assert wd.noted == {Flag.DUPLICATE: 2}
 
 
 def test_a_second_entry_after_the_window_keeps_the_session() -> None:
     # 07:01:30 is 90 s later: not a duplicate, but the worker is on site already
-    wd = worker_day("W1", D, [ev(D, "07:00", "in"), ev(D, "07:01:30", "in", "GATE02"),
-                              ev(D, "17:00", "out")], P, LATER)
+    wd = worker_day(
+        "W1",
+        D,
+        [ev(D, "07:00", "in"), ev(D, "07:01:30", "in", "GATE02"), ev(D, "17:00", "out")],
+        P,
+        LATER,
+    )
     assert wd.minutes == 600
     assert wd.noted == {Flag.ENTRY_WHILE_ON_SITE: 1}
 
@@ -98,14 +119,29 @@ def test_while_the_day_is_open_the_worker_is_on_site_and_counts_up_to_now() -> N
 
 def test_several_gates_merge_into_one_timeline() -> None:
     # in at gate 1, out at gate 2; back in at gate 2, out at gate 1: 300 + 250 minutes
-    assert minutes(ev(D, "07:00", "in", "GATE01"), ev(D, "12:00", "out", "GATE02"),
-                   ev(D, "12:55", "in", "GATE02"), ev(D, "17:05", "out", "GATE01")) == 550
+    assert (
+        minutes(
+            ev(D, "07:00", "in", "GATE01"),
+            ev(D, "12:00", "out", "GATE02"),
+            ev(D, "12:55", "in", "GATE02"),
+            ev(D, "17:05", "out", "GATE01"),
+        )
+        == 550
+    )
 
 
 def test_a_shift_past_midnight_stays_on_the_day_it_began() -> None:
     nxt = D + timedelta(days=1)
-    days = worker_days([ev(D, "19:00", "in"), ev(nxt, "01:30", "out"),
-                        ev(nxt, "07:00", "in"), ev(nxt, "08:00", "out")], P, LATER)
+    days = worker_days(
+        [
+            ev(D, "19:00", "in"),
+            ev(nxt, "01:30", "out"),
+            ev(nxt, "07:00", "in"),
+            ev(nxt, "08:00", "out"),
+        ],
+        P,
+        LATER,
+    )
     assert {d: wd.minutes for (_, d), wd in days.items()} == {D: 390, nxt: 60}
 
 
@@ -122,18 +158,30 @@ def test_a_night_crew_policy_closes_a_forgotten_exit_at_its_shift_end() -> None:
 
 def test_an_entry_without_exit_does_not_run_into_the_next_day() -> None:
     nxt = D + timedelta(days=1)
-    days = worker_days([ev(D, "07:00", "in"), ev(nxt, "07:00", "in"), ev(nxt, "17:00", "out")],
-                       P, LATER)
+    days = worker_days(
+        [ev(D, "07:00", "in"), ev(nxt, "07:00", "in"), ev(nxt, "17:00", "out")], P, LATER
+    )
     assert {d: (wd.minutes, wd.flags) for (_, d), wd in days.items()} == {
-        D: (660, [Flag.NO_EXIT]), nxt: (600, [])}
+        D: (660, [Flag.NO_EXIT]),
+        nxt: (600, []),
+    }
 
 
 def test_minutes_are_rounded_down_once_per_day_not_per_session() -> None:
     # 59 min 59.999 s -> 59; two sessions of 30.5 min -> 61, not 60
-    assert minutes(GateEvent(at(D, "07:00"), "W1", "in"),
-                   GateEvent(at(D, "08:00") - 1, "W1", "out")) == 59
-    assert minutes(ev(D, "07:00:00", "in"), ev(D, "07:30:30", "out"),
-                   ev(D, "08:00:00", "in"), ev(D, "08:30:30", "out")) == 61
+    assert (
+        minutes(GateEvent(at(D, "07:00"), "W1", "in"), GateEvent(at(D, "08:00") - 1, "W1", "out"))
+        == 59
+    )
+    assert (
+        minutes(
+            ev(D, "07:00:00", "in"),
+            ev(D, "07:30:30", "out"),
+            ev(D, "08:00:00", "in"),
+            ev(D, "08:30:30", "out"),
+        )
+        == 61
+    )
 
 
 def test_the_attendance_day_starts_at_day_start_local_time() -> None:
@@ -153,26 +201,45 @@ def test_day_start_inside_the_shift_is_refused_naming_it() -> None:
 
 
 def _info(worker: str, team: str, rate: str) -> WorkerInfo:
-    return WorkerInfo(worker, f"name {worker}", team, False, "Sub A", "rebar", Decimal(rate),
-                      None, None)
+    return WorkerInfo(
+        worker, f"name {worker}", team, False, "Sub A", "rebar", Decimal(rate), None, None
+    )
 
 
 def test_sheet_rows_are_checkable_by_hand() -> None:
-    events = [GateEvent(at(D, "07:00"), "W1", "in"), GateEvent(at(D, "12:00"), "W1", "out"),
-              GateEvent(at(D, "13:00"), "W1", "in"), GateEvent(at(D, "17:30"), "W1", "out"),
-              GateEvent(at(D, "07:00"), "W2", "in"), GateEvent(at(D, "12:00"), "W2", "out"),
-              GateEvent(at(D, "12:55"), "W2", "in"), GateEvent(at(D, "17:05"), "W2", "out"),
-              GateEvent(at(D, "07:00"), "W9", "in")]  # W9 is not registered: on no sheet
+    events = [
+        GateEvent(at(D, "07:00"), "W1", "in"),
+        GateEvent(at(D, "12:00"), "W1", "out"),
+        GateEvent(at(D, "13:00"), "W1", "in"),
+        GateEvent(at(D, "17:30"), "W1", "out"),
+        GateEvent(at(D, "07:00"), "W2", "in"),
+        GateEvent(at(D, "12:00"), "W2", "out"),
+        GateEvent(at(D, "12:55"), "W2", "in"),
+        GateEvent(at(D, "17:05"), "W2", "out"),
+        GateEvent(at(D, "07:00"), "W9", "in"),
+    ]  # W9 is not registered: on no sheet
     days = worker_days(events, P, LATER)
     workers = {"W1": _info("W1", "rebar", "350"), "W2": _info("W2", "rebar", "320")}
     [sheet] = build_sheets("S1", "Site one", days, workers, D, D, P.hours_per_day)
     r1, r2 = sheet.rows
     # W1: 570 min = 9.50 h; 570/480 = 1.1875 -> 1.19 day-eq; 1.19 * 350 = 416.50
     assert (r1.minutes, r1.hours, r1.day_equivalents, r1.amount) == (
-        570, Decimal("9.50"), Decimal("1.19"), Decimal("416.50"))
+        570,
+        Decimal("9.50"),
+        Decimal("1.19"),
+        Decimal("416.50"),
+    )
     # W2: 550 min = 9.1666 -> 9.17 h; 550/480 = 1.1458 -> 1.15; 1.15 * 320 = 368.00
     assert (r2.minutes, r2.hours, r2.day_equivalents, r2.amount) == (
-        550, Decimal("9.17"), Decimal("1.15"), Decimal("368.00"))
+        550,
+        Decimal("9.17"),
+        Decimal("1.15"),
+        Decimal("368.00"),
+    )
     t = sheet.totals
     assert (t.minutes, t.hours, t.day_equivalents, t.amount) == (
-        1120, Decimal("18.67"), Decimal("2.34"), Decimal("784.50"))
+        1120,
+        Decimal("18.67"),
+        Decimal("2.34"),
+        Decimal("784.50"),
+    )

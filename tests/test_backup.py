@@ -32,8 +32,10 @@ from sitewatch.localstack import InfluxServer, PostgresServer, free_port
 from sitewatch.snapshots import SnapshotStore
 
 #: a 1x1 PNG
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 
 
 def backup(*argv: str) -> int:
@@ -42,14 +44,22 @@ def backup(*argv: str) -> int:
 
 
 def api_yaml(path: Path, *, db: str, influx: str, database: str, snapshots: Path) -> Path:
-    path.write_text(yaml.safe_dump({
-        "environment": "development", "database_url": db, "snapshots_dir": str(snapshots),
-        "influx": {"url": influx, "database": database}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "environment": "development",
+                "database_url": db,
+                "snapshots_dir": str(snapshots),
+                "influx": {"url": influx, "database": database},
+            }
+        )
+    )
     return path
 
 
 def rows_of(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows in key order; date-times in UTC (SQLite keeps no zone)."""
+
     def norm(v: Any) -> Any:
         if isinstance(v, datetime):
             return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
@@ -70,15 +80,19 @@ async def readings(url: str, database: str) -> dict[str, Any]:
         for (m,) in (await client.query("SHOW MEASUREMENTS"))[0]["series"][0]["values"]:
             types = (await client.query(f'SHOW FIELD KEYS FROM "{m}"'))[0]["series"][0]
             points = await client.series(f'SELECT * FROM "{m}"')
-            out[m] = {"types": sorted(map(tuple, types["values"])),
-                      "points": sorted(sorted((k, repr(v)) for k, v in p.items())
-                                       for p in points)}
+            out[m] = {
+                "types": sorted(map(tuple, types["values"])),
+                "points": sorted(sorted((k, repr(v)) for k, v in p.items()) for p in points),
+            }
         return out
 
 
 def files_of(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def chains_intact(url: str) -> None:
@@ -106,9 +120,22 @@ def run_demo_until_data(state: Path) -> None:
     """``sitewatch demo`` (one site) until it has open alerts and gate events in the
     ledger, then Ctrl-C: the demo stops every writer before it stops InfluxDB."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sitewatch.cli", "demo", "--state-dir", str(state),
-         "--sites", "1", "--api-port", str(free_port())],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sitewatch.cli",
+            "demo",
+            "--state-dir",
+            str(state),
+            "--sites",
+            "1",
+            "--api-port",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         banner = ""
@@ -123,8 +150,7 @@ def run_demo_until_data(state: Path) -> None:
         deadline = time.monotonic() + 180
         have = (0, 0)
         while time.monotonic() < deadline:
-            have = (count(url, "alerts WHERE state != 'resolved'"),
-                    count(url, "attendance_ledger"))
+            have = (count(url, "alerts WHERE state != 'resolved'"), count(url, "attendance_ledger"))
             if all(have):
                 break
             time.sleep(2)
@@ -141,7 +167,8 @@ def run_demo_until_data(state: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
-        tmp_path: Path, postgres: PostgresServer) -> None:
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
     a, b = tmp_path / "A", tmp_path / "B"
     run_demo_until_data(a)
     a_db = f"sqlite:///{a / 'sitewatch.db'}"
@@ -153,30 +180,58 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
     influx_a.start()
     influx_b.start()
     try:
-        cfg_a = api_yaml(tmp_path / "a.yaml", db=a_db, influx=influx_a.url,
-                         database="sitewatch", snapshots=a / "snapshots")
+        cfg_a = api_yaml(
+            tmp_path / "a.yaml",
+            db=a_db,
+            influx=influx_a.url,
+            database="sitewatch",
+            snapshots=a / "snapshots",
+        )
         archive = tmp_path / "backups" / "site.tar"
         archive.parent.mkdir()
         t = time.perf_counter()
-        assert backup("create", "--out", str(archive), "--config", str(cfg_a),
-                      "--include", str(a / "api.yaml"),
-                      "--include", str(a / "broker" / "passwd")) == 0
+        assert (
+            backup(
+                "create",
+                "--out",
+                str(archive),
+                "--config",
+                str(cfg_a),
+                "--include",
+                str(a / "api.yaml"),
+                "--include",
+                str(a / "broker" / "passwd"),
+            )
+            == 0
+        )
         create_s = time.perf_counter() - t
         assert not list(archive.parent.glob("*.partial"))
         assert archive.stat().st_mode & 0o777 == 0o600
         with pytest.raises(BackupError, match=r"both named api\.yaml"):
             from sitewatch.backup.files import dump_config
-            dump_config([a / "api.yaml", tmp_path / "a.yaml", a / "api.yaml"],
-                        ArchiveWriter(tmp_path / "x.tar", {}))
+
+            dump_config(
+                [a / "api.yaml", tmp_path / "a.yaml", a / "api.yaml"],
+                ArchiveWriter(tmp_path / "x.tar", {}),
+            )
         assert backup("verify", str(archive)) == 0
 
         b.mkdir(exist_ok=True)
         b_db = f"sqlite:///{b / 'sitewatch.db'}"
-        cfg_b = api_yaml(tmp_path / "b.yaml", db=b_db, influx=influx_b.url,
-                         database="sitewatch", snapshots=b / "snapshots")
+        cfg_b = api_yaml(
+            tmp_path / "b.yaml",
+            db=b_db,
+            influx=influx_b.url,
+            database="sitewatch",
+            snapshots=b / "snapshots",
+        )
         t = time.perf_counter()
-        assert backup("restore", str(archive), "--config", str(cfg_b),
-                      "--config-out", str(b / "config")) == 0
+        assert (
+            backup(
+                "restore", str(archive), "--config", str(cfg_b), "--config-out", str(b / "config")
+            )
+            == 0
+        )
         restore_s = time.perf_counter() - t
 
         # the same alerts with their whole history, ledger, registry, accounts...
@@ -202,11 +257,16 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
         from sitewatch.api.config import ApiSettings
         from sitewatch.backup.run import restore
         from sitewatch.settings import load_settings
+
         with pytest.raises(BackupError, match=r"table \w+ already has rows"):
             restore(load_settings(ApiSettings, cfg_b), archive, None)
-        fresh_sql = api_yaml(tmp_path / "c.yaml", db=f"sqlite:///{tmp_path / 'c.db'}",
-                             influx=influx_b.url, database="sitewatch",
-                             snapshots=tmp_path / "c-snapshots")
+        fresh_sql = api_yaml(
+            tmp_path / "c.yaml",
+            db=f"sqlite:///{tmp_path / 'c.db'}",
+            influx=influx_b.url,
+            database="sitewatch",
+            snapshots=tmp_path / "c-snapshots",
+        )
         with pytest.raises(BackupError, match=r"not empty \(measurement \w+\)"):
             restore(load_settings(ApiSettings, fresh_sql), archive, None)
         assert count(f"sqlite:///{tmp_path / 'c.db'}", "alerts") == 0
@@ -217,8 +277,13 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
             c.execute(text('CREATE DATABASE "backup_restore"'))
         admin.dispose()
         pg_url = postgres.url.rsplit("/", 1)[0] + "/backup_restore"
-        cfg_pg = api_yaml(tmp_path / "pg.yaml", db=pg_url, influx=influx_b.url,
-                          database="from_sqlite", snapshots=tmp_path / "pg-snapshots")
+        cfg_pg = api_yaml(
+            tmp_path / "pg.yaml",
+            db=pg_url,
+            influx=influx_b.url,
+            database="from_sqlite",
+            snapshots=tmp_path / "pg-snapshots",
+        )
         assert backup("restore", str(archive), "--config", str(cfg_pg)) == 0
         pg_engine = make_engine(pg_url)
         pg_rows = rows_of(pg_engine)
@@ -228,15 +293,21 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
         # the sequences go on after the restored ids
         outbox = next(t for t in sqldump.tables() if t.name == "alert_outbox")
         with pg_engine.begin() as c:
-            new_id = c.execute(insert(outbox).values(target="mqtt", payload=b"{}")
-                               .returning(outbox.c.id)).scalar_one()
+            new_id = c.execute(
+                insert(outbox).values(target="mqtt", payload=b"{}").returning(outbox.c.id)
+            ).scalar_one()
         assert new_id > max([r[0] for r in a_rows["alert_outbox"]], default=0)
         # and a backup of PostgreSQL back into SQLite
         pg_archive = tmp_path / "backups" / "from-pg.tar"
         assert backup("create", "--out", str(pg_archive), "--config", str(cfg_pg)) == 0
         c_db = f"sqlite:///{tmp_path / 'from-pg.db'}"
-        cfg_c = api_yaml(tmp_path / "from-pg.yaml", db=c_db, influx=influx_b.url,
-                         database="from_pg", snapshots=tmp_path / "from-pg-snapshots")
+        cfg_c = api_yaml(
+            tmp_path / "from-pg.yaml",
+            db=c_db,
+            influx=influx_b.url,
+            database="from_pg",
+            snapshots=tmp_path / "from-pg-snapshots",
+        )
         assert backup("restore", str(pg_archive), "--config", str(cfg_c)) == 0
         c_engine = make_engine(c_db)
         c_rows = rows_of(c_engine)
@@ -254,9 +325,11 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
 
         points = sum(len(m["points"]) for m in a_points.values())
         rows = sum(len(r) for r in a_rows.values())
-        print(f"\nbackup of the demo: {rows} rows, {points} points, "
-              f"{archive.stat().st_size} bytes; create {create_s:.2f} s, "
-              f"restore {restore_s:.2f} s")
+        print(
+            f"\nbackup of the demo: {rows} rows, {points} points, "
+            f"{archive.stat().st_size} bytes; create {create_s:.2f} s, "
+            f"restore {restore_s:.2f} s"
+        )
     finally:
         influx_a.close()
         influx_b.close()
@@ -280,14 +353,20 @@ def test_a_damaged_member_is_refused_naming_it(tmp_path: Path) -> None:
     data = bytearray(out.read_bytes())
     data[offset + 20] ^= 0xFF
     out.write_bytes(bytes(data))
-    with ArchiveReader(out) as r, pytest.raises(BackupError,
-                                                match=r"member snapshots/ab/x\.png is damaged"):
+    with (
+        ArchiveReader(out) as r,
+        pytest.raises(BackupError, match=r"member snapshots/ab/x\.png is damaged"),
+    ):
         r.verify()
     assert backup("verify", str(out)) == 1
     # a restore checks the archive before it touches any store
-    cfg = api_yaml(tmp_path / "api.yaml", db=f"sqlite:///{tmp_path / 'new.db'}",
-                   influx="http://127.0.0.1:9", database="sitewatch",
-                   snapshots=tmp_path / "snapshots")
+    cfg = api_yaml(
+        tmp_path / "api.yaml",
+        db=f"sqlite:///{tmp_path / 'new.db'}",
+        influx="http://127.0.0.1:9",
+        database="sitewatch",
+        snapshots=tmp_path / "snapshots",
+    )
     assert backup("restore", str(out), "--config", str(cfg)) == 1
     assert not (tmp_path / "new.db").exists() and not (tmp_path / "snapshots").exists()
 
@@ -295,15 +374,16 @@ def test_a_damaged_member_is_refused_naming_it(tmp_path: Path) -> None:
 def test_every_table_of_the_store_is_backed_up() -> None:
     """In a fresh process (nothing else imported): the tables a backup covers are every
     table ``create_tables`` makes, and ingest's acked batches."""
-    code = ("from sqlalchemy import create_engine\n"
-            "from sitewatch.backup.sqldump import tables\n"
-            "covered = {t.name for t in tables()}\n"
-            "from sitewatch.db import Base, create_tables\n"
-            "create_tables(create_engine('sqlite://'))\n"
-            "assert set(Base.metadata.tables) == covered, set(Base.metadata.tables) ^ covered\n"
-            "print(sorted(covered))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=60)
+    code = (
+        "from sqlalchemy import create_engine\n"
+        "from sitewatch.backup.sqldump import tables\n"
+        "covered = {t.name for t in tables()}\n"
+        "from sitewatch.db import Base, create_tables\n"
+        "create_tables(create_engine('sqlite://'))\n"
+        "assert set(Base.metadata.tables) == covered, set(Base.metadata.tables) ^ covered\n"
+        "print(sorted(covered))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "acked_batches" in r.stdout and "api_keys" in r.stdout
 
@@ -327,13 +407,26 @@ def _old_store(tmp_path: Path, alter: str) -> Path:
     with engine.begin() as c:
         c.execute(text(alter))
         cols = [r[1] for r in c.execute(text("PRAGMA table_info(workers)"))]
-        values = {"site": "S1", "id": "W1", "name": "Zhang San", "team": "rebar",
-                  "trade": "rebar", "team_lead": 0, "day_rate": "350.00", "active": 1,
-                  "subcontractor": "", "id_hash": "h" * 64, "updated_at": 0,
-                  "shoe_size": 42}
-        c.execute(text(f"INSERT INTO workers ({','.join(cols)}) VALUES "
-                       f"({','.join(':' + k for k in cols)})"),
-                  {k: values.get(k) for k in cols})
+        values = {
+            "site": "S1",
+            "id": "W1",
+            "name": "Zhang San",
+            "team": "rebar",
+            "trade": "rebar",
+            "team_lead": 0,
+            "day_rate": "350.00",
+            "active": 1,
+            "subcontractor": "",
+            "id_hash": "h" * 64,
+            "updated_at": 0,
+            "shoe_size": 42,
+        }
+        c.execute(
+            text(
+                f"INSERT INTO workers ({','.join(cols)}) VALUES ({','.join(':' + k for k in cols)})"
+            ),
+            {k: values.get(k) for k in cols},
+        )
     out = tmp_path / "old.tar"
     w = ArchiveWriter(out, {})
     sqldump.dump(engine, w)
@@ -356,8 +449,10 @@ def test_an_older_backup_restores_with_the_new_columns_defaults(tmp_path: Path) 
 def test_a_column_this_version_does_not_know_is_refused_naming_it(tmp_path: Path) -> None:
     archive = _old_store(tmp_path, "ALTER TABLE workers ADD COLUMN shoe_size INTEGER")
     new = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
-    with ArchiveReader(archive) as r, pytest.raises(BackupError,
-                                                    match=r"column workers\.shoe_size"):
+    with (
+        ArchiveReader(archive) as r,
+        pytest.raises(BackupError, match=r"column workers\.shoe_size"),
+    ):
         sqldump.restore(new, r)
     with new.connect() as c:
         assert c.execute(text("SELECT COUNT(*) FROM workers")).scalar_one() == 0
@@ -372,8 +467,17 @@ def test_typed_values_survive(tmp_path: Path) -> None:
     create_tables(src)
     when = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
     with Session(src) as s:
-        s.add(DeadLetter(received_at=when, topic="t", reason="r", detail="",
-                         payload=b"\x00\xff\x10", site="S1", gateway="G1"))
+        s.add(
+            DeadLetter(
+                received_at=when,
+                topic="t",
+                reason="r",
+                detail="",
+                payload=b"\x00\xff\x10",
+                site="S1",
+                gateway="G1",
+            )
+        )
         s.commit()
     out = tmp_path / "b.tar"
     w = ArchiveWriter(out, {})

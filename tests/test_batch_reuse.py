@@ -21,10 +21,14 @@ from sitewatch.localstack import MosquittoServer
 pytestmark = pytest.mark.integration
 
 
-def send(server: MosquittoServer, topic: str, n: int, items: list[dict[str, Any]],
-         **dumps: Any) -> None:
-    mosquitto_pub(server, topic, json.dumps(
-        {"v": 1, "batch": n, "sent": now_ms(), "items": items}, **dumps).encode())
+def send(
+    server: MosquittoServer, topic: str, n: int, items: list[dict[str, Any]], **dumps: Any
+) -> None:
+    mosquitto_pub(
+        server,
+        topic,
+        json.dumps({"v": 1, "batch": n, "sent": now_ms(), "items": items}, **dumps).encode(),
+    )
 
 
 def entries(acks: AckListener, n: int) -> list[contract.AckEntry]:
@@ -36,8 +40,11 @@ def named(acks: AckListener, n: int) -> list[dict[str, Any]]:
 
 
 async def test_reused_batch_number_is_refused_resend_is_not(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, influx_client: InfluxClient, database_url: str,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    influx_client: InfluxClient,
+    database_url: str,
 ) -> None:
     topic = f"{prefix}/S1/GW1/telemetry"
     first = [item(1), item(2)]
@@ -51,8 +58,10 @@ async def test_reused_batch_number_is_refused_resend_is_not(
         # `sent`): a resend, stored again harmlessly and acked as before
         send(mosquitto, topic, 5, [dict(reversed(i.items())) for i in first], indent=1)
         send(mosquitto, topic, 6, mixed)
-        await wait_for(lambda: len(entries(acks, 5)) == 2 and len(entries(acks, 6)) == 2,
-                       what="acks of the resends")
+        await wait_for(
+            lambda: len(entries(acks, 5)) == 2 and len(entries(acks, 6)) == 2,
+            what="acks of the resends",
+        )
         assert entries(acks, 5) == [contract.AckEntry(batch=5, stored=2, rejected=0)] * 2
         assert entries(acks, 6) == [contract.AckEntry(batch=6, stored=1, rejected=1)] * 2
         assert [r["reason"] for r in named(acks, 6)] == ["out_of_range"] * 2
@@ -71,10 +80,13 @@ async def test_reused_batch_number_is_refused_resend_is_not(
         send(mosquitto, topic, 5, [item(4)])
         send(mosquitto, topic, 5, first)
         send(mosquitto, topic, 7, [item(5)])  # a new number
-        await wait_for(lambda: len(entries(acks, 5)) == 2 and entries(acks, 7),
-                       what="acks after the restart")
-        assert entries(acks, 5) == [contract.AckEntry(batch=5, stored=0, rejected=1),
-                                    contract.AckEntry(batch=5, stored=2, rejected=0)]
+        await wait_for(
+            lambda: len(entries(acks, 5)) == 2 and entries(acks, 7), what="acks after the restart"
+        )
+        assert entries(acks, 5) == [
+            contract.AckEntry(batch=5, stored=0, rejected=1),
+            contract.AckEntry(batch=5, stored=2, rejected=0),
+        ]
         assert [r["reason"] for r in named(acks, 5)] == ["batch_reused"]
         assert entries(acks, 7) == [contract.AckEntry(batch=7, stored=1, rejected=0)]
     assert await seqs_by_device(influx_client) == {"TC01": [1, 2, 5, 10]}
@@ -88,16 +100,29 @@ async def test_reused_batch_number_is_refused_resend_is_not(
 
 
 async def test_same_number_on_another_gateway_is_its_own(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
     prefix: str,
 ) -> None:
     await start_ingest()
     async with AckListener(mosquitto, prefix) as acks:
         send(mosquitto, f"{prefix}/S1/GW1/telemetry", 1, [item(1)])
         send(mosquitto, f"{prefix}/S1/GW2/telemetry", 1, [item(2, device="TC02")])
-        send(mosquitto, f"{prefix}/S2/GW1/attendance", 1, [
-            {"device": "GATE01", "ts": now_ms(), "seq": 1, "worker": "W1",
-             "direction": "in", "method": "card"}])
+        send(
+            mosquitto,
+            f"{prefix}/S2/GW1/attendance",
+            1,
+            [
+                {
+                    "device": "GATE01",
+                    "ts": now_ms(),
+                    "seq": 1,
+                    "worker": "W1",
+                    "direction": "in",
+                    "method": "card",
+                }
+            ],
+        )
         await wait_for(lambda: len(entries(acks, 1)) == 3, what="three acks of batch 1")
     assert all(e.stored == 1 for e in entries(acks, 1))
     assert named(acks, 1) == []

@@ -46,10 +46,10 @@ def _starts_servers(script: str) -> bool:
     """A benchmark that starts Mosquitto, InfluxDB or PostgreSQL (sitewatch.localstack),
     itself or through a helper of bench/, is an integration test."""
     text = (ROOT / script).read_text()
-    helpers = [ROOT / "bench" / f"{m}.py" for m in re.findall(r"^from (\w+) import",
-                                                              text, re.M)]
-    return any("sitewatch.localstack" in t for t in
-               [text, *(h.read_text() for h in helpers if h.exists())])
+    helpers = [ROOT / "bench" / f"{m}.py" for m in re.findall(r"^from (\w+) import", text, re.M)]
+    return any(
+        "sitewatch.localstack" in t for t in [text, *(h.read_text() for h in helpers if h.exists())]
+    )
 
 
 def _marks(script: str) -> list[pytest.MarkDecorator]:
@@ -60,29 +60,44 @@ def _marks(script: str) -> list[pytest.MarkDecorator]:
 def test_the_readme_documents_the_benchmarks() -> None:
     """The parser finds the benchmarks (a README reshuffle must not make the test below
     silently run nothing), and each documented script exists."""
-    assert {"bench/ingest_throughput.py", "bench/alert_latency.py", "bench/api_latency.py",
-            "bench/attendance.py", "bench/camera.py", "bench/edge_agent.py"} <= set(BENCHMARKS)
+    assert {
+        "bench/ingest_throughput.py",
+        "bench/alert_latency.py",
+        "bench/api_latency.py",
+        "bench/attendance.py",
+        "bench/camera.py",
+        "bench/edge_agent.py",
+    } <= set(BENCHMARKS)
     assert all((ROOT / s).is_file() for s in BENCHMARKS)
 
 
 def test_the_parser_reads_only_sh_blocks() -> None:
-    readme = ("```sh\n.venv/bin/python bench/a.py --x 1   # note\n```\n"
-              ".venv/bin/python bench/outside.py\n"
-              "```python\n.venv/bin/python bench/py.py\n```\n"
-              "```sh\n.venv/bin/python bench/b.py\n.venv/bin/python bench/a.py --y\n```\n")
+    readme = (
+        "```sh\n.venv/bin/python bench/a.py --x 1   # note\n```\n"
+        ".venv/bin/python bench/outside.py\n"
+        "```python\n.venv/bin/python bench/py.py\n```\n"
+        "```sh\n.venv/bin/python bench/b.py\n.venv/bin/python bench/a.py --y\n```\n"
+    )
     assert documented_benchmarks(readme) == ["bench/a.py", "bench/b.py"]
 
 
-@pytest.mark.parametrize("script", [pytest.param(s, id=Path(s).stem, marks=_marks(s))
-                                    for s in BENCHMARKS])
+@pytest.mark.parametrize(
+    "script", [pytest.param(s, id=Path(s).stem, marks=_marks(s)) for s in BENCHMARKS]
+)
 def test_benchmark_quick_run(script: str) -> None:
     started = time.monotonic()
-    run = subprocess.run([sys.executable, script, "--quick"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=QUICK_LIMIT_S + 20)
+    run = subprocess.run(
+        [sys.executable, script, "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=QUICK_LIMIT_S + 20,
+    )
     took = time.monotonic() - started
     out = run.stdout + run.stderr
     assert run.returncode == 0, f"{script} --quick exited {run.returncode}:\n{out[-3000:]}"
-    assert len(re.findall(r"\d+(?:\.\d+)?", run.stdout)) >= 10, \
+    assert len(re.findall(r"\d+(?:\.\d+)?", run.stdout)) >= 10, (
         f"{script} --quick printed no figures:\n{out[-3000:]}"
+    )
     assert took < QUICK_LIMIT_S, f"{script} --quick took {took:.0f} s"
     print(f"{script} --quick: {took:.1f} s")

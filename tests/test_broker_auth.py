@@ -47,8 +47,10 @@ from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.localstack.servers import MosquittoServer, TlsListener, render_mosquitto_conf
 
 # made by Debian's mosquitto_passwd 2.0.11: `mosquitto_passwd -c -b FILE u 'pä:ss wörd'`
-MOSQUITTO_PASSWD_LINE = ("u:$7$101$g28DLWTbpYfjgl+e$wSyB99HfIx2nDZgXkI6Hhzjew52idCrIrlYxR8lfC+8g"
-                         "K6i5OORyUvfpkGLVuoK0nAgJh6/9ZSoQRi3DwGkIWg==")
+MOSQUITTO_PASSWD_LINE = (
+    "u:$7$101$g28DLWTbpYfjgl+e$wSyB99HfIx2nDZgXkI6Hhzjew52idCrIrlYxR8lfC+8g"
+    "K6i5OORyUvfpkGLVuoK0nAgJh6/9ZSoQRi3DwGkIWg=="
+)
 HASH = hash_password("x", salt=b"0123456789ab")
 
 
@@ -57,6 +59,7 @@ def gw(site: str, gateway: str, password_hash: str = HASH) -> Account:
 
 
 # -- the formats, without a broker ---------------------------------------------------------
+
 
 def test_hash_is_mosquitto_passwd_format() -> None:
     line = MOSQUITTO_PASSWD_LINE.split(":", 1)[1]
@@ -73,8 +76,10 @@ def test_hash_is_mosquitto_passwd_format() -> None:
     assert verify_password("secret", fresh)
 
 
-@pytest.mark.parametrize("kwargs", [{"password": ""}, {"password": "x", "salt": b"short"},
-                                    {"password": "x", "iterations": 0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"password": ""}, {"password": "x", "salt": b"short"}, {"password": "x", "iterations": 0}],
+)
 def test_hash_refuses_what_mosquitto_cannot_use(kwargs: dict[str, object]) -> None:
     with pytest.raises(BrokerAuthError):
         hash_password(**kwargs)  # type: ignore[arg-type]
@@ -88,8 +93,9 @@ def test_gateway_username_is_unambiguous() -> None:
         gateway_username("a.b", "c")
 
 
-@pytest.mark.parametrize("bad", ["", "a+b", "a#", "a/b", "a:b", "a b", "a\tb", "a\nb", "a.b",
-                                 "é", "$SYS", "x" * 65])
+@pytest.mark.parametrize(
+    "bad", ["", "a+b", "a#", "a/b", "a:b", "a b", "a\tb", "a\nb", "a.b", "é", "$SYS", "x" * 65]
+)
 def test_identifiers_that_would_break_the_files_are_refused(bad: str) -> None:
     with pytest.raises(BrokerAuthError, match="identifier"):
         gateway_username(bad, "GW1")
@@ -99,16 +105,19 @@ def test_identifiers_that_would_break_the_files_are_refused(bad: str) -> None:
         Account(bad, HASH, Role.INGEST)
 
 
-@pytest.mark.parametrize(("account", "message"), [
-    (lambda: Account("S1.GW2", HASH, Role.GATEWAY, "S1", "GW1"), "is named 'S1.GW1'"),
-    (lambda: Account("S1.GW1", HASH, Role.GATEWAY, "S1"), "needs site and gateway"),
-    (lambda: Account("ingest", HASH, Role.INGEST, site="S1"), "only gateway and monitor"),
-    (lambda: Account("ingest", HASH, Role.INGEST, gateway="GW1"), "only a gateway account"),
-    (lambda: Account("ingest", "plaintext", Role.INGEST), "not a Mosquitto \\$7\\$ hash"),
-    (lambda: Account("ingest", HASH + "\nevil:x", Role.INGEST), "not a Mosquitto"),
-    (lambda: Account("ingest", HASH, "superuser"), "unknown role"),  # type: ignore[arg-type]
-    (lambda: Account("board", HASH, Role.MONITOR, site="S+"), "identifier"),
-])
+@pytest.mark.parametrize(
+    ("account", "message"),
+    [
+        (lambda: Account("S1.GW2", HASH, Role.GATEWAY, "S1", "GW1"), "is named 'S1.GW1'"),
+        (lambda: Account("S1.GW1", HASH, Role.GATEWAY, "S1"), "needs site and gateway"),
+        (lambda: Account("ingest", HASH, Role.INGEST, site="S1"), "only gateway and monitor"),
+        (lambda: Account("ingest", HASH, Role.INGEST, gateway="GW1"), "only a gateway account"),
+        (lambda: Account("ingest", "plaintext", Role.INGEST), "not a Mosquitto \\$7\\$ hash"),
+        (lambda: Account("ingest", HASH + "\nevil:x", Role.INGEST), "not a Mosquitto"),
+        (lambda: Account("ingest", HASH, "superuser"), "unknown role"),  # type: ignore[arg-type]
+        (lambda: Account("board", HASH, Role.MONITOR, site="S+"), "identifier"),
+    ],
+)
 def test_invalid_accounts_cannot_be_made(account: Callable[[], Account], message: str) -> None:
     with pytest.raises(BrokerAuthError, match=message):
         account()
@@ -126,10 +135,13 @@ def test_password_file_lines_and_duplicates() -> None:
 
 def test_acl_rules_of_every_role() -> None:
     accounts = [
-        gw("S1", "GW1"), Account("ingest", HASH, Role.INGEST),
-        Account("alerts", HASH, Role.ALERTS), Account("board", HASH, Role.MONITOR),
+        gw("S1", "GW1"),
+        Account("ingest", HASH, Role.INGEST),
+        Account("alerts", HASH, Role.ALERTS),
+        Account("board", HASH, Role.MONITOR),
         Account("siren", HASH, Role.MONITOR, site="S1"),
-        Account("observer", HASH, Role.OBSERVER), Account("fleet", HASH, Role.FLEET),
+        Account("observer", HASH, Role.OBSERVER),
+        Account("fleet", HASH, Role.FLEET),
         Account("health", HASH, Role.HEALTHCHECK),
     ]
     text = render_acl("sitewatch/v1", accounts)
@@ -172,8 +184,9 @@ def test_acl_rules_of_every_role() -> None:
     assert first_rule.startswith("user ")
 
 
-@pytest.mark.parametrize("prefix", ["", "a/+", "a/#", "a//b", "/a", "a b", "a:b", "$SYS",
-                                    "a/\nuser x"])
+@pytest.mark.parametrize(
+    "prefix", ["", "a/+", "a/#", "a//b", "/a", "a b", "a:b", "$SYS", "a/\nuser x"]
+)
 def test_prefixes_that_would_break_acl_rules_are_refused(prefix: str) -> None:
     with pytest.raises(BrokerAuthError, match="invalid topic prefix"):
         render_acl(prefix, [gw("S1", "GW1")])
@@ -181,8 +194,7 @@ def test_prefixes_that_would_break_acl_rules_are_refused(prefix: str) -> None:
 
 def test_write_broker_files_atomically_0600(tmp_path: Path) -> None:
     accounts = [gw("S1", "GW1"), Account("ingest", HASH, Role.INGEST)]
-    files = write_broker_files(tmp_path / "auth", "p", accounts,
-                               owner=(os.getuid(), os.getgid()))
+    files = write_broker_files(tmp_path / "auth", "p", accounts, owner=(os.getuid(), os.getgid()))
     assert files.password_file.read_text() == render_password_file(accounts)
     assert files.acl_file.read_text() == render_acl("p", accounts)
     for path in (files.password_file, files.acl_file):
@@ -199,43 +211,62 @@ def test_write_broker_files_atomically_0600(tmp_path: Path) -> None:
 
 
 def test_accounts_file_takes_passwords_from_the_environment() -> None:
-    data = {"prefix": "sw/v1", "accounts": [
-        {"role": "ingest", "username": "ingest", "password_env": "PW_INGEST"},
-        {"role": "gateway", "site": "S1", "gateway": "GW1", "password_env": "PW_GW"},
-        {"role": "monitor", "username": "board", "password_hash": HASH},
-    ]}
+    data = {
+        "prefix": "sw/v1",
+        "accounts": [
+            {"role": "ingest", "username": "ingest", "password_env": "PW_INGEST"},
+            {"role": "gateway", "site": "S1", "gateway": "GW1", "password_env": "PW_GW"},
+            {"role": "monitor", "username": "board", "password_hash": HASH},
+        ],
+    }
     prefix, accounts = load_accounts(data, {"PW_INGEST": "i", "PW_GW": "g"})
     assert prefix == "sw/v1"
     by_name = {a.username: a for a in accounts}
     assert verify_password("i", by_name["ingest"].password_hash)
     assert verify_password("g", by_name["S1.GW1"].password_hash)
     assert by_name["S1.GW1"].role is Role.GATEWAY and by_name["board"].password_hash == HASH
-    with pytest.raises(BrokerAuthError, match=r"accounts\[1\]: S1.GW1: environment variable "
-                                              "PW_GW is not set"):
+    with pytest.raises(
+        BrokerAuthError,
+        match=r"accounts\[1\]: S1.GW1: environment variable "
+        "PW_GW is not set",
+    ):
         load_accounts(data, {"PW_INGEST": "i"})
     with pytest.raises(BrokerAuthError, match=r"[Ee]xtra"):
-        load_accounts({"accounts": [{"role": "ingest", "username": "i", "pasword_env": "X"}]},
-                      {})
+        load_accounts({"accounts": [{"role": "ingest", "username": "i", "pasword_env": "X"}]}, {})
     with pytest.raises(BrokerAuthError, match="one of them"):
         load_accounts({"accounts": [{"role": "ingest", "username": "i"}]}, {})
     with pytest.raises(BrokerAuthError, match="duplicate"):
-        load_accounts({"accounts": [{"role": "ingest", "username": "i", "password_hash": HASH},
-                                    {"role": "alerts", "username": "i",
-                                     "password_hash": HASH}]}, {})
+        load_accounts(
+            {
+                "accounts": [
+                    {"role": "ingest", "username": "i", "password_hash": HASH},
+                    {"role": "alerts", "username": "i", "password_hash": HASH},
+                ]
+            },
+            {},
+        )
 
 
 def test_broker_config_with_and_without_accounts() -> None:
     plain = render_mosquitto_conf(port=1, host="h", persistence_dir="/d", max_queued_messages=5)
     assert "allow_anonymous true\n" in plain and "password_file" not in plain
-    auth = render_mosquitto_conf(port=1, host="h", persistence_dir="/d", max_queued_messages=5,
-                                 password_file="/a/passwd", acl_file="/a/acl",
-                                 tls=TlsListener("/c/crt", "/c/key", "/c/ca"), tls_port=2)
+    auth = render_mosquitto_conf(
+        port=1,
+        host="h",
+        persistence_dir="/d",
+        max_queued_messages=5,
+        password_file="/a/passwd",
+        acl_file="/a/acl",
+        tls=TlsListener("/c/crt", "/c/key", "/c/ca"),
+        tls_port=2,
+    )
     assert "allow_anonymous false\npassword_file /a/passwd\nacl_file /a/acl\n" in auth
     assert "allow_anonymous true" not in auth
     assert "listener 2 h\ncertfile /c/crt\nkeyfile /c/key\ncafile /c/ca\n" in auth
     with pytest.raises(ValueError, match="password file"):
-        render_mosquitto_conf(port=1, host="h", persistence_dir="/d", max_queued_messages=5,
-                              acl_file="/a/acl")
+        render_mosquitto_conf(
+            port=1, host="h", persistence_dir="/d", max_queued_messages=5, acl_file="/a/acl"
+        )
 
 
 # -- against real Mosquitto ------------------------------------------------------------------
@@ -265,11 +296,13 @@ class AuthBroker:
     passwords: dict[str, str] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
 
-    def add(self, username: str, role: Role, site: str | None = None,
-            gateway: str | None = None) -> None:
+    def add(
+        self, username: str, role: Role, site: str | None = None, gateway: str | None = None
+    ) -> None:
         self.passwords[username] = new_password()
-        self.accounts[username] = Account(username, hash_password(self.passwords[username]),
-                                          role, site, gateway)
+        self.accounts[username] = Account(
+            username, hash_password(self.passwords[username]), role, site, gateway
+        )
 
     def remove(self, username: str) -> None:
         del self.accounts[username]
@@ -277,27 +310,39 @@ class AuthBroker:
     def write(self) -> None:
         write_broker_files(self.dir, self.prefix, self.accounts.values())
 
-    def settings(self, username: str | None, password: str | None = None, *,
-                 tls_ca: Path | None = None) -> mqtt.MqttSettings:
+    def settings(
+        self, username: str | None, password: str | None = None, *, tls_ca: Path | None = None
+    ) -> mqtt.MqttSettings:
         if username is not None and password is None:
             password = self.passwords[username]
         return mqtt.MqttSettings(
-            host=self.server.host, port=self.server.tls_port if tls_ca else self.server.port,
-            topic_prefix=self.prefix, username=username or "",
-            password=password, tls_ca=str(tls_ca) if tls_ca else None)  # type: ignore[arg-type]
+            host=self.server.host,
+            port=self.server.tls_port if tls_ca else self.server.port,
+            topic_prefix=self.prefix,
+            username=username or "",
+            password=password,
+            tls_ca=str(tls_ca) if tls_ca else None,
+        )  # type: ignore[arg-type]
 
-    def client(self, username: str | None, password: str | None = None, *,
-               tls_ca: Path | None = None) -> mqtt.Client:
-        return mqtt.Client(self.settings(username, password, tls_ca=tls_ca),
-                           client_id=f"{(username or 'anon').replace('.', '_')}-{id(self)}"
-                                     f"-{os.urandom(3).hex()}", connect_timeout_s=5)
+    def client(
+        self, username: str | None, password: str | None = None, *, tls_ca: Path | None = None
+    ) -> mqtt.Client:
+        return mqtt.Client(
+            self.settings(username, password, tls_ca=tls_ca),
+            client_id=f"{(username or 'anon').replace('.', '_')}-{id(self)}-{os.urandom(3).hex()}",
+            connect_timeout_s=5,
+        )
 
 
-def auth_broker_at(tmp_path: Path, prefix: str, tls: TlsListener | None = None
-                   ) -> AuthBroker:
+def auth_broker_at(tmp_path: Path, prefix: str, tls: TlsListener | None = None) -> AuthBroker:
     auth = tmp_path / "auth"
-    broker = AuthBroker(MosquittoServer(tmp_path / "mosquitto", password_file=auth / "passwd",
-                                        acl_file=auth / "acl", tls=tls), auth, prefix)
+    broker = AuthBroker(
+        MosquittoServer(
+            tmp_path / "mosquitto", password_file=auth / "passwd", acl_file=auth / "acl", tls=tls
+        ),
+        auth,
+        prefix,
+    )
     for username, role, site, gateway in ACCOUNTS:
         broker.add(username, role, site, gateway)
     broker.write()
@@ -361,9 +406,22 @@ async def gone(client: mqtt.Client) -> None:
 
 
 def telemetry(batch: int, device: str, seq: int) -> bytes:
-    return json.dumps({"v": 1, "batch": batch, "sent": now_ms(), "items": [
-        {"device": device, "profile": "tower_crane", "ts": now_ms() - 1000, "seq": seq,
-         "values": {"load_t": 3.2, "wind_ms": 6.1}}]}).encode()
+    return json.dumps(
+        {
+            "v": 1,
+            "batch": batch,
+            "sent": now_ms(),
+            "items": [
+                {
+                    "device": device,
+                    "profile": "tower_crane",
+                    "ts": now_ms() - 1000,
+                    "seq": seq,
+                    "values": {"load_t": 3.2, "wind_ms": 6.1},
+                }
+            ],
+        }
+    ).encode()
 
 
 SNAPSHOT = "ab" * 32
@@ -374,13 +432,13 @@ PUBLISHES: list[tuple[str, str, bool]] = [
     ("S1.GW1", "{p}/S1/GW1/attendance", True),
     ("S1.GW1", "{p}/S1/GW1/camera", True),
     ("S1.GW1", "{p}/S1/GW1/snapshot/" + SNAPSHOT, True),
-    ("S1.GW1", "{p}/S1/GW2/telemetry", False),     # another gateway of its site
-    ("S1.GW1", "{p}/S2/GW1/telemetry", False),     # its own gateway id at another site
+    ("S1.GW1", "{p}/S1/GW2/telemetry", False),  # another gateway of its site
+    ("S1.GW1", "{p}/S2/GW1/telemetry", False),  # its own gateway id at another site
     ("S1.GW1", "{p}/S1/GW2/status", False),
     ("S1.GW1", "{p}/S1/GW2/snapshot/" + SNAPSHOT, False),
-    ("S1.GW1", "{p}/S1/GW1/ack", False),           # acknowledging its own batches
+    ("S1.GW1", "{p}/S1/GW1/ack", False),  # acknowledging its own batches
     ("S1.GW1", "{p}/S1/GW2/ack", False),
-    ("S1.GW1", "{p}/S1/alerts", False),            # a fake alert
+    ("S1.GW1", "{p}/S1/alerts", False),  # a fake alert
     ("S1.GW1", "{p}/S1/GW1/telemetry/more", False),
     ("S1.GW1", "{p}/S1/GW1", False),
     ("S1.GW1", "elsewhere/S1/GW1/telemetry", False),
@@ -398,8 +456,13 @@ PUBLISHES: list[tuple[str, str, bool]] = [
     ("observer", "{p}/S1/GW1/telemetry", False),
     ("health", "{p}/S1/GW1/telemetry", False),
 ]
-_OWN = ["{p}/S1/GW1/telemetry", "{p}/S1/GW1/status", "{p}/S1/GW1/attendance",
-        "{p}/S1/GW1/camera", "{p}/S1/GW1/snapshot/" + SNAPSHOT]
+_OWN = [
+    "{p}/S1/GW1/telemetry",
+    "{p}/S1/GW1/status",
+    "{p}/S1/GW1/attendance",
+    "{p}/S1/GW1/camera",
+    "{p}/S1/GW1/snapshot/" + SNAPSHOT,
+]
 _FLEET = ["{p}/S3/GW7/telemetry", "{p}/S3/GW7/status"]
 #: what each account, subscribed to `#`, receives of the allowed publishes above
 READS: dict[str, list[str]] = {
@@ -407,8 +470,13 @@ READS: dict[str, list[str]] = {
     "S1.GW2": [],
     "S2.GW1": [],
     "ingest": _OWN + _FLEET,
-    "alerts": ["{p}/S1/GW1/telemetry", "{p}/S1/GW1/status", "{p}/S1/GW1/attendance",
-               "{p}/S1/GW1/camera", *_FLEET],
+    "alerts": [
+        "{p}/S1/GW1/telemetry",
+        "{p}/S1/GW1/status",
+        "{p}/S1/GW1/attendance",
+        "{p}/S1/GW1/camera",
+        *_FLEET,
+    ],
     "board": ["{p}/S1/alerts"],
     "display-s2": [],
     "observer": [t for _, t, ok in PUBLISHES if ok],
@@ -442,8 +510,10 @@ async def test_every_role_publishes_and_reads_only_its_topics(auth_broker: AuthB
                 return {n: inbox.topics for n, inbox in inboxes.items()}
 
             want = {n: {t.format(p=p) for t in ts} for n, ts in READS.items()}
-            await wait_for(lambda: all(want[n] <= got for n, got in reads().items()),
-                           what=lambda: f"deliveries: want {want}, got {reads()}")
+            await wait_for(
+                lambda: all(want[n] <= got for n, got in reads().items()),
+                what=lambda: f"deliveries: want {want}, got {reads()}",
+            )
             await wait_for(lambda: health_sys.topics, what="$SYS/broker/uptime")
             # the marker that nothing more is coming: every publish above was answered
             # (PUBACK or refusal) before this, so a SUBACK on each connection comes after
@@ -452,16 +522,22 @@ async def test_every_role_publishes_and_reads_only_its_topics(auth_broker: AuthB
             everyone = [*clients.values(), health_sys.client]
             for c in everyone:
                 await c.subscribe(f"{p}/nothing-publishes-here")
-            await wait_for(lambda: all(c.pending_messages() == 0 for c in everyone),
-                           what="every inbox took what came before its SUBACK")
+            await wait_for(
+                lambda: all(c.pending_messages() == 0 for c in everyone),
+                what="every inbox took what came before its SUBACK",
+            )
             assert reads() == want
             assert health_sys.topics == {"$SYS/broker/uptime"}
 
 
 @integration
 async def test_anonymous_and_wrong_credentials_are_refused(auth_broker: AuthBroker) -> None:
-    for username, password in [(None, None), ("S1.GW1", "wrong"), ("nobody", "x"),
-                               ("S1.GW1", auth_broker.passwords["S1.GW2"])]:
+    for username, password in [
+        (None, None),
+        ("S1.GW1", "wrong"),
+        ("nobody", "x"),
+        ("S1.GW1", auth_broker.passwords["S1.GW2"]),
+    ]:
         message = await refused_connect(auth_broker.client(username, password))
         assert "Not authorized" in message, (username, message)
 
@@ -469,20 +545,54 @@ async def test_anonymous_and_wrong_credentials_are_refused(auth_broker: AuthBrok
 @integration
 def test_clients_we_did_not_write_need_an_account(auth_broker: AuthBroker) -> None:
     server = auth_broker.server
-    anon = subprocess.run(["mosquitto_sub", "-h", server.host, "-p", str(server.port),
-                           "-t", "#", "-C", "1", "-W", "5"],
-                          capture_output=True, text=True, timeout=15)
+    anon = subprocess.run(
+        [
+            "mosquitto_sub",
+            "-h",
+            server.host,
+            "-p",
+            str(server.port),
+            "-t",
+            "#",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
     assert anon.returncode != 0 and "not authorised" in anon.stderr.lower(), anon
-    ok = subprocess.run(["mosquitto_pub", "-h", server.host, "-p", str(server.port), "-q", "1",
-                         "-u", "S1.GW1", "-P", auth_broker.passwords["S1.GW1"],
-                         "-t", f"{auth_broker.prefix}/S1/GW1/status", "-m", "{}"],
-                        capture_output=True, text=True, timeout=15)
+    ok = subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            server.host,
+            "-p",
+            str(server.port),
+            "-q",
+            "1",
+            "-u",
+            "S1.GW1",
+            "-P",
+            auth_broker.passwords["S1.GW1"],
+            "-t",
+            f"{auth_broker.prefix}/S1/GW1/status",
+            "-m",
+            "{}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
     assert ok.returncode == 0, ok
 
 
 @integration
 async def test_gateway_subscribing_to_everything_gets_nothing_of_others(
-        auth_broker: AuthBroker) -> None:
+    auth_broker: AuthBroker,
+) -> None:
     p = auth_broker.prefix
     other = auth_broker.client("S1.GW2")
     ingest = auth_broker.client("ingest")
@@ -504,16 +614,20 @@ async def test_gateway_subscribing_to_everything_gets_nothing_of_others(
 
 @integration
 async def test_gateway_cannot_publish_for_another_and_nothing_is_stored(
-        auth_broker: AuthBroker, start_ingest: Callable[..., Awaitable[RunningIngest]],
-        agent_factory: Callable[[EdgeSettings], RunningAgent], influx_client: InfluxClient,
-        tmp_path: Path) -> None:
+    auth_broker: AuthBroker,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    agent_factory: Callable[[EdgeSettings], RunningAgent],
+    influx_client: InfluxClient,
+    tmp_path: Path,
+) -> None:
     """The real pipeline on the authenticated broker: the edge agent of S1/GW1 and ingest
     with their own accounts; gateway S1/GW2 tries to publish as S1/GW1 and to forge its
     acks. Every reading of S1/GW1 is stored exactly once, S1/GW2's own reading too, and
     nothing it sent under S1/GW1's name."""
     p = auth_broker.prefix
-    running = await start_ingest(mqtt_server=auth_broker.server,
-                                 mqtt=auth_broker.settings("ingest"))
+    running = await start_ingest(
+        mqtt_server=auth_broker.server, mqtt=auth_broker.settings("ingest")
+    )
     settings = edge_settings(auth_broker.server, p, tmp_path / "edge")
     assert (settings.site, settings.gateway) == ("S1", "GW1")
     agent = agent_factory(settings.model_copy(update={"mqtt": auth_broker.settings("S1.GW1")}))
@@ -527,8 +641,9 @@ async def test_gateway_cannot_publish_for_another_and_nothing_is_stored(
         with pytest.raises(mqtt.MqttError, match="Not authorized"):
             await rogue.publish(f"{p}/S2/GW1/telemetry", forged, qos=1)
         # a forged ack would make the agent drop readings it has not yet delivered
-        forged_ack = json.dumps({"acks": [{"batch": b, "stored": 1, "rejected": 0}
-                                          for b in range(1, 200)]}).encode()
+        forged_ack = json.dumps(
+            {"acks": [{"batch": b, "stored": 1, "rejected": 0} for b in range(1, 200)]}
+        ).encode()
         with pytest.raises(mqtt.MqttError, match="Not authorized"):
             await rogue.publish(f"{p}/S1/GW1/ack", forged_ack, qos=1)
         await rogue.publish(f"{p}/S1/GW2/telemetry", telemetry(1, "ROGUE01", 1), qos=1)
@@ -536,9 +651,14 @@ async def test_gateway_cannot_publish_for_another_and_nothing_is_stored(
         # with readings of its own (ROGUE01, sent after the forged QoS 0 message, is
         # awaited in the store below)
         acked = agent.agent.batches_acked
-        await wait_for(lambda: agent.agent.batches_acked > acked + 2 and set(
-            agent.agent.spool.last_seqs()) >= {d.id for d in settings.devices},
-            timeout=30, what="the agent's batches acknowledged after the forgeries")
+        await wait_for(
+            lambda: (
+                agent.agent.batches_acked > acked + 2
+                and set(agent.agent.spool.last_seqs()) >= {d.id for d in settings.devices}
+            ),
+            timeout=30,
+            what="the agent's batches acknowledged after the forgeries",
+        )
     last = await agent.stop()
     assert last and all(n > 0 for n in last.values())
 
@@ -552,8 +672,7 @@ async def test_gateway_cannot_publish_for_another_and_nothing_is_stored(
 
 
 @integration
-async def test_accounts_changed_while_running_apply_after_reload(
-        auth_broker: AuthBroker) -> None:
+async def test_accounts_changed_while_running_apply_after_reload(auth_broker: AuthBroker) -> None:
     p = auth_broker.prefix
     auth_broker.add("S1.GW3", Role.GATEWAY, "S1", "GW3")
     message = await refused_connect(auth_broker.client("S1.GW3"))
@@ -588,10 +707,29 @@ def self_signed(directory: Path, cn: str = "127.0.0.1") -> tuple[Path, Path]:
     """A throwaway certificate for 127.0.0.1 (the openssl binary; nothing downloaded)."""
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "server.crt", directory / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={cn}",
-                    "-addext", f"subjectAltName=IP:{cn}"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            f"/CN={cn}",
+            "-addext",
+            f"subjectAltName=IP:{cn}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
@@ -625,16 +763,22 @@ async def test_tls_listener_with_the_same_accounts(tmp_path: Path, prefix: str) 
 def test_hash_equals_mosquitto_passwd(tmp_path: Path, password: str) -> None:
     """The real mosquitto_passwd, given the same password, writes our hash with its salt."""
     path = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(path), "u", password],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(path), "u", password],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     username, theirs = path.read_text().strip().split(":", 1)
     _, _, iterations, salt, _ = theirs.split("$")
-    assert hash_password(password, salt=base64.b64decode(salt),
-                         iterations=int(iterations)) == theirs
+    assert (
+        hash_password(password, salt=base64.b64decode(salt), iterations=int(iterations)) == theirs
+    )
     assert Account(username, theirs, Role.INGEST).password_hash == theirs
 
 
 # -- `sitewatch broker`: what an operator runs ------------------------------------------------
+
 
 def registry_with_gateway(url: str, site: str, gateway: str | None, password: str = "") -> None:
     """A site, and a gateway provisioned as the API does it: its account's hash in the
@@ -648,22 +792,38 @@ def registry_with_gateway(url: str, site: str, gateway: str | None, password: st
     Base.metadata.create_all(engine, tables=registry.TABLES)  # type: ignore[arg-type]
     with Session(engine) as s:
         reg = registry.Registry(s)
-        reg.add_site(registry.SiteRow(id=site, name="site", county="C", town="T",
-                                      project_type="building", latitude=30.0, longitude=120.0,
-                                      planned_headcount=None, created_at=now_ms()))
+        reg.add_site(
+            registry.SiteRow(
+                id=site,
+                name="site",
+                county="C",
+                town="T",
+                project_type="building",
+                latitude=30.0,
+                longitude=120.0,
+                planned_headcount=None,
+                created_at=now_ms(),
+            )
+        )
         if gateway is not None:
-            reg.add_gateway(registry.GatewayRow(site=site, id=gateway, description="",
-                                                mqtt_username=gateway_username(site, gateway),
-                                                mqtt_password_hash=hash_password(password),
-                                                created_at=now_ms()))
+            reg.add_gateway(
+                registry.GatewayRow(
+                    site=site,
+                    id=gateway,
+                    description="",
+                    mqtt_username=gateway_username(site, gateway),
+                    mqtt_password_hash=hash_password(password),
+                    created_at=now_ms(),
+                )
+            )
         s.commit()
     engine.dispose()
 
 
 @integration
 async def test_broker_files_command_writes_what_the_broker_takes(
-        tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from sitewatch.cli import main
 
     accounts = tmp_path / "accounts.yaml"
@@ -684,19 +844,28 @@ accounts:
     assert main([*args, "--database-url", db, "--owner", f"{os.getuid()}:{os.getgid()}"]) == 0
     assert "3 accounts (2 gateways)" in capsys.readouterr().out
 
-    server = MosquittoServer(tmp_path / "mosquitto", password_file=tmp_path / "auth/passwd",
-                             acl_file=tmp_path / "auth/acl")
+    server = MosquittoServer(
+        tmp_path / "mosquitto",
+        password_file=tmp_path / "auth/passwd",
+        acl_file=tmp_path / "auth/acl",
+    )
     server.start()
     try:
+
         def login(username: str, password: str) -> mqtt.Client:
-            return mqtt.Client(mqtt.MqttSettings(
-                host=server.host, port=server.port, username=username,
-                password=password),  # type: ignore[arg-type]
-                client_id=f"{username.replace('.', '_')}-{os.urandom(3).hex()}")
+            return mqtt.Client(
+                mqtt.MqttSettings(
+                    host=server.host, port=server.port, username=username, password=password
+                ),  # type: ignore[arg-type]
+                client_id=f"{username.replace('.', '_')}-{os.urandom(3).hex()}",
+            )
 
         ingest = Inbox(login("ingest", "ingest-pw"))
-        async with ingest.client, login("S1.GW1", "gw-pw") as gw1, \
-                login("S9.GW9", "from-the-api") as gw9:
+        async with (
+            ingest.client,
+            login("S1.GW1", "gw-pw") as gw1,
+            login("S9.GW9", "from-the-api") as gw9,
+        ):
             await ingest.subscribe(f"{prefix}/+/+/telemetry")
             await gw1.publish(f"{prefix}/S1/GW1/telemetry", b"{}")
             await gw9.publish(f"{prefix}/S9/GW9/telemetry", b"{}")
@@ -707,8 +876,9 @@ accounts:
         server.close()
 
 
-def test_broker_hash_command(monkeypatch: pytest.MonkeyPatch,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_broker_hash_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import io
 
     from sitewatch.cli import main

@@ -30,8 +30,15 @@ pytestmark = pytest.mark.integration
 
 SECRET = "t" * 40
 PASSWORD = "correct horse battery"
-SITE = {"id": "S1", "name": "Bridge", "county": "Lankao", "town": "Chengguan",
-        "project_type": "bridge", "latitude": 34.82, "longitude": 114.82}
+SITE = {
+    "id": "S1",
+    "name": "Bridge",
+    "county": "Lankao",
+    "town": "Chengguan",
+    "project_type": "bridge",
+    "latitude": 34.82,
+    "longitude": 114.82,
+}
 FILE_GW_PASSWORD = "file-gateway-password"
 INGEST_PASSWORD = "ingest-password-0123"
 PROBE_PASSWORD = "probe-password-0123"
@@ -56,15 +63,28 @@ class Stack:
         return self.tmp / "auth"
 
     def cli(self, *args: str) -> list[str]:
-        return [*args, "--accounts", str(self.tmp / "accounts.yaml"), "--dir", str(self.auth),
-                "--database-url", self.db]
+        return [
+            *args,
+            "--accounts",
+            str(self.tmp / "accounts.yaml"),
+            "--dir",
+            str(self.auth),
+            "--database-url",
+            self.db,
+        ]
 
     def client(self, username: str, password: str) -> mqtt.Client:
-        return mqtt.Client(mqtt.MqttSettings(
-            host=self.server.host, port=self.server.port, topic_prefix=self.prefix,
-            username=username, password=password),
+        return mqtt.Client(
+            mqtt.MqttSettings(
+                host=self.server.host,
+                port=self.server.port,
+                topic_prefix=self.prefix,
+                username=username,
+                password=password,
+            ),
             client_id=f"{username.replace('.', '_')}-{os.urandom(3).hex()}",
-            connect_timeout_s=5)
+            connect_timeout_s=5,
+        )
 
 
 @pytest.fixture
@@ -73,20 +93,34 @@ async def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 
     db = f"sqlite:///{tmp_path / 'sitewatch.db'}"
     settings = ApiSettings(
-        environment="production", auth=AuthSettings(secret_key=SECRET),
+        environment="production",
+        auth=AuthSettings(secret_key=SECRET),
         rate_limit=RateLimitSettings(enabled=False),
         influx=InfluxSettings(url="http://127.0.0.1:9", timeout_s=1),  # not used here
-        database_url=db, snapshots_dir=tmp_path / "snapshots",
-        broker={"dir": tmp_path / "auth", "topic_prefix": "sw/v1",
-                "pid_file": tmp_path / "mosquitto.pid",
-                "service_accounts": [{"username": "ingest", "role": "ingest",
-                                      "password_hash": hash_password(INGEST_PASSWORD)}]})
+        database_url=db,
+        snapshots_dir=tmp_path / "snapshots",
+        broker={
+            "dir": tmp_path / "auth",
+            "topic_prefix": "sw/v1",
+            "pid_file": tmp_path / "mosquitto.pid",
+            "service_accounts": [
+                {
+                    "username": "ingest",
+                    "role": "ingest",
+                    "password_hash": hash_password(INGEST_PASSWORD),
+                }
+            ],
+        },
+    )
     app = create_app(settings)
     ctx = app.router.lifespan_context(app)
     await ctx.__aenter__()
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
-    server = MosquittoServer(tmp_path / "mosquitto", password_file=tmp_path / "auth/passwd",
-                             acl_file=tmp_path / "auth/acl")
+    server = MosquittoServer(
+        tmp_path / "mosquitto",
+        password_file=tmp_path / "auth/passwd",
+        acl_file=tmp_path / "auth/acl",
+    )
     try:
         with app.state.sitewatch.sessions() as s:
             add_user(s, "root", PASSWORD, "admin")
@@ -142,8 +176,9 @@ class Publisher:
     async def still_accepted(self) -> None:
         """The broker keeps taking its messages."""
         n = self.accepted
-        await wait_for(lambda: self.accepted >= n + 3 or self.errors, timeout=5,
-                       what=f"{self.topic} published")
+        await wait_for(
+            lambda: self.accepted >= n + 3 or self.errors, timeout=5, what=f"{self.topic} published"
+        )
         assert not self.errors, self.errors
 
     async def __aexit__(self, *exc: object) -> None:
@@ -183,33 +218,42 @@ async def test_provisioning_through_the_api_keeps_file_gateways(stack: Stack) ->
     async with Publisher(st.client("S1.GW1", FILE_GW_PASSWORD), "sw/v1/S1/GW1/telemetry") as gw1:
         await gw1.still_accepted()
         creds = await provision(st, "GW2")
-        async with Publisher(st.client(creds["mqtt_username"], creds["mqtt_password"]),
-                             "sw/v1/S1/GW2/telemetry") as gw2:
+        async with Publisher(
+            st.client(creds["mqtt_username"], creds["mqtt_password"]), "sw/v1/S1/GW2/telemetry"
+        ) as gw2:
             await gw2.still_accepted()
             await gw1.still_accepted()
             assert gw1.client.is_connected
     async with st.client("S1.GW1", FILE_GW_PASSWORD) as again:
         await again.publish("sw/v1/S1/GW1/telemetry", b"{}", qos=1)
 
+
 async def cut_off_within(publisher: Publisher, bound: float) -> float:
     """Seconds until the broker closed the publisher's connection (at most ``bound``)."""
     start = asyncio.get_running_loop().time()
-    await wait_for(lambda: not publisher.client.is_connected, timeout=bound, interval=0.02,
-                   what=f"{publisher.topic}'s connection closed by the broker")
+    await wait_for(
+        lambda: not publisher.client.is_connected,
+        timeout=bound,
+        interval=0.02,
+        what=f"{publisher.topic}'s connection closed by the broker",
+    )
     with contextlib.suppress(mqtt.MqttError, TimeoutError):
         await asyncio.wait_for(publisher.client.wait_disconnected(), 1)
     return asyncio.get_running_loop().time() - start
 
 
-async def test_revoke_and_rotate_through_the_api(stack: Stack,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_revoke_and_rotate_through_the_api(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     st = stack
     gw2 = await provision(st, "GW2")
     gw3 = await provision(st, "GW3")
     assert (await st.api.post("/sites/S1/gateways/GW2/mqtt/revoke")).status_code == 401
-    async with Publisher(st.client("S1.GW1", FILE_GW_PASSWORD), "sw/v1/S1/GW1/telemetry") as gw1, \
-            Publisher(st.client("S1.GW2", gw2["mqtt_password"]), "sw/v1/S1/GW2/telemetry") as p2, \
-            Publisher(st.client("S1.GW3", gw3["mqtt_password"]), "sw/v1/S1/GW3/telemetry") as p3:
+    async with (
+        Publisher(st.client("S1.GW1", FILE_GW_PASSWORD), "sw/v1/S1/GW1/telemetry") as gw1,
+        Publisher(st.client("S1.GW2", gw2["mqtt_password"]), "sw/v1/S1/GW2/telemetry") as p2,
+        Publisher(st.client("S1.GW3", gw3["mqtt_password"]), "sw/v1/S1/GW3/telemetry") as p3,
+    ):
         for p in (gw1, p2, p3):
             await p.still_accepted()
 
@@ -255,9 +299,9 @@ async def test_revoke_and_rotate_through_the_api(stack: Stack,
     assert missing.status_code == 404
 
 
-async def test_revoke_and_rotate_with_the_cli(stack: Stack,
-                                              capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_revoke_and_rotate_with_the_cli(
+    stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`sitewatch broker revoke/rotate` on the accounts file's gateway: it stays revoked
     although the file still lists it, and the file's password stops counting."""
     from sitewatch.cli import main
@@ -265,9 +309,10 @@ async def test_revoke_and_rotate_with_the_cli(stack: Stack,
     st = stack
     api_gw = await provision(st, "GW2")
     pid = ["--pid-file", str(st.tmp / "mosquitto.pid"), "--by", "cli:county-it"]
-    async with Publisher(st.client("S1.GW1", FILE_GW_PASSWORD), "sw/v1/S1/GW1/telemetry") as gw1, \
-            Publisher(st.client("S1.GW2", api_gw["mqtt_password"]),
-                      "sw/v1/S1/GW2/telemetry") as gw2:
+    async with (
+        Publisher(st.client("S1.GW1", FILE_GW_PASSWORD), "sw/v1/S1/GW1/telemetry") as gw1,
+        Publisher(st.client("S1.GW2", api_gw["mqtt_password"]), "sw/v1/S1/GW2/telemetry") as gw2,
+    ):
         await gw1.still_accepted()
         capsys.readouterr()
         assert main(st.cli("broker", "revoke", "S1", "GW1", *pid)) == 0
@@ -278,13 +323,18 @@ async def test_revoke_and_rotate_with_the_cli(stack: Stack,
         # writing the files again from the accounts file does not bring it back. The
         # marker that the files of that run are in force: an account it adds logs in
         accounts = st.tmp / "accounts.yaml"
-        accounts.write_text(accounts.read_text() + (
-            "  - {username: probe, role: monitor, password_env: TEST_PROBE_PASSWORD}\n"))
+        accounts.write_text(
+            accounts.read_text()
+            + ("  - {username: probe, role: monitor, password_env: TEST_PROBE_PASSWORD}\n")
+        )
         monkeypatch.setenv("TEST_PROBE_PASSWORD", PROBE_PASSWORD)
         assert main(st.cli("broker", "files", *pid)) == 0
         assert "the database's credential is used" in capsys.readouterr().out
-        await wait_for(lambda: logs_in(st, "probe", PROBE_PASSWORD), timeout=10,
-                       what="the broker reloaded the files")
+        await wait_for(
+            lambda: logs_in(st, "probe", PROBE_PASSWORD),
+            timeout=10,
+            what="the broker reloaded the files",
+        )
         assert await refused(st, "S1.GW1", FILE_GW_PASSWORD)
 
         assert main(st.cli("broker", "rotate", "S1", "GW1", *pid)) == 0
@@ -296,7 +346,10 @@ async def test_revoke_and_rotate_with_the_cli(stack: Stack,
         await gw2.still_accepted()  # the API's gateway, throughout
     state = (await st.api.get("/sites/S1/gateways/GW1/mqtt", headers=st.admin)).json()
     assert (state["change"], state["changed_by"], state["revoked"]) == (
-        "rotated", "cli:county-it", False)
+        "rotated",
+        "cli:county-it",
+        False,
+    )
     assert main(st.cli("broker", "revoke", "S1", "NOPE")) == 2
     assert "no gateway NOPE at site S1" in capsys.readouterr().err
     assert main(["broker", "rotate", "S1", "GW1", "--accounts", str(st.tmp / "accounts.yaml")]) == 2
@@ -304,18 +357,34 @@ async def test_revoke_and_rotate_with_the_cli(stack: Stack,
 
 
 async def test_api_refuses_to_cut_off_accounts_it_does_not_know(
-        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Files written without the database hold a gateway the API cannot see: provisioning
     is refused with 409 (naming it) instead of cutting it off, and nothing is created."""
     from sitewatch.cli import main
 
     st = stack
     other = st.tmp / "other.yaml"
-    other.write_text((st.tmp / "accounts.yaml").read_text() + (
-        "  - {role: gateway, site: S2, gateway: GW1, password_env: TEST_S2_PASSWORD}\n"))
+    other.write_text(
+        (st.tmp / "accounts.yaml").read_text()
+        + ("  - {role: gateway, site: S2, gateway: GW1, password_env: TEST_S2_PASSWORD}\n")
+    )
     monkeypatch.setenv("TEST_S2_PASSWORD", "s2-password")
-    assert main(["broker", "files", "--accounts", str(other), "--dir", str(st.auth),
-                 "--pid-file", str(st.tmp / "mosquitto.pid")]) == 0
+    assert (
+        main(
+            [
+                "broker",
+                "files",
+                "--accounts",
+                str(other),
+                "--dir",
+                str(st.auth),
+                "--pid-file",
+                str(st.tmp / "mosquitto.pid"),
+            ]
+        )
+        == 0
+    )
     async with Publisher(st.client("S2.GW1", "s2-password"), "sw/v1/S2/GW1/telemetry") as s2:
         await wait_for(lambda: s2.accepted, what="S2.GW1 publishing")
         r = await st.api.post("/sites/S1/gateways", json={"id": "GW4"}, headers=st.admin)
@@ -346,16 +415,27 @@ def test_import_keeps_the_database_as_the_source(tmp_path: Path) -> None:
         return Account(f"{site}.GW1", hash_password(password), Role.GATEWAY, site, "GW1")
 
     with Session(engine) as s:
-        registry.Registry(s).add_site(registry.SiteRow(
-            id="S1", name="s", county="C", town="", project_type="road", latitude=0.0,
-            longitude=0.0, planned_headcount=None, created_at=1))
+        registry.Registry(s).add_site(
+            registry.SiteRow(
+                id="S1",
+                name="s",
+                county="C",
+                town="",
+                project_type="road",
+                latitude=0.0,
+                longitude=0.0,
+                planned_headcount=None,
+                created_at=1,
+            )
+        )
         first = brokercreds.import_gateways(s, [file_gateway("S1", "one")], by="t")
         again = brokercreds.import_gateways(s, [file_gateway("S1", "two")], by="t")
         assert (first.added, again.added, again.kept) == (["S1.GW1"], [], ["S1.GW1"])
         [account] = brokercreds.gateway_accounts(s)
         assert verify_password("one", account.password_hash)
-        with pytest.raises(brokercreds.CredentialError,
-                           match=r"S2\.GW1: site S2 is not in the database"):
+        with pytest.raises(
+            brokercreds.CredentialError, match=r"S2\.GW1: site S2 is not in the database"
+        ):
             brokercreds.import_gateways(s, [file_gateway("S2", "x")], by="t")
         assert brokercreds.revoke(s, "S1", "GW1", by="t")
         assert not brokercreds.revoke(s, "S1", "GW1", by="t")  # already

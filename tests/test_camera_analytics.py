@@ -48,8 +48,16 @@ class TestDebouncer:
 
     def test_short_gaps_do_not_split_and_a_blip_is_no_event(self) -> None:
         d = Debouncer(DebounceConfig(on_s=1.0, off_s=3.0))
-        timeline = {0: 1, 1: 1, 2: 1, 3: 0, 4: 0, 5: 1, 6: 1,  # a 1 s gap: one occurrence
-                    20: 1}  # a single frame later: under on_s, nothing
+        timeline = {
+            0: 1,
+            1: 1,
+            2: 1,
+            3: 0,
+            4: 0,
+            5: 1,
+            6: 1,  # a 1 s gap: one occurrence
+            20: 1,
+        }  # a single frame later: under on_s, nothing
         events = [e for k in range(0, 60) for e in d.update(seen(timeline.get(k, 0)), k / 2)]
         assert [e.count for e in events] == [1, 0]
 
@@ -74,8 +82,11 @@ class TestDebouncer:
     def test_person_count_reports_a_new_count_once_it_held(self) -> None:
         d = Debouncer(DebounceConfig(on_s=1.0, off_s=3.0))
         counts = [0, 0, 0, 2, 2, 2, 3, 2, 2, 2, 2]  # the 3 lasts one frame only
-        events = [e for k, n in enumerate(counts)
-                  for e in d.update([Observation("person_count", None, n)], k * 0.5)]
+        events = [
+            e
+            for k, n in enumerate(counts)
+            for e in d.update([Observation("person_count", None, n)], k * 0.5)
+        ]
         assert [(e.count, e.at) for e in events] == [(0, 1.0), (2, 2.5)]
 
 
@@ -91,8 +102,15 @@ def test_zones_contain_by_the_feet_and_refuse_bad_polygons() -> None:
 
 def test_a_snapshot_is_a_jpeg_named_by_its_sha256_with_the_zone_and_boxes_drawn() -> None:
     frame = site_scene(frames=10).frame(5)
-    ev = Event("intrusion", "crane-swing", 1, 12.0, 0.9, "classical",
-               Observation("intrusion", "crane-swing", 1, 0.9, ((600, 400, 60, 140),)))
+    ev = Event(
+        "intrusion",
+        "crane-swing",
+        1,
+        12.0,
+        0.9,
+        "classical",
+        Observation("intrusion", "crane-swing", 1, 0.9, ((600, 400, 60, 140),)),
+    )
     img = draw(frame, ev, [Zone("crane-swing", SWING_ZONE)], "CAM01")
     jpeg, digest = encode(img, SnapshotConfig(max_width=640, quality=70))
     assert jpeg[:3] == b"\xff\xd8\xff" and hashlib.sha256(jpeg).hexdigest() == digest
@@ -104,31 +122,58 @@ def test_a_snapshot_is_a_jpeg_named_by_its_sha256_with_the_zone_and_boxes_drawn(
 
 
 def camera_settings(tmp_path: Path, options: dict[str, object]) -> EdgeSettings:
-    return EdgeSettings.model_validate({
-        "site": "S1", "gateway": "GW1", "state_dir": str(tmp_path),
-        "devices": [{"id": "CAM01", "driver": "camera", "profile": "camera_status",
-                     "options": options}]})
+    return EdgeSettings.model_validate(
+        {
+            "site": "S1",
+            "gateway": "GW1",
+            "state_dir": str(tmp_path),
+            "devices": [
+                {"id": "CAM01", "driver": "camera", "profile": "camera_status", "options": options}
+            ],
+        }
+    )
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"source": "x.avi", "analytics": {"facial": {}}},
-     "analytics.facial: unknown analytic; available: helmet, intrusion, person_count, smoke"),
-    ({"source": "x.avi", "analytics": {"helmet": {"min_hat_fractoin": 0.1}}},
-     "analytics.helmet.min_hat_fractoin: Extra inputs are not permitted"),
-    ({"source": "x.avi", "analytics": {"intrusion": {}}},
-     "analytics.intrusion: intrusion needs at least one zone"),
-    ({"source": "x.avi", "zones": [{"name": "a", "polygon": [[0, 0], [9, 0], [9, 9]]}],
-      "analytics": {"intrusion": {"zones": ["b"]}}},
-     "analytics.intrusion: zones: unknown zone(s) b; the camera has a"),
-    ({"source": "x.avi", "analytics": {"smoke": {"model": {"path": "/nowhere.onnx",
-                                                           "classes": ["smoke"]}}}},
-     "analytics.smoke.model.path: model file /nowhere.onnx does not exist"),
-    ({"source": "x.avi", "analytics": {}}, "analytics: Dictionary should have at least 1"),
-    ({"source": "x.avi", "analytic_fps": 2, "analytics": {"smoke": {}}},
-     "analytic_fps: Extra inputs are not permitted"),
-])
-def test_camera_configuration_errors_name_the_key(tmp_path: Path, options: dict[str, object],
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"source": "x.avi", "analytics": {"facial": {}}},
+            "analytics.facial: unknown analytic; available: helmet, intrusion, person_count, smoke",
+        ),
+        (
+            {"source": "x.avi", "analytics": {"helmet": {"min_hat_fractoin": 0.1}}},
+            "analytics.helmet.min_hat_fractoin: Extra inputs are not permitted",
+        ),
+        (
+            {"source": "x.avi", "analytics": {"intrusion": {}}},
+            "analytics.intrusion: intrusion needs at least one zone",
+        ),
+        (
+            {
+                "source": "x.avi",
+                "zones": [{"name": "a", "polygon": [[0, 0], [9, 0], [9, 9]]}],
+                "analytics": {"intrusion": {"zones": ["b"]}},
+            },
+            "analytics.intrusion: zones: unknown zone(s) b; the camera has a",
+        ),
+        (
+            {
+                "source": "x.avi",
+                "analytics": {"smoke": {"model": {"path": "/nowhere.onnx", "classes": ["smoke"]}}},
+            },
+            "analytics.smoke.model.path: model file /nowhere.onnx does not exist",
+        ),
+        ({"source": "x.avi", "analytics": {}}, "analytics: Dictionary should have at least 1"),
+        (
+            {"source": "x.avi", "analytic_fps": 2, "analytics": {"smoke": {}}},
+            "analytic_fps: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_camera_configuration_errors_name_the_key(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
     settings = camera_settings(tmp_path, options)
     with pytest.raises(ConfigError) as err:
         build_drivers(settings, load_profiles(None))
@@ -148,21 +193,38 @@ def test_helmet_and_smoke_models_give_events_labelled_model(tmp_path: Path) -> N
     whose output is known: one bare head in the zone, one fire), and say so."""
     # yolov8 layout (1, 4 + 3 classes, N): head, helmet, fire; model input 64x64, the
     # 1280x720 frame is letterboxed to 64x36 (scale 0.05) below a 14 px band
-    candidates = np.array([[37.5, 14 + 22.0, 1.0, 1.0, 0.9, 0.0, 0.0],   # a head
-                           [10.0, 14 + 10.0, 4.0, 4.0, 0.0, 0.0, 0.8]],  # fire
-                          np.float32)
+    candidates = np.array(
+        [
+            [37.5, 14 + 22.0, 1.0, 1.0, 0.9, 0.0, 0.0],  # a head
+            [10.0, 14 + 10.0, 4.0, 4.0, 0.0, 0.0, 0.8],
+        ],  # fire
+        np.float32,
+    )
     model = tiny_model(tmp_path / "site.onnx", candidates.T[None])
     spec = {"path": str(model), "classes": ["head", "helmet", "fire"], "input_size": [64, 64]}
-    options = CameraOptions.model_validate({
-        "source": "x", "zones": [{"name": "crane-swing", "polygon": SWING_ZONE}],
-        "analytics": {"helmet": {"model": spec}, "smoke": {"model": spec}},
-        "events": {"on_s": 0.0}})
+    options = CameraOptions.model_validate(
+        {
+            "source": "x",
+            "zones": [{"name": "crane-swing", "polygon": SWING_ZONE}],
+            "analytics": {"helmet": {"model": spec}, "smoke": {"model": spec}},
+            "events": {"on_s": 0.0},
+        }
+    )
     analysis = build_analysis("CAM01", options)
     assert len(analysis.models) == 1  # one model file, loaded and run once per frame
-    other = options.model_copy(update={"analytics": {
-        "helmet": {"model": spec}, "smoke": {"model": {**spec, "score_threshold": 0.6}}}})
-    with pytest.raises(ValueError, match=r"analytics.smoke.model: .* is also "
-                                         r"analytics.helmet.model, with other settings"):
+    other = options.model_copy(
+        update={
+            "analytics": {
+                "helmet": {"model": spec},
+                "smoke": {"model": {**spec, "score_threshold": 0.6}},
+            }
+        }
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"analytics.smoke.model: .* is also "
+        r"analytics.helmet.model, with other settings",
+    ):
         build_analysis("CAM01", other)
     out = analysis.analyse(site_scene(frames=2).frame(0), 100.0)
     events = {e.event: (e, snap) for e, snap in out.events}
@@ -184,21 +246,33 @@ def test_scoring_counts_a_split_occurrence_once() -> None:
 
 
 def test_the_first_frame_ends_whatever_a_stop_left_open() -> None:
-    options = CameraOptions.model_validate({
-        "source": "x", "zones": [{"name": "crane-swing", "polygon": SWING_ZONE},
-                                 {"name": "store", "polygon": [[0, 0], [99, 0], [99, 99]]}],
-        "analytics": {"intrusion": {}, "person_count": {}, "smoke": {}}})
+    options = CameraOptions.model_validate(
+        {
+            "source": "x",
+            "zones": [
+                {"name": "crane-swing", "polygon": SWING_ZONE},
+                {"name": "store", "polygon": [[0, 0], [99, 0], [99, 99]]},
+            ],
+            "analytics": {"intrusion": {}, "person_count": {}, "smoke": {}},
+        }
+    )
     analysis = build_analysis("CAM01", options)
     scene = Scene(frames=3)
     first = [(e.event, e.zone, e.count) for e, _ in analysis.analyse(scene.frame(0), 0).events]
-    assert first == [("intrusion", "crane-swing", 0), ("intrusion", "store", 0),
-                     ("fire_smoke", None, 0)]
+    assert first == [
+        ("intrusion", "crane-swing", 0),
+        ("intrusion", "store", 0),
+        ("fire_smoke", None, 0),
+    ]
     assert analysis.analyse(scene.frame(1), 0.5).events == []
 
 
 def total(scores: list[Score]) -> Score:
-    return Score(sum(s.true_positives for s in scores), sum(s.false_positives for s in scores),
-                 sum(s.false_negatives for s in scores))
+    return Score(
+        sum(s.true_positives for s in scores),
+        sum(s.false_positives for s in scores),
+        sum(s.false_negatives for s in scores),
+    )
 
 
 def test_zone_intrusion_precision_and_recall_on_generated_video() -> None:
@@ -206,13 +280,16 @@ def test_zone_intrusion_precision_and_recall_on_generated_video() -> None:
     random): debounced intrusion events against the true occupations, and each analysed
     frame's observation against that frame's truth, both above 0.9."""
     runs = [evaluate(site_scene(), SWING_ZONE)]
-    runs += [evaluate(random_scene(seed, frames=300, people=3), SWING_ZONE)
-             for seed in (1, 2, 3, 7)]
+    runs += [
+        evaluate(random_scene(seed, frames=300, people=3), SWING_ZONE) for seed in (1, 2, 3, 7)
+    ]
     events = total([r.intrusion_events for r in runs])
     frames = total([r.intrusion_frames for r in runs])
-    print(f"\nintrusion occurrences: precision {events.precision:.3f} recall "
-          f"{events.recall:.3f} {events}\nintrusion frames: precision "
-          f"{frames.precision:.3f} recall {frames.recall:.3f} {frames}")
+    print(
+        f"\nintrusion occurrences: precision {events.precision:.3f} recall "
+        f"{events.recall:.3f} {events}\nintrusion frames: precision "
+        f"{frames.precision:.3f} recall {frames.recall:.3f} {frames}"
+    )
     assert events.true_positives >= 7
     assert events.precision > 0.9 and events.recall > 0.9
     assert frames.precision > 0.9 and frames.recall > 0.9
@@ -224,8 +301,7 @@ def test_zone_intrusion_precision_and_recall_on_generated_video() -> None:
 
 
 def test_the_classical_checks_find_bare_heads_and_smoke_and_say_so() -> None:
-    run = evaluate(site_scene(plume=True), SWING_ZONE,
-                   analytics={"helmet": {}, "smoke": {}})
+    run = evaluate(site_scene(plume=True), SWING_ZONE, analytics={"helmet": {}, "smoke": {}})
     bare = [e for e in run.events if e.event == "no_helmet" and e.count]
     assert bare and all(e.method == "classical" for e in bare)
     assert run.helmet_events.recall == 1.0

@@ -19,8 +19,13 @@ from sitewatch.simulators.camera_video import site_scene
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     """The command as an operator runs it: its own process."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
-    return subprocess.run([sys.executable, "-m", "sitewatch.cli", "simulate", "camera-video",
-                           *args], capture_output=True, text=True, timeout=60, env=clean)
+    return subprocess.run(
+        [sys.executable, "-m", "sitewatch.cli", "simulate", "camera-video", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean,
+    )
 
 
 def call(*args: str) -> int:
@@ -78,8 +83,9 @@ def test_the_video_is_the_standard_scene_and_deterministic(tmp_path: Path) -> No
     assert float(cv2.absdiff(first, drawn).mean()) < 4.0
 
 
-def test_if_missing_keeps_an_existing_video(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_if_missing_keeps_an_existing_video(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "site.avi"
     assert call("--out", str(out), "--seconds", "0.3") == 0
     before = out.stat().st_mtime_ns
@@ -90,8 +96,7 @@ def test_if_missing_keeps_an_existing_video(tmp_path: Path,
     assert frames_of(out)[0] == 2
 
 
-def test_refuses_what_it_cannot_write(tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_refuses_what_it_cannot_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert call("--out", str(tmp_path / "site.mp4")) == 2
     assert "--out must end in .avi" in capsys.readouterr().err
     for seconds in ("0", "-1", "3601", "many"):

@@ -32,15 +32,29 @@ ANALYTICS: dict[str, dict[str, Any]] = {"intrusion": {}, "helmet": {}, "person_c
 
 
 def camera_device(video: Path, **options: Any) -> DeviceConfig:
-    return DeviceConfig(id="CAM01", driver="camera", profile="camera_status", interval_s=1,
-                        options={"source": str(video), "pace": "fast", "analysis_fps": 2,
-                                 "zones": [{"name": "crane-swing", "polygon": SWING_ZONE}],
-                                 "analytics": ANALYTICS, **options})
+    return DeviceConfig(
+        id="CAM01",
+        driver="camera",
+        profile="camera_status",
+        interval_s=1,
+        options={
+            "source": str(video),
+            "pace": "fast",
+            "analysis_fps": 2,
+            "zones": [{"name": "crane-swing", "polygon": SWING_ZONE}],
+            "analytics": ANALYTICS,
+            **options,
+        },
+    )
 
 
 async def test_events_and_their_snapshots_reach_ingest_and_verify_by_hash(
-    mosquitto: MosquittoServer, influxdb: InfluxServer, prefix: str, unique: str,
-    tmp_path: Path, influx_client: InfluxClient,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxServer,
+    prefix: str,
+    unique: str,
+    tmp_path: Path,
+    influx_client: InfluxClient,
     start_ingest: Callable[..., Awaitable[RunningIngest]],
     agent_factory: Callable[..., RunningAgent],
 ) -> None:
@@ -56,14 +70,14 @@ async def test_events_and_their_snapshots_reach_ingest_and_verify_by_hash(
 
     async def events() -> list[dict[str, Any]]:
         return await influx_client.series(
-            "SELECT * FROM camera WHERE time > now() - 1d ORDER BY time")
+            "SELECT * FROM camera WHERE time > now() - 1d ORDER BY time"
+        )
 
     async def ended() -> bool:  # an intrusion's start, then its end
         counts = [r["count"] for r in await events() if r["event"] == "intrusion"]
         # (InfluxDB 1.x keeps each field of a point apart: a query while the point is
         # being written can see its seq before its count, once in a loaded suite run)
-        return (any(n is not None and n > 0 for n in counts)
-                and counts[-1] == 0)
+        return any(n is not None and n > 0 for n in counts) and counts[-1] == 0
 
     await wait_for(ended, timeout=90, what="the intrusion's end in InfluxDB")
     rows = await events()
@@ -71,7 +85,10 @@ async def test_events_and_their_snapshots_reach_ingest_and_verify_by_hash(
     # the first frame ends whatever a stop left open; then one occurrence (P1..P3, then
     # P5, keep the zone occupied): one start, one end, not one item per analysed frame
     assert [(r["zone"], r["count"] > 0) for r in intrusion] == [
-        ("crane-swing", False), ("crane-swing", True), ("crane-swing", False)]
+        ("crane-swing", False),
+        ("crane-swing", True),
+        ("crane-swing", False),
+    ]
     start = intrusion[1]
     assert start["method"] == "classical" and 0 < start["confidence"] <= 1
     assert start["snapshot"] and intrusion[2]["snapshot"] is None
@@ -83,8 +100,11 @@ async def test_events_and_their_snapshots_reach_ingest_and_verify_by_hash(
     # every snapshot named by an event is at ingest, under its SHA-256, for the site
     named = {r["snapshot"] for r in rows if r["snapshot"]}
     assert len(named) == len([r for r in rows if r["snapshot"]]) >= 2
-    await wait_for(lambda: all(any(central.glob(f"*/{h}.jpg")) for h in named),
-                   timeout=10, what="the snapshots stored centrally")
+    await wait_for(
+        lambda: all(any(central.glob(f"*/{h}.jpg")) for h in named),
+        timeout=10,
+        what="the snapshots stored centrally",
+    )
     for h in named:
         (path,) = central.glob(f"*/{h}.jpg")
         data = path.read_bytes()
@@ -93,24 +113,32 @@ async def test_events_and_their_snapshots_reach_ingest_and_verify_by_hash(
         assert picture.shape == (720, 1280, 3)
     engine = create_engine(db)
     with engine.connect() as c:
-        stored = c.execute(select(SnapshotRow.sha256, SnapshotRow.site, SnapshotRow.source)
-                           ).all()
+        stored = c.execute(select(SnapshotRow.sha256, SnapshotRow.site, SnapshotRow.source)).all()
     engine.dispose()
     assert {(h, "S1", "gateway:GW1") for h in named} <= set(stored)
 
     # the status: online while it played, then offline
     status = await influx_client.series(
-        "SELECT online, people FROM camera_status WHERE time > now() - 1d ORDER BY time")
+        "SELECT online, people FROM camera_status WHERE time > now() - 1d ORDER BY time"
+    )
     assert status[0]["online"] is True and status[-1]["online"] is False
     # the gateway forgets a snapshot once ingest has the batch that names it
-    await wait_for(lambda: not any((tmp_path / "edge" / "snapshots").glob("*/*.jpg")),
-                   timeout=10, what="the edge's snapshots removed after the ack")
+    await wait_for(
+        lambda: not any((tmp_path / "edge" / "snapshots").glob("*/*.jpg")),
+        timeout=10,
+        what="the edge's snapshots removed after the ack",
+    )
     agent = running.agent
     assert agent.snapshots_sent >= len(named) and agent.snapshots_failed == 0
-    exported = {m.name: m.samples[0].value for m in agent.metrics.collect()
-                if m.name.startswith("sitewatch_edge_snapshots")}
-    assert exported == {"sitewatch_edge_snapshots_sent": agent.snapshots_sent,
-                        "sitewatch_edge_snapshots_failed": 0}
+    exported = {
+        m.name: m.samples[0].value
+        for m in agent.metrics.collect()
+        if m.name.startswith("sitewatch_edge_snapshots")
+    }
+    assert exported == {
+        "sitewatch_edge_snapshots_sent": agent.snapshots_sent,
+        "sitewatch_edge_snapshots_failed": 0,
+    }
     await running.stop()
 
 
@@ -134,9 +162,16 @@ class Recorder:
     def emit_attendance(self, worker: str, direction: str, method: str, ts_ms: int) -> bool:
         raise AssertionError("a camera has no gate events")
 
-    async def emit_camera(self, event: CameraEvent, zone: str | None, count: int,
-                          confidence: float | None, method: DetectionMethod | None,
-                          snapshot: tuple[bytes, str] | None, ts_ms: int) -> bool:
+    async def emit_camera(
+        self,
+        event: CameraEvent,
+        zone: str | None,
+        count: int,
+        confidence: float | None,
+        method: DetectionMethod | None,
+        snapshot: tuple[bytes, str] | None,
+        ts_ms: int,
+    ) -> bool:
         self.events.append((event, count))
         return True
 
@@ -167,17 +202,24 @@ async def test_a_frozen_covered_or_vanished_camera_reports_within_its_configured
     tmp_path: Path,
 ) -> None:
     video = troubled_video(tmp_path / "trouble.avi")
-    options = CameraOptions.model_validate({
-        "source": str(video), "pace": "fast", "analysis_fps": 5, "reconnect_s": 0.5,
-        "analytics": {"smoke": {}},
-        "health": {"frozen_s": 1.5, "covered_s": 1.5, "offline_s": 2.0}})
+    options = CameraOptions.model_validate(
+        {
+            "source": str(video),
+            "pace": "fast",
+            "analysis_fps": 5,
+            "reconnect_s": 0.5,
+            "analytics": {"smoke": {}},
+            "health": {"frozen_s": 1.5, "covered_s": 1.5, "offline_s": 2.0},
+        }
+    )
     profile = load_profiles(None).of_devices()["camera_status"]
     driver = CameraDriver("CAM01", profile, 3600, options)
     sink = Recorder()
     task = asyncio.create_task(driver.run(sink))
     try:
-        await wait_for(lambda: sink.first("covered", True) is not None, timeout=30,
-                       what="covered reported")
+        await wait_for(
+            lambda: sink.first("covered", True) is not None, timeout=30, what="covered reported"
+        )
         start = driver.analysis.health.config  # the configured times
         t0 = sink.status[0][1]  # the first status: the video's first frame
         frozen = sink.first("frozen", True)
@@ -189,8 +231,9 @@ async def test_a_frozen_covered_or_vanished_camera_reports_within_its_configured
         assert 8.0 + start.covered_s <= (covered[1] - t0) / 1000 <= 8.0 + start.covered_s + 0.45
         # a file that ended (not looping) is a camera that vanished: offline within
         # offline_s of its last analysed frame (the clock goes on from that frame)
-        await wait_for(lambda: sink.first("online", False) is not None, timeout=20,
-                       what="offline reported")
+        await wait_for(
+            lambda: sink.first("online", False) is not None, timeout=20, what="offline reported"
+        )
         offline = sink.first("online", False)
         assert offline is not None
         last_frame = 11.8  # analysed at 5 frames/s: 0.0, 0.2, ... 11.8
@@ -225,9 +268,14 @@ class StallingStream:
 
 
 async def test_a_stream_that_stalls_is_offline_within_offline_s(tmp_path: Path) -> None:
-    options = CameraOptions.model_validate({
-        "source": "rtsp://camera.invalid/stream", "analysis_fps": 5,
-        "analytics": {"smoke": {}}, "health": {"offline_s": 1.5}})
+    options = CameraOptions.model_validate(
+        {
+            "source": "rtsp://camera.invalid/stream",
+            "analysis_fps": 5,
+            "analytics": {"smoke": {}},
+            "health": {"offline_s": 1.5},
+        }
+    )
     profile = load_profiles(None).of_devices()["camera_status"]
     driver = CameraDriver("CAM01", profile, 3600, options)
     stream = StallingStream(frames=10, fps=5)
@@ -235,8 +283,9 @@ async def test_a_stream_that_stalls_is_offline_within_offline_s(tmp_path: Path) 
     sink = Recorder()
     task = asyncio.create_task(driver.run(sink))
     try:
-        await wait_for(lambda: sink.first("online", False) is not None, timeout=15,
-                       what="offline reported")
+        await wait_for(
+            lambda: sink.first("online", False) is not None, timeout=15, what="offline reported"
+        )
         offline = sink.first("online", False)
         assert offline is not None and sink.status[0][2]["online"] is True
         late = offline[1] / 1000 - stream.last_at
@@ -250,5 +299,7 @@ async def test_a_stream_that_stalls_is_offline_within_offline_s(tmp_path: Path) 
 def test_a_local_camera_source_must_name_a_number() -> None:
     with pytest.raises(ValueError, match="a local camera is device:N"):
         CameraOptions.model_validate({"source": "device:front", "analytics": {"smoke": {}}})
-    assert CameraOptions.model_validate({"source": "device:0",
-                                         "analytics": {"smoke": {}}}).source == "device:0"
+    assert (
+        CameraOptions.model_validate({"source": "device:0", "analytics": {"smoke": {}}}).source
+        == "device:0"
+    )

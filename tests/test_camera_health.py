@@ -33,8 +33,11 @@ def test_a_live_camera_reports_nothing() -> None:
 
 def test_a_frozen_picture_is_reported_after_frozen_s_and_cleared_once() -> None:
     still = scene(1)
-    frames = [(t, scene(t)) for t in range(5)] + [(t, still) for t in range(5, 60)] + [
-        (60, scene(60)), (61, scene(61))]
+    frames = (
+        [(t, scene(t)) for t in range(5)]
+        + [(t, still) for t in range(5, 60)]
+        + [(60, scene(60)), (61, scene(61))]
+    )
     changes = run(CameraHealth(CFG), frames)
     assert changes == [Change(Problem.FROZEN, True, 36, 6), Change(Problem.FROZEN, False, 60, 6)]
 
@@ -45,8 +48,10 @@ def test_a_covered_lens_dark_or_featureless_is_reported_after_covered_s() -> Non
     for cover in (dark, grey):
         frames = [(0, scene(0)), *((t, cover + (t % 2)) for t in range(1, 10)), (10, scene(10))]
         changes = [c for c in run(CameraHealth(CFG), frames) if c.problem is Problem.COVERED]
-        assert changes == [Change(Problem.COVERED, True, 6, 1),
-                           Change(Problem.COVERED, False, 10, 1)]
+        assert changes == [
+            Change(Problem.COVERED, True, 6, 1),
+            Change(Problem.COVERED, False, 10, 1),
+        ]
 
 
 def test_no_frames_is_offline_after_offline_s_counted_from_the_last_frame() -> None:
@@ -54,13 +59,16 @@ def test_no_frames_is_offline_after_offline_s_counted_from_the_last_frame() -> N
     frames: list[tuple[float, np.ndarray | None]] = [(0, scene(0)), (1, scene(1))]
     frames += [(t, None) for t in range(2, 20)]
     frames += [(20, scene(20))]
-    assert run(health, frames) == [Change(Problem.OFFLINE, True, 11, 1),
-                                   Change(Problem.OFFLINE, False, 20, 1)]
+    assert run(health, frames) == [
+        Change(Problem.OFFLINE, True, 11, 1),
+        Change(Problem.OFFLINE, False, 20, 1),
+    ]
     assert health.problems() == set()
 
 
 def test_a_camera_never_seen_is_offline_from_when_we_started_waiting() -> None:
     health = CameraHealth(CFG)
     assert run(health, [(t, None) for t in range(100, 111)]) == [
-        Change(Problem.OFFLINE, True, 110, 100)]
+        Change(Problem.OFFLINE, True, 110, 100)
+    ]
     assert health.problems() == {Problem.OFFLINE}

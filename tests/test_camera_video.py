@@ -68,8 +68,7 @@ def test_opencv_people_detector_finds_every_synthetic_person() -> None:
     scene = site_scene()
     hog = cv2.HOGDescriptor()
     hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-    rects, _ = hog.detectMultiScale(scene.frame(150), winStride=(8, 8), padding=(8, 8),
-                                    scale=1.05)
+    rects, _ = hog.detectMultiScale(scene.frame(150), winStride=(8, 8), padding=(8, 8), scale=1.05)
     truth = [w.box(150) for w in scene.visible(150)]
     assert len(truth) == 4
 

@@ -37,8 +37,7 @@ def tiny_model(path: Path, output: np.ndarray) -> Path:
         helper.make_node("Mul", ["total", "zero"], ["nothing"]),
         helper.make_node("Add", ["constant", "nothing"], ["output"]),
     ]
-    graph = helper.make_graph(nodes, "tiny_yolo", [images], [out],
-                              initializer=[const, zero, axes])
+    graph = helper.make_graph(nodes, "tiny_yolo", [images], [out], initializer=[const, zero, axes])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -68,8 +67,12 @@ def v5_output() -> np.ndarray:
 
 
 def frame_box(cx: float, cy: float, w: float, h: float, lb: Letterbox) -> tuple[float, ...]:
-    return ((cx - w / 2 - lb.pad_x) / lb.scale, (cy - h / 2 - lb.pad_y) / lb.scale,
-            w / lb.scale, h / lb.scale)
+    return (
+        (cx - w / 2 - lb.pad_x) / lb.scale,
+        (cy - h / 2 - lb.pad_y) / lb.scale,
+        w / lb.scale,
+        h / lb.scale,
+    )
 
 
 def test_letterbox_fits_and_maps_back() -> None:
@@ -80,22 +83,22 @@ def test_letterbox_fits_and_maps_back() -> None:
 
 @pytest.mark.parametrize("layout,output", [("yolov8", v8_output()), ("yolov5", v5_output())])
 def test_decode_thresholds_suppresses_and_maps_boxes_to_the_frame(
-        layout: str, output: np.ndarray) -> None:
+    layout: str, output: np.ndarray
+) -> None:
     cfg = YoloConfig(CLASSES, INPUT, layout, score_threshold=0.35)  # type: ignore[arg-type]
     lb = Letterbox.fit(320, 240, *INPUT)
     found = decode(output, cfg, lb)
     helmet = 0.8 if layout == "yolov8" else 0.4
-    assert [(d.label, round(d.score, 3)) for d in found] == [("person", 0.9),
-                                                             ("helmet", helmet)]
+    assert [(d.label, round(d.score, 3)) for d in found] == [("person", 0.9), ("helmet", helmet)]
     assert found[0].box == pytest.approx(frame_box(20, 30, 10, 20, lb))
     assert found[1].box == pytest.approx(frame_box(20, 22, 6, 4, lb))
 
 
 def test_a_higher_threshold_keeps_less_and_nothing_is_fine() -> None:
     lb = Letterbox.fit(64, 64, *INPUT)
-    assert [d.label for d in decode(v8_output(), YoloConfig(CLASSES, INPUT,
-                                                            score_threshold=0.85), lb)] == [
-        "person"]
+    assert [
+        d.label for d in decode(v8_output(), YoloConfig(CLASSES, INPUT, score_threshold=0.85), lb)
+    ] == ["person"]
     assert decode(v8_output(), YoloConfig(CLASSES, INPUT, score_threshold=0.99), lb) == []
 
 
@@ -110,17 +113,28 @@ def test_an_output_that_does_not_fit_the_class_map_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize("layout,output", [("yolov8", v8_output()), ("yolov5", v5_output())])
 def test_a_tiny_onnx_model_through_cv2_dnn_gives_its_known_detections(
-        tmp_path: Path, layout: str, output: np.ndarray) -> None:
+    tmp_path: Path, layout: str, output: np.ndarray
+) -> None:
     model = tiny_model(tmp_path / "tiny.onnx", output)
-    detector = OnnxDetector(model, YoloConfig(CLASSES, INPUT, layout,  # type: ignore[arg-type]
-                                              score_threshold=0.35))
+    detector = OnnxDetector(
+        model,
+        YoloConfig(
+            CLASSES,
+            INPUT,
+            layout,  # type: ignore[arg-type]
+            score_threshold=0.35,
+        ),
+    )
     frame = np.full((240, 320, 3), 90, np.uint8)  # a BGR frame, 320 x 240
     found = detector.detect(frame)
     lb = Letterbox.fit(320, 240, *INPUT)
     assert found == [
         Detection("person", pytest.approx(0.9), pytest.approx(frame_box(20, 30, 10, 20, lb))),
-        Detection("helmet", pytest.approx(0.8 if layout == "yolov8" else 0.4),
-                  pytest.approx(frame_box(20, 22, 6, 4, lb))),
+        Detection(
+            "helmet",
+            pytest.approx(0.8 if layout == "yolov8" else 0.4),
+            pytest.approx(frame_box(20, 22, 6, 4, lb)),
+        ),
     ]
 
 

@@ -12,8 +12,13 @@ import pytest
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
-    return subprocess.run([sys.executable, "-m", "sitewatch.cli", *args], capture_output=True,
-                          text=True, timeout=60, env={**clean, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "sitewatch.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **(env or {})},
+    )
 
 
 def test_help_lists_every_part() -> None:
@@ -45,8 +50,10 @@ def test_unknown_env_variable_fails_at_start_up() -> None:
 
 def test_edge_unknown_driver(tmp_path: Path) -> None:
     cfg = tmp_path / "edge.yaml"
-    cfg.write_text(f"site: S\ngateway: G\nstate_dir: {tmp_path}\n"
-                   "devices: [{id: D, driver: modbus_rtu, profile: tower_crane}]\n")
+    cfg.write_text(
+        f"site: S\ngateway: G\nstate_dir: {tmp_path}\n"
+        "devices: [{id: D, driver: modbus_rtu, profile: tower_crane}]\n"
+    )
     r = run("edge", "--config", str(cfg))
     assert r.returncode == 2 and "devices[0] (D).driver: unknown driver 'modbus_rtu'" in r.stderr
 

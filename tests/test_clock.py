@@ -20,9 +20,9 @@ T0 = 1_765_000_000_000  # ms
 
 @dataclass
 class Clocks:
-    true: int = T0        # ms
-    wall_error: int = 0   # ms the wall clock is off
-    mono: int = 5_000     # ms
+    true: int = T0  # ms
+    wall_error: int = 0  # ms the wall clock is off
+    mono: int = 5_000  # ms
 
     def wall_ns(self) -> int:
         return (self.true + self.wall_error) * 1_000_000
@@ -141,14 +141,16 @@ def test_the_timeline_starts_past_the_last_reading_after_a_restart() -> None:
 
 
 # (advance in ms, wall-clock error in ms from then on)
-_steps = st.lists(st.tuples(st.integers(1, 5_000), st.integers(-600_000, 600_000)),
-                  min_size=1, max_size=40)
+_steps = st.lists(
+    st.tuples(st.integers(1, 5_000), st.integers(-600_000, 600_000)), min_size=1, max_size=40
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_steps, st.integers(0, 600_000))
-def test_timestamps_never_repeat_and_the_error_is_bounded(steps: list[tuple[int, int]],
-                                                          floor_back: int) -> None:
+def test_timestamps_never_repeat_and_the_error_is_bounded(
+    steps: list[tuple[int, int]], floor_back: int
+) -> None:
     """Whatever the wall clock does, each device's timestamps strictly increase, a
     timestamp is never further ahead of real time than the wall clock ever was, and
     once the wall clock is right again the timeline meets it within a bounded time."""

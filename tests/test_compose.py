@@ -30,7 +30,9 @@ AUTH_DIR = "/mosquitto/auth"
 CONF_D = "/mosquitto/config/conf.d"
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SETTINGS: dict[str, type[ServiceSettings]] = {
-    "ingest": IngestSettings, "api": ApiSettings, "edge": EdgeSettings,
+    "ingest": IngestSettings,
+    "api": ApiSettings,
+    "edge": EdgeSettings,
     "alerts": AlertSettings,
 }
 #: one-shot services that prepare files and exit; each has its own tests below
@@ -38,8 +40,11 @@ INIT_COMMANDS = ("broker", "simulate", "deploy")
 
 
 def _our_services() -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in COMPOSE["services"].items()
-            if svc.get("image", "").startswith("sitewatch")}
+    return {
+        name: svc
+        for name, svc in COMPOSE["services"].items()
+        if svc.get("image", "").startswith("sitewatch")
+    }
 
 
 def _compose_config(tmp_path: Path, env_file: str) -> subprocess.CompletedProcess[str]:
@@ -50,9 +55,23 @@ def _compose_config(tmp_path: Path, env_file: str) -> subprocess.CompletedProces
         pytest.fail("docker-compose not installed: scripts/setup.sh installs it")
     (tmp_path / ".env").write_text(env_file)
     environ = {k: v for k, v in os.environ.items() if k not in ENV}
-    return subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "--project-directory",
-                           str(ROOT), "--env-file", str(tmp_path / ".env"), "config", "-q"],
-                          capture_output=True, text=True, cwd=tmp_path, env=environ)
+    return subprocess.run(
+        [
+            exe,
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "--project-directory",
+            str(ROOT),
+            "--env-file",
+            str(tmp_path / ".env"),
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environ,
+    )
 
 
 def test_docker_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
@@ -64,8 +83,8 @@ def test_docker_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> 
     r = _compose_config(tmp_path, "".join(f"{k}={v}\n" for k, v in missing.items()))
     assert r.returncode != 0
     assert r.stderr.rstrip().endswith(
-        "MQTT_GATEWAY_PASSWORD is not set, run `sitewatch deploy env > .env` "
-        "(docs/operations.md)"), r.stderr
+        "MQTT_GATEWAY_PASSWORD is not set, run `sitewatch deploy env > .env` (docs/operations.md)"
+    ), r.stderr
 
 
 def test_docker_compose_config_accepts_the_file_with_a_generated_env(tmp_path: Path) -> None:
@@ -94,8 +113,9 @@ def test_every_secret_is_required_and_none_has_a_default() -> None:
     assert check["command"] == ["deploy", "check"]
     assert set(check["environment"]) == {s.name for s in SECRETS}
     for name in ("broker-files", "influxdb"):
-        assert services[name]["depends_on"]["secrets"]["condition"] == \
-            "service_completed_successfully", name
+        assert (
+            services[name]["depends_on"]["secrets"]["condition"] == "service_completed_successfully"
+        ), name
     assert services["api"]["environment"]["SITEWATCH_API_ENVIRONMENT"] == "production"
 
 
@@ -132,10 +152,14 @@ def test_published_ports_are_the_documented_ones() -> None:
                 public.add(parts[0])
     assert (public, local) == (PUBLISHED, LOOPBACK)
     ops = (ROOT / "docs/operations.md").read_text()
-    table = {m.group(1): m.group(2) for m in
-             re.finditer(r"^\| (\d{4}) \| (network|this machine) \|", ops, re.M)}
-    assert table == {**dict.fromkeys(PUBLISHED, "network"),
-                     **dict.fromkeys(LOOPBACK, "this machine")}
+    table = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\| (\d{4}) \| (network|this machine) \|", ops, re.M)
+    }
+    assert table == {
+        **dict.fromkeys(PUBLISHED, "network"),
+        **dict.fromkeys(LOOPBACK, "this machine"),
+    }
     readme = (ROOT / "README.md").read_text()
     for port in PUBLISHED:
         assert port in readme.split("## Run it with Docker", 1)[1].split("\n## ", 1)[0], port
@@ -145,26 +169,39 @@ def test_every_state_folder_is_on_a_named_volume() -> None:
     """What a recreated container must not lose: Grafana's users and settings,
     InfluxDB's data and its config (tokens), the broker's sessions, the SQL store and
     snapshots, the gateway's spool."""
-    kept = {"grafana": "/var/lib/grafana", "influxdb": "/etc/influxdb2",
-            "mosquitto": "/mosquitto/data", "api": "/data", "gateway": "/var/lib/sitewatch"}
+    kept = {
+        "grafana": "/var/lib/grafana",
+        "influxdb": "/etc/influxdb2",
+        "mosquitto": "/mosquitto/data",
+        "api": "/data",
+        "gateway": "/var/lib/sitewatch",
+    }
     for service, path in kept.items():
         mounts = dict(v.split(":")[:2] for v in COMPOSE["services"][service]["volumes"])
         source = next((s for s, t in mounts.items() if t == path), None)
         assert source in COMPOSE["volumes"], (service, path)
-    assert "/var/lib/influxdb2" in [v.split(":")[1]
-                                    for v in COMPOSE["services"]["influxdb"]["volumes"]]
+    assert "/var/lib/influxdb2" in [
+        v.split(":")[1] for v in COMPOSE["services"]["influxdb"]["volumes"]
+    ]
 
 
 def test_the_image_installs_its_dependencies_before_the_code() -> None:
     """A change of the code must not reinstall OpenCV: the dependencies' layer depends on
     pyproject.toml alone; the code's install adds nothing (--no-deps); the services do not
     run as root, and as uid 1883, the broker's, so that the broker files are its own."""
-    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (ROOT / "Dockerfile").read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     steps = [ln for ln in lines if ln.split()[0] in ("COPY", "RUN", "USER", "FROM")]
     copies = [i for i, ln in enumerate(steps) if ln.startswith("COPY")]
-    installs = [i for i, ln in enumerate(steps) if ln.startswith("RUN") and "pip install" in
-                " ".join(lines[lines.index(ln):lines.index(ln) + 4])]
+    installs = [
+        i
+        for i, ln in enumerate(steps)
+        if ln.startswith("RUN")
+        and "pip install" in " ".join(lines[lines.index(ln) : lines.index(ln) + 4])
+    ]
     assert steps[copies[0]] == "COPY pyproject.toml ./"
     first_install, last_install = installs[0], installs[-1]
     assert copies[0] < first_install < copies[1]
@@ -177,9 +214,9 @@ def test_the_image_installs_its_dependencies_before_the_code() -> None:
     assert ".env" in ignored and ".venv" in ignored
 
 
-def test_deploy_env_makes_secrets_that_pass_the_check(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deploy_env_makes_secrets_that_pass_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sitewatch.cli import main
 
     assert check(ENV) == []
@@ -203,21 +240,20 @@ def test_deploy_env_makes_secrets_that_pass_the_check(tmp_path: Path,
     assert main(["deploy", "check"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        "sitewatch deploy check: INFLUX_TOKEN is a development or default value: set a "
-        "random one",
+        "sitewatch deploy check: INFLUX_TOKEN is a development or default value: set a random one",
         "sitewatch deploy check: GRAFANA_PASSWORD is the same as API_SECRET_KEY: each "
         "secret its own",
         "sitewatch deploy check: MQTT_HEALTH_PASSWORD is not set (the broker account of its "
         "own health check): `sitewatch deploy env` makes a .env with every secret",
-        "sitewatch deploy check: MQTT_GATEWAY_PASSWORD is 5 characters: at least 32 random "
-        "ones",
+        "sitewatch deploy check: MQTT_GATEWAY_PASSWORD is 5 characters: at least 32 random ones",
     ]
 
 
 def test_expected_services_with_healthchecks() -> None:
     services = COMPOSE["services"]
-    assert {"mosquitto", "influxdb", "grafana", "ingest", "alerts", "api",
-            "gateway"} <= set(services)
+    assert {"mosquitto", "influxdb", "grafana", "ingest", "alerts", "api", "gateway"} <= set(
+        services
+    )
     for name in ("mosquitto", "influxdb", "grafana", "api"):
         assert "healthcheck" in services[name], name
     assert services["ingest"]["depends_on"]["influxdb"]["condition"] == "service_healthy"
@@ -225,8 +261,9 @@ def test_expected_services_with_healthchecks() -> None:
 
 
 #: a fresh installation's .env, as `sitewatch deploy env` writes it
-ENV = dict(line.split("=", 1) for line in new_env().splitlines()
-           if line and not line.startswith("#"))
+ENV = dict(
+    line.split("=", 1) for line in new_env().splitlines() if line and not line.startswith("#")
+)
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
 
 
@@ -242,8 +279,9 @@ def test_every_service_is_a_service_or_an_init_step() -> None:
             assert svc["restart"] == "no", name
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in _our_services().items()
-                                        if s["command"][0] not in INIT_COMMANDS))
+@pytest.mark.parametrize(
+    "name", sorted(n for n, s in _our_services().items() if s["command"][0] not in INIT_COMMANDS)
+)
 def test_command_and_environment_are_accepted(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     svc = _our_services()[name]
     command = svc["command"]
@@ -273,16 +311,26 @@ def test_mounted_files_exist_and_match_the_project() -> None:
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name}: {source} missing"
     # the broker config is the project's own rendering of its broker settings
-    expected = render_mosquitto_conf(port=1883, host="0.0.0.0",
-                                     persistence_dir="/mosquitto/data",
-                                     max_queued_messages=1_000_000, user="mosquitto",
-                                     log_dest="stdout", password_file=AUTH_DIR + "/passwd",
-                                     acl_file=AUTH_DIR + "/acl", include_dir=CONF_D)
+    expected = render_mosquitto_conf(
+        port=1883,
+        host="0.0.0.0",
+        persistence_dir="/mosquitto/data",
+        max_queued_messages=1_000_000,
+        user="mosquitto",
+        log_dest="stdout",
+        password_file=AUTH_DIR + "/passwd",
+        acl_file=AUTH_DIR + "/acl",
+        include_dir=CONF_D,
+    )
     assert (ROOT / "deploy/mosquitto/mosquitto.conf").read_text() == expected
     tls_example = (ROOT / "deploy/mosquitto/conf.d/tls.conf.example").read_text()
-    assert tls_example.endswith(render_tls_listener(
-        port=8883, host="0.0.0.0",
-        tls=TlsListener("/mosquitto/certs/server.crt", "/mosquitto/certs/server.key")))
+    assert tls_example.endswith(
+        render_tls_listener(
+            port=8883,
+            host="0.0.0.0",
+            tls=TlsListener("/mosquitto/certs/server.crt", "/mosquitto/certs/server.key"),
+        )
+    )
     mosquitto = COMPOSE["services"]["mosquitto"]
     mounts = dict(v.split(":")[:2] for v in mosquitto["volumes"])
     assert mounts["./deploy/mosquitto/conf.d"] == CONF_D
@@ -290,24 +338,29 @@ def test_mounted_files_exist_and_match_the_project() -> None:
     assert "8883:8883" in mosquitto["ports"]
     # the files the init service writes are the ones the broker reads, and it runs first
     init = COMPOSE["services"]["broker-files"]
-    auth_volume = next(v.split(":")[0] for v in mosquitto["volumes"]
-                       if v.split(":")[1] == AUTH_DIR)
+    auth_volume = next(v.split(":")[0] for v in mosquitto["volumes"] if v.split(":")[1] == AUTH_DIR)
     assert f"{auth_volume}:{AUTH_DIR}" in init["volumes"]
     assert init["command"][init["command"].index("--dir") + 1] == AUTH_DIR
-    assert mosquitto["depends_on"]["broker-files"]["condition"] == \
-        "service_completed_successfully"
+    assert mosquitto["depends_on"]["broker-files"]["condition"] == "service_completed_successfully"
 
 
 def test_ingest_stores_snapshots_where_the_api_serves_them() -> None:
     """Ingest writes the gateways' snapshots (file and row), the API serves them: one
     folder on one volume, one database, for both."""
+
     def snapshots(service: str) -> tuple[str, str, str]:
         svc = COMPOSE["services"][service]
         env = {k.split("_", 2)[2]: str(v) for k, v in svc["environment"].items()}
         folder = env["SNAPSHOTS_DIR"]
         mounts = dict(v.split(":")[:2] for v in svc["volumes"])
-        volume = next((source for source, target in mounts.items()
-                       if folder.startswith(target.rstrip("/") + "/")), None)
+        volume = next(
+            (
+                source
+                for source, target in mounts.items()
+                if folder.startswith(target.rstrip("/") + "/")
+            ),
+            None,
+        )
         assert volume is not None, f"{service}: {folder} is on no volume"
         return volume, folder, env["DATABASE_URL"]
 
@@ -318,14 +371,18 @@ def test_ingest_stores_snapshots_where_the_api_serves_them() -> None:
 def _volume_of(service: str, path: str) -> tuple[str, str]:
     """The volume (name, mount point) that ``path`` of ``service``'s container is on."""
     mounts = dict(v.split(":")[:2] for v in COMPOSE["services"][service]["volumes"])
-    found = [(source, target) for source, target in mounts.items()
-             if path.startswith(target.rstrip("/") + "/")]
+    found = [
+        (source, target)
+        for source, target in mounts.items()
+        if path.startswith(target.rstrip("/") + "/")
+    ]
     assert found, f"{service}: {path} is on no volume"
     return max(found, key=lambda m: len(m[1]))
 
 
 def test_the_gateway_camera_reads_the_video_the_init_service_makes(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The camera-video service writes the video where the gateway's camera reads it (one
     named volume, the same mount point), before the gateway starts, and keeps it on the
     next start; the camera's zone is a crane swing zone for the alert service; the
@@ -339,8 +396,7 @@ def test_the_gateway_camera_reads_the_video_the_init_service_makes(
     init, gateway = COMPOSE["services"]["camera-video"], COMPOSE["services"]["gateway"]
     args = build_parser().parse_args(init["command"])
     assert args.fn is cmd_camera_video and args.if_missing and args.plume
-    assert gateway["depends_on"]["camera-video"]["condition"] == \
-        "service_completed_successfully"
+    assert gateway["depends_on"]["camera-video"]["condition"] == "service_completed_successfully"
     edge = load_settings(EdgeSettings, ROOT / "deploy/gateway.yaml")
     camera = next(d for d in edge.devices if d.driver == "camera")
     source = camera.options["source"]
@@ -356,8 +412,12 @@ def test_the_gateway_camera_reads_the_video_the_init_service_makes(
     assert camera.options["loop"] is True
     # the demo's camera (sitewatch demo), so both show the same
     demo = camera_device(Path(source))
-    assert (camera.driver, camera.profile, camera.interval_s, camera.options) == \
-        (demo["driver"], demo["profile"], demo["interval_s"], demo["options"])
+    assert (camera.driver, camera.profile, camera.interval_s, camera.options) == (
+        demo["driver"],
+        demo["profile"],
+        demo["interval_s"],
+        demo["options"],
+    )
     # the init command, its volume mapped here (and a short video): the camera reads it
     mapped = tmp_path / source.removeprefix(volume[1]).lstrip("/")
     command = [str(mapped) if a == source else a for a in init["command"]]
@@ -386,7 +446,8 @@ def test_grafana_provisioning_paths_match_the_mounts() -> None:
     assert mounts["./deploy/grafana/maps"] == "/usr/share/grafana/public/maps/sitewatch"
     assert mounts["./dashboards/provisioning"] == "/etc/grafana/provisioning"
     provider = yaml.safe_load(
-        (ROOT / "dashboards/provisioning/dashboards/sitewatch.yaml").read_text())
+        (ROOT / "dashboards/provisioning/dashboards/sitewatch.yaml").read_text()
+    )
     path = provider["providers"][0]["options"]["path"]
     source = next(s for s, t in mounts.items() if t == path)
     dashboards = list((ROOT / source).glob("*.json"))
@@ -421,14 +482,16 @@ def _broker_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_broker_files_service_has_every_account_the_stack_logs_in_with(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sitewatch.brokerauth import Role, gateway_username, load_accounts, verify_password
 
     auth = _broker_files(tmp_path, monkeypatch)
     hashes = dict(line.split(":", 1) for line in (auth / "passwd").read_text().splitlines())
     _, accounts = load_accounts(
         yaml.safe_load((ROOT / "deploy/mosquitto/accounts.yaml").read_text()),
-        {k: "x" for k in COMPOSE["services"]["broker-files"]["environment"]})
+        {k: "x" for k in COMPOSE["services"]["broker-files"]["environment"]},
+    )
     roles = {a.username: a.role for a in accounts}
     gateway = load_settings(EdgeSettings, ROOT / "deploy/gateway.yaml")
     expected_roles = {"ingest": Role.INGEST, "alerts": Role.ALERTS, "gateway": Role.GATEWAY}
@@ -453,8 +516,9 @@ def test_broker_files_service_has_every_account_the_stack_logs_in_with(
 
 
 @pytest.mark.integration
-def test_compose_broker_config_on_real_mosquitto(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compose_broker_config_on_real_mosquitto(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """deploy/mosquitto as the container sees it (paths mapped to a temporary folder, free
     loopback ports), with the init service's files and the TLS example turned on: the
     health check passes, anonymous is refused, the gateway's account publishes its own
@@ -467,59 +531,136 @@ def test_compose_broker_config_on_real_mosquitto(tmp_path: Path,
     auth = _broker_files(tmp_path, monkeypatch)
     port, tls_port = free_port(), free_port()
     cert, key = tmp_path / "server.crt", tmp_path / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     conf_d = tmp_path / "conf.d"
     conf_d.mkdir()
     example = (ROOT / "deploy/mosquitto/conf.d/tls.conf.example").read_text()
     (conf_d / "tls.conf").write_text(
-        example.replace("8883 0.0.0.0", f"{tls_port} 127.0.0.1")
-        .replace("/mosquitto/certs/", f"{tmp_path}/"))
+        example.replace("8883 0.0.0.0", f"{tls_port} 127.0.0.1").replace(
+            "/mosquitto/certs/", f"{tmp_path}/"
+        )
+    )
     user = "root" if os.geteuid() == 0 else os.environ.get("USER", "")
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-    conf = (conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
-            .replace(AUTH_DIR, str(auth)).replace(CONF_D, str(conf_d))
-            .replace("/mosquitto/data/", f"{tmp_path}/").replace("user mosquitto",
-                                                                  f"user {user}"))
+    conf = (
+        conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+        .replace(AUTH_DIR, str(auth))
+        .replace(CONF_D, str(conf_d))
+        .replace("/mosquitto/data/", f"{tmp_path}/")
+        .replace("user mosquitto", f"user {user}")
+    )
     (tmp_path / "mosquitto.conf").write_text(conf)
     log = open(tmp_path / "mosquitto.log", "wb")
-    broker = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
-                              stdout=log, stderr=subprocess.STDOUT)
+    broker = subprocess.Popen(
+        ["mosquitto", "-c", str(tmp_path / "mosquitto.conf")], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 10
-        check = [a.replace("$$", "$") for a in
-                 COMPOSE["services"]["mosquitto"]["healthcheck"]["test"][1:]]
-        env = {**os.environ, "MQTT_HEALTH_PASSWORD": _env_value("mosquitto",
-                                                                  "MQTT_HEALTH_PASSWORD")}
+        check = [
+            a.replace("$$", "$")
+            for a in COMPOSE["services"]["mosquitto"]["healthcheck"]["test"][1:]
+        ]
+        env = {
+            **os.environ,
+            "MQTT_HEALTH_PASSWORD": _env_value("mosquitto", "MQTT_HEALTH_PASSWORD"),
+        }
         while True:
-            health = subprocess.run(["sh", "-c", check[0].replace("mosquitto_sub",
-                                                                  f"mosquitto_sub -h 127.0.0.1 -p {port}")],
-                                    env=env, capture_output=True, text=True, timeout=10)
+            health = subprocess.run(
+                [
+                    "sh",
+                    "-c",
+                    check[0].replace("mosquitto_sub", f"mosquitto_sub -h 127.0.0.1 -p {port}"),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             if health.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         assert health.returncode == 0, (health, (tmp_path / "mosquitto.log").read_text())
 
         def sub(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True,
-                                  text=True, timeout=15)
+            return subprocess.run(
+                ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), *args],
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
 
         assert sub("-t", "#", "-C", "1", "-W", "3").returncode != 0  # anonymous
         ingest = subprocess.Popen(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-u", "ingest", "-P",
-             _env_value("ingest", "SITEWATCH_INGEST_MQTT__PASSWORD"),
-             "-t", "sitewatch/v1/+/+/telemetry", "-C", "1", "-W", "10", "-v"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-u",
+                "ingest",
+                "-P",
+                _env_value("ingest", "SITEWATCH_INGEST_MQTT__PASSWORD"),
+                "-t",
+                "sitewatch/v1/+/+/telemetry",
+                "-C",
+                "1",
+                "-W",
+                "10",
+                "-v",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(0.5)
         for _ in range(20):  # until the subscription is in place
             subprocess.run(
-                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(tls_port), "--cafile", str(cert), "-q", "1",
-                 "-u", "SITE01.GW01", "-P", _env_value("gateway",
-                                                         "SITEWATCH_EDGE_MQTT__PASSWORD"),
-                 "-t", "sitewatch/v1/SITE01/GW01/telemetry", "-m", "over-tls"],
-                check=True, capture_output=True, timeout=15)
+                [
+                    "mosquitto_pub",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(tls_port),
+                    "--cafile",
+                    str(cert),
+                    "-q",
+                    "1",
+                    "-u",
+                    "SITE01.GW01",
+                    "-P",
+                    _env_value("gateway", "SITEWATCH_EDGE_MQTT__PASSWORD"),
+                    "-t",
+                    "sitewatch/v1/SITE01/GW01/telemetry",
+                    "-m",
+                    "over-tls",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=15,
+            )
             if ingest.poll() is not None:
                 break
             time.sleep(0.1)

@@ -30,8 +30,10 @@ from sitewatch.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
 
-async def _variables(client: InfluxClient, d: Dashboard, start: int, end: int
-                     ) -> dict[str, Selection]:
+
+async def _variables(
+    client: InfluxClient, d: Dashboard, start: int, end: int
+) -> dict[str, Selection]:
     """The variables as Grafana starts them; each must have options."""
     chosen = await variable_values(client, d, start, end)
     for name, sel in chosen.items():
@@ -47,8 +49,12 @@ def _problem(where: str, q: Query, sql: str, series: list[dict[str, Any]]) -> st
     if missing:
         return f"{where}: no column {sorted(missing)} (has {sorted(columns)})\n    {sql}"
     for col in q.expect.columns:
-        if not any(row[s["columns"].index(col)] is not None
-                   for s in series if col in s["columns"] for row in s["values"]):
+        if not any(
+            row[s["columns"].index(col)] is not None
+            for s in series
+            if col in s["columns"]
+            for row in s["values"]
+        ):
             return f"{where}: column {col!r} is empty in every row\n    {sql}"
     tags = set().union(*(s.get("tags", {}) or {} for s in series))
     if set(q.expect.tags) - tags:
@@ -57,21 +63,29 @@ def _problem(where: str, q: Query, sql: str, series: list[dict[str, Any]]) -> st
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory, mosquitto: MosquittoServer,
-           influxdb: InfluxServer) -> tuple[Filled, InfluxSettings]:
+def filled(
+    tmp_path_factory: pytest.TempPathFactory, mosquitto: MosquittoServer, influxdb: InfluxServer
+) -> tuple[Filled, InfluxSettings]:
     import asyncio
 
     db = "dashboards"
     path: Path = tmp_path_factory.mktemp("dashboards")
     influx = InfluxSettings(url=influxdb.url, database=db)
-    done = asyncio.run(fill(mqtt_settings(mosquitto, "dash/v1"), influx,
-                            f"sqlite:///{path / 'sitewatch.db'}", Sample()))
+    done = asyncio.run(
+        fill(
+            mqtt_settings(mosquitto, "dash/v1"),
+            influx,
+            f"sqlite:///{path / 'sitewatch.db'}",
+            Sample(),
+        )
+    )
     return done, influx
 
 
 @pytest.mark.timeout(300)
 async def test_every_panel_query_returns_what_its_panel_reads(
-        filled: tuple[Filled, InfluxSettings]) -> None:
+    filled: tuple[Filled, InfluxSettings],
+) -> None:
     _, influx = filled
     problems: list[str] = []
     ran = 0
@@ -81,8 +95,13 @@ async def test_every_panel_query_returns_what_its_panel_reads(
             start, end = default_range(d.time_from, now)
             variables = await _variables(client, d, start, end)
             for where, q, min_interval in d.queries():
-                sql = interpolate(q.influxql, start_ms=start, end_ms=end, variables=variables,
-                                  min_interval=min_interval)
+                sql = interpolate(
+                    q.influxql,
+                    start_ms=start,
+                    end_ms=end,
+                    variables=variables,
+                    min_interval=min_interval,
+                )
                 try:
                     result = (await client.query(sql))[0]
                 except InfluxError as exc:

@@ -34,11 +34,30 @@ from sitewatch.profiles import load_profiles
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = build_all()
 #: panel types Grafana 12 ships (Angular panels such as graph and singlestat are gone)
-CORE_PANELS = {"timeseries", "stat", "table", "geomap", "bargauge", "barchart",
-               "state-timeline", "text", "row"}
+CORE_PANELS = {
+    "timeseries",
+    "stat",
+    "table",
+    "geomap",
+    "bargauge",
+    "barchart",
+    "state-timeline",
+    "text",
+    "row",
+}
 #: what every dashboard of a county deployment must have
-REQUIRED = {"county", "site", "crane", "hoist", "environment", "pit", "formwork",
-            "electrical", "attendance", "alerts"}
+REQUIRED = {
+    "county",
+    "site",
+    "crane",
+    "hoist",
+    "environment",
+    "pit",
+    "formwork",
+    "electrical",
+    "attendance",
+    "alerts",
+}
 
 
 def _panels(d: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -63,7 +82,8 @@ def test_compose_runs_a_grafana_that_reads_schema_42() -> None:
 
 
 def test_check_names_a_file_that_differs_and_generate_repairs_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     copy = tmp_path / "dashboards"
     shutil.copytree(ROOT / "dashboards/json", copy / "json")
     shutil.copytree(ROOT / "dashboards/provisioning", copy / "provisioning")
@@ -93,8 +113,9 @@ def test_json_is_valid_for_grafana_schema_42(name: str) -> None:
         assert p["type"] in CORE_PANELS, p["type"]
         g = p["gridPos"]
         assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] >= 1, (p["title"], g)
-        here = {(x, y) for x in range(g["x"], g["x"] + g["w"])
-                for y in range(g["y"], g["y"] + g["h"])}
+        here = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
         assert not here & cells, f"{p['title']} overlaps another panel"
         cells |= here
         for t in p.get("transformations", []):
@@ -136,14 +157,18 @@ def _panel(d: Dashboard, title: str) -> dict[str, Any]:
 
 
 def _steps(panel: dict[str, Any]) -> list[tuple[float | None, str]]:
-    return [(s["value"], s["color"])
-            for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    return [
+        (s["value"], s["color"]) for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    ]
 
 
 def test_limits_are_the_profiles_rules() -> None:
     crane = DASHBOARDS["crane"]
     assert _steps(_panel(crane, "Load (% of rated at the radius)")) == [
-        (None, "green"), (90.0, "orange"), (100.0, "red")]
+        (None, "green"),
+        (90.0, "orange"),
+        (100.0, "red"),
+    ]
     assert _steps(_panel(crane, "Wind at the jib")) == [(None, "green"), (10.8, "red")]
     load = _panel(crane, "Load (% of rated at the radius)")
     assert load["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"] == {"mode": "dashed"}
@@ -151,13 +176,14 @@ def test_limits_are_the_profiles_rules() -> None:
     # rate panels: the rate rules (3 mm/d alarm, 1.5 mm/d trend), per day
     rate = _panel(pit, "Displacement rate")
     assert _steps(rate) == [(None, "green"), (1.5, "red"), (3.0, "red")]
-    assert "derivative(mean(\"displacement_mm\"), 1d)" in rate["targets"][0]["query"]
+    assert 'derivative(mean("displacement_mm"), 1d)' in rate["targets"][0]["query"]
     assert _steps(_panel(pit, "Cumulative displacement")) == [(None, "green"), (30.0, "red")]
     # a changed profile changes the drawn limit
     profiles = load_profiles()
     tc = profiles["tower_crane"]
-    rules = tuple(r.model_copy(update={"value": 80.0}) if r.id == "load_alarm" else r
-                  for r in tc.rules)
+    rules = tuple(
+        r.model_copy(update={"value": 80.0}) if r.id == "load_alarm" else r for r in tc.rules
+    )
     changed = {**profiles, "tower_crane": tc.model_copy(update={"rules": rules})}
     from sitewatch.dashboards.devices import SPECS, device_dashboard
 
@@ -171,8 +197,7 @@ def test_noise_draws_the_day_and_night_limits_the_alert_service_applies() -> Non
     queries = [t["query"] for t in noise["targets"]]
     assert len(queries) == 2 and 'FROM "limits"' in queries[1]
     assert "\"field\" = 'noise_dba'" in queries[1] and "fill(previous)" in queries[1]
-    assert noise["fieldConfig"]["overrides"][0]["matcher"] == {"id": "byFrameRefID",
-                                                               "options": "B"}
+    assert noise["fieldConfig"]["overrides"][0]["matcher"] == {"id": "byFrameRefID", "options": "B"}
     # no fixed threshold: the limit changes at 22:00 and 06:00
     assert _steps(noise) == [(None, "green")]
 
@@ -189,13 +214,18 @@ def test_every_device_dashboard_has_site_and_device_variables_and_alert_annotati
 
 # -- Grafana's macros -------------------------------------------------------------------
 
+
 def test_time_filter_and_interval_are_filled_as_grafana_does() -> None:
     start, end = 1_700_000_000_000, 1_700_000_000_000 + 6 * 3_600_000
-    sql = interpolate("SELECT mean(x) FROM m WHERE $timeFilter GROUP BY time($__interval)",
-                      start_ms=start, end_ms=end)
+    sql = interpolate(
+        "SELECT mean(x) FROM m WHERE $timeFilter GROUP BY time($__interval)",
+        start_ms=start,
+        end_ms=end,
+    )
     # 6 h over 1000 points is 21.6 s, which Grafana rounds to 20 s
-    assert sql == (f"SELECT mean(x) FROM m WHERE time >= {start}ms and time <= {end}ms "
-                   "GROUP BY time(20s)")
+    assert sql == (
+        f"SELECT mean(x) FROM m WHERE time >= {start}ms and time <= {end}ms GROUP BY time(20s)"
+    )
     assert interval_ms(start, end, min_interval="10m") == 600_000
     assert interval_ms(start, start + 7 * 86_400_000) == 600_000
     assert format_interval(3_600_000) == "1h" and format_interval(1500) == "1500ms"
@@ -203,14 +233,19 @@ def test_time_filter_and_interval_are_filled_as_grafana_does() -> None:
 
 def test_template_variables_are_filled_as_grafana_formats_them() -> None:
     sql = 'SELECT x FROM m WHERE "site" =~ /^$site$/ AND "device" =~ /^$device$/'
-    one = interpolate(sql, start_ms=0, end_ms=1, variables={
-        "site": Selection(("SITE01",)), "device": Selection(("TC01", "TC.02"))})
+    one = interpolate(
+        sql,
+        start_ms=0,
+        end_ms=1,
+        variables={"site": Selection(("SITE01",)), "device": Selection(("TC01", "TC.02"))},
+    )
     assert one == 'SELECT x FROM m WHERE "site" =~ /^SITE01$/ AND "device" =~ /^(TC01|TC\\.02)$/'
     with pytest.raises(ValueError, match=r"unfilled variables \['\$device'\]"):
         interpolate(sql, start_ms=0, end_ms=1, variables={"site": Selection(("S",))})
 
 
 # -- pushing to Grafana -------------------------------------------------------------------
+
 
 class _Grafana(BaseHTTPRequestHandler):
     """Records the requests of Grafana's HTTP API that ``push`` makes (no Grafana server
@@ -258,8 +293,7 @@ def test_push_creates_the_folder_and_data_source_and_overwrites_dashboards() -> 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Grafana)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        api = GrafanaApi.from_url(f"http://127.0.0.1:{server.server_port}",
-                                  credential="glsa_test")
+        api = GrafanaApi.from_url(f"http://127.0.0.1:{server.server_port}", credential="glsa_test")
         source = datasource(url="http://influxdb:8086", token="t0ken")
         result = push(api, list(DASHBOARDS.values()), source=source)
         assert result.dashboards == tuple(d.uid for d in DASHBOARDS.values())
@@ -280,7 +314,8 @@ def test_push_creates_the_folder_and_data_source_and_overwrites_dashboards() -> 
 
 
 def test_push_without_credentials_says_what_to_set(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SITEWATCH_GRAFANA_TOKEN", raising=False)
     assert main(["dashboards", "push", "--url", "http://127.0.0.1:9"]) == 2
     assert "SITEWATCH_GRAFANA_TOKEN" in capsys.readouterr().err
@@ -321,8 +356,10 @@ def test_no_map_loads_anything_from_outside_grafana() -> None:
             assert layer["type"] not in TILE_LAYERS, (name, layer)
             if layer["type"] == "geojson":
                 _offline_geojson(layer)
-    generated = [*(ROOT / "dashboards/json").glob("*.json"),
-                 *(ROOT / "dashboards/provisioning").rglob("*.yaml")]
+    generated = [
+        *(ROOT / "dashboards/json").glob("*.json"),
+        *(ROOT / "dashboards/provisioning").rglob("*.yaml"),
+    ]
     assert len(generated) == len(DASHBOARDS) + 2
     for path in generated:
         text = path.read_text()

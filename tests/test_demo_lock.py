@@ -30,8 +30,9 @@ time.sleep(120)
 
 
 def _holder(path: Path, address: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), address],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), address], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
     return proc
 
@@ -55,8 +56,12 @@ def test_a_second_demo_is_refused_before_it_writes_anything(tmp_path: Path) -> N
     try:
         lock_text = (state / LOCK_FILE).read_text()
         started = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "sitewatch.cli", "demo", "--state-dir",
-                            str(state)], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "sitewatch.cli", "demo", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         took = time.monotonic() - started
         assert r.returncode == 2, r
         assert f"pid {holder.pid}" in r.stderr and "API http://127.0.0.1:8123" in r.stderr
@@ -81,8 +86,10 @@ def test_a_killed_demo_leaves_no_stale_lock(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["pid"] == holder.pid  # the file is still there
     with StateLock(path) as lock:
         lock.describe(address="http://127.0.0.1:9000")
-        assert json.loads(path.read_text()) == {"pid": os.getpid(),
-                                                "address": "http://127.0.0.1:9000"}
+        assert json.loads(path.read_text()) == {
+            "pid": os.getpid(),
+            "address": "http://127.0.0.1:9000",
+        }
 
 
 def test_children_do_not_inherit_the_lock(tmp_path: Path) -> None:
@@ -90,9 +97,12 @@ def test_children_do_not_inherit_the_lock(tmp_path: Path) -> None:
     must not keep its state folder locked."""
     path = tmp_path / LOCK_FILE
     lock = StateLock(path).acquire()
-    child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); "
-                              "time.sleep(60)"], close_fds=False, stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+        close_fds=False,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         # running Python: its exec is complete (close-on-exec descriptors are closed)
         assert child.stdout is not None and child.stdout.readline() == "up\n"

@@ -43,8 +43,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mnt.mkdir()
     with open(image, "wb") as f:
         f.truncate(24 * 1024 * 1024)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True
+    )
     r = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True)
     if r.returncode != 0:
         pytest.skip(f"mount -o loop not permitted here: {r.stderr.decode().strip()}")
@@ -81,13 +82,14 @@ def corrupt(spool: Path) -> bytes:
 
 def settings_for(server: MosquittoServer, prefix: str, state: Path) -> EdgeSettings:
     s = edge_settings(server, prefix, state)
-    return s.model_copy(update={"publish": s.publish.model_copy(update={
-        "status_interval_s": 0.5})})
+    return s.model_copy(update={"publish": s.publish.model_copy(update={"status_interval_s": 0.5})})
 
 
-async def stored_exactly_once_but_counted_drops(influx: InfluxClient, last: dict[str, int],
-                                                 gaps: int) -> None:
+async def stored_exactly_once_but_counted_drops(
+    influx: InfluxClient, last: dict[str, int], gaps: int
+) -> None:
     """Every device's stored seqs are 1..N, each once, but for ``gaps`` seqs in all."""
+
     async def check() -> dict[str, list[int]] | None:
         got = await seqs_by_device(influx)
         if set(got) != set(last):
@@ -102,8 +104,11 @@ async def stored_exactly_once_but_counted_drops(influx: InfluxClient, last: dict
 
 
 async def test_disk_full_while_running_drops_counted_then_resumes(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, influx_client: InfluxClient, small_disk: Path,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    influx_client: InfluxClient,
+    small_disk: Path,
     agent_factory: Callable[[EdgeSettings], RunningAgent],
 ) -> None:
     await start_ingest()
@@ -111,8 +116,11 @@ async def test_disk_full_while_running_drops_counted_then_resumes(
     a = running.agent
     await wait_for(lambda: a.batches_acked > 5, timeout=20, what="batches acknowledged")
     filler = fill(small_disk)
-    await wait_for(lambda: a.spool.disk_full and a.spool.dropped > 50, timeout=60,
-                   what="the full disk noticed and readings refused")
+    await wait_for(
+        lambda: a.spool.disk_full and a.spool.dropped > 50,
+        timeout=60,
+        what="the full disk noticed and readings refused",
+    )
     assert not running.task.done(), "the agent runs on"
     await asyncio.sleep(2)
     assert a.health_values(0.0)["disk_full"] is True
@@ -127,20 +135,27 @@ async def test_disk_full_while_running_drops_counted_then_resumes(
     assert a.direct_sent >= 1
     filler.unlink()
     acked = a.batches_acked
-    await wait_for(lambda: not a.spool.disk_full and a.batches_acked > acked + 5,
-                   timeout=30, what="sending resumed once there was room")
+    await wait_for(
+        lambda: not a.spool.disk_full and a.batches_acked > acked + 5,
+        timeout=30,
+        what="sending resumed once there was room",
+    )
     last = await running.stop()
     gaps = a.spool.dropped - a.spool.refused  # refused readings took no seq
     await stored_exactly_once_but_counted_drops(influx_client, last, gaps)
-    rows = await influx_client.series("SELECT disk_full, dropped FROM gateway "
-                                      "WHERE disk_full = true")
+    rows = await influx_client.series(
+        "SELECT disk_full, dropped FROM gateway WHERE disk_full = true"
+    )
     assert rows, "the health readings report the full disk"
     assert max(int(r["dropped"]) for r in rows) > 0
 
 
 async def test_full_disk_at_start_leaves_a_healthy_spool_alone_and_waits(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, influx_client: InfluxClient, small_disk: Path,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    influx_client: InfluxClient,
+    small_disk: Path,
     agent_factory: Callable[[EdgeSettings], RunningAgent],
 ) -> None:
     await start_ingest()
@@ -152,8 +167,9 @@ async def test_full_disk_at_start_leaves_a_healthy_spool_alone_and_waits(
     before = spool.read_bytes()
     filler = fill(small_disk)
     second = agent_factory(settings)
-    await wait_for(lambda: second.agent.spool_open_failures >= 2, timeout=20,
-                   what="the agent trying again")
+    await wait_for(
+        lambda: second.agent.spool_open_failures >= 2, timeout=20, what="the agent trying again"
+    )
     assert not second.task.done(), "no crash"
     assert not list(spool.parent.glob("*.corrupt-*")), "a healthy spool is never moved"
     assert spool.read_bytes() == before
@@ -166,8 +182,11 @@ async def test_full_disk_at_start_leaves_a_healthy_spool_alone_and_waits(
 
 
 async def test_corrupt_spool_is_moved_aside_and_seqs_continue_above(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, influx_client: InfluxClient, tmp_path: Path,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    influx_client: InfluxClient,
+    tmp_path: Path,
     agent_factory: Callable[[EdgeSettings], RunningAgent],
 ) -> None:
     await start_ingest()
@@ -181,16 +200,18 @@ async def test_corrupt_spool_is_moved_aside_and_seqs_continue_above(
     await wait_for(lambda: second.agent.batches_acked > 3, timeout=20, what="second run acked")
 
     async def reset_reported() -> bool:
-        return bool(await influx_client.series(
-            "SELECT spool_resets FROM gateway WHERE spool_resets > 0"))
+        return bool(
+            await influx_client.series("SELECT spool_resets FROM gateway WHERE spool_resets > 0")
+        )
 
     await wait_for(reset_reported, timeout=20, what="a health reading of the new run stored")
     last2 = await second.stop()
     (aside,) = spool.parent.glob("spool.sqlite.corrupt-*")
     assert aside.read_bytes() == garbage, "kept as it was"
     assert second.agent.spool.resets == 1
-    got = await wait_for(lambda: _both_runs(influx_client, last1, last2), timeout=40,
-                         what="both runs stored")
+    got = await wait_for(
+        lambda: _both_runs(influx_client, last1, last2), timeout=40, what="both runs stored"
+    )
     for device, seqs in got.items():
         assert len(seqs) == len(set(seqs)), f"{device}: a seq reused"
         old = [s for s in seqs if s <= last1.get(device, 0)]
@@ -201,19 +222,23 @@ async def test_corrupt_spool_is_moved_aside_and_seqs_continue_above(
     assert rows, "the reset is reported in the health readings"
 
 
-async def _both_runs(client: InfluxClient, last1: dict[str, int],
-                     last2: dict[str, int]) -> dict[str, list[int]] | None:
+async def _both_runs(
+    client: InfluxClient, last1: dict[str, int], last2: dict[str, int]
+) -> dict[str, list[int]] | None:
     got = await seqs_by_device(client)
     ok = all(d in got and got[d][-1] == n for d, n in last2.items()) and all(
-        len([s for s in got.get(d, []) if s <= n]) == n for d, n in last1.items())
+        len([s for s in got.get(d, []) if s <= n]) == n for d, n in last1.items()
+    )
     return got if ok else None
 
 
-
-
 async def test_killed_while_the_disk_is_full_never_reuses_a_seq_sent_straight_away(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, influx_client: InfluxClient, small_disk: Path, tmp_path: Path,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    influx_client: InfluxClient,
+    small_disk: Path,
+    tmp_path: Path,
 ) -> None:
     """The gateway's health readings published straight away while the disk is full were
     never stored: after a kill -9 (and a restart once there is room), the gateway's next
@@ -221,30 +246,36 @@ async def test_killed_while_the_disk_is_full_never_reuses_a_seq_sent_straight_aw
     await start_ingest()
     state = small_disk / "edge"
     cfg = tmp_path / "edge.yaml"
-    cfg.write_text(yaml.safe_dump(settings_for(mosquitto, prefix, state)
-                                  .model_dump(mode="json")))
+    cfg.write_text(yaml.safe_dump(settings_for(mosquitto, prefix, state).model_dump(mode="json")))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
 
     def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
 
     async def gateway_rows() -> list[dict[str, object]]:
-        return await influx_client.series('SELECT "seq", disk_full FROM gateway '
-                                          "WHERE device = 'GW1'")
+        return await influx_client.series(
+            "SELECT \"seq\", disk_full FROM gateway WHERE device = 'GW1'"
+        )
 
     edge = spawn()
     filler: Path | None = None
     try:
-        await wait_for(lambda: seqs_by_device(influx_client), timeout=20,
-                       what="first readings stored")
+        await wait_for(
+            lambda: seqs_by_device(influx_client), timeout=20, what="first readings stored"
+        )
         filler = fill(small_disk)
 
         async def sent_straight_away() -> list[dict[str, object]] | None:
             return [r for r in await gateway_rows() if r["disk_full"] is True] or None
 
-        direct = await wait_for(sent_straight_away, timeout=40,
-                                what="disk_full=true stored while the disk is full")
+        direct = await wait_for(
+            sent_straight_away, timeout=40, what="disk_full=true stored while the disk is full"
+        )
         edge.send_signal(signal.SIGKILL)  # the readings sent straight away were never stored
         edge.wait(10)
         flag = DirectFlag(state / "direct.flag").read()
@@ -253,8 +284,11 @@ async def test_killed_while_the_disk_is_full_never_reuses_a_seq_sent_straight_aw
         filler.unlink()
         filler = None
         edge = spawn()
-        await wait_for(lambda: _gateway_past(gateway_rows, flag.seq), timeout=30,
-                       what="the restarted agent's health readings stored")
+        await wait_for(
+            lambda: _gateway_past(gateway_rows, flag.seq),
+            timeout=30,
+            what="the restarted agent's health readings stored",
+        )
         edge.send_signal(signal.SIGTERM)
         assert edge.wait(30) == 0
     finally:
@@ -264,21 +298,26 @@ async def test_killed_while_the_disk_is_full_never_reuses_a_seq_sent_straight_aw
             filler.unlink()
     assert DirectFlag(state / "direct.flag").read() is None, "cleared once stored past it"
     with sqlite3.connect(state / "spool.sqlite") as db:
-        last = {name[4:]: int(v) for name, v in db.execute(
-            "SELECT name, value FROM counters WHERE name LIKE 'seq:%'")}
-        dropped = int(db.execute("SELECT value FROM counters WHERE name='dropped'")
-                      .fetchone()[0])
+        last = {
+            name[4:]: int(v)
+            for name, v in db.execute("SELECT name, value FROM counters WHERE name LIKE 'seq:%'")
+        }
+        dropped = int(db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()[0])
 
     async def all_stored() -> dict[str, list[int]] | None:
         got = await seqs_by_device(influx_client)
-        return got if set(got) == set(last) and all(
-            v and v[-1] == last[d] for d, v in got.items()) else None
+        return (
+            got
+            if set(got) == set(last) and all(v and v[-1] == last[d] for d, v in got.items())
+            else None
+        )
 
     got = await wait_for(all_stored, timeout=40, what="both runs stored")
     for device, seqs in got.items():
         assert len(seqs) == len(set(seqs)), (
             f"{device}: a seq stored twice, at two timestamps: "
-            f"{sorted(s for s in set(seqs) if seqs.count(s) > 1)[:10]}")
+            f"{sorted(s for s in set(seqs) if seqs.count(s) > 1)[:10]}"
+        )
     gw = got["GW1"]
     before = [s for s in gw if s <= flag.seq]
     after = [s for s in gw if s > flag.seq]
@@ -292,6 +331,5 @@ async def test_killed_while_the_disk_is_full_never_reuses_a_seq_sent_straight_aw
         assert 0 <= missing <= dropped, f"{device}: {missing} seqs missing, {dropped} counted"
 
 
-async def _gateway_past(rows: Callable[[], Awaitable[list[dict[str, object]]]],
-                        seq: int) -> bool:
+async def _gateway_past(rows: Callable[[], Awaitable[list[dict[str, object]]]], seq: int) -> bool:
     return sum(int(str(r["seq"])) > seq for r in await rows()) >= 2

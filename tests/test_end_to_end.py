@@ -29,25 +29,37 @@ pytestmark = pytest.mark.integration
 
 
 async def test_gateway_with_three_devices_stores_every_seq_once(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, influx_client: InfluxClient, tmp_path: Path,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    influx_client: InfluxClient,
+    tmp_path: Path,
     agent_factory: Callable[[EdgeSettings], RunningAgent],
 ) -> None:
     await start_ingest()
     running = agent_factory(edge_settings(mosquitto, prefix, tmp_path / "edge"))
     # as long as the gateway takes to give out 100 seqs and one of each device, not 4 s
-    await wait_for(lambda: running.agent.spool.last_seqs().get("TC01", 0) > 100
-                   and set(running.agent.spool.last_seqs()) >= {"TC01", "ENV01", "PIT01", "GW1"}
-                   and running.agent.batches_acked > 0,
-                   timeout=30, what=lambda: f"readings given out: {running.agent.spool.last_seqs()}")
+    await wait_for(
+        lambda: (
+            running.agent.spool.last_seqs().get("TC01", 0) > 100
+            and set(running.agent.spool.last_seqs()) >= {"TC01", "ENV01", "PIT01", "GW1"}
+            and running.agent.batches_acked > 0
+        ),
+        timeout=30,
+        what=lambda: f"readings given out: {running.agent.spool.last_seqs()}",
+    )
     last = await running.stop()
     assert last["TC01"] > 100 and set(last) == {"TC01", "ENV01", "PIT01", "GW1"}
     await assert_seqs_exactly_once(influx_client, last)
 
 
 async def test_ingest_killed_and_restarted_while_gateway_publishes_loses_nothing(
-    mosquitto: MosquittoServer, influxdb: InfluxServer, prefix: str, unique: str,
-    influx_client: InfluxClient, tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb: InfluxServer,
+    prefix: str,
+    unique: str,
+    influx_client: InfluxClient,
+    tmp_path: Path,
     agent_factory: Callable[[EdgeSettings], RunningAgent],
 ) -> None:
     env = {
@@ -62,16 +74,26 @@ async def test_ingest_killed_and_restarted_while_gateway_publishes_loses_nothing
     }
 
     def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "sitewatch.cli", "ingest"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "ingest.log", "ab"))
+        return subprocess.Popen(
+            [sys.executable, "-m", "sitewatch.cli", "ingest"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "ingest.log", "ab"),
+        )
 
     ingest = spawn()
     try:
-        await wait_for(lambda: b"connected" in (tmp_path / "ingest.log").read_bytes(),
-                       timeout=20, what="ingest subprocess connected")
+        await wait_for(
+            lambda: b"connected" in (tmp_path / "ingest.log").read_bytes(),
+            timeout=20,
+            what="ingest subprocess connected",
+        )
         running = agent_factory(edge_settings(mosquitto, prefix, tmp_path / "edge"))
-        await wait_for(lambda: running.agent.batches_acked > 3, timeout=30,
-                       what="batches acknowledged before the crash")
+        await wait_for(
+            lambda: running.agent.batches_acked > 3,
+            timeout=30,
+            what="batches acknowledged before the crash",
+        )
         ingest.send_signal(signal.SIGKILL)  # a crash: nothing drained, nothing said
         ingest.wait(10)
         stored_at_kill = sum(map(len, (await seqs_by_device(influx_client)).values()))
@@ -80,9 +102,14 @@ async def test_ingest_killed_and_restarted_while_gateway_publishes_loses_nothing
         ingest = spawn()
         # the new ingest acknowledges, and the gateway has given out 100 readings more
         # than were stored at the kill
-        await wait_for(lambda: running.agent.batches_acked > acked + 3
-                       and sum(running.agent.spool.last_seqs().values()) > stored_at_kill + 100,
-                       timeout=60, what="the restarted ingest acknowledging")
+        await wait_for(
+            lambda: (
+                running.agent.batches_acked > acked + 3
+                and sum(running.agent.spool.last_seqs().values()) > stored_at_kill + 100
+            ),
+            timeout=60,
+            what="the restarted ingest acknowledging",
+        )
         last = await running.stop()
         await assert_seqs_exactly_once(influx_client, last)
         assert stored_at_kill > 0

@@ -97,8 +97,13 @@ def test_crc_of_the_vectors(i: int, crc: int) -> None:
 
 def test_realtime_dust_packet() -> None:
     p = parse_frame(vectors()[1])
-    assert (p.cn, p.st, p.mn, p.flag, p.wants_ack) == ("2011", "39",
-                                                       "ZHGD0001SITE00000000001A", 5, True)
+    assert (p.cn, p.st, p.mn, p.flag, p.wants_ack) == (
+        "2011",
+        "39",
+        "ZHGD0001SITE00000000001A",
+        5,
+        True,
+    )
     assert p.data_time == "20240601120000"
     assert p.factors["a34002"] == {"Rtd": "78.0", "Flag": "N"}
     assert p.factors["LA"]["Rtd"] == "62.5" and p.factors["a01008"]["Rtd"] == "135"
@@ -121,25 +126,28 @@ def test_bad_crc_is_refused() -> None:
     assert err.value.reason == "bad_crc"
 
 
-@pytest.mark.parametrize("frame, reason", [
-    (b"garbage\r\n", "bad_frame"),
-    (b"##0005hello\r\n", "bad_frame"),
-    (build_frame("QN=1;ST=39;CN=2011;CP=&&&&"), "bad_packet"),  # no MN
-    (build_frame("QN=1;ST=39;MN=X;CP=&&&&"), "bad_packet"),  # no CN
-    (build_frame("QN=1;CN=2011;MN=;CP=&&&&"), "bad_packet"),  # empty MN
-    (build_frame("QN=1;CN=2011;MN=X;Flag=x;CP=&&&&"), "bad_packet"),
-    (build_frame("QN=1;CN=2011;MN=X;Flag=-1;CP=&&&&"), "bad_packet"),
-    (build_frame("QN=1;CN=2011;MN=X;Flag=256;CP=&&&&"), "bad_packet"),
-    (build_frame("QN=1;CN=2011;MN=X;MN=Y;CP=&&&&"), "bad_packet"),  # which monitor?
-    (build_frame("QN=1;CN=2011;MN=X;PW=1;PW=2;CP=&&&&"), "bad_packet"),
-    (build_frame("QN=1;CN=2011;MN=X;CP=&&LA-Rtd=1,LA-Rtd=2&&"), "bad_packet"),
-    (build_frame("QN=1;CN=2011;MN=X;CP=&&DataTime=1;DataTime=2&&"), "bad_packet"),
-    (build_frame("QN=1;CN=2011;MN=X\x1b[2J;CP=&&&&"), "bad_frame"),  # control characters
-    (build_frame("QN=1;CN=2011;MN=X;CP=&&&&").replace(b"##0025", b"##00x5"), "bad_frame"),
-    (build_frame("QN=1;CN=2011;MN=X;CP=&&&&")[:-6] + b"0x1F\r\n", "bad_frame"),  # not 4 hex
-    (build_frame("QN=1;CN=2011;MN=X;CP=&&&&")[:-6] + b"+1AB\r\n", "bad_frame"),
-    (b"##0005QN=\xc3\xa9%04X\r\n" % crc16(b"QN=\xc3\xa9"), "bad_frame"),  # not ASCII
-])
+@pytest.mark.parametrize(
+    "frame, reason",
+    [
+        (b"garbage\r\n", "bad_frame"),
+        (b"##0005hello\r\n", "bad_frame"),
+        (build_frame("QN=1;ST=39;CN=2011;CP=&&&&"), "bad_packet"),  # no MN
+        (build_frame("QN=1;ST=39;MN=X;CP=&&&&"), "bad_packet"),  # no CN
+        (build_frame("QN=1;CN=2011;MN=;CP=&&&&"), "bad_packet"),  # empty MN
+        (build_frame("QN=1;CN=2011;MN=X;Flag=x;CP=&&&&"), "bad_packet"),
+        (build_frame("QN=1;CN=2011;MN=X;Flag=-1;CP=&&&&"), "bad_packet"),
+        (build_frame("QN=1;CN=2011;MN=X;Flag=256;CP=&&&&"), "bad_packet"),
+        (build_frame("QN=1;CN=2011;MN=X;MN=Y;CP=&&&&"), "bad_packet"),  # which monitor?
+        (build_frame("QN=1;CN=2011;MN=X;PW=1;PW=2;CP=&&&&"), "bad_packet"),
+        (build_frame("QN=1;CN=2011;MN=X;CP=&&LA-Rtd=1,LA-Rtd=2&&"), "bad_packet"),
+        (build_frame("QN=1;CN=2011;MN=X;CP=&&DataTime=1;DataTime=2&&"), "bad_packet"),
+        (build_frame("QN=1;CN=2011;MN=X\x1b[2J;CP=&&&&"), "bad_frame"),  # control characters
+        (build_frame("QN=1;CN=2011;MN=X;CP=&&&&").replace(b"##0025", b"##00x5"), "bad_frame"),
+        (build_frame("QN=1;CN=2011;MN=X;CP=&&&&")[:-6] + b"0x1F\r\n", "bad_frame"),  # not 4 hex
+        (build_frame("QN=1;CN=2011;MN=X;CP=&&&&")[:-6] + b"+1AB\r\n", "bad_frame"),
+        (b"##0005QN=\xc3\xa9%04X\r\n" % crc16(b"QN=\xc3\xa9"), "bad_frame"),  # not ASCII
+    ],
+)
 def test_malformed_frames(frame: bytes, reason: str) -> None:
     with pytest.raises(FrameError) as err:
         parse_frame(frame)
@@ -159,11 +167,17 @@ def test_data_time_is_site_local() -> None:
 
 
 def test_simulator_frames_round_trip() -> None:
-    f = data_frame(qn="20240601120000000", st="39", pw="123456", mn="M1", flag=5,
-                   data_time="20240601120000", factors={"a34002": 78.0, "LA": 62.5})
+    f = data_frame(
+        qn="20240601120000000",
+        st="39",
+        pw="123456",
+        mn="M1",
+        flag=5,
+        data_time="20240601120000",
+        factors={"a34002": 78.0, "LA": 62.5},
+    )
     p = parse_frame(f)
-    assert p.factors == {"a34002": {"Rtd": "78.0", "Flag": "N"},
-                         "LA": {"Rtd": "62.5", "Flag": "N"}}
+    assert p.factors == {"a34002": {"Rtd": "78.0", "Flag": "N"}, "LA": {"Rtd": "62.5", "Flag": "N"}}
 
 
 def test_splitter_skips_garbage_and_keeps_partial_frames() -> None:
@@ -178,6 +192,7 @@ def test_splitter_skips_garbage_and_keeps_partial_frames() -> None:
 
 
 # -- field monitors: no QN, no Flag, DataTime with milliseconds ------------------------
+
 
 def test_the_vectors_are_the_designs() -> None:
     if not SHARED_VECTORS.exists():
@@ -209,9 +224,11 @@ def test_field_packet_without_qn_and_flag() -> None:
     assert (p.qn, p.flag, p.wants_ack, p.can_ack) == (None, 4, False, False)
     assert p.data_time == "20240601120000123"
     assert data_time_ms(p.data_time, 8) == 1717214400123  # the milliseconds kept
-    assert p.factors == {"a34004": {"Rtd": "35.2", "Flag": "N"},
-                         "a34002": {"Rtd": "78.0", "Flag": "N"},
-                         "LA": {"Rtd": "62.5", "Flag": "N"}}
+    assert p.factors == {
+        "a34004": {"Rtd": "35.2", "Flag": "N"},
+        "a34002": {"Rtd": "78.0", "Flag": "N"},
+        "LA": {"Rtd": "62.5", "Flag": "N"},
+    }
 
 
 def test_field_packet_with_qn_is_acknowledged_by_the_vector() -> None:
@@ -242,10 +259,23 @@ def test_field_bad_crc_is_refused() -> None:
     assert err.value.reason == "bad_crc"
 
 
-@pytest.mark.parametrize("text", ["2024060112000", "202406011200001", "2024060112000012",
-                                  "202406011200001234", "20241301120000", "20240631120000",
-                                  "20240601250000", "2024060112000O", " 20240601120000",
-                                  "19691231235959", "", "２０２４0601120000"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024060112000",
+        "202406011200001",
+        "2024060112000012",
+        "202406011200001234",
+        "20241301120000",
+        "20240631120000",
+        "20240601250000",
+        "2024060112000O",
+        " 20240601120000",
+        "19691231235959",
+        "",
+        "２０２４0601120000",
+    ],
+)
 def test_bad_data_times(text: str) -> None:
     with pytest.raises(FrameError) as err:
         data_time_ms(text, 0)
@@ -259,6 +289,7 @@ def test_data_time_with_milliseconds() -> None:
 
 
 # -- properties: the parser is a trust boundary ---------------------------------------
+
 
 def _parsed_or_refused(frame: bytes) -> Packet | None:
     """The only outcomes allowed: a packet, or FrameError with a reason code."""
@@ -281,10 +312,13 @@ def test_arbitrary_bytes(data: bytes) -> None:
 
 #: what hostile segments are made of: the syntax characters, control characters, digits,
 #: letters, and a few non-ASCII ones
-_CHARS = st.sampled_from(list("=;,&-") + ["CP=", "&&", "QN", "MN", "CN", "Flag",
-                                          "DataTime", "PW", "ST", "-Rtd", "-Flag"]
-                         + [chr(c) for c in (0, 9, 10, 13, 27, 127)] + list("09aZ. +e")
-                         + ["é", "\u3000", "٣"])
+_CHARS = st.sampled_from(
+    list("=;,&-")
+    + ["CP=", "&&", "QN", "MN", "CN", "Flag", "DataTime", "PW", "ST", "-Rtd", "-Flag"]
+    + [chr(c) for c in (0, 9, 10, 13, 27, 127)]
+    + list("09aZ. +e")
+    + ["é", "\u3000", "٣"]
+)
 _VALUES = st.one_of(
     st.lists(_CHARS, max_size=12).map("".join),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
@@ -292,44 +326,65 @@ _VALUES = st.one_of(
     st.sampled_from(["nan", "inf", "-inf", "1e999", "1_000", "0x10", "", " ", "N", "٣"]),
     st.text(st.characters(codec="ascii"), max_size=30),
 )
-_KEYS = st.one_of(st.sampled_from(["QN", "ST", "CN", "PW", "MN", "Flag", "CP"]),
-                  st.lists(_CHARS, max_size=8).map("".join))
+_KEYS = st.one_of(
+    st.sampled_from(["QN", "ST", "CN", "PW", "MN", "Flag", "CP"]),
+    st.lists(_CHARS, max_size=8).map("".join),
+)
 
 
 @st.composite
 def hostile_segments(draw: st.DrawFn) -> str:
     head = draw(st.lists(st.tuples(_KEYS, _VALUES), max_size=10))
     if draw(st.booleans()):  # mostly the keys a packet needs, sometimes twice
-        head += [("CN", draw(st.sampled_from(["2011", "2051", "9014", "", "20 11"]))),
-                 ("MN", draw(_VALUES))]
+        head += [
+            ("CN", draw(st.sampled_from(["2011", "2051", "9014", "", "20 11"]))),
+            ("MN", draw(_VALUES)),
+        ]
         head = draw(st.permutations(head))
-    factors = draw(st.lists(st.tuples(_KEYS, st.sampled_from(["-Rtd", "-Avg", "-Flag", ""]),
-                                      _VALUES), max_size=8))
+    factors = draw(
+        st.lists(
+            st.tuples(_KEYS, st.sampled_from(["-Rtd", "-Avg", "-Flag", ""]), _VALUES), max_size=8
+        )
+    )
     cp = ";".join(f"{k}{s}={v}" for k, s, v in factors)
     opener, closer = draw(st.sampled_from([("&&", "&&"), ("&", "&"), ("", ""), ("&&", "")]))
     return ";".join(f"{k}={v}" for k, v in head) + f";CP={opener}{cp}{closer}"
 
 
 def _frame(segment: bytes, length: str, crc: str, end: bytes) -> bytes:
-    return b"##" + length.encode("ascii", "replace") + segment + crc.encode("ascii",
-                                                                            "replace") + end
+    return (
+        b"##" + length.encode("ascii", "replace") + segment + crc.encode("ascii", "replace") + end
+    )
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(hostile_segments(),
-       st.sampled_from(["right", "wrong", "huge", "letters", "short"]),
-       st.sampled_from(["right", "lower", "wrong", "0x", "sign", "short"]),
-       st.sampled_from([b"\r\n", b"\n", b"", b"\r\n\r\n", b"\x00"]),
-       st.integers(min_value=0, max_value=40))
+@given(
+    hostile_segments(),
+    st.sampled_from(["right", "wrong", "huge", "letters", "short"]),
+    st.sampled_from(["right", "lower", "wrong", "0x", "sign", "short"]),
+    st.sampled_from([b"\r\n", b"\n", b"", b"\r\n\r\n", b"\x00"]),
+    st.integers(min_value=0, max_value=40),
+)
 def test_hostile_frames(segment: str, length: str, crc: str, end: bytes, cut: int) -> None:
     """Structured but hostile: a CRC that is right for what was sent (so the parser reads
     on), lengths that lie, CRC text that is not 4 hex digits, truncated frames."""
     data = segment.encode("utf-8")
-    lengths = {"right": f"{len(data):04d}", "wrong": f"{(len(data) + 7) % 10000:04d}",
-               "huge": "9999", "letters": "00a1", "short": "12"}
+    lengths = {
+        "right": f"{len(data):04d}",
+        "wrong": f"{(len(data) + 7) % 10000:04d}",
+        "huge": "9999",
+        "letters": "00a1",
+        "short": "12",
+    }
     c = crc16(data)
-    crcs = {"right": f"{c:04X}", "lower": f"{c:04x}", "wrong": f"{c ^ 0x0101:04X}",
-            "0x": f"0x{c & 0xFF:02X}", "sign": f"+{c & 0xFFF:03X}", "short": f"{c:X}"[:3]}
+    crcs = {
+        "right": f"{c:04X}",
+        "lower": f"{c:04x}",
+        "wrong": f"{c ^ 0x0101:04X}",
+        "0x": f"0x{c & 0xFF:02X}",
+        "sign": f"+{c & 0xFFF:03X}",
+        "short": f"{c:X}"[:3],
+    }
     frame = _frame(data, lengths[length], crcs[crc], end)
     packet = _parsed_or_refused(frame)
     event("parsed" if packet is not None else "refused")
@@ -341,31 +396,47 @@ def test_hostile_frames(segment: str, length: str, crc: str, end: bytes, cut: in
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["a34001", "a34002", "a34004", "LA", "a01001",
-                                        "PM25", "a01008"]),
-                       st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
-                       min_size=1),
-       st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(9998, 12, 31)),
-       st.booleans(), st.sampled_from(["2011", "2051", "2061", "2031"]))
-def test_what_a_monitor_sends_comes_back(factors: dict[str, float], when: dt.datetime,
-                                         millis: bool, cn: str) -> None:
-    stamp = when.strftime("%Y%m%d%H%M%S") + (f"{when.microsecond // 1000:03d}" if millis
-                                              else "")
-    frame = data_frame(qn=when.strftime("%Y%m%d%H%M%S") + "000", st="39", pw="1", mn="M1",
-                       flag=5, data_time=stamp, factors=factors, cn=cn)
+@given(
+    st.dictionaries(
+        st.sampled_from(["a34001", "a34002", "a34004", "LA", "a01001", "PM25", "a01008"]),
+        st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+        min_size=1,
+    ),
+    st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(9998, 12, 31)),
+    st.booleans(),
+    st.sampled_from(["2011", "2051", "2061", "2031"]),
+)
+def test_what_a_monitor_sends_comes_back(
+    factors: dict[str, float], when: dt.datetime, millis: bool, cn: str
+) -> None:
+    stamp = when.strftime("%Y%m%d%H%M%S") + (f"{when.microsecond // 1000:03d}" if millis else "")
+    frame = data_frame(
+        qn=when.strftime("%Y%m%d%H%M%S") + "000",
+        st="39",
+        pw="1",
+        mn="M1",
+        flag=5,
+        data_time=stamp,
+        factors=factors,
+        cn=cn,
+    )
     p = parse_frame(frame)
     suffix = "Rtd" if cn == "2011" else "Avg"
     assert {c: float(parts[suffix]) for c, parts in p.factors.items()} == factors
-    expected = when.replace(microsecond=when.microsecond // 1000 * 1000 if millis else 0,
-                            tzinfo=dt.UTC)
+    expected = when.replace(
+        microsecond=when.microsecond // 1000 * 1000 if millis else 0, tzinfo=dt.UTC
+    )
     assert data_time_ms(p.data_time or "", 0) == int(expected.timestamp()) * 1000 + (
-        expected.microsecond // 1000)
+        expected.microsecond // 1000
+    )
     assert p.can_ack and independent_crc(frame[6:-6]) == int(frame[-6:-2], 16)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["v0", "v1", "v2", "noise", "field"]), max_size=8),
-       st.lists(st.integers(min_value=1, max_value=400), max_size=20))
+@given(
+    st.lists(st.sampled_from(["v0", "v1", "v2", "noise", "field"]), max_size=8),
+    st.lists(st.integers(min_value=1, max_value=400), max_size=20),
+)
 def test_splitter_any_chunking(parts: list[str], cuts: list[int]) -> None:
     """However the stream is cut into reads, the same frames come out, in order."""
     v, f = vectors(), list(field_vectors().values())
@@ -373,7 +444,7 @@ def test_splitter_any_chunking(parts: list[str], cuts: list[int]) -> None:
     stream = b"".join(pieces[x] for x in parts)
     splitter, out, pos = FrameSplitter(), [], 0
     for n in [*cuts, len(stream)]:
-        out += splitter.feed(stream[pos:pos + n])
+        out += splitter.feed(stream[pos : pos + n])
         pos += n
     # the noise ends in '#', which must not cost the next frame its start
     assert out == [pieces[x] for x in parts if x != "noise"]

@@ -49,8 +49,12 @@ class CollectingSink:
 @pytest.fixture
 async def driver() -> AsyncIterator[tuple[Hj212Driver, CollectingSink, int]]:
     port = free_port()
-    d = Hj212Driver("ENV01", load_profiles()["environment"], 60,
-                    Hj212Options(mn=MN, host="127.0.0.1", port=port, password="123456"))
+    d = Hj212Driver(
+        "ENV01",
+        load_profiles()["environment"],
+        60,
+        Hj212Options(mn=MN, host="127.0.0.1", port=port, password="123456"),
+    )
     sink = CollectingSink()
     task = asyncio.create_task(d.run(sink))
     await wait_listening(port, server=task, what="the HJ 212 listener")
@@ -78,9 +82,17 @@ async def test_vector_stored_and_acknowledged(
     reply = await _send(port, vectors()[1], expect_reply=True)
     assert reply == vectors()[2], "the CN=9014 ack of the shared vectors, byte for byte"
     values, ts = sink.readings[0]
-    assert values == {"pm25": 35.2, "pm10": 78.0, "tsp": 156.0, "noise_dba": 62.5,
-                      "temp_c": 26.4, "rh_pct": 58.0, "pressure_kpa": 101.32, "wind_ms": 3.6,
-                      "wind_dir_deg": 135.0}
+    assert values == {
+        "pm25": 35.2,
+        "pm10": 78.0,
+        "tsp": 156.0,
+        "noise_dba": 62.5,
+        "temp_c": 26.4,
+        "rh_pct": 58.0,
+        "pressure_kpa": 101.32,
+        "wind_ms": 3.6,
+        "wind_dir_deg": 135.0,
+    }
     assert ts == 1717214400000  # 2024-06-01 12:00 in UTC+8
 
 
@@ -122,8 +134,12 @@ async def test_unknown_mn_wrong_password_and_no_ack_wanted(
 
 async def test_no_ack_when_the_spool_refuses(tmp_path: Path) -> None:
     port = free_port()
-    d = Hj212Driver("ENV01", load_profiles()["environment"], 60,
-                    Hj212Options(mn=MN, host="127.0.0.1", port=port))
+    d = Hj212Driver(
+        "ENV01",
+        load_profiles()["environment"],
+        60,
+        Hj212Options(mn=MN, host="127.0.0.1", port=port),
+    )
     task = asyncio.create_task(d.run(CollectingSink(accept=False)))
     await wait_listening(port, server=task, what="the HJ 212 listener")
     try:
@@ -153,8 +169,12 @@ async def test_field_packets_through_the_listener(
     v = field_vectors()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(v["field-no-qn-no-flag-ms"] + v["field-bad-crc"]
-                     + v["field-no-qn-flag5"] + v["field-minute-no-flag"])
+        writer.write(
+            v["field-no-qn-no-flag-ms"]
+            + v["field-bad-crc"]
+            + v["field-no-qn-flag5"]
+            + v["field-minute-no-flag"]
+        )
         await writer.drain()
         await wait_for(lambda: len(sink.readings) == 3, what="three readings")
         writer.write(v["field-qn-ack-ms"])
@@ -179,9 +199,11 @@ async def test_values_that_are_not_numbers_are_counted(
     from sitewatch.edge import hj212
 
     d, sink, port = driver
-    seg = (f"QN=20240601120000000;ST=39;CN=2011;PW=123456;MN={MN};Flag=5;"
-           "CP=&&DataTime=20240601120000;a34002-Rtd=nan;a34004-Rtd=1e999;LA-Rtd=1_0;"
-           "a34001-Rtd=;a01001-Rtd=-3.5&&")
+    seg = (
+        f"QN=20240601120000000;ST=39;CN=2011;PW=123456;MN={MN};Flag=5;"
+        "CP=&&DataTime=20240601120000;a34002-Rtd=nan;a34004-Rtd=1e999;LA-Rtd=1_0;"
+        "a34001-Rtd=;a01001-Rtd=-3.5&&"
+    )
     assert await _send(port, hj212.build_frame(seg), expect_reply=True)
     assert sink.readings == [({"temp_c": -3.5}, 1717214400000)]
     assert d.listener.counters["bad_value"] == 4
@@ -197,16 +219,28 @@ def test_driver_options_are_checked() -> None:
 
 @pytest.mark.integration
 async def test_monitor_to_influxdb_through_a_real_agent(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, influx_client: InfluxClient, tmp_path: Path,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    influx_client: InfluxClient,
+    tmp_path: Path,
     agent_factory: Callable[[EdgeSettings], RunningAgent],
 ) -> None:
     await start_ingest()
     port = free_port()
-    running = agent_factory(one_device_settings(
-        mosquitto, prefix, tmp_path / "edge",
-        DeviceConfig(id="ENV01", driver="hj212", profile="environment",
-                     options={"mn": MN, "host": "127.0.0.1", "port": port})))
+    running = agent_factory(
+        one_device_settings(
+            mosquitto,
+            prefix,
+            tmp_path / "edge",
+            DeviceConfig(
+                id="ENV01",
+                driver="hj212",
+                profile="environment",
+                options={"mn": MN, "host": "127.0.0.1", "port": port},
+            ),
+        )
+    )
     await wait_for(lambda: running.agent.connected.is_set(), what="agent connected")
     stats = await run_monitor("127.0.0.1", port, mn=MN, count=8, interval_s=0.05)
     assert stats.acked == 8
@@ -232,8 +266,12 @@ def test_listener_property_any_bytes_then_a_good_frame() -> None:
     errors: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
     sink = CollectingSink()
-    d = Hj212Driver("ENV01", load_profiles()["environment"], 60,
-                    Hj212Options(mn=MN, host="127.0.0.1", port=port, password="123456"))
+    d = Hj212Driver(
+        "ENV01",
+        load_profiles()["environment"],
+        60,
+        Hj212Options(mn=MN, host="127.0.0.1", port=port, password="123456"),
+    )
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 

@@ -57,8 +57,10 @@ def files_in(directory: Path) -> list[Path]:
 
 def rows(engine: Engine) -> list[tuple[str, str, str, int, str]]:
     with Session(engine) as s:
-        return [(r.site, r.sha256, r.media_type, r.size, r.source)
-                for r in s.scalars(select(SnapshotRow).order_by(SnapshotRow.site))]
+        return [
+            (r.site, r.sha256, r.media_type, r.size, r.source)
+            for r in s.scalars(select(SnapshotRow).order_by(SnapshotRow.site))
+        ]
 
 
 # -- the shared store, on SQLite -----------------------------------------------------
@@ -69,15 +71,18 @@ def engine(tmp_path: Path) -> Engine:
     return e
 
 
-def test_store_snapshot_is_one_file_and_one_row_per_site(engine: Engine, tmp_path: Path
-                                                         ) -> None:
+def test_store_snapshot_is_one_file_and_one_row_per_site(engine: Engine, tmp_path: Path) -> None:
     files = SnapshotStore(tmp_path / "snaps")
     picture = jpeg(1)
-    first = store_snapshot(files, engine, site="S1", source="gateway:GW1", data=picture,
-                           expected_sha256=sha(picture))
+    first = store_snapshot(
+        files, engine, site="S1", source="gateway:GW1", data=picture, expected_sha256=sha(picture)
+    )
     assert first.created and first.sha256 == sha(picture)
-    assert (first.media_type, first.size, first.source) == ("image/jpeg", len(picture),
-                                                            "gateway:GW1")
+    assert (first.media_type, first.size, first.source) == (
+        "image/jpeg",
+        len(picture),
+        "gateway:GW1",
+    )
     path = tmp_path / "snaps" / sha(picture)[:2] / f"{sha(picture)}.jpg"
     assert files_in(tmp_path / "snaps") == [path] and path.read_bytes() == picture
     # the same picture again, from another source: not an error, the first row stays
@@ -88,29 +93,41 @@ def test_store_snapshot_is_one_file_and_one_row_per_site(engine: Engine, tmp_pat
     other = store_snapshot(files, engine, site="S2", source="user:officer", data=picture)
     assert other.created
     assert files_in(tmp_path / "snaps") == [path]
-    assert rows(engine) == [("S1", sha(picture), "image/jpeg", len(picture), "gateway:GW1"),
-                            ("S2", sha(picture), "image/jpeg", len(picture), "user:officer")]
+    assert rows(engine) == [
+        ("S1", sha(picture), "image/jpeg", len(picture), "gateway:GW1"),
+        ("S2", sha(picture), "image/jpeg", len(picture), "user:officer"),
+    ]
 
 
-@pytest.mark.parametrize(("data", "expected", "code"), [
-    (b"", None, Refusal.EMPTY),
-    (jpeg(2, 64), None, Refusal.TOO_LARGE),
-    (b"GIF89a" + bytes(100), None, Refusal.UNSUPPORTED_MEDIA_TYPE),
-    (jpeg(3), sha(jpeg(4)), Refusal.HASH_MISMATCH),
-    (jpeg(3), sha(jpeg(3)).upper(), Refusal.HASH_MISMATCH),
-])
-def test_store_snapshot_refuses_and_keeps_nothing(engine: Engine, tmp_path: Path, data: bytes,
-                                                  expected: str | None, code: Refusal) -> None:
+@pytest.mark.parametrize(
+    ("data", "expected", "code"),
+    [
+        (b"", None, Refusal.EMPTY),
+        (jpeg(2, 64), None, Refusal.TOO_LARGE),
+        (b"GIF89a" + bytes(100), None, Refusal.UNSUPPORTED_MEDIA_TYPE),
+        (jpeg(3), sha(jpeg(4)), Refusal.HASH_MISMATCH),
+        (jpeg(3), sha(jpeg(3)).upper(), Refusal.HASH_MISMATCH),
+    ],
+)
+def test_store_snapshot_refuses_and_keeps_nothing(
+    engine: Engine, tmp_path: Path, data: bytes, expected: str | None, code: Refusal
+) -> None:
     with pytest.raises(SnapshotError) as refused:
-        store_snapshot(SnapshotStore(tmp_path / "snaps"), engine, site="S1", source="x",
-                       data=data, expected_sha256=expected, max_bytes=2048)
+        store_snapshot(
+            SnapshotStore(tmp_path / "snaps"),
+            engine,
+            site="S1",
+            source="x",
+            data=data,
+            expected_sha256=expected,
+            max_bytes=2048,
+        )
     assert refused.value.code is code
     assert files_in(tmp_path / "snaps") == []
     assert rows(engine) == []
 
 
-def test_store_snapshot_another_writer_first_keeps_its_row(engine: Engine, tmp_path: Path
-                                                           ) -> None:
+def test_store_snapshot_another_writer_first_keeps_its_row(engine: Engine, tmp_path: Path) -> None:
     """The row appears between our look and our insert (the API's upload and ingest at
     once): the insert fails on the key, and the other writer's row is the answer."""
     picture = jpeg(5)
@@ -122,12 +139,20 @@ def test_store_snapshot_another_writer_first_keeps_its_row(engine: Engine, tmp_p
         if statement.startswith("INSERT INTO snapshots") and not raced:
             raced.append(statement)
             with other_writer.begin() as c:
-                c.execute(insert(SnapshotRow).values(
-                    site="S1", sha256=sha(picture), media_type="image/jpeg",
-                    size=len(picture), source="user:first", created_at=1))
+                c.execute(
+                    insert(SnapshotRow).values(
+                        site="S1",
+                        sha256=sha(picture),
+                        media_type="image/jpeg",
+                        size=len(picture),
+                        source="user:first",
+                        created_at=1,
+                    )
+                )
 
-    stored = store_snapshot(SnapshotStore(tmp_path / "snaps"), engine, site="S1",
-                            source="gateway:GW1", data=picture)
+    stored = store_snapshot(
+        SnapshotStore(tmp_path / "snaps"), engine, site="S1", source="gateway:GW1", data=picture
+    )
     assert raced
     assert not stored.created and (stored.source, stored.created_at) == ("user:first", 1)
     assert rows(engine) == [("S1", sha(picture), "image/jpeg", len(picture), "user:first")]
@@ -141,8 +166,9 @@ def test_store_snapshot_from_threads_at_once(engine: Engine, tmp_path: Path) -> 
 
     def upload(n: int) -> None:
         start.wait()
-        created.append(store_snapshot(files, engine, site="S1", source=f"user:u{n}",
-                                      data=picture).created)
+        created.append(
+            store_snapshot(files, engine, site="S1", source=f"user:u{n}", data=picture).created
+        )
 
     threads = [threading.Thread(target=upload, args=(n,)) for n in range(8)]
     for t in threads:
@@ -164,8 +190,12 @@ def test_ingest_snapshot_settings_default_to_the_apis() -> None:
 
 def mosquitto_pub(server: MosquittoServer, topic: str, payload: bytes) -> None:
     body = ["-n"] if not payload else ["-s"]  # -n: a zero-length message
-    subprocess.run(["mosquitto_pub", "-h", server.host, "-p", str(server.port), "-q", "1",
-                    "-t", topic, *body], input=payload, check=True, timeout=10)
+    subprocess.run(
+        ["mosquitto_pub", "-h", server.host, "-p", str(server.port), "-q", "1", "-t", topic, *body],
+        input=payload,
+        check=True,
+        timeout=10,
+    )
 
 
 def sample(ingest: Ingest, name: str, **labels: str) -> float | None:
@@ -174,8 +204,12 @@ def sample(ingest: Ingest, name: str, **labels: str) -> float | None:
 
 @pytest.mark.integration
 async def test_snapshot_is_stored_under_its_hash_and_served_by_the_api(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    influxdb: InfluxServer, prefix: str, unique: str, tmp_path: Path,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    influxdb: InfluxServer,
+    prefix: str,
+    unique: str,
+    tmp_path: Path,
 ) -> None:
     snaps = tmp_path / "snapshots"
     running = await start_ingest(snapshots_dir=snaps)
@@ -201,20 +235,35 @@ async def test_snapshot_is_stored_under_its_hash_and_served_by_the_api(
     # the API, on the same folder and database, serves it to whoever may see site S1
     # (ingest kept it before S1 was registered: it keeps a snapshot whatever its site;
     # the API answers for registered sites only)
-    app = create_app(ApiSettings(environment="development",
-                                 influx=InfluxSettings(url=influxdb.url, database=unique),
-                                 database_url=running.settings.database_url,
-                                 snapshots_dir=snaps))
+    app = create_app(
+        ApiSettings(
+            environment="development",
+            influx=InfluxSettings(url=influxdb.url, database=unique),
+            database_url=running.settings.database_url,
+            snapshots_dir=snaps,
+        )
+    )
     async with app.router.lifespan_context(app):
         with app.state.sitewatch.sessions() as s:
             _, key = add_api_key(s, "test", "viewer")
-            s.add(SiteRow(id="S1", name="Site S1", county="C", town="T",
-                          project_type="building", latitude=34.8, longitude=114.8,
-                          created_at=0))
+            s.add(
+                SiteRow(
+                    id="S1",
+                    name="Site S1",
+                    county="C",
+                    town="T",
+                    project_type="building",
+                    latitude=34.8,
+                    longitude=114.8,
+                    created_at=0,
+                )
+            )
             s.commit()
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://api",
-                                     headers={"X-API-Key": key}) as api:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api",
+            headers={"X-API-Key": key},
+        ) as api:
             r = await api.get(f"/sites/S1/snapshots/{sha(picture)}")
             assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
             assert r.content == picture
@@ -223,8 +272,10 @@ async def test_snapshot_is_stored_under_its_hash_and_served_by_the_api(
 
 @pytest.mark.integration
 async def test_bad_snapshots_are_dead_lettered_counted_and_acknowledged(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, tmp_path: Path,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    tmp_path: Path,
 ) -> None:
     snaps = tmp_path / "snapshots"
     limit = 64 * 1024
@@ -250,8 +301,10 @@ async def test_bad_snapshots_are_dead_lettered_counted_and_acknowledged(
     # ingest goes on: the good snapshot after them is stored, and every bad one is kept
     # with its reason and counted
     await wait_for(lambda: service.stats.snapshots_stored == 1, what="good snapshot stored")
-    await wait_for(lambda: service.stats.items_rejected == len(bad),
-                   what=lambda: f"rejections counted: {service.stats.rejected}")
+    await wait_for(
+        lambda: service.stats.items_rejected == len(bad),
+        what=lambda: f"rejections counted: {service.stats.rejected}",
+    )
     assert files_in(snaps) == [snaps / sha(good)[:2] / f"{sha(good)}.jpg"]
     store = DeadLetterStore(running.settings.database_url)
     kept = {r.topic: r for r in store.recent(100)}
@@ -259,7 +312,7 @@ async def test_bad_snapshots_are_dead_lettered_counted_and_acknowledged(
     for reason, topic, payload in bad:
         row = kept[topic]
         assert (row.reason, row.site, row.gateway, row.batch) == (reason, "S1", "GW1", None)
-        assert row.detail and row.payload == payload[:64 * 1024]
+        assert row.detail and row.payload == payload[: 64 * 1024]
         assert service.stats.rejected[reason] == 1
         assert sample(service, "sitewatch_ingest_dead_letters_total", reason=reason) == 1
     assert len(kept[bad[3][1]].payload) == 64 * 1024  # the too-large one, cut

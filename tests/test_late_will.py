@@ -19,8 +19,7 @@ STATUS_MS = int(PublishSettings().status_interval_s * 1000)
 
 def engine() -> AlertEngine:
     counter = itertools.count(1)
-    return AlertEngine(RuleBook(load_profiles(), []), hold_s=10,
-                       new_id=lambda: f"A{next(counter)}")
+    return AlertEngine(RuleBook(load_profiles(), []), hold_s=10, new_id=lambda: f"A{next(counter)}")
 
 
 def ticks(e: AlertEngine, start: int, end: int) -> list[tuple[EventKind, str]]:

@@ -85,8 +85,10 @@ def unquote_string(field: str) -> str:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
-       | st.text(alphabet='\\"ab \n,=', max_size=20))
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
+    | st.text(alphabet='\\"ab \n,=', max_size=20)
+)
 def test_any_accepted_field_string_round_trips(value: str) -> None:
     try:
         quoted = quote_string(value)

@@ -7,14 +7,20 @@ from sitewatch.lineprotocol import format_line, join_lines
 
 pytestmark = pytest.mark.integration
 
-AWKWARD = ['with space', 'comma,here', 'equals=sign', 'quote"d', 'back\\slash', 'all of, =them"\\x']
+AWKWARD = ["with space", "comma,here", "equals=sign", 'quote"d', "back\\slash", 'all of, =them"\\x']
 
 
 async def test_escaped_names_and_values_round_trip(influx_client: InfluxClient) -> None:
     lines = []
     for i, text in enumerate(AWKWARD):
-        lines.append(format_line(f"m {i},x", {"tag key,=": text}, {"field key,=": text,
-                                 "n": i}, 1_700_000_000_000 + i))
+        lines.append(
+            format_line(
+                f"m {i},x",
+                {"tag key,=": text},
+                {"field key,=": text, "n": i},
+                1_700_000_000_000 + i,
+            )
+        )
     await influx_client.write(join_lines(lines))
     for i, text in enumerate(AWKWARD):
         rows = await influx_client.series(f'SELECT * FROM "m {i},x"')

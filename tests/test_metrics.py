@@ -41,8 +41,11 @@ ON = MetricsSettings(enabled=True)
 
 
 def parse(text: str) -> Samples:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 async def scrape(url: str) -> Samples:
@@ -62,8 +65,10 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 
 # -- settings --------------------------------------------------------------------------
 
-def test_metrics_block_in_every_service_settings(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_metrics_block_in_every_service_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert IngestSettings().metrics == MetricsSettings(enabled=False, host="127.0.0.1", port=0)
     monkeypatch.setenv("SITEWATCH_INGEST_METRICS__PORT", "9810")
     f = tmp_path / "ingest.yaml"
@@ -71,16 +76,23 @@ def test_metrics_block_in_every_service_settings(tmp_path: Path,
     s = load_settings(IngestSettings, f)
     assert s.metrics == MetricsSettings(enabled=True, host="0.0.0.0", port=9810)
     assert AlertSettings(metrics={"enabled": True}).metrics.enabled  # type: ignore[arg-type]
-    edge = EdgeSettings(site="S1", gateway="GW1", state_dir=tmp_path, metrics=ON,
-                        devices=[DeviceConfig(id="TC01", driver="simulated",
-                                              profile="tower_crane")])
+    edge = EdgeSettings(
+        site="S1",
+        gateway="GW1",
+        state_dir=tmp_path,
+        metrics=ON,
+        devices=[DeviceConfig(id="TC01", driver="simulated", profile="tower_crane")],
+    )
     assert edge.metrics.enabled
 
 
-@pytest.mark.parametrize("text, message", [
-    ("metrics: {enable: true}\n", "key metrics.enable: Extra inputs are not permitted"),
-    ("metrics: {port: 70000}\n", "key metrics.port"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("metrics: {enable: true}\n", "key metrics.enable: Extra inputs are not permitted"),
+        ("metrics: {port: 70000}\n", "key metrics.port"),
+    ],
+)
 def test_bad_metrics_keys_are_named(tmp_path: Path, text: str, message: str) -> None:
     f = tmp_path / "ingest.yaml"
     f.write_text(text)
@@ -89,6 +101,7 @@ def test_bad_metrics_keys_are_named(tmp_path: Path, text: str, message: str) -> 
 
 
 # -- the endpoint ----------------------------------------------------------------------
+
 
 class Fixed:
     def __init__(self, n: float) -> None:
@@ -138,13 +151,15 @@ async def test_endpoint_disabled_or_port_taken() -> None:
     async with serve_metrics(ON, new_registry("a"), service="a") as first:
         assert first is not None
         taken = MetricsSettings(enabled=True, port=first.port)
-        with pytest.raises(ConfigError, match=f"key metrics.port: b cannot serve metrics "
-                                              f"on 127.0.0.1:{first.port}"):
+        with pytest.raises(
+            ConfigError, match=f"key metrics.port: b cannot serve metrics on 127.0.0.1:{first.port}"
+        ):
             async with serve_metrics(taken, new_registry("b"), service="b"):
                 pass
 
 
 # -- collectors on the services' own counters (no server) -------------------------------
+
 
 async def test_ingest_collector_reads_ingest_stats(tmp_path: Path) -> None:
     ingest = Ingest(IngestSettings(database_url=f"sqlite:///{tmp_path / 'dl.db'}"))
@@ -171,11 +186,21 @@ async def test_ingest_collector_reads_ingest_stats(tmp_path: Path) -> None:
 
 
 async def test_alert_collector_reads_the_engine(tmp_path: Path) -> None:
-    service = AlertService(AlertSettings(database_url=f"sqlite:///{tmp_path / 'a.db'}",
-                                         hold_s=60))
+    service = AlertService(AlertSettings(database_url=f"sqlite:///{tmp_path / 'a.db'}", hold_s=60))
     t = now_ms()
-    payload = batch(1, *[{"device": "TC9", "profile": "tower_crane", "ts": t - 3000 + i,
-                          "seq": i, "values": {"load_pct": 120.0}} for i in range(1, 4)])
+    payload = batch(
+        1,
+        *[
+            {
+                "device": "TC9",
+                "profile": "tower_crane",
+                "ts": t - 3000 + i,
+                "seq": i,
+                "values": {"load_pct": 120.0},
+            }
+            for i in range(1, 4)
+        ],
+    )
     topic = f"{service.prefix}/S1/GW1/telemetry"
     changes = service.handle(topic, payload, t)
     service.handle(topic, payload, t)  # delivered again: duplicates
@@ -200,10 +225,16 @@ async def test_alert_collector_reads_the_engine(tmp_path: Path) -> None:
 
 
 def agent(tmp_path: Path, **spool: Any) -> Agent:
-    return Agent(EdgeSettings(
-        site="S1", gateway="GW1", state_dir=tmp_path,
-        publish=PublishSettings(max_batch_items=3), spool=SpoolSettings(**spool),
-        devices=[DeviceConfig(id="TC01", driver="simulated", profile="tower_crane")]))
+    return Agent(
+        EdgeSettings(
+            site="S1",
+            gateway="GW1",
+            state_dir=tmp_path,
+            publish=PublishSettings(max_batch_items=3),
+            spool=SpoolSettings(**spool),
+            devices=[DeviceConfig(id="TC01", driver="simulated", profile="tower_crane")],
+        )
+    )
 
 
 async def test_edge_collector_reads_the_agent_and_spool(tmp_path: Path) -> None:
@@ -220,7 +251,8 @@ async def test_edge_collector_reads_the_agent_and_spool(tmp_path: Path) -> None:
     assert sample(r, "sitewatch_edge_spool_batches") == 3
     assert sample(r, "sitewatch_edge_spool_bytes") == a.spool.bytes_used > 0
     assert sample(r, "sitewatch_edge_spool_used_ratio") == pytest.approx(
-        a.spool.bytes_used / a.spool.limits.max_bytes)
+        a.spool.bytes_used / a.spool.limits.max_bytes
+    )
     assert 0 <= (sample(r, "sitewatch_edge_spool_oldest_age_seconds") or -1) < 60
     assert sample(r, "sitewatch_edge_spool_dropped_readings") == 0
     assert sample(r, "sitewatch_edge_broker_connected") == 0
@@ -231,8 +263,10 @@ async def test_edge_collector_reads_the_agent_and_spool(tmp_path: Path) -> None:
 
 async def test_edge_dropped_readings_are_exported(tmp_path: Path) -> None:
     a = agent(tmp_path, max_bytes=64 * 1024, policy="refuse_newest")
-    accepted = sum(a.emit("TC01", "tower_crane", {"operator": "x" * 60, "load_t": 1.0},
-                          1_000 + i) for i in range(2000))
+    accepted = sum(
+        a.emit("TC01", "tower_crane", {"operator": "x" * 60, "load_t": 1.0}, 1_000 + i)
+        for i in range(2000)
+    )
     await a.flush()
     assert sample(a.registry, "sitewatch_edge_spool_dropped_readings") == 2000 - accepted > 0
     assert sample(a.registry, "sitewatch_edge_readings_taken_total") == accepted
@@ -240,6 +274,7 @@ async def test_edge_dropped_readings_are_exported(tmp_path: Path) -> None:
 
 
 # -- the API -----------------------------------------------------------------------------
+
 
 async def test_api_requests_counted_by_route_template() -> None:
     app = FastAPI()
@@ -249,8 +284,9 @@ async def test_api_requests_counted_by_route_template() -> None:
     async def latest(site: str) -> dict[str, str]:
         return {"site": site}
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://api") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api"
+    ) as client:
         for site in ("S1", "S2", "S3"):
             assert (await client.get(f"/sites/{site}/latest")).status_code == 200
         assert (await client.get("/no/such/path")).status_code == 404
@@ -262,26 +298,41 @@ async def test_api_requests_counted_by_route_template() -> None:
     assert r.status_code == 200
     got = parse(r.text)
     route = "/sites/{site}/latest"
-    assert value(got, "sitewatch_api_requests_total", method="GET", route=route,
-                 status="200") == 3
-    assert value(got, "sitewatch_api_request_duration_seconds_count", method="GET",
-                 route=route, status="200") == 3
-    assert value(got, "sitewatch_api_requests_total", method="GET", route="unmatched",
-                 status="404") == 1
-    assert value(got, "sitewatch_api_requests_total", method="POST", route=route,
-                 status="405") == 1
-    assert value(got, "sitewatch_api_requests_total", method="other", route=route,
-                 status="405") == 1
-    assert value(got, "sitewatch_api_requests_total", method="GET", route="/openapi.json",
-                 status="200") == 2
+    assert value(got, "sitewatch_api_requests_total", method="GET", route=route, status="200") == 3
+    assert (
+        value(
+            got,
+            "sitewatch_api_request_duration_seconds_count",
+            method="GET",
+            route=route,
+            status="200",
+        )
+        == 3
+    )
+    assert (
+        value(got, "sitewatch_api_requests_total", method="GET", route="unmatched", status="404")
+        == 1
+    )
+    assert value(got, "sitewatch_api_requests_total", method="POST", route=route, status="405") == 1
+    assert (
+        value(got, "sitewatch_api_requests_total", method="other", route=route, status="405") == 1
+    )
+    assert (
+        value(
+            got, "sitewatch_api_requests_total", method="GET", route="/openapi.json", status="200"
+        )
+        == 2
+    )
     assert not any("S1" in str(labels) for _, labels in got)  # never a raw path
 
 
 # -- real services, scraped over HTTP ------------------------------------------------------
 
+
 @pytest.mark.integration
 async def test_ingest_metrics_count_what_was_published(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
     prefix: str,
 ) -> None:
     running = await start_ingest(metrics=ON)
@@ -292,12 +343,17 @@ async def test_ingest_metrics_count_what_was_published(
     assert value(before, "sitewatch_ingest_readings_stored_total") == 0
     good = [item(1), item(2), item(3)]
     async with AckListener(mosquitto, prefix) as acks:
-        mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry",
-                      batch(7, good[0], *(m[1] for m in MALFORMED), good[1], good[2]))
+        mosquitto_pub(
+            mosquitto,
+            f"{prefix}/S1/GW1/telemetry",
+            batch(7, good[0], *(m[1] for m in MALFORMED), good[1], good[2]),
+        )
         mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", batch(8, item(4), item(5)))
         mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", b'{"v":1,"batch":9, broken')
-        await wait_for(lambda: acks.for_batch(7) and acks.for_batch(8) and acks.for_batch(9),
-                       what="acks of batches 7, 8 and 9")
+        await wait_for(
+            lambda: acks.for_batch(7) and acks.for_batch(8) and acks.for_batch(9),
+            what="acks of batches 7, 8 and 9",
+        )
     got = await scrape(url)
     assert value(got, "sitewatch_ingest_messages_total") == 3
     assert value(got, "sitewatch_ingest_readings_received_total") == 3 + len(MALFORMED) + 2
@@ -307,8 +363,9 @@ async def test_ingest_metrics_count_what_was_published(
     for reason, _ in MALFORMED:
         want[reason] = want.get(reason, 0) + 1
     for reason in Reason:
-        assert value(got, "sitewatch_ingest_dead_letters_total",
-                     reason=reason.value) == want.get(reason.value, 0), reason
+        assert value(got, "sitewatch_ingest_dead_letters_total", reason=reason.value) == want.get(
+            reason.value, 0
+        ), reason
     assert (value(got, "sitewatch_ingest_influx_writes_total") or 0) >= 1
     assert (value(got, "sitewatch_ingest_influx_write_duration_seconds_count") or 0) >= 1
     assert 0 < (value(got, "sitewatch_ingest_influx_last_write_duration_seconds") or 0) < 30
@@ -321,18 +378,27 @@ async def test_ingest_metrics_count_what_was_published(
 
 @pytest.mark.integration
 async def test_edge_agent_metrics_follow_its_readings_to_ingest(
-    start_ingest: Callable[..., Awaitable[RunningIngest]], mosquitto: MosquittoServer,
-    prefix: str, tmp_path: Path, agent_factory: Callable[[EdgeSettings], RunningAgent],
+    start_ingest: Callable[..., Awaitable[RunningIngest]],
+    mosquitto: MosquittoServer,
+    prefix: str,
+    tmp_path: Path,
+    agent_factory: Callable[[EdgeSettings], RunningAgent],
 ) -> None:
     ingest = await start_ingest(metrics=ON)
     assert ingest.service is not None and ingest.service.metrics_endpoint is not None
-    settings = edge_settings(mosquitto, prefix, tmp_path / "edge").model_copy(update={
-        "metrics": ON, "devices": [DeviceConfig(id="TC01", driver="simulated",
-                                                profile="tower_crane", interval_s=0.02)]})
+    settings = edge_settings(mosquitto, prefix, tmp_path / "edge").model_copy(
+        update={
+            "metrics": ON,
+            "devices": [
+                DeviceConfig(id="TC01", driver="simulated", profile="tower_crane", interval_s=0.02)
+            ],
+        }
+    )
     running = agent_factory(settings)
     a = running.agent
-    await wait_for(lambda: a.metrics_endpoint is not None and a.connected.is_set(),
-                   what="agent connected")
+    await wait_for(
+        lambda: a.metrics_endpoint is not None and a.connected.is_set(), what="agent connected"
+    )
     assert a.metrics_endpoint is not None
     url = a.metrics_endpoint.url
 
@@ -361,8 +427,11 @@ async def test_edge_agent_metrics_follow_its_readings_to_ingest(
     async def stored() -> float:
         return value(await scrape(ingest_url), "sitewatch_ingest_readings_stored_total") or 0
 
-    await wait_for(lambda: _equals(stored, sent), timeout=15,
-                   what=f"ingest's stored count reaching the {sent} items the agent sent")
+    await wait_for(
+        lambda: _equals(stored, sent),
+        timeout=15,
+        what=f"ingest's stored count reaching the {sent} items the agent sent",
+    )
 
 
 async def _at_least(read: Callable[[], Awaitable[float]], n: float) -> bool:
@@ -375,24 +444,38 @@ async def _equals(read: Callable[[], Awaitable[float]], n: float | None) -> bool
 
 @pytest.mark.integration
 async def test_alert_service_metrics(
-    start_alerts: Callable[..., Awaitable[RunningAlerts]], mosquitto: MosquittoServer,
+    start_alerts: Callable[..., Awaitable[RunningAlerts]],
+    mosquitto: MosquittoServer,
     prefix: str,
 ) -> None:
     alerts = await start_alerts(hold_s=60, metrics=ON)
     assert alerts.service.metrics_endpoint is not None
     url = alerts.service.metrics_endpoint.url
     t = now_ms()
-    payload = batch(11, *[{"device": "TC9", "profile": "tower_crane", "ts": t - 3000 + i,
-                           "seq": i, "values": {"load_pct": 120.0}} for i in range(1, 4)])
+    payload = batch(
+        11,
+        *[
+            {
+                "device": "TC9",
+                "profile": "tower_crane",
+                "ts": t - 3000 + i,
+                "seq": i,
+                "values": {"load_pct": 120.0},
+            }
+            for i in range(1, 4)
+        ],
+    )
     for _ in range(2):
         mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", payload)
     mosquitto_pub(mosquitto, f"{prefix}/S1/GW1/telemetry", b"not json")
 
     async def delivered() -> bool:
         got = await scrape(url)
-        return (value(got, "sitewatch_alerts_deliveries_total", output="mqtt") == 1
-                and value(got, "sitewatch_alerts_outbox_backlog", output="mqtt") == 0
-                and value(got, "sitewatch_alerts_readings_duplicate_total") == 3)
+        return (
+            value(got, "sitewatch_alerts_deliveries_total", output="mqtt") == 1
+            and value(got, "sitewatch_alerts_outbox_backlog", output="mqtt") == 0
+            and value(got, "sitewatch_alerts_readings_duplicate_total") == 3
+        )
 
     await wait_for(delivered, timeout=15, what="the raised alert delivered on MQTT")
     got = await scrape(url)

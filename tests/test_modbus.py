@@ -18,17 +18,20 @@ from sitewatch.simulators.modbus_device import ModbusDevice
 PROFILES = load_profiles()
 
 
-@pytest.mark.parametrize("spec, registers, value", [
-    ({"type": "uint16", "scale": 0.01}, [325], 3.25),
-    ({"type": "int16"}, [0xFFFE], -2.0),
-    ({"type": "uint16", "byte_order": "little"}, [0x3412], 0x1234),
-    ({"type": "float32"}, [0x3FC0, 0x0000], 1.5),
-    ({"type": "float32", "word_order": "little"}, [0x0000, 0x3FC0], 1.5),
-    ({"type": "int32", "scale": 0.1}, [0xFFFF, 0xFF9C], -10.0),
-    ({"type": "uint32", "word_order": "little"}, [0x0002, 0x0001], 65538),
-    ({"type": "float64"}, [0x3FF8, 0, 0, 0], 1.5),
-    ({"type": "uint16", "scale": 0.5, "offset": -40}, [100], 10.0),
-])
+@pytest.mark.parametrize(
+    "spec, registers, value",
+    [
+        ({"type": "uint16", "scale": 0.01}, [325], 3.25),
+        ({"type": "int16"}, [0xFFFE], -2.0),
+        ({"type": "uint16", "byte_order": "little"}, [0x3412], 0x1234),
+        ({"type": "float32"}, [0x3FC0, 0x0000], 1.5),
+        ({"type": "float32", "word_order": "little"}, [0x0000, 0x3FC0], 1.5),
+        ({"type": "int32", "scale": 0.1}, [0xFFFF, 0xFF9C], -10.0),
+        ({"type": "uint32", "word_order": "little"}, [0x0002, 0x0001], 65538),
+        ({"type": "float64"}, [0x3FF8, 0, 0, 0], 1.5),
+        ({"type": "uint16", "scale": 0.5, "offset": -40}, [100], 10.0),
+    ],
+)
 def test_known_registers(spec: dict[str, object], registers: list[int], value: float) -> None:
     reg = ModbusRegister(address=0, **spec)  # type: ignore[arg-type]
     assert decode(registers, reg) == pytest.approx(value)
@@ -36,8 +39,10 @@ def test_known_registers(spec: dict[str, object], registers: list[int], value: f
 
 
 def test_spans_group_registers() -> None:
-    regs = {n: ModbusRegister(address=a, type=t)  # type: ignore[arg-type]
-            for n, a, t in [("a", 0, "uint16"), ("b", 1, "float32"), ("c", 200, "uint16")]}
+    regs = {
+        n: ModbusRegister(address=a, type=t)  # type: ignore[arg-type]
+        for n, a, t in [("a", 0, "uint16"), ("b", 1, "float32"), ("c", 200, "uint16")]
+    }
     assert spans(regs) == [(0, 3), (200, 1)]
     assert spans(regs, max_count=2) == [(0, 2), (2, 1), (200, 1)]
 
@@ -46,6 +51,7 @@ def test_register_map_must_name_numeric_fields() -> None:
     from pydantic import ValidationError
 
     from sitewatch.profiles.model import Profile
+
     base = PROFILES["tower_crane"].model_dump(by_alias=True, exclude_none=True)
     base["modbus"] = {"registers": {"operator": {"address": 0}}}
     with pytest.raises(ValidationError, match=r"modbus\.registers\.operator"):
@@ -66,8 +72,7 @@ async def crane_device() -> AsyncIterator[tuple[ModbusDevice, int]]:
 
 
 def driver(port: int, profile: str = "tower_crane", **opts: object) -> ModbusTcpDriver:
-    options = ModbusOptions(host="127.0.0.1", port=port, unit=3, timeout_s=1,
-                            **opts)  # type: ignore[arg-type]
+    options = ModbusOptions(host="127.0.0.1", port=port, unit=3, timeout_s=1, **opts)  # type: ignore[arg-type]
     return ModbusTcpDriver("TC01", PROFILES[profile], 1.0, options)
 
 
@@ -80,9 +85,18 @@ async def test_driver_reads_known_registers_from_pymodbus_server(
     d = driver(port)
     values = await d.read()
     assert values is not None
-    assert values == pytest.approx({"load_t": 3.25, "load_pct": 71.2, "moment_pct": 69.5,
-                                    "radius_m": 24.5, "height_m": -2.0, "slew_deg": 180.0,
-                                    "wind_ms": 6.12, "tilt_permille": 0.8})
+    assert values == pytest.approx(
+        {
+            "load_t": 3.25,
+            "load_pct": 71.2,
+            "moment_pct": 69.5,
+            "radius_m": 24.5,
+            "height_m": -2.0,
+            "slew_deg": 180.0,
+            "wind_ms": 6.12,
+            "tilt_permille": 0.8,
+        }
+    )
     d.client.close()
 
 
@@ -90,8 +104,16 @@ async def test_driver_reads_what_the_simulator_plays(
     crane_device: tuple[ModbusDevice, int],
 ) -> None:
     device, port = crane_device
-    played = {"load_t": 4.5, "load_pct": 56.3, "moment_pct": 61.3, "radius_m": 30.0,
-              "height_m": 41.2, "slew_deg": 90.5, "wind_ms": 7.25, "tilt_permille": 1.25}
+    played = {
+        "load_t": 4.5,
+        "load_pct": 56.3,
+        "moment_pct": 61.3,
+        "radius_m": 30.0,
+        "height_m": 41.2,
+        "slew_deg": 90.5,
+        "wind_ms": 7.25,
+        "tilt_permille": 1.25,
+    }
     await device.load(played)
     d = driver(port)
     assert await d.read() == pytest.approx(played, abs=0.006)
@@ -121,12 +143,23 @@ async def test_input_registers_of_a_pit_logger() -> None:
     task = asyncio.create_task(device.run(live=False))
     await wait_listening(port, server=task, what="the Modbus device")
     try:
-        await device.load({"displacement_mm": 12.5, "settlement_mm": -3.25, "strut_force_pct": 44.0,
-                     "groundwater_mm": -150.3})
+        await device.load(
+            {
+                "displacement_mm": 12.5,
+                "settlement_mm": -3.25,
+                "strut_force_pct": 44.0,
+                "groundwater_mm": -150.3,
+            }
+        )
         d = driver(port, "foundation_pit")
-        assert await d.read() == pytest.approx({"displacement_mm": 12.5, "settlement_mm": -3.25,
-                                                "strut_force_pct": 44.0,
-                                                "groundwater_mm": -150.3})
+        assert await d.read() == pytest.approx(
+            {
+                "displacement_mm": 12.5,
+                "settlement_mm": -3.25,
+                "strut_force_pct": 44.0,
+                "groundwater_mm": -150.3,
+            }
+        )
         d.client.close()
     finally:
         task.cancel()
@@ -137,5 +170,9 @@ def test_driver_options_are_checked() -> None:
     with pytest.raises(ValueError, match="no modbus register map"):
         ModbusTcpDriver("E", PROFILES["environment"], 1, ModbusOptions(host="x"))
     with pytest.raises(ValueError, match=r"registers\.nope"):
-        ModbusTcpDriver("T", PROFILES["tower_crane"], 1, ModbusOptions(
-            host="x", registers={"nope": ModbusRegister(address=0)}))
+        ModbusTcpDriver(
+            "T",
+            PROFILES["tower_crane"],
+            1,
+            ModbusOptions(host="x", registers={"nope": ModbusRegister(address=0)}),
+        )

@@ -76,7 +76,9 @@ def server() -> Iterator[Recorder]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            rec.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            rec.requests.append(
+                Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            )
             time.sleep(rec.delay_s)
             status, reply = rec.replies.pop(0) if rec.replies else OK
             self.send_response(status)
@@ -134,8 +136,13 @@ def make_event(**changes: Any) -> AlertEvent:
 
 
 async def test_webhook_posts_the_event_signed(server: Recorder, client: httpx.AsyncClient) -> None:
-    config = WebhookConfig(kind="webhook", name="ops", url=server.url("/in?x=1"),
-                           secret="s3cret", headers={"Authorization": "Bearer t"})
+    config = WebhookConfig(
+        kind="webhook",
+        name="ops",
+        url=server.url("/in?x=1"),
+        secret="s3cret",
+        headers={"Authorization": "Bearer t"},
+    )
     event = make_event(ack_comment="已通知司机")
     await WebhookNotifier(config).send(event, client)
 
@@ -149,7 +156,9 @@ async def test_webhook_posts_the_event_signed(server: Recorder, client: httpx.As
     assert req.headers["x-sitewatch-signature"] == f"sha256={expected}"
 
 
-async def test_webhook_without_secret_is_unsigned(server: Recorder, client: httpx.AsyncClient) -> None:
+async def test_webhook_without_secret_is_unsigned(
+    server: Recorder, client: httpx.AsyncClient
+) -> None:
     config = WebhookConfig(kind="webhook", name="ops", url=server.url())
     await WebhookNotifier(config).send(make_event(event=EventKind.RESOLVED), client)
     (req,) = server.requests
@@ -171,29 +180,43 @@ async def test_wecom_sends_markdown(server: Recorder, client: httpx.AsyncClient)
     assert payload["markdown"]["content"] == render_markdown(make_event())[1]
 
 
-async def test_wecom_mentions_by_mobile_in_a_text_message(server: Recorder, client: httpx.AsyncClient) -> None:
-    config = WeComConfig(kind="wecom", name="site", url=server.url(),
-                         mentioned_mobile_list=("13800001111", "13800002222"))
+async def test_wecom_mentions_by_mobile_in_a_text_message(
+    server: Recorder, client: httpx.AsyncClient
+) -> None:
+    config = WeComConfig(
+        kind="wecom",
+        name="site",
+        url=server.url(),
+        mentioned_mobile_list=("13800001111", "13800002222"),
+    )
     await WeComNotifier(config).send(make_event(), client)
     markdown, text = (r.json() for r in server.requests)
     assert markdown["msgtype"] == "markdown"
     assert text == {
         "msgtype": "text",
-        "text": {"content": render_markdown(make_event())[0],
-                 "mentioned_mobile_list": ["13800001111", "13800002222"]},
+        "text": {
+            "content": render_markdown(make_event())[0],
+            "mentioned_mobile_list": ["13800001111", "13800002222"],
+        },
     }
 
 
-async def test_wecom_failed_mention_is_a_failure(server: Recorder, client: httpx.AsyncClient) -> None:
+async def test_wecom_failed_mention_is_a_failure(
+    server: Recorder, client: httpx.AsyncClient
+) -> None:
     server.replies = [OK, (200, b'{"errcode":45009,"errmsg":"api freq out of limit"}')]
-    config = WeComConfig(kind="wecom", name="site", url=server.url(), mentioned_mobile_list=("138",))
+    config = WeComConfig(
+        kind="wecom", name="site", url=server.url(), mentioned_mobile_list=("138",)
+    )
     with pytest.raises(DeliveryError) as exc:
         await WeComNotifier(config).send(make_event(), client)
     assert exc.value.retryable
     assert len(server.requests) == 2
 
 
-async def test_wecom_markdown_is_cut_to_4096_bytes(server: Recorder, client: httpx.AsyncClient) -> None:
+async def test_wecom_markdown_is_cut_to_4096_bytes(
+    server: Recorder, client: httpx.AsyncClient
+) -> None:
     config = WeComConfig(kind="wecom", name="site", url=server.url())
     await WeComNotifier(config).send(make_event(device="塔吊" * 1500), client)
     content = server.requests[0].json()["markdown"]["content"]
@@ -201,7 +224,9 @@ async def test_wecom_markdown_is_cut_to_4096_bytes(server: Recorder, client: htt
     assert content.endswith("…") and "塔吊塔吊" in content
 
 
-async def test_times_are_in_the_sites_local_time(server: Recorder, client: httpx.AsyncClient) -> None:
+async def test_times_are_in_the_sites_local_time(
+    server: Recorder, client: httpx.AsyncClient
+) -> None:
     config = WeComConfig(kind="wecom", name="site", url=server.url())
     offsets = {"SITE01": 5.5}
     notifier = build_notifier(config, site_utc_offset_h=lambda site: offsets.get(site, 8.0))
@@ -215,9 +240,16 @@ async def test_times_are_in_the_sites_local_time(server: Recorder, client: httpx
 # --- DingTalk ---------------------------------------------------------------------------
 
 
-async def test_dingtalk_signed_markdown_with_mentions(server: Recorder, client: httpx.AsyncClient) -> None:
-    config = DingTalkConfig(kind="dingtalk", name="county", url=server.url("/robot/send?access_token=T"),
-                            secret="SECabc+/=", at_mobiles=("13800001111",))
+async def test_dingtalk_signed_markdown_with_mentions(
+    server: Recorder, client: httpx.AsyncClient
+) -> None:
+    config = DingTalkConfig(
+        kind="dingtalk",
+        name="county",
+        url=server.url("/robot/send?access_token=T"),
+        secret="SECabc+/=",
+        at_mobiles=("13800001111",),
+    )
     before = time.time() * 1000
     await DingTalkNotifier(config).send(make_event(), client)
     (req,) = server.requests
@@ -237,8 +269,12 @@ async def test_dingtalk_signed_markdown_with_mentions(server: Recorder, client: 
     }
 
 
-async def test_dingtalk_without_secret_keeps_the_url(server: Recorder, client: httpx.AsyncClient) -> None:
-    config = DingTalkConfig(kind="dingtalk", name="site", url=server.url("/robot/send?access_token=T"))
+async def test_dingtalk_without_secret_keeps_the_url(
+    server: Recorder, client: httpx.AsyncClient
+) -> None:
+    config = DingTalkConfig(
+        kind="dingtalk", name="site", url=server.url("/robot/send?access_token=T")
+    )
     await DingTalkNotifier(config).send(make_event(), client)
     (req,) = server.requests
     assert req.query == {"access_token": ["T"]}
@@ -246,7 +282,9 @@ async def test_dingtalk_without_secret_keeps_the_url(server: Recorder, client: h
 
 
 async def test_dingtalk_cut_keeps_the_mentions(server: Recorder, client: httpx.AsyncClient) -> None:
-    config = DingTalkConfig(kind="dingtalk", name="site", url=server.url(), at_mobiles=("13800001111",))
+    config = DingTalkConfig(
+        kind="dingtalk", name="site", url=server.url(), at_mobiles=("13800001111",)
+    )
     await DingTalkNotifier(config).send(make_event(device="塔吊" * 1500), client)
     text = server.requests[0].json()["markdown"]["text"]
     assert len(text.encode()) <= 4096
@@ -257,22 +295,29 @@ async def test_dingtalk_cut_keeps_the_mentions(server: Recorder, client: httpx.A
 
 
 def notifier_for(kind: str, url: str) -> Any:
-    return build_notifier(TypeAdapter(NotifierConfig).validate_python(
-        {"kind": kind, "name": kind, "url": url, "timeout_s": 0.5}))
+    return build_notifier(
+        TypeAdapter(NotifierConfig).validate_python(
+            {"kind": kind, "name": kind, "url": url, "timeout_s": 0.5}
+        )
+    )
 
 
-@pytest.mark.parametrize(("kind", "reply", "retryable"), [
-    ("wecom", b'{"errcode":45009,"errmsg":"api freq out of limit"}', True),
-    ("wecom", b'{"errcode":93000,"errmsg":"invalid webhook url"}', False),
-    ("wecom", b'{"errcode":40058,"errmsg":"markdown.content exceed max length 4096"}', False),
-    ("wecom", b'{"errcode":-1,"errmsg":"system busy"}', True),
-    ("wecom", b"<html>proxy</html>", True),
-    ("dingtalk", b'{"errcode":130101,"errmsg":"send too fast"}', True),
-    ("dingtalk", b'{"errcode":310000,"errmsg":"sign not match"}', False),
-    ("dingtalk", b'{"errcode":300001,"errmsg":"token is not exist"}', False),
-])
-async def test_errcodes(server: Recorder, client: httpx.AsyncClient,
-                        kind: str, reply: bytes, retryable: bool) -> None:
+@pytest.mark.parametrize(
+    ("kind", "reply", "retryable"),
+    [
+        ("wecom", b'{"errcode":45009,"errmsg":"api freq out of limit"}', True),
+        ("wecom", b'{"errcode":93000,"errmsg":"invalid webhook url"}', False),
+        ("wecom", b'{"errcode":40058,"errmsg":"markdown.content exceed max length 4096"}', False),
+        ("wecom", b'{"errcode":-1,"errmsg":"system busy"}', True),
+        ("wecom", b"<html>proxy</html>", True),
+        ("dingtalk", b'{"errcode":130101,"errmsg":"send too fast"}', True),
+        ("dingtalk", b'{"errcode":310000,"errmsg":"sign not match"}', False),
+        ("dingtalk", b'{"errcode":300001,"errmsg":"token is not exist"}', False),
+    ],
+)
+async def test_errcodes(
+    server: Recorder, client: httpx.AsyncClient, kind: str, reply: bytes, retryable: bool
+) -> None:
     server.replies = [(200, reply)]
     with pytest.raises(DeliveryError) as exc:
         await notifier_for(kind, server.url("/send?key=SECRETKEY")).send(make_event(), client)
@@ -282,11 +327,20 @@ async def test_errcodes(server: Recorder, client: httpx.AsyncClient,
 
 
 @pytest.mark.parametrize("kind", sorted(NOTIFIERS))
-@pytest.mark.parametrize(("status", "retryable"), [
-    (500, True), (503, True), (429, True), (408, True), (400, False), (404, False),
-])
-async def test_http_status(server: Recorder, client: httpx.AsyncClient,
-                           kind: str, status: int, retryable: bool) -> None:
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (500, True),
+        (503, True),
+        (429, True),
+        (408, True),
+        (400, False),
+        (404, False),
+    ],
+)
+async def test_http_status(
+    server: Recorder, client: httpx.AsyncClient, kind: str, status: int, retryable: bool
+) -> None:
     server.replies = [(status, b'{"error":"nope"}')]
     with pytest.raises(DeliveryError) as exc:
         await notifier_for(kind, server.url()).send(make_event(), client)
@@ -315,23 +369,28 @@ async def test_timeout_is_retryable(server: Recorder, client: httpx.AsyncClient)
 # --- filters ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("config", "event", "wanted"), [
-    ({}, {}, True),
-    ({}, {"severity": "warning"}, True),
-    ({"min_severity": "alarm"}, {"severity": "warning"}, False),
-    ({"min_severity": "alarm"}, {"severity": "alarm"}, True),
-    ({"levels": ["county"]}, {"level": Level.SITE}, False),
-    ({"levels": ["county"]}, {"level": Level.COUNTY, "event": EventKind.ESCALATED}, True),
-    ({}, {"event": EventKind.ACKNOWLEDGED}, False),
-    ({}, {"event": EventKind.CLEARED}, False),
-    ({}, {"event": EventKind.LATE, "late": True}, True),
-    ({"events": ["acknowledged"]}, {"event": EventKind.ACKNOWLEDGED}, True),
-    ({"events": ["acknowledged"]}, {"event": EventKind.RAISED}, False),
-    ({"sites": ["SITE01", "SITE02"]}, {"site": "SITE02"}, True),
-    ({"sites": ["SITE01"]}, {"site": "SITE09"}, False),
-])
+@pytest.mark.parametrize(
+    ("config", "event", "wanted"),
+    [
+        ({}, {}, True),
+        ({}, {"severity": "warning"}, True),
+        ({"min_severity": "alarm"}, {"severity": "warning"}, False),
+        ({"min_severity": "alarm"}, {"severity": "alarm"}, True),
+        ({"levels": ["county"]}, {"level": Level.SITE}, False),
+        ({"levels": ["county"]}, {"level": Level.COUNTY, "event": EventKind.ESCALATED}, True),
+        ({}, {"event": EventKind.ACKNOWLEDGED}, False),
+        ({}, {"event": EventKind.CLEARED}, False),
+        ({}, {"event": EventKind.LATE, "late": True}, True),
+        ({"events": ["acknowledged"]}, {"event": EventKind.ACKNOWLEDGED}, True),
+        ({"events": ["acknowledged"]}, {"event": EventKind.RAISED}, False),
+        ({"sites": ["SITE01", "SITE02"]}, {"site": "SITE02"}, True),
+        ({"sites": ["SITE01"]}, {"site": "SITE09"}, False),
+    ],
+)
 def test_wants(config: dict[str, Any], event: dict[str, Any], wanted: bool) -> None:
-    notifier = WeComNotifier(WeComConfig(kind="wecom", name="n", url="https://example.invalid/", **config))
+    notifier = WeComNotifier(
+        WeComConfig(kind="wecom", name="n", url="https://example.invalid/", **config)
+    )
     assert notifier.wants(make_event(**event)) is wanted
 
 
@@ -341,19 +400,41 @@ def test_wants(config: dict[str, Any], event: dict[str, Any], wanted: bool) -> N
 def test_render_markdown_is_bilingual_in_local_time() -> None:
     title, body = render_markdown(make_event())
     assert title == "【告警·新告警】SITE01 Moment overload"
-    for part in ("告警 alarm", "新告警 raised", "工地 site: SITE01", "TC01 (tower_crane)",
-                 "104.5", "限值 limit: 100", "现场 site", "2024-05-01 14:03:05 (UTC+8)",
-                 "A-SITE01-0001", "SiteWatch"):
+    for part in (
+        "告警 alarm",
+        "新告警 raised",
+        "工地 site: SITE01",
+        "TC01 (tower_crane)",
+        "104.5",
+        "限值 limit: 100",
+        "现场 site",
+        "2024-05-01 14:03:05 (UTC+8)",
+        "A-SITE01-0001",
+        "SiteWatch",
+    ):
         assert part in body
     assert "首次 raised" not in body
 
     _, body = render_markdown(
-        make_event(event=EventKind.ACKNOWLEDGED, severity="warning", level=Level.COUNTY,
-                   actor="zhang.san", ack_comment="已通知\n# 停止吊装", at=1714543385000 + 600_000),
-        utc_offset_h=5.5)
-    for part in ("预警 warning", "已确认 acknowledged", "县住建局 county", "操作人 by: zhang.san",
-                 "备注 comment: 已通知 # 停止吊装", "2024-05-01 11:43:05 (UTC+5:30)",
-                 "首次 raised: 2024-05-01 11:33:05 (UTC+5:30)"):
+        make_event(
+            event=EventKind.ACKNOWLEDGED,
+            severity="warning",
+            level=Level.COUNTY,
+            actor="zhang.san",
+            ack_comment="已通知\n# 停止吊装",
+            at=1714543385000 + 600_000,
+        ),
+        utc_offset_h=5.5,
+    )
+    for part in (
+        "预警 warning",
+        "已确认 acknowledged",
+        "县住建局 county",
+        "操作人 by: zhang.san",
+        "备注 comment: 已通知 # 停止吊装",
+        "2024-05-01 11:43:05 (UTC+5:30)",
+        "首次 raised: 2024-05-01 11:33:05 (UTC+5:30)",
+    ):
         assert part in body
 
 
@@ -378,9 +459,14 @@ def config_errors(data: dict[str, Any]) -> str:
 
 
 def test_config_errors_name_the_key() -> None:
-    base = {"kind": "wecom", "name": "site", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K"}
+    base = {
+        "kind": "wecom",
+        "name": "site",
+        "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K",
+    }
     assert "key wecom.mentioned_mobiles: Extra inputs are not permitted" in config_errors(
-        {**base, "mentioned_mobiles": ["138"]})
+        {**base, "mentioned_mobiles": ["138"]}
+    )
     assert "key wecom.url: " in config_errors({**base, "url": "ftp://qyapi.weixin.qq.com/"})
     assert "key wecom.url: " in config_errors({**base, "url": "qyapi.weixin.qq.com/send"})
     assert "key wecom.timeout_s: " in config_errors({**base, "timeout_s": 0})
@@ -393,7 +479,8 @@ def test_config_errors_name_the_key() -> None:
 def test_registry_builds_each_kind() -> None:
     for kind, cls in NOTIFIERS.items():
         config = TypeAdapter(NotifierConfig).validate_python(
-            {"kind": kind, "name": "n", "url": "https://example.invalid/"})
+            {"kind": kind, "name": "n", "url": "https://example.invalid/"}
+        )
         assert type(config) is cls.config_type
         assert type(build_notifier(config)) is cls
     with pytest.raises(TypeError, match="WebhookNotifier needs a WebhookConfig"):
@@ -401,6 +488,10 @@ def test_registry_builds_each_kind() -> None:
 
 
 def test_secrets_stay_out_of_reprs() -> None:
-    config = DingTalkConfig(kind="dingtalk", name="n", secret="SECxyz",
-                            url="https://oapi.dingtalk.com/robot/send?access_token=TOKEN")
+    config = DingTalkConfig(
+        kind="dingtalk",
+        name="n",
+        secret="SECxyz",
+        url="https://oapi.dingtalk.com/robot/send?access_token=TOKEN",
+    )
     assert "SECxyz" not in repr(config) and "TOKEN" not in repr(config)

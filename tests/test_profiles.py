@@ -15,9 +15,17 @@ from sitewatch.profiles.model import RULE_KINDS
 from sitewatch.simulators.signals import SIGNALS, signal_for
 
 PROFILES = load_profiles()
-EXPECTED = {"tower_crane", "construction_hoist", "environment", "foundation_pit",
-            "high_formwork", "electrical", "gateway", "attendance_gate",
-            "camera_status"}
+EXPECTED = {
+    "tower_crane",
+    "construction_hoist",
+    "environment",
+    "foundation_pit",
+    "high_formwork",
+    "electrical",
+    "gateway",
+    "attendance_gate",
+    "camera_status",
+}
 #: made by the alert service from gate events and camera events: not devices, no
 #: simulator of their own
 DERIVED = {"attendance_worker", "attendance_site", "camera_zone"}
@@ -30,8 +38,15 @@ def test_every_expected_profile_ships() -> None:
 
 def test_a_gateway_cannot_send_derived_readings() -> None:
     codec = contract.TelemetryCodec(PROFILES)
-    raw = msgspec.json.encode({"device": "W1", "profile": "attendance_worker", "ts": 1,
-                               "seq": 1, "values": {"unregistered": True}})
+    raw = msgspec.json.encode(
+        {
+            "device": "W1",
+            "profile": "attendance_worker",
+            "ts": 1,
+            "seq": 1,
+            "values": {"unregistered": True},
+        }
+    )
     with pytest.raises(msgspec.ValidationError):
         codec.item_decoder.decode(raw)
 
@@ -47,8 +62,7 @@ def test_derived_profiles_are_checked_like_the_others(name: str) -> None:
         assert getattr(rule, "field", None) in p.fields
         assert rule.title, rule.id  # what the alert says to people
     codec = contract.TelemetryCodec(PROFILES)
-    raw = msgspec.json.encode({"device": "D1", "profile": name, "ts": 1, "seq": 1,
-                               "values": {}})
+    raw = msgspec.json.encode({"device": "D1", "profile": name, "ts": 1, "seq": 1, "values": {}})
     with pytest.raises(msgspec.ValidationError):
         codec.item_decoder.decode(raw)
 
@@ -74,8 +88,9 @@ class TestEveryProfile:
         t = 1_763_900_000.0
         for i in range(2000):  # a day and a half of readings at varied times
             values = model.sample(t + i * 67.0)
-            raw = msgspec.json.encode({"device": "D1", "profile": name, "ts": 1, "seq": i,
-                                       "values": values})
+            raw = msgspec.json.encode(
+                {"device": "D1", "profile": name, "ts": 1, "seq": i, "values": values}
+            )
             codec.item_decoder.decode(raw)  # raises if out of range / undeclared / wrong type
 
     def test_rules_only_name_declared_fields(self, name: str) -> None:
@@ -102,34 +117,70 @@ fields:
 """
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("colour: red\n", "key colour: Extra inputs are not permitted"),
-    ("rules:\n  - {id: r, kind: threshold, field: load_pct, op: '>=', value: 90, severity: bad}\n",
-     "key rules[0].threshold.severity"),
-    ("rules:\n  - {id: r, kind: threshold, field: nope, op: '>=', value: 1, severity: alarm}\n",
-     "field 'nope' is not declared"),
-    ("rules:\n  - {id: r, kind: threshold, field: load_pct, op: '>=', value: 500, severity: alarm}\n",
-     "outside the physical range"),
-    ("rules:\n  - {id: r, kind: threshold, field: door, op: '>=', value: 1, severity: alarm}\n",
-     "use == or !="),
-    ("rules:\n  - {id: r, kind: fancy, severity: alarm}\n", "does not match any of the expected"),
-    ("rules:\n  - {id: r, kind: silent, intervals: 0, severity: alarm}\n",
-     "key rules[0].silent.intervals"),
-    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', window_s: 60, severity: alarm,"
-     " schedule: [{from: '25:00', to: '06:00', value: 1}]}\n", "must be HH:MM"),
-    ("rules:\n  - {id: r, kind: silent, intervals: 3, severity: alarm}\n"
-     "  - {id: r, kind: silent, intervals: 4, severity: alarm}\n", "duplicate rule id"),
-    ("rules:\n  - {id: r, kind: threshold, field: load_pct, op: '>', severity: alarm}\n",
-     "exactly one of 'value' or 'schedule'"),
-    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
-     " min_coverage: 1.5, severity: alarm}\n", "key rules[0].window.min_coverage"),
-    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
-     " min_coverage: -0.1, severity: alarm}\n", "key rules[0].window.min_coverage"),
-    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
-     " max_gap_s: 0, severity: alarm}\n", "key rules[0].window.max_gap_s"),
-    ("rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
-     " max_gap_s: 120, severity: alarm}\n", "max_gap_s (120.0) must not exceed window_s"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("colour: red\n", "key colour: Extra inputs are not permitted"),
+        (
+            "rules:\n  - {id: r, kind: threshold, field: load_pct, op: '>=', value: 90, severity: bad}\n",
+            "key rules[0].threshold.severity",
+        ),
+        (
+            "rules:\n  - {id: r, kind: threshold, field: nope, op: '>=', value: 1, severity: alarm}\n",
+            "field 'nope' is not declared",
+        ),
+        (
+            "rules:\n  - {id: r, kind: threshold, field: load_pct, op: '>=', value: 500, severity: alarm}\n",
+            "outside the physical range",
+        ),
+        (
+            "rules:\n  - {id: r, kind: threshold, field: door, op: '>=', value: 1, severity: alarm}\n",
+            "use == or !=",
+        ),
+        (
+            "rules:\n  - {id: r, kind: fancy, severity: alarm}\n",
+            "does not match any of the expected",
+        ),
+        (
+            "rules:\n  - {id: r, kind: silent, intervals: 0, severity: alarm}\n",
+            "key rules[0].silent.intervals",
+        ),
+        (
+            "rules:\n  - {id: r, kind: window, field: load_pct, op: '>', window_s: 60, severity: alarm,"
+            " schedule: [{from: '25:00', to: '06:00', value: 1}]}\n",
+            "must be HH:MM",
+        ),
+        (
+            "rules:\n  - {id: r, kind: silent, intervals: 3, severity: alarm}\n"
+            "  - {id: r, kind: silent, intervals: 4, severity: alarm}\n",
+            "duplicate rule id",
+        ),
+        (
+            "rules:\n  - {id: r, kind: threshold, field: load_pct, op: '>', severity: alarm}\n",
+            "exactly one of 'value' or 'schedule'",
+        ),
+        (
+            "rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
+            " min_coverage: 1.5, severity: alarm}\n",
+            "key rules[0].window.min_coverage",
+        ),
+        (
+            "rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
+            " min_coverage: -0.1, severity: alarm}\n",
+            "key rules[0].window.min_coverage",
+        ),
+        (
+            "rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
+            " max_gap_s: 0, severity: alarm}\n",
+            "key rules[0].window.max_gap_s",
+        ),
+        (
+            "rules:\n  - {id: r, kind: window, field: load_pct, op: '>', value: 1, window_s: 60,"
+            " max_gap_s: 120, severity: alarm}\n",
+            "max_gap_s (120.0) must not exceed window_s",
+        ),
+    ],
+)
 def test_bad_profile_names_file_key_and_reason(tmp_path: Path, extra: str, message: str) -> None:
     path = write(tmp_path, BASE + extra)
     with pytest.raises(ProfileError) as err:
@@ -138,12 +189,15 @@ def test_bad_profile_names_file_key_and_reason(tmp_path: Path, extra: str, messa
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("field, message", [
-    ("{type: float, min: 10, max: 1}", "min (10.0) must be below max"),
-    ("{type: float, min: .nan, max: 1}", "finite"),
-    ("{type: bool, min: 0}", "min/max only apply to numeric"),
-    ("{type: complex}", "key fields.x.type"),
-])
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        ("{type: float, min: 10, max: 1}", "min (10.0) must be below max"),
+        ("{type: float, min: .nan, max: 1}", "finite"),
+        ("{type: bool, min: 0}", "min/max only apply to numeric"),
+        ("{type: complex}", "key fields.x.type"),
+    ],
+)
 def test_impossible_field_values(tmp_path: Path, field: str, message: str) -> None:
     path = write(tmp_path, BASE.replace("door: {type: bool}", f"x: {field}"))
     with pytest.raises(ProfileError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -169,8 +223,7 @@ def test_default_dir_is_the_checkout() -> None:
 
 def test_window_rules_wait_for_their_coverage_by_default() -> None:
     """Every shipped window rule names its coverage; 0.75 unless a rule says otherwise."""
-    windows = [(p.profile, r) for p in PROFILES.values() for r in p.rules
-               if r.kind == "window"]
+    windows = [(p.profile, r) for p in PROFILES.values() for r in p.rules if r.kind == "window"]
     assert windows
     for _, r in windows:
         assert 0 < r.min_coverage <= 1

@@ -63,13 +63,16 @@ def test_threshold_sustained_for_a_duration() -> None:
 
 def test_threshold_absent_field_and_when_guard() -> None:
     ev = rule("construction_hoist", "door_open_moving")  # door open while speed > 0.05
-    v = run(ev, [
-        (at(1, 10), {"door_closed": False, "speed_ms": 0.0}),   # open but standing: fine
-        (at(1, 10, 0, 1), {"door_closed": False, "speed_ms": 0.8}),  # moving: alarm
-        (at(1, 10, 0, 2), {"door_closed": True, "speed_ms": 0.8}),
-        (at(1, 10, 0, 3), {"speed_ms": 0.8}),                   # no door field: n/a
-        (at(1, 10, 0, 4), {"door_closed": False}),              # no speed field: n/a
-    ])
+    v = run(
+        ev,
+        [
+            (at(1, 10), {"door_closed": False, "speed_ms": 0.0}),  # open but standing: fine
+            (at(1, 10, 0, 1), {"door_closed": False, "speed_ms": 0.8}),  # moving: alarm
+            (at(1, 10, 0, 2), {"door_closed": True, "speed_ms": 0.8}),
+            (at(1, 10, 0, 3), {"speed_ms": 0.8}),  # no door field: n/a
+            (at(1, 10, 0, 4), {"door_closed": False}),  # no speed field: n/a
+        ],
+    )
     assert active(v) == [False, True, False, None, None]
 
 
@@ -97,23 +100,34 @@ def test_day_and_night_limits_switch_at_22_and_06_local_time() -> None:
     assert schedule_limit(slots, at(2, 5, 59, 59), 8) == 55
     assert schedule_limit(slots, at(2, 6, 0, 0), 8) == 70
     ev = rule("environment", "noise_night_lmax")  # > 70 only at night
-    v = run(ev, [(at(1, 21, 59), {"noise_dba": 72}), (at(1, 22, 1), {"noise_dba": 72}),
-                 (at(2, 6, 0), {"noise_dba": 72})])
+    v = run(
+        ev,
+        [
+            (at(1, 21, 59), {"noise_dba": 72}),
+            (at(1, 22, 1), {"noise_dba": 72}),
+            (at(2, 6, 0), {"noise_dba": 72}),
+        ],
+    )
     assert active(v) == [None, True, None]  # no night limit by day: not applicable
 
 
 def test_window_mean_over_its_window_only() -> None:
     ev = rule("environment", "tsp_5min")  # 5-min mean > 800
-    series = [(at(1, 10, 0, 0) + i * 10_000, {"tsp": 900.0 if i < 30 else 500.0})
-              for i in range(62)]
+    series = [
+        (at(1, 10, 0, 0) + i * 10_000, {"tsp": 900.0 if i < 30 else 500.0}) for i in range(62)
+    ]
     v = run(ev, series)
     assert v[29] is not None and v[29].active  # five minutes at 900
     assert v[-1] is not None and not v[-1].active  # the 900s have left the window
     assert v[-1].value == pytest.approx(500.0)
 
 
-def leq_series(start: int, seconds: int, step_s: int = 10, dba: float = 80.0,
-               ) -> list[tuple[int, dict[str, object]]]:
+def leq_series(
+    start: int,
+    seconds: int,
+    step_s: int = 10,
+    dba: float = 80.0,
+) -> list[tuple[int, dict[str, object]]]:
     return [(start + i * step_s * 1000, {"noise_dba": dba}) for i in range(seconds // step_s)]
 
 
@@ -202,16 +216,29 @@ def test_rate_three_days_running() -> None:
     # day 4 (index 3) had 1.4: the days after it need three good days again
     verdicts = [got[first + d] for d in range(len(daily) + 1)]
     assert [None if v is None else v.active for v in verdicts] == [
-        None, None, None, True, False, False, False, True]
+        None,
+        None,
+        None,
+        True,
+        False,
+        False,
+        False,
+        True,
+    ]
 
 
 def test_cumulative_from_first_reading_and_from_a_number() -> None:
     ev = rule("gateway", "spool_drops")  # dropped > 0 since the first reading
     assert active(run(ev, [(1, {"dropped": 5}), (2, {"dropped": 5}), (3, {"dropped": 6})])) == [
-        False, False, True]
+        False,
+        False,
+        True,
+    ]
     ev = rule("foundation_pit", "groundwater_change")  # change from 0 >= 1000
     assert active(run(ev, [(1, {"groundwater_mm": 999}), (2, {"groundwater_mm": 1000})])) == [
-        False, True]
+        False,
+        True,
+    ]
 
 
 def test_count_per_local_day() -> None:

@@ -16,6 +16,7 @@ from sitewatch.settings import ConfigError, load_settings
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
+
     for var in list(os.environ):
         if var.startswith("SITEWATCH_"):
             monkeypatch.delenv(var)
@@ -34,16 +35,19 @@ def test_file_then_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (s.mqtt.host, s.mqtt.port, s.receive_maximum) == ("broker", 1999, 10)
 
 
-@pytest.mark.parametrize("text, key", [
-    ("mqtt: {prot: 1}\n", "key mqtt.prot: Extra inputs are not permitted"),
-    ("recieve_maximum: 5\n", "key recieve_maximum: Extra inputs are not permitted"),
-    ("receive_maximum: 0\n", "key receive_maximum: Input should be greater than or equal to 1"),
-    ("mqtt: {port: 70000}\n", "key mqtt.port"),
-    ("influx: {database: 'a b'}\n", "key influx.database"),
-    ("log_level: LOUD\n", "key log_level"),
-    ("- a list\n", "top level must be a mapping"),
-    ("a: [unclosed\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("mqtt: {prot: 1}\n", "key mqtt.prot: Extra inputs are not permitted"),
+        ("recieve_maximum: 5\n", "key recieve_maximum: Extra inputs are not permitted"),
+        ("receive_maximum: 0\n", "key receive_maximum: Input should be greater than or equal to 1"),
+        ("mqtt: {port: 70000}\n", "key mqtt.port"),
+        ("influx: {database: 'a b'}\n", "key influx.database"),
+        ("log_level: LOUD\n", "key log_level"),
+        ("- a list\n", "top level must be a mapping"),
+        ("a: [unclosed\n", "not valid YAML"),
+    ],
+)
 def test_bad_file_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     f = tmp_path / "ingest.yaml"
     f.write_text(text)
@@ -61,7 +65,10 @@ def test_unknown_env_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_env_value_names_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SITEWATCH_INGEST_MQTT__PORT", "abc")
-    with pytest.raises(ConfigError, match=r"key mqtt.port \(from environment variable SITEWATCH_INGEST_MQTT__PORT\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"key mqtt.port \(from environment variable SITEWATCH_INGEST_MQTT__PORT\)",
+    ):
         load_settings(IngestSettings)
 
 
@@ -90,14 +97,27 @@ def test_edge_config_loads_and_builds_drivers(tmp_path: Path) -> None:
     assert drivers[0].device_id == "TC01" and drivers[0].interval_s == 1
 
 
-@pytest.mark.parametrize("device, message", [
-    ("{id: X1, driver: telepathy, profile: tower_crane}", "devices[1] (X1).driver: unknown driver"),
-    ("{id: X1, driver: simulated, profile: submarine}", "devices[1] (X1).profile: unknown profile"),
-    ("{id: X1, driver: simulated, profile: tower_crane, options: {sead: 1}}",
-     "devices[1] (X1).options: sead: Extra inputs are not permitted"),
-    ("{id: X1, driver: simulated, profile: tower_crane, options: {scenarios: [{name: dust_spike}]}}",
-     "do not apply to profile 'tower_crane'"),
-])
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        (
+            "{id: X1, driver: telepathy, profile: tower_crane}",
+            "devices[1] (X1).driver: unknown driver",
+        ),
+        (
+            "{id: X1, driver: simulated, profile: submarine}",
+            "devices[1] (X1).profile: unknown profile",
+        ),
+        (
+            "{id: X1, driver: simulated, profile: tower_crane, options: {sead: 1}}",
+            "devices[1] (X1).options: sead: Extra inputs are not permitted",
+        ),
+        (
+            "{id: X1, driver: simulated, profile: tower_crane, options: {scenarios: [{name: dust_spike}]}}",
+            "do not apply to profile 'tower_crane'",
+        ),
+    ],
+)
 def test_edge_device_errors_name_the_device(tmp_path: Path, device: str, message: str) -> None:
     s = load_settings(EdgeSettings, edge(tmp_path, f"  - {device}\n"))
     with pytest.raises(ConfigError) as err:
@@ -105,12 +125,18 @@ def test_edge_device_errors_name_the_device(tmp_path: Path, device: str, message
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("device, message", [
-    ("{id: TC01, driver: simulated, profile: tower_crane}", "device ids must be unique"),
-    ("{id: 'T 1', driver: simulated, profile: tower_crane}", "key devices.1.id"),
-    ("{id: GW1, driver: simulated, profile: gateway}", "the gateway's own id"),
-    ("{id: X, driver: simulated, profile: tower_crane, interval_s: 0}", "key devices.1.interval_s"),
-])
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("{id: TC01, driver: simulated, profile: tower_crane}", "device ids must be unique"),
+        ("{id: 'T 1', driver: simulated, profile: tower_crane}", "key devices.1.id"),
+        ("{id: GW1, driver: simulated, profile: gateway}", "the gateway's own id"),
+        (
+            "{id: X, driver: simulated, profile: tower_crane, interval_s: 0}",
+            "key devices.1.interval_s",
+        ),
+    ],
+)
 def test_edge_schema_errors(tmp_path: Path, device: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         load_settings(EdgeSettings, edge(tmp_path, f"  - {device}\n"))

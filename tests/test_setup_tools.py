@@ -9,13 +9,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: programs the tests run by name: a subprocess call whose list starts with the program's
 #: name as a string literal, or shutil.which of it
-CALLED = re.compile(r'''(?:subprocess\.(?:run|Popen|check_call|check_output)\(\s*\[\s*|'''
-                    r'''shutil\.which\(\s*)"([A-Za-z0-9_.-]+)"''')
+CALLED = re.compile(
+    r"""(?:subprocess\.(?:run|Popen|check_call|check_output)\(\s*\[\s*|"""
+    r'''shutil\.which\(\s*)"([A-Za-z0-9_.-]+)"'''
+)
 #: there on every Debian machine the setup runs on (coreutils, dash), or the venv's own
 ALWAYS_THERE = {"sh", "bash", "python", "python3", "sitewatch", "true", "false", "kill"}
 #: programs that come in the package of one setup.sh checks for
-SAME_PACKAGE = {"mosquitto_sub": "mosquitto_pub", "mosquitto_passwd": "mosquitto",
-                "umount": "mount", "pg_ctl": "initdb", "postgres": "initdb"}
+SAME_PACKAGE = {
+    "mosquitto_sub": "mosquitto_pub",
+    "mosquitto_passwd": "mosquitto",
+    "umount": "mount",
+    "pg_ctl": "initdb",
+    "postgres": "initdb",
+}
 
 
 def _setup_checks() -> set[str]:
@@ -34,6 +41,9 @@ def test_setup_installs_every_program_the_tests_call() -> None:
             called.setdefault(name, path.relative_to(ROOT).as_posix())
     assert "openssl" in called  # the scan finds what it is meant to
     checked = _setup_checks()
-    missing = {name: where for name, where in called.items()
-               if SAME_PACKAGE.get(name, name) not in checked | ALWAYS_THERE}
+    missing = {
+        name: where
+        for name, where in called.items()
+        if SAME_PACKAGE.get(name, name) not in checked | ALWAYS_THERE
+    }
     assert not missing, f"called but not installed by scripts/setup.sh: {missing}"

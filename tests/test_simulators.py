@@ -18,16 +18,17 @@ def test_signals_are_reproducible() -> None:
 def test_working_hours_in_site_local_time() -> None:
     clock = SiteClock()
     assert clock.local_hour(0) == 8.0
-    assert clock.working(3600 * 2)        # 10:00 local
-    assert not clock.working(3600 * 12)   # 20:00 local
+    assert clock.working(3600 * 2)  # 10:00 local
+    assert not clock.working(3600 * 12)  # 20:00 local
     crane = signal_for("tower_crane", 1)
     night = [crane.sample(3600 * 14 + i)["load_t"] for i in range(10)]
     assert max(night) < 0.2  # no lifting at 22:00
 
 
 def test_scenario_window_and_effects() -> None:
-    dev = SimulatedDevice("tower_crane", "TC1", 1, T0,
-                          (ActiveScenario("crane_overload", start_s=10, duration_s=20),))
+    dev = SimulatedDevice(
+        "tower_crane", "TC1", 1, T0, (ActiveScenario("crane_overload", start_s=10, duration_s=20),)
+    )
     before, during, after = dev.sample(T0 + 5), dev.sample(T0 + 25), dev.sample(T0 + 40)
     assert before and during and after
     assert float(during["load_pct"]) >= 110 and float(before["load_pct"]) < 90

@@ -21,8 +21,9 @@ from sitewatch.edge.spool import (
 
 
 def reading(device: str, seq: int, size: int = 100, ts: int | None = None) -> PendingReading:
-    return PendingReading("telemetry", device, seq, seq if ts is None else ts, b"x" * size,
-                          time.time())
+    return PendingReading(
+        "telemetry", device, seq, seq if ts is None else ts, b"x" * size, time.time()
+    )
 
 
 def put(s: Spool, device: str, n: int, size: int = 100) -> list[int]:
@@ -45,7 +46,7 @@ def test_counters_survive_reopen_and_are_never_reused(tmp_path: Path) -> None:
     assert b.batch == 1 and b.items == 2
     assert b.payload.startswith(b'{"v":1,"batch":1,"sent":123,"items":[')
     s.next_seq("D1")  # given but never committed: never sent, so may be given again
-    put(s, "D2", 1)   # committed when the "power" goes
+    put(s, "D2", 1)  # committed when the "power" goes
     s.close()
     s = Spool(path)
     assert s.next_boot() == 2
@@ -90,17 +91,18 @@ def test_one_commit_per_batch_carries_the_deletions_of_acked_batches(tmp_path: P
     with sqlite3.connect(path) as db:
         assert [b for (b,) in db.execute("SELECT batch FROM batches ORDER BY batch")] == [2, 3]
     s.acknowledge([2])
-    s.sync()        # no commit came: the housekeeping's sync deletes it
+    s.sync()  # no commit came: the housekeeping's sync deletes it
     with sqlite3.connect(path) as db:
         assert [b for (b,) in db.execute("SELECT batch FROM batches")] == [3]
     s.close()
 
 
 def test_drop_oldest_makes_room_and_counts(tmp_path: Path) -> None:
-    s = Spool(tmp_path / "spool.sqlite",
-              SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.DROP_OLDEST))
-    put(s, "D", 60, size=1000)        # 60 batches of ~1 KiB each
-    put(s, "D", 10, size=1000)        # do not fit: the oldest batches go
+    s = Spool(
+        tmp_path / "spool.sqlite", SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.DROP_OLDEST)
+    )
+    put(s, "D", 60, size=1000)  # 60 batches of ~1 KiB each
+    put(s, "D", 10, size=1000)  # do not fit: the oldest batches go
     assert s.dropped > 0
     assert s.bytes_used <= 64 * 1024
     remaining = [b.batch for b in s.due(0, 1000)]
@@ -110,12 +112,14 @@ def test_drop_oldest_makes_room_and_counts(tmp_path: Path) -> None:
 
 
 def test_a_batch_dropped_in_flight_and_then_acknowledged_is_not_counted_lost(
-        tmp_path: Path) -> None:
-    s = Spool(tmp_path / "spool.sqlite",
-              SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.DROP_OLDEST))
+    tmp_path: Path,
+) -> None:
+    s = Spool(
+        tmp_path / "spool.sqlite", SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.DROP_OLDEST)
+    )
     put(s, "D", 60, size=1000)
-    s.mark_sent([1, 2, 3])            # in flight: ingest may store them yet
-    put(s, "D", 10, size=1000)        # the oldest batches go, 1-3 among them
+    s.mark_sent([1, 2, 3])  # in flight: ingest may store them yet
+    put(s, "D", 10, size=1000)  # the oldest batches go, 1-3 among them
     dropped = s.dropped
     assert dropped > 3
     assert s.acknowledge([1, 2]) == 0  # nothing left to delete, but they were stored
@@ -126,8 +130,9 @@ def test_a_batch_dropped_in_flight_and_then_acknowledged_is_not_counted_lost(
 
 
 def test_refuse_newest_keeps_old_data_and_gives_no_seq(tmp_path: Path) -> None:
-    s = Spool(tmp_path / "spool.sqlite",
-              SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.REFUSE_NEWEST))
+    s = Spool(
+        tmp_path / "spool.sqlite", SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.REFUSE_NEWEST)
+    )
     put(s, "D", 60, size=1000)
     assert not s.admit(10_000)
     assert s.dropped == 1 and s.depth() == 60
@@ -148,7 +153,8 @@ class QuickRetrySpool(Spool):
 
 
 def test_write_error_drops_counted_refuses_for_a_while_and_the_agent_can_go_on(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     s = QuickRetrySpool(tmp_path / "spool.sqlite")
     put(s, "D", 1)
     s._db.execute("PRAGMA max_page_count=1")  # the smallest disk there is
@@ -203,8 +209,7 @@ def test_a_healthy_spool_that_cannot_be_opened_now_is_left_alone(tmp_path: Path)
     assert s.resets == 0 and s.depth() == 3 and s.next_seq("D") == 4
 
 
-def test_a_lost_or_restored_spool_resumes_above_everything_ever_committed(
-        tmp_path: Path) -> None:
+def test_a_lost_or_restored_spool_resumes_above_everything_ever_committed(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite"
     s = Spool(path)
     put(s, "D", 3)
@@ -242,7 +247,8 @@ def direct(s: Spool, device: str, ts: int) -> tuple[PendingReading, int | None]:
 
 
 def test_a_reading_sent_outside_the_spool_keeps_its_seq_and_timestamp_after_a_crash(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path, flag = tmp_path / "spool.sqlite", DirectFlag(tmp_path / "direct.flag")
     s = Spool(path)
     s.next_boot()
@@ -289,8 +295,7 @@ def test_the_flag_is_cleared_once_the_held_readings_are_committed(tmp_path: Path
     assert Spool(path).peek_seq("GW") == 3, "no gap when everything was stored"
 
 
-def test_nothing_is_sent_outside_the_spool_when_the_flag_cannot_be_written(
-        tmp_path: Path) -> None:
+def test_nothing_is_sent_outside_the_spool_when_the_flag_cannot_be_written(tmp_path: Path) -> None:
     s = Spool(tmp_path / "spool.sqlite")
     put(s, "D", 1)  # batch numbers reserved
     (tmp_path / "direct.flag").unlink()

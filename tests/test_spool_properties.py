@@ -40,7 +40,7 @@ class SpoolMachine(RuleBasedStateMachine):
         self.acked: set[tuple[str, int]] = set()
         self.lost: set[tuple[str, int]] = set()
         self.sent: set[int] = set()  # sent in this session (acks come on this link)
-        self.dropped_before = 0      # counted by spools that were lost since
+        self.dropped_before = 0  # counted by spools that were lost since
         self.direct_seq: dict[tuple[str, int], bytes] = {}  # sent outside the spool
         self.direct_batches: set[int] = set()
         #: a reading sent outside the spool was given up uncommitted in this run: the
@@ -56,8 +56,7 @@ class SpoolMachine(RuleBasedStateMachine):
     def take(self, device: str, size: int) -> None:
         assert self.spool.admit(size)
         seq = self.spool.next_seq(device)
-        self.pending.append(PendingReading("telemetry", device, seq, seq, b"x" * size,
-                                           time.time()))
+        self.pending.append(PendingReading("telemetry", device, seq, seq, b"x" * size, time.time()))
 
     @rule(size=st.integers(50, 400))
     def direct(self, size: int) -> None:
@@ -79,8 +78,9 @@ class SpoolMachine(RuleBasedStateMachine):
     @rule(parts=st.integers(1, 3))
     def commit(self, parts: int) -> None:
         step = max(1, len(self.pending) // parts)
-        groups = [("telemetry", self.pending[i:i + step])
-                  for i in range(0, len(self.pending), step)]
+        groups = [
+            ("telemetry", self.pending[i : i + step]) for i in range(0, len(self.pending), step)
+        ]
         batches = self.spool.commit(groups, 1)
         self.pending = []
         if not self.direct_given_up:
@@ -124,12 +124,12 @@ class SpoolMachine(RuleBasedStateMachine):
         self.direct_given_up = False
         self.spool = Spool(self.path, LIMITS)
         self.spool.next_boot()
-        self.pending = []   # never committed: never sent; their seqs may come again
-        self.sent = set()   # the old link's acks are gone with it
-        for d in DEVICES:   # what was given out but not committed may be given again,
+        self.pending = []  # never committed: never sent; their seqs may come again
+        self.sent = set()  # the old link's acks are gone with it
+        for d in DEVICES:  # what was given out but not committed may be given again,
             assert self.spool.peek_seq(d) > max(  # unless it was sent outside the spool
-                (s for dev, s in self.seen_seq | set(self.direct_seq) if dev == d),
-                default=0)
+                (s for dev, s in self.seen_seq | set(self.direct_seq) if dev == d), default=0
+            )
 
     @rule()
     def restart(self) -> None:
@@ -177,7 +177,8 @@ class SpoolMachine(RuleBasedStateMachine):
         dropped = committed - acked - lost
         assert len(dropped) == self.spool.dropped + self.dropped_before, (
             f"{len(dropped)} readings neither acked nor lost, "
-            f"{self.spool.dropped} + {self.dropped_before} counted")
+            f"{self.spool.dropped} + {self.dropped_before} counted"
+        )
 
 
 class Run(SpoolMachine):
@@ -186,6 +187,10 @@ class Run(SpoolMachine):
         self.check_the_end()
 
 
-Run.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
-                                 suppress_health_check=[HealthCheck.too_slow])
+Run.TestCase.settings = settings(
+    max_examples=40,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 test_spool_keeps_its_promises = Run.TestCase

@@ -33,9 +33,16 @@ class Sink(Protocol):
     def emit_attendance(self, worker: str, direction: str, method: str, ts_ms: int) -> bool:
         """Take a gate event (the attendance channel of the contract)."""
 
-    async def emit_camera(self, event: CameraEvent, zone: str | None, count: int,
-                          confidence: float | None, method: DetectionMethod | None,
-                          snapshot: tuple[bytes, str] | None, ts_ms: int) -> bool:
+    async def emit_camera(
+        self,
+        event: CameraEvent,
+        zone: str | None,
+        count: int,
+        confidence: float | None,
+        method: DetectionMethod | None,
+        snapshot: tuple[bytes, str] | None,
+        ts_ms: int,
+    ) -> bool:
         """Take a camera analytics event (the camera channel), with its snapshot (JPEG
         bytes and their SHA-256), which is kept until ingest has the event."""
 
@@ -53,8 +60,9 @@ class Driver(ABC):
 
     Options: ClassVar[type[BaseModel]] = NoOptions
 
-    def __init__(self, device_id: str, profile: Profile, interval_s: float,
-                 options: BaseModel) -> None:
+    def __init__(
+        self, device_id: str, profile: Profile, interval_s: float, options: BaseModel
+    ) -> None:
         self.device_id = device_id
         self.profile = profile
         self.interval_s = interval_s

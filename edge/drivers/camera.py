@@ -71,6 +71,7 @@ class CameraOptions(_Strict):
     def _source(cls, value: str) -> str:
         capture_target(value)  # device:N must name a number
         return value
+
     #: frames analysed per second
     analysis_fps: float = Field(default=2.0, gt=0, le=30)
     #: files: played at their frame rate, or as fast as the analysis goes
@@ -93,13 +94,15 @@ def build_analytics(options: CameraOptions, zones: list[Zone]) -> list[Analytic]
     for name, raw in options.analytics.items():
         cls = ANALYTICS.get(name)
         if cls is None:
-            raise ValueError(f"analytics.{name}: unknown analytic; available: "
-                             f"{', '.join(sorted(ANALYTICS))}")
+            raise ValueError(
+                f"analytics.{name}: unknown analytic; available: {', '.join(sorted(ANALYTICS))}"
+            )
         try:
             opts = cls.Options.model_validate(raw)
         except ValidationError as exc:
-            errs = "; ".join(f"analytics.{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                             for e in exc.errors())
+            errs = "; ".join(
+                f"analytics.{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
             raise ValueError(errs) from None
         try:
             out.append(cls(opts, zones))
@@ -125,9 +128,11 @@ def build_analysis(camera: str, options: CameraOptions) -> CameraAnalysis:
             if m.path in seen:
                 other, first = seen[m.path]
                 if m != first:  # one file is run once per frame: one class map, layout
-                    raise ValueError(f"analytics.{name}.model: {m.path} is also "
-                                     f"analytics.{other}.model, with other settings; give "
-                                     "both the same classes, layout, size and thresholds")
+                    raise ValueError(
+                        f"analytics.{name}.model: {m.path} is also "
+                        f"analytics.{other}.model, with other settings; give "
+                        "both the same classes, layout, size and thresholds"
+                    )
                 continue
             seen[m.path] = (name, m)
             try:
@@ -138,15 +143,17 @@ def build_analysis(camera: str, options: CameraOptions) -> CameraAnalysis:
     h, e, s = options.health, options.events, options.snapshot
     try:
         return CameraAnalysis(
-            camera, zones, analytics,
+            camera,
+            zones,
+            analytics,
             debounce=DebounceConfig(e.on_s, e.off_s),
-            health=HealthConfig(offline_s=h.offline_s, frozen_s=h.frozen_s,
-                                covered_s=h.covered_s),
+            health=HealthConfig(offline_s=h.offline_s, frozen_s=h.frozen_s, covered_s=h.covered_s),
             snapshot=SnapshotConfig(s.max_width, s.quality),
             # a person is reported once seen in 2 analysed frames: keep them long enough
             # to be seen twice at a slow analysis rate
             people=PeopleConfig(keep_s=max(1.0, 2.5 / options.analysis_fps)),
-            models=models)
+            models=models,
+        )
     except ValueError as exc:
         raise ValueError(f"analytics: {exc}") from None
 
@@ -154,12 +161,14 @@ def build_analysis(camera: str, options: CameraOptions) -> CameraAnalysis:
 class CameraDriver(Driver):
     Options = CameraOptions
 
-    def __init__(self, device_id: str, profile: Profile, interval_s: float,
-                 options: BaseModel) -> None:
+    def __init__(
+        self, device_id: str, profile: Profile, interval_s: float, options: BaseModel
+    ) -> None:
         super().__init__(device_id, profile, interval_s, options)
         if profile.profile != "camera_status":
-            raise ValueError(f"the camera driver reports the 'camera_status' profile, not "
-                             f"{profile.profile!r}")
+            raise ValueError(
+                f"the camera driver reports the 'camera_status' profile, not {profile.profile!r}"
+            )
         assert isinstance(options, CameraOptions)
         self.opts = options
         self.analysis = build_analysis(device_id, options)
@@ -178,8 +187,9 @@ class CameraDriver(Driver):
     def open_source(self) -> FrameSource:
         """Where the frames come from (tests give their own source here)."""
         o = self.opts
-        return VideoSource(o.source, o.analysis_fps, o.pace, o.loop,
-                           stall_s=max(5.0, o.health.offline_s))
+        return VideoSource(
+            o.source, o.analysis_fps, o.pace, o.loop, stall_s=max(5.0, o.health.offline_s)
+        )
 
     async def run(self, sink: Sink) -> None:
         o = self.opts
@@ -201,8 +211,12 @@ class CameraDriver(Driver):
                     got, reading = reading.result(), None
                     if got is None:
                         retry_at = time.monotonic() + o.reconnect_s
-                        log.info("camera %s: no frame from %s; trying again in %.0fs",
-                                 self.device_id, o.source, o.reconnect_s)
+                        log.info(
+                            "camera %s: no frame from %s; trying again in %.0fs",
+                            self.device_id,
+                            o.source,
+                            o.reconnect_s,
+                        )
                     else:
                         at, frame = got
                         self._last_at, self._last_mono = at, time.monotonic()
@@ -253,11 +267,21 @@ class CameraDriver(Driver):
         for ev, snap in outcome.events:
             self.events += 1
             await sink.emit_camera(
-                ev.event, ev.zone, ev.count, ev.confidence, ev.method,
-                (snap.jpeg, snap.sha256) if snap else None, self._stamp(sink, ev.at))
+                ev.event,
+                ev.zone,
+                ev.count,
+                ev.confidence,
+                ev.method,
+                (snap.jpeg, snap.sha256) if snap else None,
+                self._stamp(sink, ev.at),
+            )
         for change in outcome.health:
-            log.warning("camera %s: %s %s", self.device_id, change.problem.value,
-                        "began" if change.started else "is over")
+            log.warning(
+                "camera %s: %s %s",
+                self.device_id,
+                change.problem.value,
+                "began" if change.started else "is over",
+            )
         if outcome.health:
             self._status(sink)
 

@@ -53,8 +53,7 @@ class Hj212Listener(SharedListener["Hj212Driver"]):
 
     protocol = "HJ 212"
 
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         splitter = hj212.FrameSplitter()
         self.counters["connections"] += 1
@@ -65,8 +64,11 @@ class Hj212Listener(SharedListener["Hj212Driver"]):
                     await self._frame(frame, peer, writer)
                 if splitter.garbage_bytes > garbage:
                     self.counters["garbage_bytes"] += splitter.garbage_bytes - garbage
-                    log.warning("HJ 212 %s: skipped %d byte(s) that are not a frame", peer,
-                                splitter.garbage_bytes - garbage)
+                    log.warning(
+                        "HJ 212 %s: skipped %d byte(s) that are not a frame",
+                        peer,
+                        splitter.garbage_bytes - garbage,
+                    )
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -93,20 +95,21 @@ class Hj212Listener(SharedListener["Hj212Driver"]):
 class Hj212Driver(ListeningDriver):
     Options = Hj212Options
 
-    def __init__(self, device_id: str, profile: Profile, interval_s: float,
-                 options: BaseModel) -> None:
+    def __init__(
+        self, device_id: str, profile: Profile, interval_s: float, options: BaseModel
+    ) -> None:
         super().__init__(device_id, profile, interval_s, options)
         assert isinstance(options, Hj212Options)
         self.opts = options
         mapping = {code: (f.field, f.scale) for code, f in (profile.hj212 or {}).items()}
         for code, field in options.factors.items():
             if field not in profile.fields:
-                raise ValueError(f"factors.{code}: {field!r} is not a field of "
-                                 f"profile {profile.profile!r}")
+                raise ValueError(
+                    f"factors.{code}: {field!r} is not a field of profile {profile.profile!r}"
+                )
             mapping[code] = (field, 1.0)
         if not mapping:
-            raise ValueError(f"profile {profile.profile!r} has no hj212 factor map; "
-                             "give 'factors'")
+            raise ValueError(f"profile {profile.profile!r} has no hj212 factor map; give 'factors'")
         self.mapping = mapping
         self.listener = Hj212Listener.shared(options.host, options.port)
         self._told_no_qn = False
@@ -142,8 +145,11 @@ class Hj212Driver(ListeningDriver):
             values[target[0]] = value * target[1]
         assert self._sink is not None
         try:
-            ts = (hj212.data_time_ms(packet.data_time, self.opts.utc_offset_h)
-                  if packet.data_time else self._sink.now_ms())
+            ts = (
+                hj212.data_time_ms(packet.data_time, self.opts.utc_offset_h)
+                if packet.data_time
+                else self._sink.now_ms()
+            )
         except hj212.FrameError:
             counters["bad_packet"] += 1
             return False
@@ -155,9 +161,12 @@ class Hj212Driver(ListeningDriver):
             counters["no_qn_no_ack"] += 1
             if not self._told_no_qn:
                 self._told_no_qn = True
-                log.warning("HJ 212 %s: MN %r asks for acknowledgements but sends no QN: "
-                            "its packets are stored, not acknowledged", self.device_id,
-                            packet.mn)
+                log.warning(
+                    "HJ 212 %s: MN %r asks for acknowledgements but sends no QN: "
+                    "its packets are stored, not acknowledged",
+                    self.device_id,
+                    packet.mn,
+                )
             return False
         return packet.can_ack and await self._sink.durable()
 

@@ -70,8 +70,7 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
     #: keep-alive connections open)
     idle_timeout_s = 30.0
 
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
@@ -82,8 +81,9 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
                 # a body not read to its end (too large) leaves nothing to read the next
                 # request from: answer and close
                 close = conn.their_state is not h11.DONE
-                await self._respond(conn, writer, status, payload, close=close,
-                                    head=request.method == b"HEAD")
+                await self._respond(
+                    conn, writer, status, payload, close=close, head=request.method == b"HEAD"
+                )
                 if close or conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()
@@ -95,9 +95,16 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
                 with contextlib.suppress(ConnectionError, h11.LocalProtocolError):
-                    await self._respond(conn, writer, status,
-                                        {"error": "bad_http", "message": str(exc) or
-                                         "not a valid HTTP/1.1 request"}, close=True)
+                    await self._respond(
+                        conn,
+                        writer,
+                        status,
+                        {
+                            "error": "bad_http",
+                            "message": str(exc) or "not a valid HTTP/1.1 request",
+                        },
+                        close=True,
+                    )
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.counters["bad_http"] += 1
             log.debug("HTTP push: connection dropped: %s", exc)
@@ -108,8 +115,15 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
             writer.close()
 
     @staticmethod
-    async def _respond(conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
-                       payload: dict[str, Any], *, close: bool, head: bool = False) -> None:
+    async def _respond(
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: dict[str, Any],
+        *,
+        close: bool,
+        head: bool = False,
+    ) -> None:
         data = json.dumps(payload).encode()
         headers = [("content-type", "application/json"), ("content-length", str(len(data)))]
         if close:
@@ -120,8 +134,11 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
 
-    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
-                            ) -> tuple[h11.Request | None, bytes]:
+    async def _read_request(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+    ) -> tuple[h11.Request | None, bytes]:
         request: h11.Request | None = None
         body = b""
         ended = False
@@ -151,8 +168,14 @@ class HttpPushListener(SharedListener["HttpPushDriver"]):
             accepted = await self._route(request, body)
         except _Reject as r:
             self.counters[r.code] += 1
-            log.warning("HTTP push %s %s: %d %s: %s", request.method.decode(),
-                        request.target.decode(errors="replace"), r.status, r.code, r.message)
+            log.warning(
+                "HTTP push %s %s: %d %s: %s",
+                request.method.decode(),
+                request.target.decode(errors="replace"),
+                r.status,
+                r.code,
+                r.message,
+            )
             return r.status, {"error": r.code, "message": r.message}
         self.counters["accepted"] += accepted
         return 202, {"accepted": accepted}
@@ -183,8 +206,7 @@ def _decode(body: bytes) -> Any:
     """The request's JSON, refusing what a parser would take but guess at (the rules of
     sitewatch.strictjson, which ingest applies to the wire contract)."""
     if strictjson.too_deep(body):
-        raise _Reject(422, "too_deep", f"JSON nested deeper than {strictjson.MAX_DEPTH} "
-                                       "levels")
+        raise _Reject(422, "too_deep", f"JSON nested deeper than {strictjson.MAX_DEPTH} levels")
     try:
         doc = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -199,16 +221,16 @@ def _decode(body: bytes) -> Any:
     if strictjson.may_hold_control(body):
         text = strictjson.control_in(doc)
         if text is not None:
-            raise _Reject(422, "control_character",
-                          f"a string holds a control character: {text!r}")
+            raise _Reject(422, "control_character", f"a string holds a control character: {text!r}")
     return doc
 
 
 class HttpPushDriver(ListeningDriver):
     Options = HttpPushOptions
 
-    def __init__(self, device_id: str, profile: Profile, interval_s: float,
-                 options: BaseModel) -> None:
+    def __init__(
+        self, device_id: str, profile: Profile, interval_s: float, options: BaseModel
+    ) -> None:
         super().__init__(device_id, profile, interval_s, options)
         assert isinstance(options, HttpPushOptions)
         self.opts = options
@@ -233,8 +255,9 @@ class HttpPushDriver(ListeningDriver):
                 gates = [msgspec.convert(e, GateEvent) for e in raw_events]
             except msgspec.ValidationError as exc:
                 raise _Reject(422, "invalid_event", str(exc)) from None
-            taken = [sink.emit_attendance(g.worker, g.direction, g.method, g.ts or now)
-                     for g in gates]
+            taken = [
+                sink.emit_attendance(g.worker, g.direction, g.method, g.ts or now) for g in gates
+            ]
         else:
             readings: list[tuple[Values, int]] = []
             for e in raw_events:
@@ -242,16 +265,19 @@ class HttpPushDriver(ListeningDriver):
                     raise _Reject(422, "invalid_event", "each event needs 'values'")
                 try:
                     values = msgspec.structs.asdict(
-                        self._values.decode(msgspec.json.encode(e["values"])))
+                        self._values.decode(msgspec.json.encode(e["values"]))
+                    )
                     ts = msgspec.convert(e.get("ts", now), contract.Millis)
                 except msgspec.ValidationError as exc:
                     raise _Reject(422, "invalid_event", str(exc)) from None
-                readings.append(({k: v for k, v in values.items() if v is not msgspec.UNSET},
-                                 ts))
+                readings.append(({k: v for k, v in values.items() if v is not msgspec.UNSET}, ts))
             taken = [sink.emit(v, ts) for v, ts in readings]
         if not all(taken):
-            raise _Reject(507, "spool_refused", "the gateway's spool refused the events; "
-                                                "keep them and send again later")
+            raise _Reject(
+                507,
+                "spool_refused",
+                "the gateway's spool refused the events; keep them and send again later",
+            )
         if not await sink.durable():
             raise _Reject(507, "spool_failed", "the gateway could not store the events")
         return len(taken)

@@ -41,8 +41,7 @@ class SharedListener(Generic[D]):
         self.devices[key] = driver
         async with self._binding:
             if self._server is None:
-                self._server = await asyncio.start_server(self._connection, self.host,
-                                                          self.port)
+                self._server = await asyncio.start_server(self._connection, self.host, self.port)
                 log.info("%s listener on %s:%d", self.protocol, self.host, self.port)
 
     async def detach(self, key: str) -> None:
@@ -54,8 +53,9 @@ class SharedListener(Generic[D]):
             self._shared.pop((type(self), self.host, self.port), None)
 
     @abstractmethod
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None: ...
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None: ...
 
 
 class ListeningDriver(Driver):

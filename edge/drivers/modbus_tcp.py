@@ -39,25 +39,29 @@ class ModbusOptions(BaseModel):
 class ModbusTcpDriver(PollingDriver):
     Options = ModbusOptions
 
-    def __init__(self, device_id: str, profile: Profile, interval_s: float,
-                 options: BaseModel) -> None:
+    def __init__(
+        self, device_id: str, profile: Profile, interval_s: float, options: BaseModel
+    ) -> None:
         super().__init__(device_id, profile, interval_s, options)
         assert isinstance(options, ModbusOptions)
         self.opts = options
         registers = options.registers or (profile.modbus.registers if profile.modbus else None)
         if not registers:
-            raise ValueError(f"profile {profile.profile!r} has no modbus register map; "
-                             "give 'registers'")
+            raise ValueError(
+                f"profile {profile.profile!r} has no modbus register map; give 'registers'"
+            )
         for name in registers:
             spec = profile.fields.get(name)
             if spec is None or spec.type not in (FieldType.FLOAT, FieldType.INT):
-                raise ValueError(f"registers.{name}: not a numeric field of "
-                                 f"profile {profile.profile!r}")
+                raise ValueError(
+                    f"registers.{name}: not a numeric field of profile {profile.profile!r}"
+                )
         self.registers = registers
         self.table = options.table or (profile.modbus.table if profile.modbus else "holding")
         self.spans = modbus_registers.spans(registers)
-        self.client = AsyncModbusTcpClient(options.host, port=options.port,
-                                           timeout=options.timeout_s, retries=0)
+        self.client = AsyncModbusTcpClient(
+            options.host, port=options.port, timeout=options.timeout_s, retries=0
+        )
         self.failures = 0
         self._down = False
 
@@ -69,19 +73,26 @@ class ModbusTcpDriver(PollingDriver):
             for address, count in self.spans:
                 if self.table == "holding":
                     rr = await self.client.read_holding_registers(
-                        address, count=count, device_id=self.opts.unit)
+                        address, count=count, device_id=self.opts.unit
+                    )
                 else:
                     rr = await self.client.read_input_registers(
-                        address, count=count, device_id=self.opts.unit)
+                        address, count=count, device_id=self.opts.unit
+                    )
                 if rr.isError():
                     raise ModbusException(f"exception response {rr}")
                 cells.update(zip(range(address, address + count), rr.registers, strict=False))
         except (ModbusException, ConnectionError, OSError, TimeoutError) as exc:
             self.failures += 1
             if not self._down:
-                log.warning("modbus device %s (%s:%d unit %d) not answering: %s",
-                            self.device_id, self.opts.host, self.opts.port, self.opts.unit,
-                            exc)
+                log.warning(
+                    "modbus device %s (%s:%d unit %d) not answering: %s",
+                    self.device_id,
+                    self.opts.host,
+                    self.opts.port,
+                    self.opts.unit,
+                    exc,
+                )
             self._down = True
             self.client.close()
             return None

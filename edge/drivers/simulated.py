@@ -31,14 +31,17 @@ class SimulatedOptions(BaseModel):
 class SimulatedDriver(PollingDriver):
     Options = SimulatedOptions
 
-    def __init__(self, device_id: str, profile: Profile, interval_s: float,
-                 options: BaseModel) -> None:
+    def __init__(
+        self, device_id: str, profile: Profile, interval_s: float, options: BaseModel
+    ) -> None:
         super().__init__(device_id, profile, interval_s, options)
         assert isinstance(options, SimulatedOptions)
-        scenarios = tuple(ActiveScenario(s.name, s.start_s, s.duration_s)
-                          for s in options.scenarios)
-        self.device = SimulatedDevice(profile.profile, device_id, options.seed, time.time(),
-                                      scenarios, options.utc_offset_h)
+        scenarios = tuple(
+            ActiveScenario(s.name, s.start_s, s.duration_s) for s in options.scenarios
+        )
+        self.device = SimulatedDevice(
+            profile.profile, device_id, options.seed, time.time(), scenarios, options.utc_offset_h
+        )
 
     async def read(self) -> Values | None:
         return self.device.sample(time.time())

@@ -50,16 +50,24 @@ class ModelOptions(_Options):
     nms_threshold: float = Field(default=0.45, gt=0, le=1)
 
     def load(self) -> OnnxDetector:
-        return OnnxDetector(self.path, YoloConfig(
-            tuple(self.classes), self.input_size, self.layout, self.score_threshold,
-            self.nms_threshold))
+        return OnnxDetector(
+            self.path,
+            YoloConfig(
+                tuple(self.classes),
+                self.input_size,
+                self.layout,
+                self.score_threshold,
+                self.nms_threshold,
+            ),
+        )
 
 
 class FrameContext:
     """One analysed frame and what is computed from it, once."""
 
-    def __init__(self, frame: Any, at: float, people: PeopleDetector,
-                 models: dict[Path, OnnxDetector]) -> None:
+    def __init__(
+        self, frame: Any, at: float, people: PeopleDetector, models: dict[Path, OnnxDetector]
+    ) -> None:
         self.frame, self.at = frame, at
         self._detector, self._models = people, models
         self._people: list[Person] | None = None
@@ -91,8 +99,10 @@ class Analytic(ABC):
         known = {z.name: z for z in zones}
         unknown = [n for n in wanted or [] if n not in known]
         if unknown:
-            raise ValueError(f"zones: unknown zone(s) {', '.join(unknown)}; the camera has "
-                             f"{', '.join(known) or 'none'}")
+            raise ValueError(
+                f"zones: unknown zone(s) {', '.join(unknown)}; the camera has "
+                f"{', '.join(known) or 'none'}"
+            )
         self.zones = [known[n] for n in wanted] if wanted is not None else list(zones)
 
     def models(self) -> list[ModelOptions]:
@@ -102,23 +112,30 @@ class Analytic(ABC):
     @abstractmethod
     def observe(self, ctx: FrameContext) -> list[Observation]: ...
 
-    def _per_zone(self, event: CameraEvent, people: list[Person],
-                  method: Method = "classical", whole_frame: bool = False
-                  ) -> list[Observation]:
+    def _per_zone(
+        self,
+        event: CameraEvent,
+        people: list[Person],
+        method: Method = "classical",
+        whole_frame: bool = False,
+    ) -> list[Observation]:
         out = []
         if whole_frame:
             out.append(_observation(event, None, people, method))
         for z in self.zones:
-            out.append(_observation(event, z.name, [p for p in people if z.contains(p.feet)],
-                                    method))
+            out.append(
+                _observation(event, z.name, [p for p in people if z.contains(p.feet)], method)
+            )
         return out
 
 
-def _observation(event: CameraEvent, zone: str | None, people: Sequence[Person],
-                 method: Method) -> Observation:
+def _observation(
+    event: CameraEvent, zone: str | None, people: Sequence[Person], method: Method
+) -> Observation:
     conf = _unit(max((p.confidence for p in people), default=1.0))
-    return Observation(event, zone, len(people), round(conf, 3),
-                       tuple(p.box for p in people), method)
+    return Observation(
+        event, zone, len(people), round(conf, 3), tuple(p.box for p in people), method
+    )
 
 
 class ZoneSelection(_Options):
@@ -156,8 +173,9 @@ class HelmetOptions(ZoneSelection):
     #: a helmet model; without one, the classical hard-hat colour check runs
     model: ModelOptions | None = None
     #: labels of the model that mean a bare head
-    no_helmet_labels: list[str] = Field(default_factory=lambda: ["head", "no_helmet",
-                                                                   "no-helmet", "nohat"])
+    no_helmet_labels: list[str] = Field(
+        default_factory=lambda: ["head", "no_helmet", "no-helmet", "nohat"]
+    )
     min_hat_fraction: float = Field(default=0.08, gt=0, lt=1)
 
 
@@ -185,8 +203,9 @@ class Helmet(Analytic):
             return [_person_of(d, ctx.people) for d in heads], "model"
         people = ctx.people
         self.check.forget({p.track for p in people})
-        return [p for p in people if self.check.wears_hat(ctx.frame, p.track, p.head)
-                is False], "classical"
+        return [
+            p for p in people if self.check.wears_hat(ctx.frame, p.track, p.head) is False
+        ], "classical"
 
 
 def _person_of(head: Detection, people: list[Person]) -> Person:
@@ -227,14 +246,23 @@ class Smoke(Analytic):
             found = [d for d in ctx.detections(o.model.path) if d.label in o.labels]
             boxes = tuple(_int_box(d.box) for d in found)
             conf = _unit(max((d.score for d in found), default=1.0))
-            return [Observation("fire_smoke", None, min(1, len(found)), round(conf, 3),
-                                boxes, "model")]
+            return [
+                Observation("fire_smoke", None, min(1, len(found)), round(conf, 3), boxes, "model")
+            ]
         share = self.check.fraction(ctx.frame)
         seen = share is not None and share >= o.min_fraction
         region = self.check.region(ctx.frame.shape[1]) if seen else None
         conf = min(1.0, (share or 0.0) / (4 * o.min_fraction))
-        return [Observation("fire_smoke", None, int(seen), round(conf, 3),
-                            (region,) if region else (), "classical")]
+        return [
+            Observation(
+                "fire_smoke",
+                None,
+                int(seen),
+                round(conf, 3),
+                (region,) if region else (),
+                "classical",
+            )
+        ]
 
 
 def _unit(score: float) -> float:
@@ -247,6 +275,4 @@ def _int_box(box: tuple[float, float, float, float]) -> Box:
     return (round(x), round(y), round(w), round(h))
 
 
-ANALYTICS: dict[str, type[Analytic]] = {
-    a.name: a for a in (Intrusion, PersonCount, Helmet, Smoke)
-}
+ANALYTICS: dict[str, type[Analytic]] = {a.name: a for a in (Intrusion, PersonCount, Helmet, Smoke)}

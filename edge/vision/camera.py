@@ -42,11 +42,18 @@ class Outcome:
 
 
 class CameraAnalysis:
-    def __init__(self, camera: str, zones: Sequence[Zone], analytics: Sequence[Analytic], *,
-                 debounce: DebounceConfig | None = None, health: HealthConfig | None = None,
-                 snapshot: SnapshotConfig | None = None,
-                 people: PeopleConfig | None = None,
-                 models: dict[Path, OnnxDetector] | None = None) -> None:
+    def __init__(
+        self,
+        camera: str,
+        zones: Sequence[Zone],
+        analytics: Sequence[Analytic],
+        *,
+        debounce: DebounceConfig | None = None,
+        health: HealthConfig | None = None,
+        snapshot: SnapshotConfig | None = None,
+        people: PeopleConfig | None = None,
+        models: dict[Path, OnnxDetector] | None = None,
+    ) -> None:
         self.camera = camera
         self.zones = list(zones)
         self.analytics = list(analytics)
@@ -65,8 +72,9 @@ class CameraAnalysis:
     def check_frame_size(self, width: int, height: int) -> None:
         outside = [z.name for z in self.zones if not z.fits(width, height)]
         if outside:
-            raise ValueError(f"zone(s) {', '.join(outside)} reach outside the camera's "
-                             f"{width}x{height} picture")
+            raise ValueError(
+                f"zone(s) {', '.join(outside)} reach outside the camera's {width}x{height} picture"
+            )
 
     def analyse(self, frame: Any, at: float) -> Outcome:
         if self.frames == 0:
@@ -74,8 +82,7 @@ class CameraAnalysis:
         self.frames += 1
         health = self.health.frame(at, frame)
         if self.health.problems():  # frozen or covered: what it shows is not the site
-            return Outcome(self._with_snapshots(self.debouncer.close_all(at), frame),
-                           health)
+            return Outcome(self._with_snapshots(self.debouncer.close_all(at), frame), health)
         ctx = FrameContext(frame, at, self.people, self.models)
         observations = [ob for a in self.analytics for ob in a.observe(ctx)]
         events = self.debouncer.update(observations, at)
@@ -89,8 +96,9 @@ class CameraAnalysis:
         """At the first frame, an end item (count 0) for every event and zone watched:
         an occurrence left open when the camera's driver or the gateway stopped ends,
         instead of keeping its alert raised. Where nothing was open it changes nothing."""
-        keys = dict.fromkeys((ob.event, ob.zone) for ob in observations
-                             if ob.event != "person_count")
+        keys = dict.fromkeys(
+            (ob.event, ob.zone) for ob in observations if ob.event != "person_count"
+        )
         return [Event(event, zone, 0, at) for event, zone in keys]
 
     def tick(self, at: float) -> Outcome:
@@ -99,8 +107,9 @@ class CameraAnalysis:
         events = self.debouncer.close_all(at) if health else []
         return Outcome([(e, None) for e in events], health)
 
-    def _with_snapshots(self, events: list[Event], frame: Any
-                        ) -> list[tuple[Event, Snapshot | None]]:
+    def _with_snapshots(
+        self, events: list[Event], frame: Any
+    ) -> list[tuple[Event, Snapshot | None]]:
         out: list[tuple[Event, Snapshot | None]] = []
         for ev in events:
             snap = None

@@ -40,7 +40,7 @@ class HardHatConfig:
 def hat_fraction(frame: Any, head: Box, config: HardHatConfig) -> float:
     x, y, w, h = head
     x0, y0 = max(0, x), max(0, y)
-    roi = frame[y0:y + h, x0:x + w]
+    roi = frame[y0 : y + h, x0 : x + w]
     if roi.size == 0:
         return 0.0
     hsv = cv2.cvtColor(roi, cv2.COLOR_BGR2HSV)

@@ -65,8 +65,9 @@ def gray_small(frame: Any) -> np.ndarray[Any, Any]:
     img = np.asarray(frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
     h, w = img.shape[:2]
     if w > 160:
-        img = np.asarray(cv2.resize(img, (160, max(1, round(h * 160 / w))),
-                                    interpolation=cv2.INTER_AREA))
+        img = np.asarray(
+            cv2.resize(img, (160, max(1, round(h * 160 / w))), interpolation=cv2.INTER_AREA)
+        )
     return img
 
 
@@ -81,8 +82,7 @@ class CameraHealth:
     config: HealthConfig = field(default_factory=HealthConfig)
     _last_frame_at: float | None = None
     _previous: np.ndarray[Any, Any] | None = None
-    _watch: dict[Problem, _Watch] = field(
-        default_factory=lambda: {p: _Watch() for p in Problem})
+    _watch: dict[Problem, _Watch] = field(default_factory=lambda: {p: _Watch() for p in Problem})
 
     def frame(self, at: float, frame: Any) -> list[Change]:
         """A frame arrived at ``at`` (seconds)."""
@@ -90,9 +90,13 @@ class CameraHealth:
         self._last_frame_at = at
         gray = gray_small(frame)
         sample = np.ascontiguousarray(
-            (frame if frame.ndim == 2 else frame[..., 1])[::4, ::4])  # green ~ brightness
-        still = (self._previous is not None and self._previous.shape == sample.shape
-                 and float(cv2.absdiff(sample, self._previous).mean()) < self.config.still_diff)
+            (frame if frame.ndim == 2 else frame[..., 1])[::4, ::4]
+        )  # green ~ brightness
+        still = (
+            self._previous is not None
+            and self._previous.shape == sample.shape
+            and float(cv2.absdiff(sample, self._previous).mean()) < self.config.still_diff
+        )
         self._previous = sample
         changes += self._set(Problem.FROZEN, still, at)
         changes += self._set(Problem.COVERED, is_covered(gray, self.config), at)
@@ -112,8 +116,9 @@ class CameraHealth:
     def _set(self, problem: Problem, holds: bool, at: float) -> list[Change]:
         w = self._watch[problem]
         if not holds:
-            out = ([Change(problem, False, at, w.since)]
-                   if w.reported and w.since is not None else [])
+            out = (
+                [Change(problem, False, at, w.since)] if w.reported and w.since is not None else []
+            )
             w.since, w.reported = None, False
             return out
         if w.since is None:
@@ -122,8 +127,11 @@ class CameraHealth:
 
     def _due(self, problem: Problem, at: float) -> list[Change]:
         w = self._watch[problem]
-        limit = {Problem.OFFLINE: self.config.offline_s, Problem.FROZEN: self.config.frozen_s,
-                 Problem.COVERED: self.config.covered_s}[problem]
+        limit = {
+            Problem.OFFLINE: self.config.offline_s,
+            Problem.FROZEN: self.config.frozen_s,
+            Problem.COVERED: self.config.covered_s,
+        }[problem]
         if w.since is not None and not w.reported and at - w.since >= limit:
             w.reported = True
             return [Change(problem, True, at, w.since)]

@@ -96,8 +96,12 @@ def _merge(regions: list[Box]) -> list[Box]:
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
                 a, b = out[i], out[j]
-                if (a[0] <= b[0] + b[2] and b[0] <= a[0] + a[2]
-                        and a[1] <= b[1] + b[3] and b[1] <= a[1] + a[3]):
+                if (
+                    a[0] <= b[0] + b[2]
+                    and b[0] <= a[0] + a[2]
+                    and a[1] <= b[1] + b[3]
+                    and b[1] <= a[1] + a[3]
+                ):
                     x0, y0 = min(a[0], b[0]), min(a[1], b[1])
                     x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
                     out[i] = (x0, y0, x1 - x0, y1 - y0)
@@ -152,22 +156,40 @@ class PeopleDetector:
     def __post_init__(self) -> None:
         # the default people detector's geometry; only the pyramid's depth differs: a
         # person fills about 0.74 of the 128 px window, so levels up to max_person_px
-        levels = math.ceil(math.log(max(1.0, self.config.max_person_px / (0.74 * 128)))
-                           / math.log(self.config.scale)) + 1
-        self._hog = cv2.HOGDescriptor((64, 128), (16, 16), (8, 8), (8, 8), 9, 1, -1.0,
-                                      cv2.HOGDescriptor_L2Hys, 0.2, True, levels)
-        self._hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(),
-                                             np.float32))
+        levels = (
+            math.ceil(
+                math.log(max(1.0, self.config.max_person_px / (0.74 * 128)))
+                / math.log(self.config.scale)
+            )
+            + 1
+        )
+        self._hog = cv2.HOGDescriptor(
+            (64, 128),
+            (16, 16),
+            (8, 8),
+            (8, 8),
+            9,
+            1,
+            -1.0,
+            cv2.HOGDescriptor_L2Hys,
+            0.2,
+            True,
+            levels,
+        )
+        self._hog.setSVMDetector(
+            np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32)
+        )
         self._bg = cv2.createBackgroundSubtractorMOG2(
-            history=self.config.history, varThreshold=self.config.var_threshold,
-            detectShadows=False)
+            history=self.config.history, varThreshold=self.config.var_threshold, detectShadows=False
+        )
         self._open = np.ones((3, 3), np.uint8)
         self._grow = np.ones((9, 9), np.uint8)
 
     def detect(self, frame: Any, at: float) -> list[Person]:
         """People in ``frame`` (BGR, full resolution), seen at ``at`` seconds."""
         regions = self._moving(frame) + [
-            t.box for t in self._tracks if at - t.seen <= self.config.keep_s]
+            t.box for t in self._tracks if at - t.seen <= self.config.keep_s
+        ]
         windows: list[Box] = []
         weights: list[float] = []
         h, w = frame.shape[:2]
@@ -175,8 +197,7 @@ class PeopleDetector:
             found, score = self._hog_in(frame, (x, y, rw, rh))
             windows += found
             weights += score
-        keep = cv2.dnn.NMSBoxes([list(b) for b in windows], weights, 0.0, 0.4) \
-            if windows else []
+        keep = cv2.dnn.NMSBoxes([list(b) for b in windows], weights, 0.0, 0.4) if windows else []
         boxes = [(person_box(windows[i]), weights[i]) for i in np.asarray(keep).reshape(-1)]
         return self._track(boxes, at)
 
@@ -184,8 +205,15 @@ class PeopleDetector:
     def _moving(self, frame: Any) -> list[Box]:
         h, w = frame.shape[:2]
         k = self.config.motion_width / w
-        small = cv2.resize(frame, (self.config.motion_width, max(1, round(h * k))),
-                           interpolation=cv2.INTER_AREA) if k < 1 else frame
+        small = (
+            cv2.resize(
+                frame,
+                (self.config.motion_width, max(1, round(h * k))),
+                interpolation=cv2.INTER_AREA,
+            )
+            if k < 1
+            else frame
+        )
         mask = self._bg.apply(small)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
         self.foreground = mask
@@ -208,7 +236,7 @@ class PeopleDetector:
 
     def _hog_in(self, frame: Any, region: Box) -> tuple[list[Box], list[float]]:
         x, y, w, h = region
-        roi = frame[y:y + h, x:x + w]
+        roi = frame[y : y + h, x : x + w]
         # HOG needs a 64x128 window with a margin: regions at the picture's edge or
         # smaller than that get a mirrored border, and their coordinates a shift
         bx, by = max(0, (80 - w + 1) // 2), max(0, (144 - h + 1) // 2)
@@ -218,8 +246,12 @@ class PeopleDetector:
             roi = cv2.copyMakeBorder(roi, by, by, bx, bx, cv2.BORDER_REPLICATE)
         s = self.config.win_stride
         rects, scores = self._hog.detectMultiScale(
-            roi, hitThreshold=self.config.hit_threshold, winStride=(s, s), padding=(8, 8),
-            scale=self.config.scale)
+            roi,
+            hitThreshold=self.config.hit_threshold,
+            winStride=(s, s),
+            padding=(8, 8),
+            scale=self.config.scale,
+        )
         found = [(int(r[0]) + x - bx, int(r[1]) + y - by, int(r[2]), int(r[3])) for r in rects]
         return found, [float(v) for v in np.asarray(scores).reshape(-1)]
 
@@ -229,8 +261,11 @@ class PeopleDetector:
         free = list(self._tracks)
         for box, weight in sorted(boxes, key=lambda b: -b[1]):
             conf = 1 / (1 + math.exp(-2 * weight))
-            best = min((t for t in free if _follows(t, box, at)),
-                       key=lambda t: _distance(t.box, box), default=None)
+            best = min(
+                (t for t in free if _follows(t, box, at)),
+                key=lambda t: _distance(t.box, box),
+                default=None,
+            )
             if best is not None:
                 free.remove(best)
                 best.box, best.confidence, best.seen = box, conf, at
@@ -238,5 +273,4 @@ class PeopleDetector:
             else:
                 self._tracks.append(_Track(self._next_id, box, conf, 1, at))
                 self._next_id += 1
-        return [Person(t.id, t.box, t.confidence) for t in self._tracks
-                if t.hits >= cfg.min_hits]
+        return [Person(t.id, t.box, t.confidence) for t in self._tracks if t.hits >= cfg.min_hits]

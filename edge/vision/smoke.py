@@ -38,22 +38,27 @@ class SmokeCheck:
     _mask: np.ndarray[Any, Any] | None = None
 
     def __post_init__(self) -> None:
-        self._bg = cv2.createBackgroundSubtractorMOG2(history=300, varThreshold=25,
-                                                      detectShadows=False)
+        self._bg = cv2.createBackgroundSubtractorMOG2(
+            history=300, varThreshold=25, detectShadows=False
+        )
 
     def fraction(self, frame: Any) -> float | None:
         """The smoke-like share of ``frame``; None while the background is learnt."""
         c = self.config
         h, w = frame.shape[:2]
-        small = cv2.resize(frame, (c.width, max(1, round(h * c.width / w))),
-                           interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            frame, (c.width, max(1, round(h * c.width / w))), interpolation=cv2.INTER_AREA
+        )
         moving = self._bg.apply(small) > 0
         self._frames += 1
         if self._frames <= c.warmup_frames:
             return None
         hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
-        grey = ((hsv[..., 1] < c.max_saturation) & (hsv[..., 2] > c.min_value)
-                & (hsv[..., 2] < c.max_value))
+        grey = (
+            (hsv[..., 1] < c.max_saturation)
+            & (hsv[..., 2] > c.min_value)
+            & (hsv[..., 2] < c.max_value)
+        )
         edges = cv2.Laplacian(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), cv2.CV_32F)
         soft = np.abs(cv2.GaussianBlur(edges, (0, 0), 2)) < c.max_edges
         smoke = moving & grey & soft

@@ -39,16 +39,27 @@ def draw(frame: Any, event: Event, zones: Sequence[Zone], camera: str) -> Any:
             cv2.fillPoly(overlay, [pts], RED)
         cv2.polylines(img, [pts], True, RED if hit else AMBER, 2)
         x, y = pts.min(axis=0)
-        cv2.putText(img, z.name, (int(x) + 4, int(y) + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                    RED if hit else AMBER, 2)
+        cv2.putText(
+            img,
+            z.name,
+            (int(x) + 4, int(y) + 18),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6,
+            RED if hit else AMBER,
+            2,
+        )
     img = cv2.addWeighted(overlay, 0.25, img, 0.75, 0)
     if event.seen is not None:
         for x, y, w, h in event.seen.boxes:
             cv2.rectangle(img, (x, y), (x + w, y + h), RED, 2)
     when = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     method = METHOD_LABEL[event.method] if event.method else ""
-    lines = [f"{camera}  {event.event}" + (f" in {event.zone}" if event.zone else "")
-             + f"  x{event.count}", f"{when}  {method}"]
+    lines = [
+        f"{camera}  {event.event}"
+        + (f" in {event.zone}" if event.zone else "")
+        + f"  x{event.count}",
+        f"{when}  {method}",
+    ]
     for k, text in enumerate(lines):
         y = 28 + 26 * k
         cv2.putText(img, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4)
@@ -60,8 +71,9 @@ def encode(img: Any, config: SnapshotConfig) -> tuple[bytes, str]:
     """JPEG bytes and their SHA-256 (lowercase hex)."""
     h, w = img.shape[:2]
     if w > config.max_width:
-        img = cv2.resize(img, (config.max_width, round(h * config.max_width / w)),
-                         interpolation=cv2.INTER_AREA)
+        img = cv2.resize(
+            img, (config.max_width, round(h * config.max_width / w)), interpolation=cv2.INTER_AREA
+        )
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, config.quality])
     if not ok:
         raise ValueError("JPEG encoding failed")

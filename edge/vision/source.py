@@ -106,12 +106,14 @@ class VideoSource:
         with self._newest:
             while True:
                 frame = self._frame
-                if frame is not None and frame[0] > self._handed \
-                        and frame[0] + 1e-6 >= self._next_due:
+                if (
+                    frame is not None
+                    and frame[0] > self._handed
+                    and frame[0] + 1e-6 >= self._next_due
+                ):
                     self._handed = frame[0]
                     due = self._next_due + step
-                    self._next_due = due if self._next_due and due > frame[0] \
-                        else frame[0] + step
+                    self._next_due = due if self._next_due and due > frame[0] else frame[0] + step
                     return frame
                 if self._failed or self._stop.is_set() or time.monotonic() > deadline:
                     return None  # the reader ends (or ended): a next call opens anew
@@ -125,8 +127,9 @@ class VideoSource:
         self.opens += 1
         with self._newest:
             self._frame, self._failed, self._next_due = None, False, 0.0
-        self._reader = threading.Thread(target=self._read_all, args=(cap,), daemon=True,
-                                        name=f"camera {self.source}")
+        self._reader = threading.Thread(
+            target=self._read_all, args=(cap,), daemon=True, name=f"camera {self.source}"
+        )
         self._reader.start()
         return True
 
@@ -171,8 +174,7 @@ class VideoSource:
 
     def _next_file(self) -> Frame | None:
         with self._lock:
-            if self.ended or self._stop.is_set() or (self._cap is None
-                                                     and not self._open_file()):
+            if self.ended or self._stop.is_set() or (self._cap is None and not self._open_file()):
                 return None
             while True:
                 if not self._cap.grab():

@@ -70,8 +70,12 @@ class Letterbox:
         return cls(scale, (input_w - frame_w * scale) / 2, (input_h - frame_h * scale) / 2)
 
     def to_frame(self, cx: float, cy: float, w: float, h: float) -> Box:
-        return ((cx - w / 2 - self.pad_x) / self.scale, (cy - h / 2 - self.pad_y) / self.scale,
-                w / self.scale, h / self.scale)
+        return (
+            (cx - w / 2 - self.pad_x) / self.scale,
+            (cy - h / 2 - self.pad_y) / self.scale,
+            w / self.scale,
+            h / self.scale,
+        )
 
 
 Array = npt.NDArray[np.float32]
@@ -88,13 +92,15 @@ def candidates(output: Array, layout: Layout, n_classes: int) -> tuple[Array, Ar
         raise ValueError(f"output of shape {np.shape(output)}: not a YOLO output")
     if layout == "yolov8":
         if out.shape[0] != 4 + n_classes:
-            raise ValueError(f"yolov8 output {np.shape(output)}: expected (1, 4 + "
-                             f"{n_classes} classes, N)")
+            raise ValueError(
+                f"yolov8 output {np.shape(output)}: expected (1, 4 + {n_classes} classes, N)"
+            )
         out = out.T
         return out[:, :4], out[:, 4:]
     if out.shape[1] != 5 + n_classes:
-        raise ValueError(f"yolov5 output {np.shape(output)}: expected (1, N, 5 + "
-                         f"{n_classes} classes)")
+        raise ValueError(
+            f"yolov5 output {np.shape(output)}: expected (1, N, 5 + {n_classes} classes)"
+        )
     return out[:, :4], out[:, 5:] * out[:, 4:5]
 
 
@@ -109,10 +115,16 @@ def decode(output: Array, config: YoloConfig, letterbox: Letterbox) -> list[Dete
         return []
     frame_boxes = [letterbox.to_frame(*map(float, b)) for b in boxes]
     kept = cv2.dnn.NMSBoxesBatched(
-        [list(b) for b in frame_boxes], score.tolist(), best.tolist(),
-        config.score_threshold, config.nms_threshold)
-    found = [Detection(config.classes[int(best[i])], float(score[i]), frame_boxes[i])
-             for i in np.asarray(kept).reshape(-1)]
+        [list(b) for b in frame_boxes],
+        score.tolist(),
+        best.tolist(),
+        config.score_threshold,
+        config.nms_threshold,
+    )
+    found = [
+        Detection(config.classes[int(best[i])], float(score[i]), frame_boxes[i])
+        for i in np.asarray(kept).reshape(-1)
+    ]
     return sorted(found, key=lambda d: -d.score)
 
 
@@ -121,13 +133,17 @@ class OnnxDetector:
 
     def __init__(self, model: Path, config: YoloConfig) -> None:
         if not model.is_file():
-            raise FileNotFoundError(f"model file {model} does not exist (bring your own "
-                                    "ONNX model: nothing is downloaded)")
+            raise FileNotFoundError(
+                f"model file {model} does not exist (bring your own "
+                "ONNX model: nothing is downloaded)"
+            )
         try:
             self.net = cv2.dnn.readNetFromONNX(str(model))
         except cv2.error as exc:
-            raise ValueError(f"model file {model}: OpenCV cannot read it as ONNX: "
-                             f"{str(exc).strip().splitlines()[-1]}") from None
+            raise ValueError(
+                f"model file {model}: OpenCV cannot read it as ONNX: "
+                f"{str(exc).strip().splitlines()[-1]}"
+            ) from None
         self.config = config
 
     def detect(self, frame: Any) -> list[Detection]:
@@ -136,9 +152,15 @@ class OnnxDetector:
         box = Letterbox.fit(w, h, in_w, in_h)
         resized = cv2.resize(frame, (round(w * box.scale), round(h * box.scale)))
         top, left = round(box.pad_y - 0.1), round(box.pad_x - 0.1)
-        canvas = cv2.copyMakeBorder(resized, top, in_h - resized.shape[0] - top, left,
-                                    in_w - resized.shape[1] - left, cv2.BORDER_CONSTANT,
-                                    value=(114, 114, 114))
+        canvas = cv2.copyMakeBorder(
+            resized,
+            top,
+            in_h - resized.shape[0] - top,
+            left,
+            in_w - resized.shape[1] - left,
+            cv2.BORDER_CONSTANT,
+            value=(114, 114, 114),
+        )
         blob = cv2.dnn.blobFromImage(canvas, 1 / 255.0, (in_w, in_h), swapRB=True)
         self.net.setInput(blob)
         output = np.asarray(self.net.forward(), dtype=np.float32)

@@ -27,8 +27,7 @@ class Zone:
         object.__setattr__(self, "_poly", poly)
 
     def contains(self, point: Point) -> bool:
-        return cv2.pointPolygonTest(self._poly, (float(point[0]), float(point[1])),
-                                    False) >= 0
+        return cv2.pointPolygonTest(self._poly, (float(point[0]), float(point[1])), False) >= 0
 
     def fits(self, width: int, height: int) -> bool:
         """Whether every corner lies inside a ``width`` x ``height`` picture."""

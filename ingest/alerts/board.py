@@ -86,8 +86,10 @@ class StoreView:
 
 # -- line builders (pure) ---------------------------------------------------------------
 
-def _line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue],
-          ts: int) -> list[str]:
+
+def _line(
+    measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts: int
+) -> list[str]:
     """One line, as a list of none or one. An empty tag value is left out (InfluxDB
     reads a missing tag as ""); a value line protocol cannot carry is logged and
     skipped, never fatal: the rest of the feed goes out."""
@@ -103,15 +105,25 @@ def limit_lines(limits: Iterable[RuleLimit], now_ms: int) -> list[str]:
     (:meth:`AlertEngine.limits`)."""
     out: list[str] = []
     for lim in limits:
-        out += _line("limits", {"device": lim.device, "field": lim.field,
-                                "gateway": lim.gateway, "profile": lim.profile,
-                                "rule": lim.rule, "site": lim.site},
-                     {"value": lim.value}, now_ms)
+        out += _line(
+            "limits",
+            {
+                "device": lim.device,
+                "field": lim.field,
+                "gateway": lim.gateway,
+                "profile": lim.profile,
+                "rule": lim.rule,
+                "site": lim.site,
+            },
+            {"value": lim.value},
+            now_ms,
+        )
     return out
 
 
-def site_summary_lines(engine: AlertEngine, watch: AttendanceWatch, view: StoreView,
-                       now_ms: int) -> list[str]:
+def site_summary_lines(
+    engine: AlertEngine, watch: AttendanceWatch, view: StoreView, now_ms: int
+) -> list[str]:
     """``site_summary``: one point per registered site and per site the engine knows."""
     open_by_site: dict[str, Counter[str]] = defaultdict(Counter)
     for a in engine.open_alerts():
@@ -127,19 +139,23 @@ def site_summary_lines(engine: AlertEngine, watch: AttendanceWatch, view: StoreV
         facts = view.sites.get(site)
         counts = open_by_site.get(site, Counter())
         gws = gateways.get(site, set())
-        fields: dict[str, FieldValue] = {"name": facts.name if facts else site,
-                                         "county": facts.county if facts else ""}
+        fields: dict[str, FieldValue] = {
+            "name": facts.name if facts else site,
+            "county": facts.county if facts else "",
+        }
         if facts is not None:
             fields["latitude"] = float(facts.latitude)
             fields["longitude"] = float(facts.longitude)
         fields.update(
-            open_alarm=counts["alarm"], open_warning=counts["warning"],
-            open_county=counts["county"], open_total=counts["total"],
-            worst=max((rank for sev, rank in SEVERITY_RANK.items() if counts[sev]),
-                      default=0),
+            open_alarm=counts["alarm"],
+            open_warning=counts["warning"],
+            open_county=counts["county"],
+            open_total=counts["total"],
+            worst=max((rank for sev, rank in SEVERITY_RANK.items() if counts[sev]), default=0),
             gateways=len(gws),
             gateways_offline=sum(1 for g in gws if engine.gateway_offline(site, g)),
-            on_site=watch.on_site(site))
+            on_site=watch.on_site(site),
+        )
         if facts is not None and facts.planned_headcount is not None:
             fields["planned_headcount"] = int(facts.planned_headcount)
         out += _line("site_summary", {"site": site}, fields, now_ms)
@@ -153,20 +169,23 @@ def team_lines(teams: Iterable[TeamDay]) -> list[str]:
     for t in teams:
         # a team is free text: line protocol cannot end a tag in a backslash
         team = t.team.replace("\n", " ").rstrip("\\")
-        out += _line("attendance_team", {"site": t.site, "team": team},
-                     {"hours": float(t.hours), "workers": t.workers,
-                      "day": t.day.isoformat()}, t.start_ms)
+        out += _line(
+            "attendance_team",
+            {"site": t.site, "team": team},
+            {"hours": float(t.hours), "workers": t.workers, "day": t.day.isoformat()},
+            t.start_ms,
+        )
     return out
 
 
-def bulk_lines(limits: Iterable[RuleLimit], teams: Iterable[TeamDay], now_ms: int
-               ) -> list[str]:
+def bulk_lines(limits: Iterable[RuleLimit], teams: Iterable[TeamDay], now_ms: int) -> list[str]:
     """The many lines of a round, ``limits`` and ``attendance_team``, from snapshots:
     made in a worker thread, off the event loop."""
     return limit_lines(limits, now_ms) + team_lines(teams)
 
 
 # -- team hours (the sheets' arithmetic) -----------------------------------------------
+
 
 def team_days(sd: reports.SiteDays, first: date, last: date) -> list[TeamDay]:
     """Each team's hours and workers per attendance day ``first``..``last``: the rows of
@@ -176,11 +195,13 @@ def team_days(sd: reports.SiteDays, first: date, last: date) -> list[TeamDay]:
     workers = dict(sd.workers)
     for worker, _ in sd.days:
         if worker not in workers:
-            workers[worker] = WorkerInfo(worker, "", reports.UNREGISTERED, False, "", "",
-                                         Decimal(0), None, None)
+            workers[worker] = WorkerInfo(
+                worker, "", reports.UNREGISTERED, False, "", "", Decimal(0), None, None
+            )
     out: list[TeamDay] = []
-    for sheet in build_sheets(sd.site, sd.site, sd.days, workers, first, last,
-                              sd.policy.hours_per_day):
+    for sheet in build_sheets(
+        sd.site, sd.site, sd.days, workers, first, last, sd.policy.hours_per_day
+    ):
         rows: dict[date, list[SheetRow]] = {d: [] for d in days_between(first, last)}
         for row in sheet.rows:
             rows[row.day].append(row)
@@ -188,29 +209,43 @@ def team_days(sd: reports.SiteDays, first: date, last: date) -> list[TeamDay]:
             totals = Totals()
             for row in day_rows:
                 totals.add(row)
-            out.append(TeamDay(sd.site, sheet.team, day, sd.policy.day_bounds(day)[0],
-                               totals.hours, len(day_rows)))
+            out.append(
+                TeamDay(
+                    sd.site,
+                    sheet.team,
+                    day,
+                    sd.policy.day_bounds(day)[0],
+                    totals.hours,
+                    len(day_rows),
+                )
+            )
     return out
 
 
 # -- the store (blocking) -----------------------------------------------------------------
 
-def read_store(s: Session, written: Mapping[str, date], now_ms: int, board_days: int
-               ) -> StoreView:
+
+def read_store(s: Session, written: Mapping[str, date], now_ms: int, board_days: int) -> StoreView:
     """Everything a round needs from the store. ``written``: per site, the attendance
     day the last successful round wrote as today. A site's team hours are read from
     that day (the day just ended, once more: its forgotten exits are now closed at
     shift end) or, for a site not written yet, from ``board_days`` days back, to today.
     Only sites with ledger entries or registered workers have team hours."""
-    sites = {r.id: SiteFacts(r.name, r.county, r.latitude, r.longitude, r.planned_headcount)
-             for r in s.scalars(select(SiteRow))}
+    sites = {
+        r.id: SiteFacts(r.name, r.county, r.latitude, r.longitude, r.planned_headcount)
+        for r in s.scalars(select(SiteRow))
+    }
     gateways: dict[str, set[str]] = defaultdict(set)
     for g in Registry(s).all_gateways():
         gateways[g.site].add(g.id)
-    county = frozenset(s.scalars(select(AlertRow.id).where(
-        AlertRow.state != State.RESOLVED.value, AlertRow.level == Level.COUNTY.value)))
-    with_workers = s.scalars(select(WorkerRow.site).where(WorkerRow.active.is_(True))
-                             .distinct())
+    county = frozenset(
+        s.scalars(
+            select(AlertRow.id).where(
+                AlertRow.state != State.RESOLVED.value, AlertRow.level == Level.COUNTY.value
+            )
+        )
+    )
+    with_workers = s.scalars(select(WorkerRow.site).where(WorkerRow.active.is_(True)).distinct())
     teams: list[TeamDay] = []
     today: dict[str, date] = {}
     for site in sorted(set(Ledger(s).sites()) | set(with_workers)):
@@ -218,8 +253,9 @@ def read_store(s: Session, written: Mapping[str, date], now_ms: int, board_days:
         first = min(written.get(site, day - timedelta(days=board_days)), day)
         teams += team_days(reports.site_days(s, site, first, day, now_ms), first, day)
         today[site] = day
-    return StoreView(sites, {site: frozenset(g) for site, g in gateways.items()}, county,
-                     tuple(teams), today)
+    return StoreView(
+        sites, {site: frozenset(g) for site, g in gateways.items()}, county, tuple(teams), today
+    )
 
 
 class Outage:

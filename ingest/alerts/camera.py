@@ -114,12 +114,12 @@ class CameraWatch:
         self._swing_open: dict[str, dict[tuple[str, str, str | None], _Zone]] = {}
 
     def is_crane_swing(self, zone: str | None) -> bool:
-        return zone is not None and any(fnmatchcase(zone.lower(), p)
-                                        for p in self.swing_patterns)
+        return zone is not None and any(fnmatchcase(zone.lower(), p) for p in self.swing_patterns)
 
     # -- input ------------------------------------------------------------------------
-    def observe(self, site: str, gateway: str, items: list[contract.CameraItem],
-                now_ms: int) -> list[Derived]:
+    def observe(
+        self, site: str, gateway: str, items: list[contract.CameraItem], now_ms: int
+    ) -> list[Derived]:
         """A camera batch's items: readings of the zones whose state changed."""
         touched: dict[tuple[str, str, str | None], _Zone] = {}
         for i in items:
@@ -135,8 +135,9 @@ class CameraWatch:
             key = (site, i.device, zone)
             z = self._zones.get(key)
             if z is None:
-                z = self._zones[key] = _Zone(site, gateway, zone_device(i.device, zone),
-                                             self.is_crane_swing(zone))
+                z = self._zones[key] = _Zone(
+                    site, gateway, zone_device(i.device, zone), self.is_crane_swing(zone)
+                )
             if i.ts < z.newest.get(i.event, -1):
                 self.stats.late += 1
                 continue
@@ -153,8 +154,9 @@ class CameraWatch:
             touched[key] = z
         return [d for z in touched.values() for d in self._report(z, now_ms)]
 
-    def observe_crane(self, site: str, crane: str, ts_ms: int, slew_deg: float,
-                      now_ms: int) -> list[Derived]:
+    def observe_crane(
+        self, site: str, crane: str, ts_ms: int, slew_deg: float, now_ms: int
+    ) -> list[Derived]:
         """A tower crane's reading with ``slew_deg``: if it slewed, the crane swing zones
         of the site with someone in them are derived again."""
         before = self._cranes.get((site, crane))
@@ -165,14 +167,17 @@ class CameraWatch:
             return []
         if ts_ms > self._slewed.get(site, -1):
             self._slewed[site] = ts_ms
-        return [d for z in self._swing_open.get(site, {}).values()
-                for d in self._report(z, now_ms)]
+        return [d for z in self._swing_open.get(site, {}).values() for d in self._report(z, now_ms)]
 
     def tick(self, now_ms: int) -> list[Derived]:
         """Time passes: a crane that no longer slews clears the crane swing alarms."""
-        return [d for zones in self._swing_open.values() for z in zones.values()
-                if z.reported is not None and z.reported.get("crane_swing_intrusion")
-                for d in self._report(z, now_ms)]
+        return [
+            d
+            for zones in self._swing_open.values()
+            for z in zones.values()
+            if z.reported is not None and z.reported.get("crane_swing_intrusion")
+            for d in self._report(z, now_ms)
+        ]
 
     # -- derivation -------------------------------------------------------------------
     def slewing(self, site: str, at_ms: int) -> bool:
@@ -183,12 +188,16 @@ class CameraWatch:
     def _report(self, z: _Zone, now_ms: int) -> list[Derived]:
         # only the events seen since the service started: after a restart, the end of
         # one occurrence must not clear the alert of another taken over from the store
-        values: dict[str, Any] = {event: count > 0 if event == "fire_smoke" else count
-                                  for event, count in z.counts.items()}
+        values: dict[str, Any] = {
+            event: count > 0 if event == "fire_smoke" else count
+            for event, count in z.counts.items()
+        }
         if "intrusion" in values:
             values["crane_swing_intrusion"] = (
-                z.crane_swing and values["intrusion"] > 0
-                and self.slewing(z.site, max(z.newest["intrusion"], now_ms)))
+                z.crane_swing
+                and values["intrusion"] > 0
+                and self.slewing(z.site, max(z.newest["intrusion"], now_ms))
+            )
         if values == z.reported:
             return []
         z.reported = values

@@ -34,7 +34,9 @@ class CameraSettings(BaseModel):
     #: zones whose name matches one of these glob patterns (case-insensitive) are crane
     #: swing areas: an intrusion there while a crane of the site slews is an alarm
     crane_swing_zones: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = (
-        "crane-swing*", "crane_swing*")
+        "crane-swing*",
+        "crane_swing*",
+    )
     #: a crane slews at a reading whose slew_deg differs from its previous one by this much
     slew_min_deg: float = Field(default=1.0, gt=0, le=180)
     #: a crane counts as slewing for this long after the last reading that showed it
@@ -84,7 +86,9 @@ class AlertSettings(SubscriberSettings):
         seen = set(BUILTIN_OUTPUTS)
         for i, n in enumerate(self.notifiers):
             if n.name in seen:
-                raise ValueError(f"notifiers.{i}.name: {n.name!r} is taken (names must be "
-                                 f"unique and not {' or '.join(BUILTIN_OUTPUTS)})")
+                raise ValueError(
+                    f"notifiers.{i}.name: {n.name!r} is taken (names must be "
+                    f"unique and not {' or '.join(BUILTIN_OUTPUTS)})"
+                )
             seen.add(n.name)
         return self

@@ -38,12 +38,19 @@ Deliver = Callable[[AlertEvent, bytes], Awaitable[None]]
 def alert_line(e: AlertEvent) -> str:
     """The ``alerts`` measurement: tags to filter by, the rest as fields. Numbers go to
     ``value``/``limit``, other values to ``value_text``/``limit_text`` (one field, one type)."""
-    tags = (f"alerts,device={e.device},event={e.event.value},gateway={e.gateway},"
-            f"group={e.group},level={e.level.value},profile={e.profile},rule={e.rule},"
-            f"severity={e.severity},site={e.site}")
-    fields = [f"id={quote_string(e.id)}", f"state={quote_string(e.state.value)}",
-              f"late={'true' if e.late else 'false'}", f"title={quote_string(e.title)}",
-              f"actor={quote_string(e.actor)}", f"raised_at={e.raised_at}i"]
+    tags = (
+        f"alerts,device={e.device},event={e.event.value},gateway={e.gateway},"
+        f"group={e.group},level={e.level.value},profile={e.profile},rule={e.rule},"
+        f"severity={e.severity},site={e.site}"
+    )
+    fields = [
+        f"id={quote_string(e.id)}",
+        f"state={quote_string(e.state.value)}",
+        f"late={'true' if e.late else 'false'}",
+        f"title={quote_string(e.title)}",
+        f"actor={quote_string(e.actor)}",
+        f"raised_at={e.raised_at}i",
+    ]
     for name, v in (("value", e.value), ("limit", e.limit)):
         if isinstance(v, int | float) and not isinstance(v, bool):
             fields.append(f"{name}={float(v)!r}")
@@ -87,6 +94,7 @@ def mqtt_output(publisher: MqttPublisher, prefix: str) -> Deliver:
         except (MqttError, OSError, TimeoutError) as exc:
             await publisher.close()
             raise DeliveryError(f"MQTT publish: {exc}") from None
+
     return deliver
 
 
@@ -98,12 +106,14 @@ def influx_output(influx: InfluxClient) -> Deliver:
             raise DeliveryError(f"InfluxDB: {exc}") from None
         except PermanentWriteError as exc:
             raise DeliveryError(f"InfluxDB refused: {exc}", retryable=False) from None
+
     return deliver
 
 
 def notifier_output(notifier: Notifier, http: httpx.AsyncClient) -> Deliver:
     async def deliver(event: AlertEvent, payload: bytes) -> None:
         await notifier.send(event, http)
+
     return deliver
 
 
@@ -115,8 +125,14 @@ class DispatchStats:
 
 
 class Dispatcher:
-    def __init__(self, store: AlertStore, outputs: dict[str, Deliver], *,
-                 max_retry_delay_s: float = 300, poll_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: AlertStore,
+        outputs: dict[str, Deliver],
+        *,
+        max_retry_delay_s: float = 300,
+        poll_s: float = 2.0,
+    ) -> None:
         self.store = store
         self.outputs = outputs
         self.max_retry_delay_s = max_retry_delay_s
@@ -157,8 +173,9 @@ class Dispatcher:
         while True:
             self._gone.clear()  # deleted before this query starts: it cannot see them
             try:
-                self.submit(await asyncio.to_thread(self.store.pending, set(self._taken)),
-                            from_poll=True)
+                self.submit(
+                    await asyncio.to_thread(self.store.pending, set(self._taken)), from_poll=True
+                )
             except SQLAlchemyError as exc:  # the store down: try again at the next poll
                 log.warning("outbox poll failed: %s", exc)
             await asyncio.sleep(self.poll_s)
@@ -192,19 +209,30 @@ class Dispatcher:
                 except DeliveryError as exc:
                     permanent = not exc.retryable
                     try:
-                        await asyncio.to_thread(self.store.attempt_failed, row.id, str(exc),
-                                                permanent=permanent)
+                        await asyncio.to_thread(
+                            self.store.attempt_failed, row.id, str(exc), permanent=permanent
+                        )
                     except SQLAlchemyError as db_exc:
                         log.warning("outbox update failed: %s", db_exc)
                     if permanent:
                         self.stats.failed[name] = self.stats.failed.get(name, 0) + 1
-                        log.error("%s refused alert %s (%s) for good: %s", name, event.id,
-                                  event.event.value, exc)
+                        log.error(
+                            "%s refused alert %s (%s) for good: %s",
+                            name,
+                            event.id,
+                            event.event.value,
+                            exc,
+                        )
                         break
                     self.stats.retries[name] = self.stats.retries.get(name, 0) + 1
                     delay = backoff.next_delay()
-                    log.warning("%s: delivery of alert %s failed (%s); retrying in %.1fs",
-                                name, event.id, exc, delay)
+                    log.warning(
+                        "%s: delivery of alert %s failed (%s); retrying in %.1fs",
+                        name,
+                        event.id,
+                        exc,
+                        delay,
+                    )
                 finally:
                     self._attempts -= 1
                 await asyncio.sleep(delay)

@@ -38,8 +38,12 @@ from sitewatch.profiles.model import Limit, OfflineRule, Rule, WindowAggregate, 
 GATEWAY_PROFILE = "gateway"
 
 #: how a window rule's aggregate is named in an alert's title
-_AGGREGATE_LABEL = {WindowAggregate.ENERGY: "Leq", WindowAggregate.MEAN: "mean",
-                    WindowAggregate.MAX: "max", WindowAggregate.MIN: "min"}
+_AGGREGATE_LABEL = {
+    WindowAggregate.ENERGY: "Leq",
+    WindowAggregate.MEAN: "mean",
+    WindowAggregate.MAX: "max",
+    WindowAggregate.MIN: "min",
+}
 
 
 @dataclass(slots=True)
@@ -184,8 +188,9 @@ def _new_id() -> str:
 
 
 class AlertEngine:
-    def __init__(self, book: RuleBook, *, hold_s: float,
-                 new_id: Callable[[], str] = _new_id) -> None:
+    def __init__(
+        self, book: RuleBook, *, hold_s: float, new_id: Callable[[], str] = _new_id
+    ) -> None:
         self.book = book
         self.hold_ms = int(hold_s * 1000)
         self.new_id = new_id
@@ -196,9 +201,11 @@ class AlertEngine:
 
     # -- state ------------------------------------------------------------------------
     def _runs(self, rules: Iterable[Rule], utc: float, interval: float) -> list[_Run]:
-        return [_Run(r, EVALUATORS[r.kind](r, utc, interval), r.condition_key,
-                     r.kind == "silent")
-                for r in rules if r.kind in EVALUATORS]
+        return [
+            _Run(r, EVALUATORS[r.kind](r, utc, interval), r.condition_key, r.kind == "silent")
+            for r in rules
+            if r.kind in EVALUATORS
+        ]
 
     def _device(self, site: str, gateway: str, device: str, profile: str) -> _Device | None:
         dev = self._devices.get((site, device))
@@ -212,9 +219,16 @@ class AlertEngine:
             return None
         utc = self.book.utc_offset_h(site)
         runs = self._runs(self.book.rules_for(site, device, profile), utc, p.sample_interval_s)
-        new = _Device(site, gateway, device, profile, runs,
-                      [r for r in runs if r.silent], utc,
-                      p.sample_interval_s)
+        new = _Device(
+            site,
+            gateway,
+            device,
+            profile,
+            runs,
+            [r for r in runs if r.silent],
+            utc,
+            p.sample_interval_s,
+        )
         if dev is not None:  # its profile changed: start over, keep its open alerts
             new.open = dev.open
             for group in new.open:
@@ -249,7 +263,10 @@ class AlertEngine:
         dev, group = found
         self.forget(alert_id)
         if stored is not None and (stored.site, stored.device, stored.group) == (
-                dev.site, dev.device, group):
+            dev.site,
+            dev.device,
+            group,
+        ):
             self.restore([stored])
         return True
 
@@ -282,8 +299,15 @@ class AlertEngine:
                     continue
                 limit = run.evaluator.limit_at(now_ms)
                 if isinstance(limit, int | float) and not isinstance(limit, bool):
-                    yield RuleLimit(dev.site, dev.gateway, dev.device, dev.profile,
-                                    run.rule.id, run.rule.field, float(limit))
+                    yield RuleLimit(
+                        dev.site,
+                        dev.gateway,
+                        dev.device,
+                        dev.profile,
+                        run.rule.id,
+                        run.rule.field,
+                        float(limit),
+                    )
 
     def sites(self) -> set[str]:
         """Every site the engine has seen a device or a gateway of."""
@@ -296,8 +320,17 @@ class AlertEngine:
         return known
 
     # -- readings ---------------------------------------------------------------------
-    def observe(self, site: str, gateway: str, device: str, profile: str, ts: int, seq: int,
-                values: Mapping[str, Any], now_ms: int) -> list[Change]:
+    def observe(
+        self,
+        site: str,
+        gateway: str,
+        device: str,
+        profile: str,
+        ts: int,
+        seq: int,
+        values: Mapping[str, Any],
+        now_ms: int,
+    ) -> list[Change]:
         dev = self._device(site, gateway, device, profile)
         if dev is None:
             return []
@@ -332,8 +365,12 @@ class AlertEngine:
         return changes
 
     @staticmethod
-    def _note(table: dict[str, dict[str, tuple[Rule, Verdict]]], group_key: str, rule: Rule,
-              verdict: Verdict) -> bool:
+    def _note(
+        table: dict[str, dict[str, tuple[Rule, Verdict]]],
+        group_key: str,
+        rule: Rule,
+        verdict: Verdict,
+    ) -> bool:
         """Record a verdict; True if the group's set of active rules changed."""
         group = table.get(group_key)
         if verdict.active:
@@ -357,8 +394,17 @@ class AlertEngine:
         if active:
             rule, verdict = max(active.values(), key=lambda rv: SEVERITY_RANK[rv[0].severity])
             if alert is None:
-                alert = OpenAlert(self.new_id(), dev.site, dev.gateway, dev.device, dev.profile,
-                                  group, rule.severity, State.ACTIVE, at)
+                alert = OpenAlert(
+                    self.new_id(),
+                    dev.site,
+                    dev.gateway,
+                    dev.device,
+                    dev.profile,
+                    group,
+                    rule.severity,
+                    State.ACTIVE,
+                    at,
+                )
                 dev.open[group] = alert
                 self._by_id[alert.id] = (dev, group)
                 changes.append(self._change(EventKind.RAISED, alert, at, rule, verdict))
@@ -373,8 +419,15 @@ class AlertEngine:
             alert.state, alert.cleared_at = State.CLEARING, at
             changes.append(self._change(EventKind.CLEARED, alert, at))
 
-    def _change(self, event: EventKind, a: OpenAlert, at: int, rule: Rule | None = None,
-                verdict: Verdict | None = None, late: bool = False) -> Change:
+    def _change(
+        self,
+        event: EventKind,
+        a: OpenAlert,
+        at: int,
+        rule: Rule | None = None,
+        verdict: Verdict | None = None,
+        late: bool = False,
+    ) -> Change:
         c = Change(event, a.id, at, a.site, a.gateway, a.device, a.profile, a.group, late=late)
         if rule is not None and verdict is not None:
             c.rule, c.severity, c.title = rule.id, rule.severity.value, rule.title or rule.id
@@ -399,8 +452,9 @@ class AlertEngine:
             span = f"{math.floor(covered + 1e-9)} of {rule.window_s:g} s"
         return f"{label} {shown}{unit} over {span}"
 
-    def _observe_late(self, dev: _Device, ts: int, values: Mapping[str, Any],
-                      changes: list[Change]) -> None:
+    def _observe_late(
+        self, dev: _Device, ts: int, values: Mapping[str, Any], changes: list[Change]
+    ) -> None:
         if dev.late_runs is None:
             rules = [r.rule for r in dev.runs if not r.silent]
             dev.late_runs = self._runs(rules, dev.utc_offset_h, dev.sample_interval_s)
@@ -417,16 +471,25 @@ class AlertEngine:
             live = dev.open.get(group)
             if live is not None and live.raised_at <= ts:
                 continue  # the live alert already covers this time
-            rule, verdict = max(dev.late_active[group].values(),
-                                key=lambda rv: SEVERITY_RANK[rv[0].severity])
-            record = OpenAlert(self.new_id(), dev.site, dev.gateway, dev.device, dev.profile,
-                               group, rule.severity, State.RESOLVED, ts)
+            rule, verdict = max(
+                dev.late_active[group].values(), key=lambda rv: SEVERITY_RANK[rv[0].severity]
+            )
+            record = OpenAlert(
+                self.new_id(),
+                dev.site,
+                dev.gateway,
+                dev.device,
+                dev.profile,
+                group,
+                rule.severity,
+                State.RESOLVED,
+                ts,
+            )
             changes.append(self._change(EventKind.LATE, record, ts, rule, verdict, late=True))
         self.stats.changes += len(changes)
 
     # -- gateway status ---------------------------------------------------------------
-    def status(self, site: str, gateway: str, state: str, boot: int,
-               now_ms: int) -> list[Change]:
+    def status(self, site: str, gateway: str, state: str, boot: int, now_ms: int) -> list[Change]:
         """A gateway's retained status or Last Will. A will from an older boot than the
         one already seen comes from a session that was replaced: ignored."""
         gw = self._gateways.setdefault((site, gateway), _Gateway())
@@ -451,8 +514,9 @@ class AlertEngine:
         self.stats.changes += len(changes)
         return changes
 
-    def _offline(self, site: str, gateway: str, offline_s: float | None, now_ms: int,
-                 changes: list[Change]) -> None:
+    def _offline(
+        self, site: str, gateway: str, offline_s: float | None, now_ms: int, changes: list[Change]
+    ) -> None:
         """The gateway's ``offline`` rules, given how long it has been offline."""
         dev = self._device(site, gateway, gateway, GATEWAY_PROFILE)
         if dev is None:
@@ -475,8 +539,7 @@ class AlertEngine:
         changes: list[Change] = []
         for (site, gateway), gw in self._gateways.items():
             if gw.offline_since is not None:
-                self._offline(site, gateway, (now_ms - gw.offline_since) / 1000, now_ms,
-                              changes)
+                self._offline(site, gateway, (now_ms - gw.offline_since) / 1000, now_ms, changes)
         for dev in self._devices.values():
             if not dev.silent or self.gateway_offline(dev.site, dev.gateway):
                 continue  # a gateway offline is one alert, not one per device behind it
@@ -487,8 +550,11 @@ class AlertEngine:
                     self._reconcile(dev, run.group, now_ms, changes)
         for dev in self._devices.values():
             for group, alert in list(dev.open.items()):
-                if (alert.state is State.CLEARING and alert.cleared_at is not None
-                        and now_ms - alert.cleared_at >= self.hold_ms):
+                if (
+                    alert.state is State.CLEARING
+                    and alert.cleared_at is not None
+                    and now_ms - alert.cleared_at >= self.hold_ms
+                ):
                     del dev.open[group]
                     self._by_id.pop(alert.id, None)
                     alert.state = State.RESOLVED

@@ -44,10 +44,10 @@ class ChainHead(Base):
     touched_at: Mapped[int] = mapped_column(BigInteger)
 
 
-def entry_hash(n: int, alert_id: str, at: int, event: str, actor: str, data: str,
-               prev_hash: str) -> str:
+def entry_hash(
+    n: int, alert_id: str, at: int, event: str, actor: str, data: str, prev_hash: str
+) -> str:
     return link_hash([n, alert_id, at, event, actor, data, prev_hash])
-
 
 
 @dataclass
@@ -59,7 +59,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
 
 
 @dataclass
@@ -75,8 +74,12 @@ def walk_chain(s: Session) -> ChainWalk:
     out = ChainWalk()
     check = ChainCheck()
     for h in s.scalars(select(HistoryRow).order_by(HistoryRow.n)).yield_per(1000):
-        check.entry(h.n, h.prev_hash, h.hash,
-                    entry_hash(h.n, h.alert_id, h.at, h.event, h.actor, h.data, h.prev_hash))
+        check.entry(
+            h.n,
+            h.prev_hash,
+            h.hash,
+            entry_hash(h.n, h.alert_id, h.at, h.event, h.actor, h.data, h.prev_hash),
+        )
         try:
             ev: AlertEvent = event_decoder.decode(h.data)
             if ev.id != h.alert_id or ev.event.value != h.event:

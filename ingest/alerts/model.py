@@ -14,8 +14,8 @@ import msgspec
 
 
 class State(StrEnum):
-    ACTIVE = "active"        # the condition holds
-    CLEARING = "clearing"    # it cleared; resolves once it stays clear for the hold time
+    ACTIVE = "active"  # the condition holds
+    CLEARING = "clearing"  # it cleared; resolves once it stays clear for the hold time
     RESOLVED = "resolved"
 
 
@@ -29,12 +29,12 @@ class Level(StrEnum):
 
 class EventKind(StrEnum):
     RAISED = "raised"
-    ESCALATED = "escalated"        # worse severity (warning -> alarm) or level (site -> county)
-    CLEARED = "cleared"            # the condition cleared; the hold time runs
-    REACTIVATED = "reactivated"    # it came back within the hold time: the same alert
+    ESCALATED = "escalated"  # worse severity (warning -> alarm) or level (site -> county)
+    CLEARED = "cleared"  # the condition cleared; the hold time runs
+    REACTIVATED = "reactivated"  # it came back within the hold time: the same alert
     RESOLVED = "resolved"
     ACKNOWLEDGED = "acknowledged"
-    LATE = "late"                  # a record from late (backlog) readings; never live
+    LATE = "late"  # a record from late (backlog) readings; never live
 
 
 SEVERITY_RANK = {"warning": 1, "alarm": 2}
@@ -47,15 +47,15 @@ class AlertEvent(msgspec.Struct, kw_only=True):
 
     v: Literal[1] = 1
     event: EventKind
-    at: int                       # ms since the epoch: when this change happened
-    actor: str                    # "sitewatch" or the person who acknowledged / resolved
+    at: int  # ms since the epoch: when this change happened
+    actor: str  # "sitewatch" or the person who acknowledged / resolved
     id: str
     site: str
     gateway: str
     device: str
     profile: str
-    rule: str                     # the rule whose condition set the current severity
-    group: str                    # what the alert is raised once for (rule group or id)
+    rule: str  # the rule whose condition set the current severity
+    group: str  # what the alert is raised once for (rule group or id)
     severity: Literal["warning", "alarm"]
     level: Level
     state: State

@@ -44,8 +44,8 @@ WECOM_TEXT_MAX_BYTES = 2048
 DINGTALK_MARKDOWN_MAX_BYTES = 4096
 
 #: errcodes that mean "later may work": -1 is "system busy" in both APIs' global codes.
-WECOM_RETRYABLE_ERRCODES = frozenset({-1, 45009})       # 45009: over 20 messages / minute
-DINGTALK_RETRYABLE_ERRCODES = frozenset({-1, 130101})   # 130101: send too fast
+WECOM_RETRYABLE_ERRCODES = frozenset({-1, 45009})  # 45009: over 20 messages / minute
+DINGTALK_RETRYABLE_ERRCODES = frozenset({-1, 130101})  # 130101: send too fast
 
 SiteId = Annotated[str, Field(pattern=IDENT_PATTERN)]
 
@@ -143,11 +143,14 @@ class Notifier(ABC):
     config_type: ClassVar[type[NotifierBase]]
     config: NotifierBase
 
-    def __init__(self, config: NotifierBase, *,
-                 site_utc_offset_h: Callable[[str], float] | None = None) -> None:
+    def __init__(
+        self, config: NotifierBase, *, site_utc_offset_h: Callable[[str], float] | None = None
+    ) -> None:
         if not isinstance(config, self.config_type):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_type.__name__}, "
-                            f"not a {type(config).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_type.__name__}, "
+                f"not a {type(config).__name__}"
+            )
         self.config = config
         self.site_utc_offset_h = site_utc_offset_h or (lambda site: 8.0)
 
@@ -165,8 +168,9 @@ class Notifier(ABC):
     async def send(self, event: AlertEvent, client: httpx.AsyncClient) -> None:
         """Deliver ``event`` once; raise :class:`DeliveryError` if it was not accepted."""
 
-    async def _post(self, client: httpx.AsyncClient, url: httpx.URL | str,
-                    **kwargs: Any) -> httpx.Response:
+    async def _post(
+        self, client: httpx.AsyncClient, url: httpx.URL | str, **kwargs: Any
+    ) -> httpx.Response:
         """POST once; transport failures and non-2xx statuses become DeliveryError.
 
         Messages name the notifier, never the URL: robot URLs carry their key.
@@ -291,8 +295,9 @@ NOTIFIERS: dict[str, type[Notifier]] = {
 }
 
 
-def build_notifier(config: NotifierBase, *,
-                   site_utc_offset_h: Callable[[str], float] | None = None) -> Notifier:
+def build_notifier(
+    config: NotifierBase, *, site_utc_offset_h: Callable[[str], float] | None = None
+) -> Notifier:
     """The notifier for a validated config (one of :data:`NotifierConfig`)."""
     cls = NOTIFIERS.get(config.kind)
     if cls is None:

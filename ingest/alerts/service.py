@@ -104,6 +104,7 @@ def make_router(settings: AlertSettings, notifiers: Mapping[str, Notifier]) -> R
 
     def route(event: AlertEvent) -> list[str]:
         return fixed + [name for name, n in notifiers.items() if n.wants(event)]
+
     return route
 
 
@@ -121,12 +122,13 @@ class AlertService:
         self.book = RuleBook(profiles, s.overrides, s.sites, s.default_utc_offset_h)
         self.engine = AlertEngine(self.book, hold_s=s.hold_s)
         self.codec = contract.TelemetryCodec(profiles)
-        self.decoder = BatchDecoder(self.codec, TimeWindow(max_future_ms=300_000,
-                                                           retention_ms=730 * 86_400_000))
+        self.decoder = BatchDecoder(
+            self.codec, TimeWindow(max_future_ms=300_000, retention_ms=730 * 86_400_000)
+        )
         self.prefix = s.mqtt.topic_prefix
         self.notifiers: dict[str, Notifier] = {
-            n.name: build_notifier(n, site_utc_offset_h=self.book.utc_offset_h)
-            for n in s.notifiers}
+            n.name: build_notifier(n, site_utc_offset_h=self.book.utc_offset_h) for n in s.notifiers
+        }
         self.route = make_router(s, self.notifiers)
         self.store = AlertStore(s.database_url, self.route)
         self.connected = asyncio.Event()
@@ -177,8 +179,13 @@ class AlertService:
         except Exception as exc:
             kind = type(exc).__name__
             self.internal_errors[kind] += 1
-            log.error("alerts: handling the message on %r (%d bytes) raised %s; skipped",
-                      topic, len(payload), kind, exc_info=exc)
+            log.error(
+                "alerts: handling the message on %r (%d bytes) raised %s; skipped",
+                topic,
+                len(payload),
+                kind,
+                exc_info=exc,
+            )
             return []
 
     def handle(self, topic: str, payload: bytes, now_ms: int) -> list[Change]:
@@ -199,12 +206,14 @@ class AlertService:
             gate_events, rejected = self.decoder.items(t.channel, payload, now_ms)
             self.skipped += rejected
             return self.observe_derived(
-                self.watch.observe(t.site, t.gateway, gate_events, now_ms), now_ms)
+                self.watch.observe(t.site, t.gateway, gate_events, now_ms), now_ms
+            )
         if t.channel is GatewayChannel.CAMERA:
             camera_events, rejected = self.decoder.items(t.channel, payload, now_ms)
             self.skipped += rejected
             return self.observe_derived(
-                self.cameras.observe(t.site, t.gateway, camera_events, now_ms), now_ms)
+                self.cameras.observe(t.site, t.gateway, camera_events, now_ms), now_ms
+            )
         if t.channel is not GatewayChannel.TELEMETRY:
             return []
         items, rejected = self.decoder.items(t.channel, payload, now_ms)
@@ -216,12 +225,14 @@ class AlertService:
             # the reading's fields as a dict; fields the device did not send are left out
             values: dict[str, Any] = to_dict(item.values)
             profile = self._profile_of[type(item)]
-            changes += observe(t.site, t.gateway, item.device, profile, item.ts, item.seq,
-                               values, now_ms)
+            changes += observe(
+                t.site, t.gateway, item.device, profile, item.ts, item.seq, values, now_ms
+            )
             slew = values.get("slew_deg") if profile == CRANE_PROFILE else None
             if slew is not None:  # crane swing intrusions need to know it slews
-                derived += self.cameras.observe_crane(t.site, item.device, item.ts,
-                                                      float(slew), now_ms)
+                derived += self.cameras.observe_crane(
+                    t.site, item.device, item.ts, float(slew), now_ms
+                )
         if derived:
             changes += self.observe_derived(derived, now_ms)
         return changes
@@ -232,8 +243,9 @@ class AlertService:
         changes: list[Change] = []
         for d in derived:
             self._derived_seq += 1
-            changes += self.engine.observe(d.site, d.gateway, d.device, d.profile, now_ms,
-                                           self._derived_seq, d.values, now_ms)
+            changes += self.engine.observe(
+                d.site, d.gateway, d.device, d.profile, now_ms, self._derived_seq, d.values, now_ms
+            )
         return changes
 
     def read_attendance(self, now_ms: int, *, restore: bool = False) -> AttendanceState:
@@ -249,16 +261,14 @@ class AlertService:
         self._attendance_loaded = time.monotonic()
         derived = self.watch.update_sites(infos, now_ms)
         if today:  # at start: who is on site now, not each moment of the day again
-            derived += self.watch.restore([(r.site, r.gateway, r.item()) for r in today],
-                                          now_ms)
+            derived += self.watch.restore([(r.site, r.gateway, r.item()) for r in today], now_ms)
         return self.observe_derived(derived, now_ms)
 
     def read_board(self, now_ms: int) -> board.StoreView:
         """What the dashboard feed reads from the store. Blocking: run it in a worker
         thread."""
         with Session(self.store.engine) as s:
-            return board.read_store(s, dict(self._board_written), now_ms,
-                                    self.settings.board_days)
+            return board.read_store(s, dict(self._board_written), now_ms, self.settings.board_days)
 
     def _queue_changes(self, changes: list[Change]) -> asyncio.Future[None]:
         """Hand changes to the committer; the future is done once they are committed."""
@@ -293,11 +303,13 @@ class AlertService:
         log.info("alerts: stopping once %d store call(s) under way have ended", len(calls))
         _, pending = await asyncio.wait(calls, timeout=STORE_SETTLE_S)
         if pending:
-            log.error("alerts: %d store call(s) still under way after %.0fs; stopping "
-                      "without them", len(pending), STORE_SETTLE_S)
+            log.error(
+                "alerts: %d store call(s) still under way after %.0fs; stopping without them",
+                len(pending),
+                STORE_SETTLE_S,
+            )
 
-    async def _store_changes(self, changes: list[Change]
-                             ) -> tuple[list[Outgoing], list[Refused]]:
+    async def _store_changes(self, changes: list[Change]) -> tuple[list[Outgoing], list[Refused]]:
         """Store a batch of changes: held and retried while the store is out, stored
         change by change if it refuses some of them for good (those are left out and
         returned)."""
@@ -312,13 +324,20 @@ class AlertService:
             except SQLAlchemyError as exc:
                 if isinstance(exc, REFUSALS) and not each:
                     # not an outage: the same batch would be refused forever
-                    log.warning("alert store refused a batch of %d changes (%s); storing "
-                                "them one by one", len(changes), type(exc).__name__)
+                    log.warning(
+                        "alert store refused a batch of %d changes (%s); storing them one by one",
+                        len(changes),
+                        type(exc).__name__,
+                    )
                     each = True
                     continue
                 delay = backoff.next_delay()
-                log.warning("alert store failed (%s); retrying in %.1fs holding %d "
-                            "changes", type(exc).__name__, delay, len(changes))
+                log.warning(
+                    "alert store failed (%s); retrying in %.1fs holding %d changes",
+                    type(exc).__name__,
+                    delay,
+                    len(changes),
+                )
             finally:
                 self._committing = 0
             await asyncio.sleep(delay)
@@ -329,21 +348,39 @@ class AlertService:
         for r in refused:
             c = r.change
             self.refused_by_kind[c.event.value] += 1
-            log.error("alert store refused change %s of alert %s (site %s, device %s, "
-                      "group %s, rule %s, at %d): %s; left out", c.event.value, c.alert_id,
-                      c.site, c.device, c.group, c.rule or "-", c.at, r.reason)
+            log.error(
+                "alert store refused change %s of alert %s (site %s, device %s, "
+                "group %s, rule %s, at %d): %s; left out",
+                c.event.value,
+                c.alert_id,
+                c.site,
+                c.device,
+                c.group,
+                c.rule or "-",
+                c.at,
+                r.reason,
+            )
             if c.event is not EventKind.RAISED or not r.first:
                 continue
             try:
-                stored = await self._in_store(self.store.open_alert, c.site, c.device,
-                                              c.group)
+                stored = await self._in_store(self.store.open_alert, c.site, c.device, c.group)
             except SQLAlchemyError as exc:
-                log.warning("alerts: cannot read the open alert of %s/%s/%s: %s", c.site,
-                            c.device, c.group, exc)
+                log.warning(
+                    "alerts: cannot read the open alert of %s/%s/%s: %s",
+                    c.site,
+                    c.device,
+                    c.group,
+                    exc,
+                )
                 stored = None
             if self.engine.refused(c.alert_id, stored) and stored is not None:
-                log.warning("alerts: took over alert %s of %s/%s/%s from the store instead",
-                            stored.id, c.site, c.device, c.group)
+                log.warning(
+                    "alerts: took over alert %s of %s/%s/%s from the store instead",
+                    stored.id,
+                    c.site,
+                    c.device,
+                    c.group,
+                )
 
     # -- tasks ------------------------------------------------------------------------
     async def _committer(self) -> None:
@@ -356,8 +393,7 @@ class AlertService:
             done, self._round = self._round, None
             rows, refused = await self._store_changes(changes)
             left_out = {id(r.change) for r in refused}
-            self.changes_by_kind.update(c.event.value for c in changes
-                                        if id(c) not in left_out)
+            self.changes_by_kind.update(c.event.value for c in changes if id(c) not in left_out)
             assert self.dispatcher is not None
             self.dispatcher.submit(rows)
             if done is not None and not done.done():
@@ -372,8 +408,7 @@ class AlertService:
             await asyncio.sleep(s.tick_s)
             now = _now_ms()
             try:
-                n, resolved = await self._in_store(self.store.resolved_by_people,
-                                                   self._history_n)
+                n, resolved = await self._in_store(self.store.resolved_by_people, self._history_n)
                 self._history_n = n
                 for alert_id in resolved:
                     self.engine.forget(alert_id)
@@ -426,11 +461,12 @@ class AlertService:
             self._board_store.failed(type(exc).__name__, "no team hours until it is back")
         # the engine is read on the event loop; the bulk of the formatting is done off it
         lines = board.site_summary_lines(self.engine, self.watch, view, now)
-        lines += await asyncio.to_thread(board.bulk_lines, list(self.engine.limits(now)),
-                                         view.teams, now)
+        lines += await asyncio.to_thread(
+            board.bulk_lines, list(self.engine.limits(now)), view.teams, now
+        )
         try:
             for i in range(0, len(lines), BOARD_LINES_PER_WRITE):
-                await influx.write(join_lines(lines[i:i + BOARD_LINES_PER_WRITE]))
+                await influx.write(join_lines(lines[i : i + BOARD_LINES_PER_WRITE]))
         except InfluxError as exc:
             self.board_writes["error"] += 1
             self._board_influx.failed(exc, "not kept: the next round writes it all again")
@@ -465,17 +501,29 @@ class AlertService:
             st = self.engine.stats
             d = self.dispatcher
             cam = self.cameras.stats
-            log.info("alerts: readings=%d duplicates=%d late=%d changes=%d skipped=%d "
-                     "stale_wills=%d camera_items=%d camera_duplicates=%d camera_late=%d "
-                     "delivered=%s retries=%s failed=%s", st.readings, st.duplicates,
-                     st.late, st.changes, self.skipped, st.stale_wills, cam.items,
-                     cam.duplicates, cam.late, d.stats.delivered if d else {},
-                     d.stats.retries if d else {}, d.stats.failed if d else {})
+            log.info(
+                "alerts: readings=%d duplicates=%d late=%d changes=%d skipped=%d "
+                "stale_wills=%d camera_items=%d camera_duplicates=%d camera_late=%d "
+                "delivered=%s retries=%s failed=%s",
+                st.readings,
+                st.duplicates,
+                st.late,
+                st.changes,
+                self.skipped,
+                st.stale_wills,
+                cam.items,
+                cam.duplicates,
+                cam.late,
+                d.stats.delivered if d else {},
+                d.stats.retries if d else {},
+                d.stats.failed if d else {},
+            )
 
     async def run(self) -> None:
         s = self.settings
-        async with serve_metrics(s.metrics, self.registry, service="alerts",
-                                 before_scrape=self.metrics.refresh) as endpoint:
+        async with serve_metrics(
+            s.metrics, self.registry, service="alerts", before_scrape=self.metrics.refresh
+        ) as endpoint:
             self.metrics_endpoint = endpoint
             await self._run()
 
@@ -494,17 +542,24 @@ class AlertService:
         extra: list[Override] = []
         for dev, rule, o in found:
             try:
-                candidate = Override(site=dev.site, device=dev.id, profile=dev.profile,
-                                     rule=rule, **o)
+                candidate = Override(
+                    site=dev.site, device=dev.id, profile=dev.profile, rule=rule, **o
+                )
                 RuleBook(self.book.profiles, [candidate])  # checked alone, to name it
             except (ValidationError, ConfigError) as exc:
-                log.error("alerts: ignoring the registry's override of rule %s of device "
-                          "%s/%s: %s", rule, dev.site, dev.id, exc)
+                log.error(
+                    "alerts: ignoring the registry's override of rule %s of device %s/%s: %s",
+                    rule,
+                    dev.site,
+                    dev.id,
+                    exc,
+                )
                 continue
             extra.append(candidate)
         if extra:
-            self.book = RuleBook(self.book.profiles, [*s.overrides, *extra], s.sites,
-                                 s.default_utc_offset_h)
+            self.book = RuleBook(
+                self.book.profiles, [*s.overrides, *extra], s.sites, s.default_utc_offset_h
+            )
             self.engine.book = self.book
             log.info("alerts: %d device rule override(s) from the registry", len(extra))
 
@@ -518,8 +573,7 @@ class AlertService:
                 await asyncio.to_thread(create_tables, self.store.engine)
                 opened = await asyncio.to_thread(self.store.open_alerts)
                 self._history_n = await asyncio.to_thread(self.store.head)
-                attendance = await asyncio.to_thread(self.read_attendance, _now_ms(),
-                                                     restore=True)
+                attendance = await asyncio.to_thread(self.read_attendance, _now_ms(), restore=True)
                 break
             except SQLAlchemyError as exc:
                 delay = backoff.next_delay()
@@ -538,11 +592,16 @@ class AlertService:
                 outputs["influx"] = influx_output(influx)
             for name, n in self.notifiers.items():
                 outputs[name] = notifier_output(n, http)
-            self.dispatcher = Dispatcher(self.store, outputs,
-                                         max_retry_delay_s=s.max_retry_delay_s)
-            background = [asyncio.create_task(c, name=n) for n, c in (
-                ("dispatch", self.dispatcher.run()), ("commit", self._committer()),
-                ("tick", self._ticker()), ("stats", self._log_stats()))]
+            self.dispatcher = Dispatcher(self.store, outputs, max_retry_delay_s=s.max_retry_delay_s)
+            background = [
+                asyncio.create_task(c, name=n)
+                for n, c in (
+                    ("dispatch", self.dispatcher.run()),
+                    ("commit", self._committer()),
+                    ("tick", self._ticker()),
+                    ("stats", self._log_stats()),
+                )
+            ]
             if s.board_interval_s:
                 background.append(asyncio.create_task(self._board(influx), name="board"))
             for task in background:
@@ -580,8 +639,10 @@ class AlertService:
         out before the service stops, and the stop then finds every worker idle rather
         than cancelling one in the middle of a delivery."""
         if self._committing:
-            log.info("alerts: stopping once the commit under way (%d changes) is stored",
-                     self._committing)
+            log.info(
+                "alerts: stopping once the commit under way (%d changes) is stored",
+                self._committing,
+            )
         while self._pending or self._committing or (self.dispatcher and self.dispatcher.busy()):
             self._wake.set()
             await asyncio.sleep(0.05)
@@ -589,19 +650,25 @@ class AlertService:
     async def _session(self) -> None:
         s = self.settings
         client = mqtt.Client(
-            s.mqtt, client_id=s.client_id, clean_start=False,
-            session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum,
-            manual_ack=True, max_inflight=100,
+            s.mqtt,
+            client_id=s.client_id,
+            clean_start=False,
+            session_expiry_s=s.session_expiry_s,
+            receive_maximum=s.receive_maximum,
+            manual_ack=True,
+            max_inflight=100,
         )
         async with client:
-            await client.subscribe(subscription(self.prefix, GatewayChannel.TELEMETRY),
-                                   subscription(self.prefix, GatewayChannel.ATTENDANCE),
-                                   subscription(self.prefix, GatewayChannel.CAMERA),
-                                   subscription(self.prefix, GatewayChannel.STATUS), qos=1)
+            await client.subscribe(
+                subscription(self.prefix, GatewayChannel.TELEMETRY),
+                subscription(self.prefix, GatewayChannel.ATTENDANCE),
+                subscription(self.prefix, GatewayChannel.CAMERA),
+                subscription(self.prefix, GatewayChannel.STATUS),
+                qos=1,
+            )
             self._client = client
             self.connected.set()
-            log.info("alerts connected to %s:%d as %s", s.mqtt.host, s.mqtt.port,
-                     s.client_id)
+            log.info("alerts connected to %s:%d as %s", s.mqtt.host, s.mqtt.port, s.client_id)
             consumer = asyncio.create_task(self._consume(client), name="consume")
             stopper = asyncio.create_task(self._stop.wait(), name="stop")
             try:

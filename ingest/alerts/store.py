@@ -89,9 +89,15 @@ class AlertRow(Base):
     resolve_comment: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        Index("alerts_one_open", "site", "device", "rule_group", unique=True,
-              sqlite_where=text("state != 'resolved'"),
-              postgresql_where=text("state != 'resolved'")),
+        Index(
+            "alerts_one_open",
+            "site",
+            "device",
+            "rule_group",
+            unique=True,
+            sqlite_where=text("state != 'resolved'"),
+            postgresql_where=text("state != 'resolved'"),
+        ),
         Index("alerts_state", "state", "level"),
         Index("alerts_site_raised", "site", "raised_at"),
         Index("alerts_raised", "raised_at", "id"),  # the county-wide list, newest first
@@ -168,13 +174,30 @@ def _json(value: Any) -> str:
 
 def to_event(row: AlertRow, event: EventKind, at: int, actor: str) -> AlertEvent:
     return AlertEvent(
-        event=event, at=at, actor=actor, id=row.id, site=row.site, gateway=row.gateway,
-        device=row.device, profile=row.profile, rule=row.rule, group=row.group,
+        event=event,
+        at=at,
+        actor=actor,
+        id=row.id,
+        site=row.site,
+        gateway=row.gateway,
+        device=row.device,
+        profile=row.profile,
+        rule=row.rule,
+        group=row.group,
         severity=row.severity,  # type: ignore[arg-type]
-        level=Level(row.level), state=State(row.state), late=row.late, title=row.title,
-        value=json.loads(row.value), limit=json.loads(row.limit), raised_at=row.raised_at,
-        cleared_at=row.cleared_at, resolved_at=row.resolved_at, acked_at=row.acked_at,
-        acked_by=row.acked_by, ack_comment=row.ack_comment, resolved_by=row.resolved_by,
+        level=Level(row.level),
+        state=State(row.state),
+        late=row.late,
+        title=row.title,
+        value=json.loads(row.value),
+        limit=json.loads(row.limit),
+        raised_at=row.raised_at,
+        cleared_at=row.cleared_at,
+        resolved_at=row.resolved_at,
+        acked_at=row.acked_at,
+        acked_by=row.acked_by,
+        ack_comment=row.ack_comment,
+        resolved_by=row.resolved_by,
         resolve_comment=row.resolve_comment,
     )
 
@@ -186,15 +209,44 @@ def _mirror(row: AlertRow) -> tuple[Any, ...]:
 
 
 def _state_of(e: AlertEvent) -> tuple[Any, ...]:
-    return (e.site, e.gateway, e.device, e.profile, e.rule, e.group, e.severity, e.level,
-            e.state, e.late, e.title, e.value, e.limit, e.raised_at, e.cleared_at,
-            e.resolved_at, e.acked_at, e.acked_by, e.ack_comment, e.resolved_by,
-            e.resolve_comment)
+    return (
+        e.site,
+        e.gateway,
+        e.device,
+        e.profile,
+        e.rule,
+        e.group,
+        e.severity,
+        e.level,
+        e.state,
+        e.late,
+        e.title,
+        e.value,
+        e.limit,
+        e.raised_at,
+        e.cleared_at,
+        e.resolved_at,
+        e.acked_at,
+        e.acked_by,
+        e.ack_comment,
+        e.resolved_by,
+        e.resolve_comment,
+    )
 
 
 def _open_alert(r: AlertRow) -> OpenAlert:
-    return OpenAlert(r.id, r.site, r.gateway, r.device, r.profile, r.group, r.severity,
-                     State(r.state), r.raised_at, r.cleared_at)
+    return OpenAlert(
+        r.id,
+        r.site,
+        r.gateway,
+        r.device,
+        r.profile,
+        r.group,
+        r.severity,
+        State(r.state),
+        r.raised_at,
+        r.cleared_at,
+    )
 
 
 def _default_router(event: AlertEvent) -> list[str]:
@@ -227,15 +279,26 @@ class AlertStore:
             raise RuntimeError("alert_chain has no head row: run create_schema()")
         return head
 
-    def _append(self, s: Session, head: ChainHead, row: AlertRow, event: EventKind, at: int,
-                actor: str) -> AlertEvent:
+    def _append(
+        self, s: Session, head: ChainHead, row: AlertRow, event: EventKind, at: int, actor: str
+    ) -> AlertEvent:
         ev = to_event(row, event, at, actor)
         data = event_encoder.encode(ev)
         text_data = data.decode()
         n = head.n + 1
         h = entry_hash(n, row.id, at, event.value, actor, text_data, head.hash)
-        s.add(HistoryRow(n=n, alert_id=row.id, at=at, event=event.value, actor=actor,
-                         data=text_data, prev_hash=head.hash, hash=h))
+        s.add(
+            HistoryRow(
+                n=n,
+                alert_id=row.id,
+                at=at,
+                event=event.value,
+                actor=actor,
+                data=text_data,
+                prev_hash=head.hash,
+                hash=h,
+            )
+        )
         head.n, head.hash = n, h
         for target in self.router(ev):
             s.add(OutboxRow(target=target, payload=data, attempts=0, failed=False))
@@ -243,8 +306,11 @@ class AlertStore:
 
     def _outgoing(self, s: Session, since_id: int) -> list[Outgoing]:
         s.flush()
-        rows = s.execute(select(OutboxRow.id, OutboxRow.target, OutboxRow.payload)
-                         .where(OutboxRow.id > since_id).order_by(OutboxRow.id))
+        rows = s.execute(
+            select(OutboxRow.id, OutboxRow.target, OutboxRow.payload)
+            .where(OutboxRow.id > since_id)
+            .order_by(OutboxRow.id)
+        )
         return [Outgoing(i, t, p) for i, t, p in rows]
 
     @staticmethod
@@ -265,8 +331,9 @@ class AlertStore:
                     self._append(s, head, row, c.event, c.at, SYSTEM_ACTOR)
             return self._outgoing(s, mark)
 
-    def apply_each(self, changes: Sequence[Change], now: int
-                   ) -> tuple[list[Outgoing], list[Refused]]:
+    def apply_each(
+        self, changes: Sequence[Change], now: int
+    ) -> tuple[list[Outgoing], list[Refused]]:
         """Like :meth:`apply`, but each change in a savepoint of its own: one the database
         refuses for good (:data:`REFUSALS`) is left out, and so are the later changes of
         its alert; the others are stored. For a batch :meth:`apply` could not store: one
@@ -280,8 +347,9 @@ class AlertStore:
             mark = self._max_outbox(s)
             for c in changes:
                 if c.alert_id in left_out:
-                    refused.append(Refused(c, "an earlier change of this alert was refused",
-                                           first=False))
+                    refused.append(
+                        Refused(c, "an earlier change of this alert was refused", first=False)
+                    )
                     continue
                 try:
                     with s.begin_nested():
@@ -301,14 +369,30 @@ class AlertStore:
         if c.event in (EventKind.RAISED, EventKind.LATE):
             late = c.event is EventKind.LATE
             row = AlertRow(
-                id=c.alert_id, site=c.site, gateway=c.gateway, device=c.device,
-                profile=c.profile, rule=c.rule, group=c.group, severity=c.severity,
+                id=c.alert_id,
+                site=c.site,
+                gateway=c.gateway,
+                device=c.device,
+                profile=c.profile,
+                rule=c.rule,
+                group=c.group,
+                severity=c.severity,
                 level=Level.SITE.value,
-                state=(State.RESOLVED if late else State.ACTIVE).value, late=late,
-                title=c.title, value=_json(c.value), limit=_json(c.limit), raised_at=c.at,
-                updated_at=c.at, cleared_at=None, resolved_at=c.at if late else None,
-                acked_at=None, acked_by=None, ack_comment=None, resolved_by=None,
-                resolve_comment=None)
+                state=(State.RESOLVED if late else State.ACTIVE).value,
+                late=late,
+                title=c.title,
+                value=_json(c.value),
+                limit=_json(c.limit),
+                raised_at=c.at,
+                updated_at=c.at,
+                cleared_at=None,
+                resolved_at=c.at if late else None,
+                acked_at=None,
+                acked_by=None,
+                ack_comment=None,
+                resolved_by=None,
+                resolve_comment=None,
+            )
             s.add(row)
             return row
         found = s.get(AlertRow, c.alert_id)
@@ -330,8 +414,9 @@ class AlertStore:
         return row
 
     # -- people -----------------------------------------------------------------------
-    def _by_person(self, alert_id: str, by: str, now: int, event: EventKind,
-                   change: Callable[[AlertRow], None]) -> tuple[AlertEvent, list[Outgoing]]:
+    def _by_person(
+        self, alert_id: str, by: str, now: int, event: EventKind, change: Callable[[AlertRow], None]
+    ) -> tuple[AlertEvent, list[Outgoing]]:
         with Session(self.engine) as s, s.begin():
             head = self._lock(s, now)
             mark = self._max_outbox(s)
@@ -343,20 +428,24 @@ class AlertStore:
             ev = self._append(s, head, row, event, now, by)
             return ev, self._outgoing(s, mark)
 
-    def acknowledge(self, alert_id: str, by: str, comment: str, now: int
-                    ) -> tuple[AlertEvent, list[Outgoing]]:
+    def acknowledge(
+        self, alert_id: str, by: str, comment: str, now: int
+    ) -> tuple[AlertEvent, list[Outgoing]]:
         def ack(row: AlertRow) -> None:
             if row.acked_at is not None:
-                raise AlertError(f"alert {alert_id} was acknowledged by {row.acked_by} "
-                                 f"at {row.acked_at}")
+                raise AlertError(
+                    f"alert {alert_id} was acknowledged by {row.acked_by} at {row.acked_at}"
+                )
             row.acked_at, row.acked_by, row.ack_comment = now, by, comment
 
         return self._by_person(alert_id, by, now, EventKind.ACKNOWLEDGED, ack)
 
-    def resolve(self, alert_id: str, by: str, comment: str, now: int
-                ) -> tuple[AlertEvent, list[Outgoing]]:
+    def resolve(
+        self, alert_id: str, by: str, comment: str, now: int
+    ) -> tuple[AlertEvent, list[Outgoing]]:
         """Resolve by hand (e.g. a sensor removed). If its condition still holds, the
         alert service raises a new alert."""
+
         def resolve(row: AlertRow) -> None:
             if row.state == State.RESOLVED.value:
                 raise AlertError(f"alert {alert_id} is already resolved")
@@ -365,8 +454,9 @@ class AlertStore:
 
         return self._by_person(alert_id, by, now, EventKind.RESOLVED, resolve)
 
-    def escalate_due(self, now: int, after_s: dict[str, float | None]
-                     ) -> tuple[list[AlertEvent], list[Outgoing]]:
+    def escalate_due(
+        self, now: int, after_s: dict[str, float | None]
+    ) -> tuple[list[AlertEvent], list[Outgoing]]:
         """Open alerts still unacknowledged past their time go from site to county."""
         conds = []
         for severity, seconds in after_s.items():
@@ -375,11 +465,19 @@ class AlertStore:
         if not conds:
             return [], []
         with Session(self.engine) as s:
-            due = [row_id for sev, before in conds for row_id in s.scalars(
-                select(AlertRow.id).where(
-                    AlertRow.state != State.RESOLVED.value, AlertRow.level == Level.SITE.value,
-                    AlertRow.acked_at.is_(None), AlertRow.severity == sev,
-                    AlertRow.raised_at <= before))]
+            due = [
+                row_id
+                for sev, before in conds
+                for row_id in s.scalars(
+                    select(AlertRow.id).where(
+                        AlertRow.state != State.RESOLVED.value,
+                        AlertRow.level == Level.SITE.value,
+                        AlertRow.acked_at.is_(None),
+                        AlertRow.severity == sev,
+                        AlertRow.raised_at <= before,
+                    )
+                )
+            ]
         if not due:
             return [], []
         events: list[AlertEvent] = []
@@ -389,12 +487,15 @@ class AlertStore:
             for row_id in due:
                 row = s.get(AlertRow, row_id)
                 # re-checked under the lock: someone may have acknowledged it meanwhile
-                if (row is None or row.acked_at is not None or row.level != Level.SITE.value
-                        or row.state == State.RESOLVED.value):
+                if (
+                    row is None
+                    or row.acked_at is not None
+                    or row.level != Level.SITE.value
+                    or row.state == State.RESOLVED.value
+                ):
                     continue
                 row.level, row.updated_at = Level.COUNTY.value, now
-                events.append(self._append(s, head, row, EventKind.ESCALATED, now,
-                                           SYSTEM_ACTOR))
+                events.append(self._append(s, head, row, EventKind.ESCALATED, now, SYSTEM_ACTOR))
             return events, self._outgoing(s, mark)
 
     # -- reading ----------------------------------------------------------------------
@@ -406,9 +507,14 @@ class AlertStore:
     def open_alert(self, site: str, device: str, group: str) -> OpenAlert | None:
         """The open alert of one condition (site, device, group), if there is one."""
         with Session(self.engine) as s:
-            r = s.scalar(select(AlertRow).where(
-                AlertRow.site == site, AlertRow.device == device, AlertRow.group == group,
-                AlertRow.state != State.RESOLVED.value))
+            r = s.scalar(
+                select(AlertRow).where(
+                    AlertRow.site == site,
+                    AlertRow.device == device,
+                    AlertRow.group == group,
+                    AlertRow.state != State.RESOLVED.value,
+                )
+            )
             return None if r is None else _open_alert(r)
 
     def head(self) -> int:
@@ -419,25 +525,34 @@ class AlertStore:
         """Alerts resolved by someone other than the service since history entry
         ``after_n``, and the newest entry number."""
         with Session(self.engine) as s:
-            rows = s.execute(select(HistoryRow.n, HistoryRow.alert_id, HistoryRow.event,
-                                    HistoryRow.actor)
-                             .where(HistoryRow.n > after_n).order_by(HistoryRow.n)).all()
-        ids = [a for _, a, e, actor in rows
-               if e == EventKind.RESOLVED.value and actor != SYSTEM_ACTOR]
+            rows = s.execute(
+                select(HistoryRow.n, HistoryRow.alert_id, HistoryRow.event, HistoryRow.actor)
+                .where(HistoryRow.n > after_n)
+                .order_by(HistoryRow.n)
+            ).all()
+        ids = [
+            a for _, a, e, actor in rows if e == EventKind.RESOLVED.value and actor != SYSTEM_ACTOR
+        ]
         return (rows[-1][0] if rows else after_n), ids
 
     def get(self, alert_id: str) -> AlertRow | None:
         with Session(self.engine) as s:
             return s.get(AlertRow, alert_id)
 
-    def list_alerts(self, *, site: str | None = None, state: str | None = None,
-                    severity: str | None = None, limit: int = 100) -> list[AlertRow]:
-        rows, _ = self.find(AlertFilter(site=site, state=state, severity=severity),
-                            limit=limit)
+    def list_alerts(
+        self,
+        *,
+        site: str | None = None,
+        state: str | None = None,
+        severity: str | None = None,
+        limit: int = 100,
+    ) -> list[AlertRow]:
+        rows, _ = self.find(AlertFilter(site=site, state=state, severity=severity), limit=limit)
         return rows
 
-    def find(self, f: AlertFilter, *, offset: int = 0, limit: int = 100
-             ) -> tuple[list[AlertRow], int]:
+    def find(
+        self, f: AlertFilter, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[AlertRow], int]:
         """Alerts matching ``f``, newest first, and how many match in all."""
         q = select(AlertRow)
         if f.sites is not None:
@@ -458,8 +573,11 @@ class AlertStore:
             q = q.where(AlertRow.raised_at < f.until)
         with Session(self.engine) as s:
             total = count_rows(s, q)
-            rows = s.scalars(q.order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
-                             .offset(offset).limit(limit))
+            rows = s.scalars(
+                q.order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
             return list(rows), total
 
     def history(self, alert_id: str | None = None) -> list[HistoryRow]:
@@ -472,9 +590,12 @@ class AlertStore:
     # -- outbox -----------------------------------------------------------------------
     def pending(self, exclude: set[int], limit: int = 1000) -> list[Outgoing]:
         with Session(self.engine) as s:
-            rows = s.execute(select(OutboxRow.id, OutboxRow.target, OutboxRow.payload)
-                             .where(OutboxRow.failed.is_(False)).order_by(OutboxRow.id)
-                             .limit(limit + len(exclude)))
+            rows = s.execute(
+                select(OutboxRow.id, OutboxRow.target, OutboxRow.payload)
+                .where(OutboxRow.failed.is_(False))
+                .order_by(OutboxRow.id)
+                .limit(limit + len(exclude))
+            )
             return [Outgoing(i, t, p) for i, t, p in rows if i not in exclude][:limit]
 
     def delivered(self, ids: Sequence[int]) -> None:
@@ -484,8 +605,11 @@ class AlertStore:
 
     def attempt_failed(self, outbox_id: int, error: str, *, permanent: bool) -> None:
         with Session(self.engine) as s, s.begin():
-            s.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(
-                attempts=OutboxRow.attempts + 1, last_error=error[:2000], failed=permanent))
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == outbox_id)
+                .values(attempts=OutboxRow.attempts + 1, last_error=error[:2000], failed=permanent)
+            )
 
     def outbox_counts(self) -> dict[str, tuple[int, int]]:
         """Per target: (waiting, failed for good)."""

@@ -37,8 +37,12 @@ from sitewatch.profiles.model import (
 Reading = Mapping[str, Any]
 
 _OPS: dict[Op, Callable[[Any, Any], bool]] = {
-    Op.GE: operator.ge, Op.GT: operator.gt, Op.LE: operator.le, Op.LT: operator.lt,
-    Op.EQ: operator.eq, Op.NE: operator.ne,
+    Op.GE: operator.ge,
+    Op.GT: operator.gt,
+    Op.LE: operator.le,
+    Op.LT: operator.lt,
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
 }
 
 
@@ -189,7 +193,8 @@ class Window(Evaluator):
         self._samples: deque[tuple[int, float, int]] = deque()
         energy = rule.aggregate is WindowAggregate.ENERGY
         self._term: Callable[[float], float] = (
-            (lambda v: 10 ** (v / 10)) if energy else (lambda v: v))
+            (lambda v: 10 ** (v / 10)) if energy else (lambda v: v)
+        )
         self._sum = 0.0
         self._terms: deque[float] = deque()
         self._updates = 0
@@ -246,8 +251,9 @@ class Window(Evaluator):
         if covered < r.min_coverage * r.window_s - 1e-9:
             return None  # barely seen: not judged, whatever the aggregate says
         value = self.aggregate()
-        return Verdict(self._compare(value, limit, r.hysteresis), round(value, 6), limit,
-                       round(covered, 3))
+        return Verdict(
+            self._compare(value, limit, r.hysteresis), round(value, 6), limit, round(covered, 3)
+        )
 
 
 class Rate(Evaluator):
@@ -304,8 +310,7 @@ class Cumulative(Evaluator):
 
     def __init__(self, rule: Any, utc_offset_h: float, sample_interval_s: float) -> None:
         super().__init__(rule, utc_offset_h, sample_interval_s)
-        self._baseline: float | None = (None if rule.baseline == "first"
-                                        else float(rule.baseline))
+        self._baseline: float | None = None if rule.baseline == "first" else float(rule.baseline)
 
     def observe(self, ts_ms: int, reading: Reading) -> Verdict | None:
         r = self.rule

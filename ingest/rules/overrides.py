@@ -55,9 +55,11 @@ class Override(_Strict):
         return 2 if self.device else 1 if self.site else 0
 
     def matches(self, site: str, device: str, profile: str) -> bool:
-        return ((self.site is None or self.site == site)
-                and (self.device is None or self.device == device)
-                and (self.profile is None or self.profile == profile))
+        return (
+            (self.site is None or self.site == site)
+            and (self.device is None or self.device == device)
+            and (self.profile is None or self.profile == profile)
+        )
 
 
 def _patched(profile: Profile, rule_id: str, changes: dict[str, Any]) -> Profile:
@@ -77,9 +79,13 @@ def _patched(profile: Profile, rule_id: str, changes: dict[str, Any]) -> Profile
 class RuleBook:
     """The rules in force for each (site, device, profile), cached."""
 
-    def __init__(self, profiles: ProfileSet, overrides: list[Override] | tuple[Override, ...] = (),
-                 sites: dict[str, SiteRules] | None = None, default_utc_offset_h: float = 8.0
-                 ) -> None:
+    def __init__(
+        self,
+        profiles: ProfileSet,
+        overrides: list[Override] | tuple[Override, ...] = (),
+        sites: dict[str, SiteRules] | None = None,
+        default_utc_offset_h: float = 8.0,
+    ) -> None:
         self.profiles = profiles
         self.sites = sites or {}
         self.default_utc_offset_h = default_utc_offset_h
@@ -96,9 +102,11 @@ class RuleBook:
                 raise ConfigError(f"{where}: key set.{fixed[0]} cannot be overridden")
             if o.profile is not None and o.profile not in self.profiles:
                 raise ConfigError(f"{where}: key profile: no profile {o.profile!r}")
-            targets = [p for name, p in self.profiles.items()
-                       if (o.profile is None or o.profile == name)
-                       and any(r.id == o.rule for r in p.rules)]
+            targets = [
+                p
+                for name, p in self.profiles.items()
+                if (o.profile is None or o.profile == name) and any(r.id == o.rule for r in p.rules)
+            ]
             if not targets:
                 raise ConfigError(f"{where}: key rule: no profile has a rule {o.rule!r}")
             for p in targets:
@@ -108,8 +116,9 @@ class RuleBook:
                     err = exc.errors()[0]
                     tail = [str(x) for x in err["loc"][3:]] if len(err["loc"]) > 3 else []
                     key = "set." + ".".join(tail) if tail else "set"
-                    raise ConfigError(f"{where} in profile {p.profile}: key {key}: "
-                                      f"{err['msg']}") from None
+                    raise ConfigError(
+                        f"{where} in profile {p.profile}: key {key}: {err['msg']}"
+                    ) from None
 
     def utc_offset_h(self, site: str) -> float:
         s = self.sites.get(site)

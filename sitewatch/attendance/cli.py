@@ -42,8 +42,7 @@ def add_parser(subparsers: Any) -> None:
     att = subparsers.add_parser("attendance", help=help_, description=help_)
     actions = att.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    def action(name: str, fn: Handler, help_: str, *, site: bool = True
-               ) -> argparse.ArgumentParser:
+    def action(name: str, fn: Handler, help_: str, *, site: bool = True) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = actions.add_parser(name, help=help_, description=help_)
         p.set_defaults(fn=fn)
         p.add_argument("--database-url", default="sqlite:///sitewatch.db")
@@ -52,28 +51,44 @@ def add_parser(subparsers: Any) -> None:
         return p
 
     def days(p: argparse.ArgumentParser, required: bool = False) -> None:
-        p.add_argument("--from", dest="first", type=date.fromisoformat, required=required,
-                       metavar="DAY", help="first attendance day, YYYY-MM-DD"
-                       + ("" if required else "; default: --to"))
-        p.add_argument("--to", dest="last", type=date.fromisoformat, required=required,
-                       metavar="DAY", help="last attendance day (inclusive)"
-                       + ("" if required else "; default: today at the site"))
+        p.add_argument(
+            "--from",
+            dest="first",
+            type=date.fromisoformat,
+            required=required,
+            metavar="DAY",
+            help="first attendance day, YYYY-MM-DD" + ("" if required else "; default: --to"),
+        )
+        p.add_argument(
+            "--to",
+            dest="last",
+            type=date.fromisoformat,
+            required=required,
+            metavar="DAY",
+            help="last attendance day (inclusive)"
+            + ("" if required else "; default: today at the site"),
+        )
 
-    imp = action("import", cmd_import, "import a worker list (.csv or .xlsx), all or "
-                 "nothing")
+    imp = action("import", cmd_import, "import a worker list (.csv or .xlsx), all or nothing")
     imp.add_argument("file", type=Path)
-    imp.add_argument("--id-key-file", type=Path, default=None,
-                     help=f"file holding the ID-number key (else ${ID_KEY_ENV}); the API's "
-                          "attendance.id_hash_key")
-    imp.add_argument("--development", action="store_true",
-                     help="without a key, hash with the public development key")
+    imp.add_argument(
+        "--id-key-file",
+        type=Path,
+        default=None,
+        help=f"file holding the ID-number key (else ${ID_KEY_ENV}); the API's "
+        "attendance.id_hash_key",
+    )
+    imp.add_argument(
+        "--development",
+        action="store_true",
+        help="without a key, hash with the public development key",
+    )
 
     w = action("workers", cmd_workers, "the registered workers")
     w.add_argument("--team", default=None)
 
     action("on-site", cmd_on_site, "who is on site now")
-    days(action("headcount", cmd_headcount, "workers who came, per day, team and "
-                "subcontractor"))
+    days(action("headcount", cmd_headcount, "workers who came, per day, team and subcontractor"))
 
     h = action("hours", cmd_hours, "credited minutes and sessions per worker and day")
     days(h)
@@ -83,31 +98,48 @@ def add_parser(subparsers: Any) -> None:
     days(sh, required=True)
     sh.add_argument("--team", default=None)
     sh.add_argument("--format", choices=["text", "csv", "xlsx"], default="text")
-    sh.add_argument("-o", "--output", type=Path, default=None,
-                    help="write to this file (needed for xlsx); default: standard output")
+    sh.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="write to this file (needed for xlsx); default: standard output",
+    )
 
     pol = action("policy", cmd_policy, "show the site's attendance policy, or change keys")
-    pol.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="change a key (repeatable); the result is checked, then stored")
+    pol.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a key (repeatable); the result is checked, then stored",
+    )
 
     sim = actions.add_parser(
-        "simulate", help="gate terminals of a simulated workforce: the past days, then "
+        "simulate",
+        help="gate terminals of a simulated workforce: the past days, then "
         "today's swipes as they fall due, pushed to a gateway's http_push listener",
         description="Gate terminals of a simulated workforce (sitewatch.simulators."
         "attendance_days) pushing to a gateway's http_push listener. Tokens: "
-        f"${GATE_TOKENS_ENV}=GATE01=token,GATE02=token.")
+        f"${GATE_TOKENS_ENV}=GATE01=token,GATE02=token.",
+    )
     sim.set_defaults(fn=cmd_simulate)
     sim.add_argument("--url", required=True, help="the listener, e.g. http://127.0.0.1:8081")
     sim.add_argument("--workers", type=int, default=200)
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--days-back", type=int, default=7)
-    sim.add_argument("--no-live", dest="live", action="store_false",
-                     help="deliver what is due and stop")
-    sim.add_argument("--print-workers", action="store_true",
-                     help="print the workforce as a CSV worker list (for import) and stop")
+    sim.add_argument(
+        "--no-live", dest="live", action="store_false", help="deliver what is due and stop"
+    )
+    sim.add_argument(
+        "--print-workers",
+        action="store_true",
+        help="print the workforce as a CSV worker list (for import) and stop",
+    )
 
-    v = action("verify", cmd_verify, "check every hash of the ledger; exit 1 on any "
-               "problem", site=False)
+    v = action(
+        "verify", cmd_verify, "check every hash of the ledger; exit 1 on any problem", site=False
+    )
     v.add_argument("--site", default=None, help="default: every site")
 
 
@@ -154,8 +186,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(args, f"cannot read {exc.filename}: {exc.strerror}", 2)
     if key is None:
-        return _fail(args, f"no ID-number key: set {ID_KEY_ENV} or give --id-key-file "
-                           "(the API's attendance.id_hash_key), or --development", 2)
+        return _fail(
+            args,
+            f"no ID-number key: set {ID_KEY_ENV} or give --id-key-file "
+            "(the API's attendance.id_hash_key), or --development",
+            2,
+        )
     if len(key) < MIN_KEY_CHARS:
         return _fail(args, f"the ID-number key needs at least {MIN_KEY_CHARS} characters", 2)
     with _session(args) as s:
@@ -164,8 +200,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         from sitewatch.attendance.registration import import_workers
 
         try:
-            done = import_workers(s, data, args.file.name, site=args.site, id_key=key,
-                                  now_ms=_now_ms())
+            done = import_workers(
+                s, data, args.file.name, site=args.site, id_key=key, now_ms=_now_ms()
+            )
         except ValueError as exc:
             return _fail(args, str(exc), 2)
         if done.errors:
@@ -190,9 +227,11 @@ def cmd_workers(args: argparse.Namespace) -> int:
             for r in page.items:
                 lapsed = ",".join(WorkerInfo.of(r).lapsed(today))
                 flags = ("lead " if r.team_lead else "") + ("" if r.active else "inactive ")
-                print(f"{r.id:12} {r.name:10} {r.team:12} {r.trade or '-':8} "
-                      f"{r.subcontractor or '-':16} {r.day_rate:>8} {r.id_masked or '-':18} "
-                      f"{flags}{'LAPSED ' + lapsed if lapsed else ''}".rstrip())
+                print(
+                    f"{r.id:12} {r.name:10} {r.team:12} {r.trade or '-':8} "
+                    f"{r.subcontractor or '-':16} {r.day_rate:>8} {r.id_masked or '-':18} "
+                    f"{flags}{'LAPSED ' + lapsed if lapsed else ''}".rstrip()
+                )
             offset, total = offset + len(page.items), page.total
             if not page.items:
                 break
@@ -207,8 +246,10 @@ def cmd_on_site(args: argparse.Namespace) -> int:
         clock = _clock(get_policy(s, args.site))
         people = on_site_now(s, args.site, _now_ms())
     for o in people:
-        print(f"{o.worker:12} {o.name or '?':10} {o.team:12} {o.subcontractor or '-':16} "
-              f"since {clock(o.since)}")
+        print(
+            f"{o.worker:12} {o.name or '?':10} {o.team:12} {o.subcontractor or '-':16} "
+            f"since {clock(o.since)}"
+        )
     print(f"{len(people)} on site")
     return 0
 
@@ -240,8 +281,10 @@ def cmd_headcount(args: argparse.Namespace) -> int:
     for h in counts:
         teams = ", ".join(f"{t} {n}" for t, n in h.by_team.items()) or "-"
         subs = ", ".join(f"{t} {n}" for t, n in h.by_subcontractor.items()) or "-"
-        print(f"{h.day} came {h.came}, on site {h.on_site_now}, unregistered "
-              f"{h.unregistered}; teams: {teams}; subcontractors: {subs}")
+        print(
+            f"{h.day} came {h.came}, on site {h.on_site_now}, unregistered "
+            f"{h.unregistered}; teams: {teams}; subcontractors: {subs}"
+        )
     return 0
 
 
@@ -257,11 +300,15 @@ def cmd_hours(args: argparse.Namespace) -> int:
         clock = _clock(get_policy(s, args.site))
         days = hours(s, args.site, first, last, _now_ms(), args.worker)
     for wd in days:
-        spans = " ".join(f"{clock(x.start)}-{clock(x.end)}"
-                         + (f"({x.flag.value})" if x.flag else "") for x in wd.sessions)
+        spans = " ".join(
+            f"{clock(x.start)}-{clock(x.end)}" + (f"({x.flag.value})" if x.flag else "")
+            for x in wd.sessions
+        )
         flags = ",".join(f.value for f in wd.flags)
-        print(f"{wd.day} {wd.worker:12} {wd.minutes // 60:3}h{wd.minutes % 60:02}m "
-              f"{spans or '-'}{'  ' + flags if flags else ''}")
+        print(
+            f"{wd.day} {wd.worker:12} {wd.minutes // 60:3}h{wd.minutes % 60:02}m "
+            f"{spans or '-'}{'  ' + flags if flags else ''}"
+        )
     return 0
 
 
@@ -297,13 +344,17 @@ def _sheet_bytes(found: list[DayLabourSheet], fmt: str) -> bytes:
 
 def _sheet_text(sh: DayLabourSheet) -> str:
     """A sheet for a glance at the terminal; the signed copy is the CSV or XLSX."""
-    lines = [f"{sh.site_name} ({sh.site}) team {sh.team}, {sh.first_day} to {sh.last_day}; "
-             f"leads: {', '.join(sh.leads) or '-'}; subcontractors: "
-             f"{', '.join(sh.subcontractors) or '-'}; {sh.hours_per_day} h a day"]
+    lines = [
+        f"{sh.site_name} ({sh.site}) team {sh.team}, {sh.first_day} to {sh.last_day}; "
+        f"leads: {', '.join(sh.leads) or '-'}; subcontractors: "
+        f"{', '.join(sh.subcontractors) or '-'}; {sh.hours_per_day} h a day"
+    ]
     for r in sh.rows:
-        lines.append(f"  {r.day} {r.worker:12} {r.name:10} {r.trade or '-':8} "
-                     f"{r.hours:>6} h {r.day_equivalents:>5} d x {r.day_rate:>8} = "
-                     f"{r.amount:>9}  {','.join(r.remarks)}".rstrip())
+        lines.append(
+            f"  {r.day} {r.worker:12} {r.name:10} {r.trade or '-':8} "
+            f"{r.hours:>6} h {r.day_equivalents:>5} d x {r.day_rate:>8} = "
+            f"{r.amount:>9}  {','.join(r.remarks)}".rstrip()
+        )
     t = sh.totals
     lines.append(f"  total {t.minutes} min, {t.hours} h, {t.day_equivalents} d, {t.amount}")
     return "\n".join(lines) + "\n\n"
@@ -325,8 +376,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
                     return _fail(args, f"--set {item!r}: want KEY=VALUE", 2)
                 changes[key.strip()] = value.strip()
             try:
-                current = AttendancePolicy.model_validate(
-                    {**current.model_dump(), **changes})
+                current = AttendancePolicy.model_validate({**current.model_dump(), **changes})
             except ValidationError as exc:
                 from sitewatch.attendance.registration import policy_problems
 
@@ -366,15 +416,39 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     workers = workforce(args.workers, seed=args.seed)
     if args.print_workers:  # the office's worker list for this workforce, to import
         out = csv.writer(sys.stdout)
-        out.writerow(["工号", "姓名", "班组", "班组长", "分包单位", "工种", "日工资",
-                      "培训有效期", "证书有效期", "身份证号"])
+        out.writerow(
+            [
+                "工号",
+                "姓名",
+                "班组",
+                "班组长",
+                "分包单位",
+                "工种",
+                "日工资",
+                "培训有效期",
+                "证书有效期",
+                "身份证号",
+            ]
+        )
         for w in workers:
-            out.writerow([w.id, w.name, w.team, "是" if w.team_lead else "否",
-                          w.subcontractor, w.trade, w.day_rate, w.training_expires,
-                          w.certificate_expires or "", w.id_number])
+            out.writerow(
+                [
+                    w.id,
+                    w.name,
+                    w.team,
+                    "是" if w.team_lead else "否",
+                    w.subcontractor,
+                    w.trade,
+                    w.day_rate,
+                    w.training_expires,
+                    w.certificate_expires or "",
+                    w.id_number,
+                ]
+            )
         return 0
-    tokens = dict(item.split("=", 1) for item in
-                  os.environ.get(GATE_TOKENS_ENV, "").split(",") if "=" in item)
+    tokens = dict(
+        item.split("=", 1) for item in os.environ.get(GATE_TOKENS_ENV, "").split(",") if "=" in item
+    )
     if not tokens:
         return _fail(args, f"no gate tokens: set {GATE_TOKENS_ENV}=GATE01=token,...", 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -382,8 +456,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     async def main() -> int:
         stop = asyncio.Event()
         stop_on_signals(stop.set)
-        return await run_feed(FeedOptions(args.url.rstrip("/"), tokens, args.days_back,
-                                          args.live, args.seed), workers, stop=stop)
+        return await run_feed(
+            FeedOptions(args.url.rstrip("/"), tokens, args.days_back, args.live, args.seed),
+            workers,
+            stop=stop,
+        )
 
     sent = asyncio.run(main())
     print(f"{sent} gate events delivered")

@@ -34,11 +34,20 @@ INFO_LEADS = "班组长 Team lead"
 INFO_SUBCONTRACTORS = "分包单位 Subcontractor"
 INFO_PERIOD = "期间 Period"
 INFO_HOURS_PER_DAY = "每工日工时 Hours per day"
-COLUMNS = ("日期 Date", "工号 Worker", "姓名 Name", "工种 Trade", "工时 Hours",
-           "工日 Day-eq.", "日工资 Day rate", "金额 Amount", "备注 Remarks", "签字 Signature")
+COLUMNS = (
+    "日期 Date",
+    "工号 Worker",
+    "姓名 Name",
+    "工种 Trade",
+    "工时 Hours",
+    "工日 Day-eq.",
+    "日工资 Day rate",
+    "金额 Amount",
+    "备注 Remarks",
+    "签字 Signature",
+)
 TOTAL = "合计 Total"
-SIGN_OFF = ("班组长签字 Team lead signature", "项目负责人签字 Site manager signature",
-            "日期 Date")
+SIGN_OFF = ("班组长签字 Team lead signature", "项目负责人签字 Site manager signature", "日期 Date")
 NOTHING = "本期间无点工记录 Nothing for the period"
 NONE = "-"
 
@@ -62,11 +71,17 @@ class _Line:
 
 # -- the layout both formats share -----------------------------------------------------
 
+
 def _layout(sheet: DayLabourSheet) -> list[_Line]:
-    return [*_info(sheet), _Line(_Kind.BLANK), _Line(_Kind.HEADER, COLUMNS),
-            *(_Line(_Kind.ROW, _row(r)) for r in sheet.rows),
-            _Line(_Kind.TOTAL, _total(sheet)), _Line(_Kind.BLANK),
-            *(_Line(_Kind.SIGN, (label,)) for label in SIGN_OFF)]
+    return [
+        *_info(sheet),
+        _Line(_Kind.BLANK),
+        _Line(_Kind.HEADER, COLUMNS),
+        *(_Line(_Kind.ROW, _row(r)) for r in sheet.rows),
+        _Line(_Kind.TOTAL, _total(sheet)),
+        _Line(_Kind.BLANK),
+        *(_Line(_Kind.SIGN, (label,)) for label in SIGN_OFF),
+    ]
 
 
 def _info(sheet: DayLabourSheet) -> list[_Line]:
@@ -83,8 +98,18 @@ def _info(sheet: DayLabourSheet) -> list[_Line]:
 
 def _row(r: SheetRow) -> tuple[Cell, ...]:
     # the signature cell is left empty for the worker to sign in
-    return (r.day, r.worker, r.name, r.trade, r.hours, r.day_equivalents, r.day_rate,
-            r.amount, ";".join(r.remarks), None)
+    return (
+        r.day,
+        r.worker,
+        r.name,
+        r.trade,
+        r.hours,
+        r.day_equivalents,
+        r.day_rate,
+        r.amount,
+        ";".join(r.remarks),
+        None,
+    )
 
 
 def _total(sheet: DayLabourSheet) -> tuple[Cell, ...]:
@@ -93,6 +118,7 @@ def _total(sheet: DayLabourSheet) -> tuple[Cell, ...]:
 
 
 # -- CSV -------------------------------------------------------------------------------
+
 
 def sheets_csv(sheets: Sequence[DayLabourSheet]) -> bytes:
     """The sheets as one CSV file, UTF-8 with a BOM (without it Excel on a Chinese
@@ -172,7 +198,7 @@ def _title(team: str, used: set[str]) -> str:
     while title.casefold() in used or title.casefold() == "history":
         n += 1
         suffix = f" ({n})"
-        title = base[:_TITLE_MAX - len(suffix)] + suffix
+        title = base[: _TITLE_MAX - len(suffix)] + suffix
     used.add(title.casefold())
     return title
 
@@ -210,8 +236,7 @@ def _set(cell: Any, value: Cell) -> None:
 
 
 def _style(cell: Any, kind: _Kind) -> None:
-    if (kind in (_Kind.HEADER, _Kind.TOTAL, _Kind.SIGN)
-            or (kind is _Kind.INFO and cell.column == 1)):
+    if kind in (_Kind.HEADER, _Kind.TOTAL, _Kind.SIGN) or (kind is _Kind.INFO and cell.column == 1):
         cell.font = _BOLD
     if kind in (_Kind.HEADER, _Kind.ROW, _Kind.TOTAL):
         cell.border = _GRID

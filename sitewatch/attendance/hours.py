@@ -96,8 +96,9 @@ def _sort_key(e: GateEvent) -> tuple[int, str, int]:
     return (e.ts, e.device, e.seq)
 
 
-def worker_day(worker: str, day: date, events: Iterable[GateEvent],
-               policy: AttendancePolicy, now_ms: int) -> WorkerDay:
+def worker_day(
+    worker: str, day: date, events: Iterable[GateEvent], policy: AttendancePolicy, now_ms: int
+) -> WorkerDay:
     """One worker's sessions on one attendance day from that day's events."""
     out = WorkerDay(worker, day)
     shift_start, shift_end = policy.shift_bounds(day)
@@ -116,8 +117,7 @@ def worker_day(worker: str, day: date, events: Iterable[GateEvent],
                 if out.first_in is None:
                     out.first_in = e.ts
             else:
-                out.noted[Flag.ENTRY_WHILE_ON_SITE] = (
-                    out.noted.get(Flag.ENTRY_WHILE_ON_SITE, 0) + 1)
+                out.noted[Flag.ENTRY_WHILE_ON_SITE] = out.noted.get(Flag.ENTRY_WHILE_ON_SITE, 0) + 1
         elif open_since is not None:
             out.sessions.append(Session(open_since, e.ts))
             open_since = None
@@ -135,15 +135,17 @@ def worker_day(worker: str, day: date, events: Iterable[GateEvent],
     return out
 
 
-def worker_days(events: Iterable[GateEvent], policy: AttendancePolicy, now_ms: int
-                ) -> dict[tuple[str, date], WorkerDay]:
+def worker_days(
+    events: Iterable[GateEvent], policy: AttendancePolicy, now_ms: int
+) -> dict[tuple[str, date], WorkerDay]:
     """Every (worker, attendance day) the events touch."""
     grouped: dict[tuple[str, date], list[GateEvent]] = defaultdict(list)
     day_of = policy.day_of
     for e in events:
         grouped[(e.worker, day_of(e.ts))].append(e)
-    return {key: worker_day(key[0], key[1], evs, policy, now_ms)
-            for key, evs in sorted(grouped.items())}
+    return {
+        key: worker_day(key[0], key[1], evs, policy, now_ms) for key, evs in sorted(grouped.items())
+    }
 
 
 def on_site(days: Iterable[WorkerDay]) -> list[WorkerDay]:

@@ -34,12 +34,15 @@ def check(raw: str) -> str:
     """The number in canonical form, or IdCardError saying what is wrong with it."""
     n = normalise(raw)
     if not _FORM.match(n):
-        raise IdCardError(f"not an ID-card number: {len(n)} characters, want 18 "
-                          "(17 digits and a digit or X) or 15 digits")
+        raise IdCardError(
+            f"not an ID-card number: {len(n)} characters, want 18 "
+            "(17 digits and a digit or X) or 15 digits"
+        )
     if len(n) == 18:
         if check_character(n[:17]) != n[17]:
-            raise IdCardError("ID-card number's check character does not match "
-                              "(GB 11643): a typing error?")
+            raise IdCardError(
+                "ID-card number's check character does not match (GB 11643): a typing error?"
+            )
     return n
 
 

@@ -71,8 +71,9 @@ _MASK_DIGITS = 10
 #: cell has already lost its last digits when we read it
 _EXCEL_DIGITS = 15
 
-_MERGED_HINT = (" (in a merged cell only the first row has the value: unmerge the "
-                "cells and fill every row)")
+_MERGED_HINT = (
+    " (in a merged cell only the first row has the value: unmerge the cells and fill every row)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +98,10 @@ class _CellError(ValueError):
 
 # -- the public entry point ------------------------------------------------------------
 
-def read_workers(data: bytes, filename: str, *, site: str, id_key: str, now_ms: int
-                 ) -> ImportResult:
+
+def read_workers(
+    data: bytes, filename: str, *, site: str, id_key: str, now_ms: int
+) -> ImportResult:
     """The workers of ``data`` (a .csv or .xlsx file) as rows of ``site``, or the errors.
 
     Raises ValueError only for a file type other than .csv and .xlsx.
@@ -110,8 +113,7 @@ def read_workers(data: bytes, filename: str, *, site: str, id_key: str, now_ms: 
         table = _xlsx_table(data)
     else:
         shown = _shown(ext) if ext else "(none)"
-        raise ValueError(f"unsupported file type {shown}: save the worker list as .xlsx "
-                         "or .csv")
+        raise ValueError(f"unsupported file type {shown}: save the worker list as .xlsx or .csv")
     if isinstance(table, RowError):
         return ImportResult(errors=[table])
     return _read_table(table, _Context(site, id_key, now_ms, merged_cells=ext == ".xlsx"))
@@ -126,8 +128,12 @@ _Table = list[tuple[int, list[Any]]]
 def _csv_table(data: bytes) -> _Table | RowError:
     text = _decode(data)
     if text is None:
-        return RowError(0, None, "the file is neither UTF-8 nor GBK/GB18030 text: save it "
-                                 "from Excel as \"CSV UTF-8\" or as .xlsx")
+        return RowError(
+            0,
+            None,
+            "the file is neither UTF-8 nor GBK/GB18030 text: save it "
+            'from Excel as "CSV UTF-8" or as .xlsx',
+        )
     reader = csv.reader(io.StringIO(text, newline=""))
     table: _Table = []
     # a record is a spreadsheet row even when a quoted cell spans several lines
@@ -138,8 +144,11 @@ def _csv_table(data: bytes) -> _Table | RowError:
                 table.append((number, record))
     except csv.Error:
         # not the csv module's message: it says little an office could act on
-        return RowError(number + 1, None, "malformed CSV (a quote left open, a cell too "
-                        f"long?) near line {reader.line_num}")
+        return RowError(
+            number + 1,
+            None,
+            f"malformed CSV (a quote left open, a cell too long?) near line {reader.line_num}",
+        )
     return table
 
 
@@ -163,8 +172,11 @@ def _xlsx_table(data: bytes) -> _Table | RowError:
         # data_only: the value Excel last computed for a formula, not its text
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception:  # zipfile, XML and KeyError alike: the file is not a workbook
-        return RowError(0, None, "not a readable .xlsx workbook (an .xls saved with a "
-                                 ".xlsx name, or a damaged file?)")
+        return RowError(
+            0,
+            None,
+            "not a readable .xlsx workbook (an .xls saved with a .xlsx name, or a damaged file?)",
+        )
     try:
         if not book.worksheets:
             return RowError(0, None, "the workbook has no worksheet")
@@ -188,13 +200,13 @@ def _blank(value: Any) -> bool:
 
 # -- the header ------------------------------------------------------------------------
 
+
 def _header_key(text: str) -> str:
     """Case, spaces, ``_`` and ``-`` do not matter: "Day rate", "day_rate", "DAY-RATE"."""
     return re.sub(r"[\s_\-]+", "", text).lower()
 
 
-_BY_HEADER = {_header_key(alias): key for key, aliases in ALIASES.items()
-              for alias in aliases}
+_BY_HEADER = {_header_key(alias): key for key, aliases in ALIASES.items() for alias in aliases}
 
 
 @dataclass(slots=True)
@@ -217,19 +229,27 @@ def _read_header(row: int, cells: Sequence[Any]) -> tuple[_Header, list[RowError
         if key is None:
             # the accepted names once, not once per unknown column
             known = "" if errors else f": the columns are {_accepted_columns()}"
-            errors.append(RowError(row, _masked(label), f"unknown column {_shown(label)}"
-                                   f"{known}"))
+            errors.append(RowError(row, _masked(label), f"unknown column {_shown(label)}{known}"))
         elif key in seen:
-            errors.append(RowError(row, label, f"column {_shown(label)} is the same "
-                                   f"as column {_shown(header.labels[seen[key]])} ({key})"))
+            errors.append(
+                RowError(
+                    row,
+                    label,
+                    f"column {_shown(label)} is the same "
+                    f"as column {_shown(header.labels[seen[key]])} ({key})",
+                )
+            )
         else:
             seen[key] = i
             header.keys[i] = key
             header.labels[i] = label
     for key in REQUIRED:
         if key not in seen:
-            errors.append(RowError(row, key, f"missing required column {key} (headed "
-                                   f"{' or '.join(ALIASES[key])})"))
+            errors.append(
+                RowError(
+                    row, key, f"missing required column {key} (headed {' or '.join(ALIASES[key])})"
+                )
+            )
     return header, errors
 
 
@@ -238,6 +258,7 @@ def _accepted_columns() -> str:
 
 
 # -- the rows --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class _Context:
@@ -257,8 +278,15 @@ def _read_table(table: _Table, ctx: _Context) -> ImportResult:
         # with the wrong columns every row would repeat the same errors
         return ImportResult(errors=errors)
     if not body:
-        return ImportResult(errors=[RowError(header_row, None, "no workers below the "
-                                             "header (the list is on another worksheet?)")])
+        return ImportResult(
+            errors=[
+                RowError(
+                    header_row,
+                    None,
+                    "no workers below the header (the list is on another worksheet?)",
+                )
+            ]
+        )
     result = ImportResult()
     seen = _Seen()
     for number, cells in body:
@@ -271,8 +299,9 @@ def _read_table(table: _Table, ctx: _Context) -> ImportResult:
     return result
 
 
-def _read_cells(number: int, cells: Sequence[Any], header: _Header, ctx: _Context
-                ) -> tuple[dict[str, Any], list[RowError]]:
+def _read_cells(
+    number: int, cells: Sequence[Any], header: _Header, ctx: _Context
+) -> tuple[dict[str, Any], list[RowError]]:
     """The parsed value of each good cell by canonical key, and the bad cells' errors."""
     values: dict[str, Any] = {}
     errors: list[RowError] = []
@@ -288,8 +317,13 @@ def _read_cells(number: int, cells: Sequence[Any], header: _Header, ctx: _Contex
                 hint = _MERGED_HINT if ctx.merged_cells and _blank(cell) else ""
                 errors.append(RowError(number, header.labels[i], f"{e}{hint}"))
         elif not _blank(cell):
-            errors.append(RowError(number, _column_letter(i), "a value in a column with no "
-                                   "header: add the header or clear the column"))
+            errors.append(
+                RowError(
+                    number,
+                    _column_letter(i),
+                    "a value in a column with no header: add the header or clear the column",
+                )
+            )
     return values, errors
 
 
@@ -315,40 +349,57 @@ class _Seen:
     ids: dict[str, int] = field(default_factory=dict)
     people: dict[str, int] = field(default_factory=dict)
 
-    def check(self, number: int, values: dict[str, Any], header: _Header, id_key: str
-              ) -> list[RowError]:
+    def check(
+        self, number: int, values: dict[str, Any], header: _Header, id_key: str
+    ) -> list[RowError]:
         errors = []
         worker = values.get("id")
         if worker is not None:
             earlier = self.ids.setdefault(worker, number)
             if earlier != number:
-                errors.append(RowError(number, _label(header, "id"), f"worker id "
-                                       f"{_shown(worker)} is on rows {earlier} and {number}"))
+                errors.append(
+                    RowError(
+                        number,
+                        _label(header, "id"),
+                        f"worker id {_shown(worker)} is on rows {earlier} and {number}",
+                    )
+                )
         if values.get("id_number") is not None:
-            earlier = self.people.setdefault(
-                idcard.keyed_hash(values["id_number"], id_key), number)
+            earlier = self.people.setdefault(idcard.keyed_hash(values["id_number"], id_key), number)
             if earlier != number:
                 # never the number, nor its mask: the two rows are enough to find it
-                errors.append(RowError(number, _label(header, "id_number"), "the same "
-                                       f"ID-card number is on rows {earlier} and {number}"))
+                errors.append(
+                    RowError(
+                        number,
+                        _label(header, "id_number"),
+                        f"the same ID-card number is on rows {earlier} and {number}",
+                    )
+                )
         return errors
 
 
 def _worker_row(values: dict[str, Any], ctx: _Context) -> WorkerRow:
     number: str | None = values.get("id_number")
     return WorkerRow(
-        site=ctx.site, id=values["id"], name=values["name"], team=values["team"],
+        site=ctx.site,
+        id=values["id"],
+        name=values["name"],
+        team=values["team"],
         team_lead=values.get("team_lead", False),
-        subcontractor=values.get("subcontractor") or "", trade=values.get("trade") or "",
+        subcontractor=values.get("subcontractor") or "",
+        trade=values.get("trade") or "",
         day_rate=values["day_rate"],
         training_expires=values.get("training_expires"),
         certificate_expires=values.get("certificate_expires"),
         id_hash=None if number is None else idcard.keyed_hash(number, ctx.id_key),
         id_masked=None if number is None else idcard.mask(number),
-        active=True, updated_at=ctx.now_ms)
+        active=True,
+        updated_at=ctx.now_ms,
+    )
 
 
 # -- cells -----------------------------------------------------------------------------
+
 
 def _shown(value: Any) -> str:
     """A cell value fit to quote in a message."""
@@ -380,13 +431,17 @@ def _worker_id(value: Any) -> str:
         raise _CellError("worker id is empty")
     text = _text_of(value)
     if not is_ident(text):
-        raise _CellError(f"worker id {_shown(text)} is not 1-64 characters of A-Z a-z 0-9 "
-                         "_ - (the identifier the gates send)")
+        raise _CellError(
+            f"worker id {_shown(text)} is not 1-64 characters of A-Z a-z 0-9 "
+            "_ - (the identifier the gates send)"
+        )
     if _is_id_number(text):
         # some offices number workers by their ID card: the number would then be stored,
         # sent by the gates and printed on every sheet, whole
-        raise _CellError(f"worker id {_shown(text)} is an ID-card number: number workers "
-                         "otherwise, the registry keeps ID numbers only hashed")
+        raise _CellError(
+            f"worker id {_shown(text)} is an ID-card number: number workers "
+            "otherwise, the registry keeps ID numbers only hashed"
+        )
     return text
 
 
@@ -435,7 +490,7 @@ def _day_rate(value: Any) -> Decimal:
 
 
 def _strip_currency(text: str) -> str:
-    """"¥350", "￥350", "350元", "350 元" -> "350"."""
+    """ "¥350", "￥350", "350元", "350 元" -> "350"."""
     text = text.strip().removesuffix("元").strip()
     return text.removeprefix("¥").removeprefix("￥").strip()
 
@@ -445,8 +500,7 @@ def _decimal(text: str, original: Any) -> Decimal:
         raise _CellError(f"day_rate {_shown(original)} is negative")
     m = _RATE.match(text)
     if m is None:
-        raise _CellError(f"day_rate {_shown(original)} is not an amount (like 350 or "
-                         "350.50)")
+        raise _CellError(f"day_rate {_shown(original)} is not an amount (like 350 or 350.50)")
     if m[2] is not None and len(m[2].rstrip("0")) > 3:  # "." and at most two digits
         raise _CellError(f"day_rate {_shown(original)} has more than 2 decimal places")
     try:
@@ -463,8 +517,7 @@ def _team_lead(value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise _CellError(f"team_lead {_shown(value)} is not one of 是/否, Y/N, yes/no, "
-                     "true/false, 1/0")
+    raise _CellError(f"team_lead {_shown(value)} is not one of 是/否, Y/N, yes/no, true/false, 1/0")
 
 
 def _expiry(what: str) -> Callable[[Any], date | None]:
@@ -476,8 +529,9 @@ def _expiry(what: str) -> Callable[[Any], date | None]:
         if isinstance(value, date):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
-            raise _CellError(f"{what} {_shown(value)} is a number, not a date: format "
-                             "the cell as a date")
+            raise _CellError(
+                f"{what} {_shown(value)} is a number, not a date: format the cell as a date"
+            )
         return _parse_date(what, str(value).strip())
 
     return parse
@@ -489,8 +543,10 @@ def _parse_date(what: str, text: str) -> date:
     if parts is None and (m := _DATE_CN.match(text)):
         parts = (m[1], m[2], m[3])
     if parts is None:
-        raise _CellError(f"{what} {_shown(text)} is not a date (like 2026-03-31, "
-                         "2026/3/31, 2026.3.31 or 2026年3月31日)")
+        raise _CellError(
+            f"{what} {_shown(text)} is not a date (like 2026-03-31, "
+            "2026/3/31, 2026.3.31 or 2026年3月31日)"
+        )
     try:
         return date(int(parts[0]), int(parts[1]), int(parts[2]))
     except ValueError:
@@ -502,9 +558,11 @@ def _id_number(value: Any) -> str | None:
     if _blank(value):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value >= 10 ** _EXCEL_DIGITS:
-            raise _CellError("id_number is a number cell, and Excel keeps only 15 digits "
-                             "of a number: format the column as text and type it again")
+        if value >= 10**_EXCEL_DIGITS:
+            raise _CellError(
+                "id_number is a number cell, and Excel keeps only 15 digits "
+                "of a number: format the column as text and type it again"
+            )
         value = _text_of(value)
     try:
         return idcard.check(str(value))

@@ -34,9 +34,11 @@ from sitewatch.registry import Page
 
 class LedgerRow(Base):
     __tablename__ = "attendance_ledger"
-    __table_args__ = (UniqueConstraint("site", "device", "seq", name="uq_attendance_event"),
-                      Index("ix_attendance_site_ts", "site", "ts"),
-                      Index("ix_attendance_site_worker_ts", "site", "worker", "ts"))
+    __table_args__ = (
+        UniqueConstraint("site", "device", "seq", name="uq_attendance_event"),
+        Index("ix_attendance_site_ts", "site", "ts"),
+        Index("ix_attendance_site_worker_ts", "site", "worker", "ts"),
+    )
 
     site: Mapped[str] = mapped_column(String(64), primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -54,12 +56,22 @@ class LedgerRow(Base):
 
     def item(self) -> contract.AttendanceItem:
         return contract.AttendanceItem(
-            device=self.device, ts=self.ts, seq=self.seq, worker=self.worker,
-            direction=self.direction, method=self.method)  # type: ignore[arg-type]
+            device=self.device,
+            ts=self.ts,
+            seq=self.seq,
+            worker=self.worker,
+            direction=self.direction,  # type: ignore[arg-type]
+            method=self.method,  # type: ignore[arg-type]
+        )
 
     def event(self) -> GateEvent:
-        return GateEvent(self.ts, self.worker, self.direction,  # type: ignore[arg-type]
-                         self.device, self.seq)
+        return GateEvent(
+            self.ts,
+            self.worker,
+            self.direction,  # type: ignore[arg-type]
+            self.device,
+            self.seq,
+        )
 
 
 class LedgerHead(Base):
@@ -74,15 +86,38 @@ class LedgerHead(Base):
 TABLES = [LedgerRow.__table__, LedgerHead.__table__]
 
 
-def row_hash(site: str, n: int, gateway: str, device: str, seq: int, ts: int, worker: str,
-             direction: str, method: str, stored_at: int, prev_hash: str) -> str:
-    return link_hash([site, n, gateway, device, seq, ts, worker, direction, method,
-                      stored_at, prev_hash])
+def row_hash(
+    site: str,
+    n: int,
+    gateway: str,
+    device: str,
+    seq: int,
+    ts: int,
+    worker: str,
+    direction: str,
+    method: str,
+    stored_at: int,
+    prev_hash: str,
+) -> str:
+    return link_hash(
+        [site, n, gateway, device, seq, ts, worker, direction, method, stored_at, prev_hash]
+    )
 
 
 def _recompute(r: LedgerRow) -> str:
-    return row_hash(r.site, r.n, r.gateway, r.device, r.seq, r.ts, r.worker, r.direction,
-                    r.method, r.stored_at, r.prev_hash)
+    return row_hash(
+        r.site,
+        r.n,
+        r.gateway,
+        r.device,
+        r.seq,
+        r.ts,
+        r.worker,
+        r.direction,
+        r.method,
+        r.stored_at,
+        r.prev_hash,
+    )
 
 
 @dataclass
@@ -102,8 +137,9 @@ class Ledger:
 
     def _lock(self, site: str, now: int) -> LedgerHead:
         # an UPDATE first: SQLite takes its write lock, PostgreSQL locks the row
-        done = self.s.execute(update(LedgerHead).where(LedgerHead.site == site)
-                              .values(touched_at=now))
+        done = self.s.execute(
+            update(LedgerHead).where(LedgerHead.site == site).values(touched_at=now)
+        )
         if done.rowcount == 0:  # type: ignore[attr-defined]
             self.s.add(LedgerHead(site=site, n=0, hash=GENESIS, touched_at=now))
             self.s.flush()  # a concurrent first append fails here on the primary key
@@ -111,8 +147,9 @@ class Ledger:
         assert head is not None
         return head
 
-    def append(self, site: str, gateway: str, items: Sequence[contract.AttendanceItem],
-               now: int) -> int:
+    def append(
+        self, site: str, gateway: str, items: Sequence[contract.AttendanceItem], now: int
+    ) -> int:
         """Append the events not yet in the ledger; how many were new. The caller
         commits."""
         if not items:
@@ -127,9 +164,16 @@ class Ledger:
             spans[i.device] = (min(lo, i.seq), max(hi, i.seq))
         seen: set[tuple[str, int]] = set()
         for device, (lo, hi) in spans.items():
-            seen.update((device, q) for q in self.s.scalars(
-                select(LedgerRow.seq).where(LedgerRow.site == site, LedgerRow.device == device,
-                                            LedgerRow.seq.between(lo, hi))))
+            seen.update(
+                (device, q)
+                for q in self.s.scalars(
+                    select(LedgerRow.seq).where(
+                        LedgerRow.site == site,
+                        LedgerRow.device == device,
+                        LedgerRow.seq.between(lo, hi),
+                    )
+                )
+            )
         added = 0
         n, prev = head.n, head.hash
         for i in items:
@@ -138,47 +182,84 @@ class Ledger:
                 continue
             seen.add(key)
             n += 1
-            h = row_hash(site, n, gateway, i.device, i.seq, i.ts, i.worker, i.direction,
-                         i.method, now, prev)
-            self.s.add(LedgerRow(site=site, n=n, gateway=gateway, device=i.device, seq=i.seq,
-                                 ts=i.ts, worker=i.worker, direction=i.direction,
-                                 method=i.method, stored_at=now, prev_hash=prev, hash=h))
+            h = row_hash(
+                site, n, gateway, i.device, i.seq, i.ts, i.worker, i.direction, i.method, now, prev
+            )
+            self.s.add(
+                LedgerRow(
+                    site=site,
+                    n=n,
+                    gateway=gateway,
+                    device=i.device,
+                    seq=i.seq,
+                    ts=i.ts,
+                    worker=i.worker,
+                    direction=i.direction,
+                    method=i.method,
+                    stored_at=now,
+                    prev_hash=prev,
+                    hash=h,
+                )
+            )
             prev = h
             added += 1
         head.n, head.hash = n, prev
         self.s.flush()
         return added
 
-    def events(self, site: str, start_ms: int, end_ms: int, worker: str | None = None
-               ) -> list[GateEvent]:
+    def events(
+        self, site: str, start_ms: int, end_ms: int, worker: str | None = None
+    ) -> list[GateEvent]:
         """Gate events with ``start_ms <= ts < end_ms``, in time order."""
-        q = (select(LedgerRow.ts, LedgerRow.worker, LedgerRow.direction, LedgerRow.device,
-                    LedgerRow.seq)
-             .where(LedgerRow.site == site, LedgerRow.ts >= start_ms, LedgerRow.ts < end_ms))
+        q = select(
+            LedgerRow.ts, LedgerRow.worker, LedgerRow.direction, LedgerRow.device, LedgerRow.seq
+        ).where(LedgerRow.site == site, LedgerRow.ts >= start_ms, LedgerRow.ts < end_ms)
         if worker is not None:
             q = q.where(LedgerRow.worker == worker)
-        return [GateEvent(ts, w, d, dev, seq)  # type: ignore[arg-type]
-                for ts, w, d, dev, seq in self.s.execute(q.order_by(LedgerRow.ts))]
+        return [
+            GateEvent(ts, w, d, dev, seq)  # type: ignore[arg-type]
+            for ts, w, d, dev, seq in self.s.execute(q.order_by(LedgerRow.ts))
+        ]
 
-    def _query(self, site: str, start_ms: int, end_ms: int, worker: str | None
-               ) -> Select[LedgerRow]:
-        q = select(LedgerRow).where(LedgerRow.site == site, LedgerRow.ts >= start_ms,
-                                    LedgerRow.ts < end_ms)
+    def _query(
+        self, site: str, start_ms: int, end_ms: int, worker: str | None
+    ) -> Select[LedgerRow]:
+        q = select(LedgerRow).where(
+            LedgerRow.site == site, LedgerRow.ts >= start_ms, LedgerRow.ts < end_ms
+        )
         return q if worker is None else q.where(LedgerRow.worker == worker)
 
-    def rows(self, site: str, start_ms: int, end_ms: int, *, offset: int = 0,
-             limit: int | None = 100, worker: str | None = None) -> list[LedgerRow]:
+    def rows(
+        self,
+        site: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        offset: int = 0,
+        limit: int | None = 100,
+        worker: str | None = None,
+    ) -> list[LedgerRow]:
         """Entries in time order; ``limit`` None: all of them."""
         q = self._query(site, start_ms, end_ms, worker)
-        return list(self.s.scalars(q.order_by(LedgerRow.ts, LedgerRow.n)
-                                   .offset(offset).limit(limit)))
+        return list(
+            self.s.scalars(q.order_by(LedgerRow.ts, LedgerRow.n).offset(offset).limit(limit))
+        )
 
-    def page(self, site: str, start_ms: int, end_ms: int, *, offset: int = 0,
-             limit: int = 100, worker: str | None = None) -> Page[LedgerRow]:
+    def page(
+        self,
+        site: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        offset: int = 0,
+        limit: int = 100,
+        worker: str | None = None,
+    ) -> Page[LedgerRow]:
         """A page of :meth:`rows`, with how many there are in all."""
         total = count_rows(self.s, self._query(site, start_ms, end_ms, worker))
-        return Page(self.rows(site, start_ms, end_ms, offset=offset, limit=limit,
-                              worker=worker), total)
+        return Page(
+            self.rows(site, start_ms, end_ms, offset=offset, limit=limit, worker=worker), total
+        )
 
     def sites(self) -> list[str]:
         return list(self.s.scalars(select(LedgerHead.site).order_by(LedgerHead.site)))
@@ -216,8 +297,10 @@ class LedgerWriter:
         with Session(self.engine) as s, s.begin():
             ledger = Ledger(s)
             # heads locked in one order: two writers cannot deadlock
-            return sum(ledger.append(b.site, b.gateway, b.items, now)
-                       for b in sorted(batches, key=lambda b: b.site))
+            return sum(
+                ledger.append(b.site, b.gateway, b.items, now)
+                for b in sorted(batches, key=lambda b: b.site)
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -226,4 +309,3 @@ class LedgerWriter:
 def _walk(s: Session, site: str) -> Iterator[LedgerRow]:
     q = select(LedgerRow).where(LedgerRow.site == site).order_by(LedgerRow.n)
     yield from s.scalars(q.execution_options(yield_per=1000))
-

@@ -56,7 +56,8 @@ class AttendancePolicy(BaseModel):
             raise ValueError(
                 f"day_start {self.day_start} falls inside the shift {self.shift_start}-"
                 f"{self.shift_end}: move day_start to a time no one works, so that a "
-                "shift is never split between two attendance days")
+                "shift is never split between two attendance days"
+            )
         return self
 
     # -- the day and the shift as offsets from the day's start --------------------------
@@ -85,5 +86,7 @@ class AttendancePolicy(BaseModel):
 
     def shift_bounds(self, day: date) -> tuple[int, int]:
         start, _ = self.day_bounds(day)
-        return (start + self.shift_start_offset_min * MINUTE_MS,
-                start + self.shift_end_offset_min * MINUTE_MS)
+        return (
+            start + self.shift_start_offset_min * MINUTE_MS,
+            start + self.shift_end_offset_min * MINUTE_MS,
+        )

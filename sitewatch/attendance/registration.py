@@ -32,20 +32,25 @@ def same_person(s: Session, site: str, ids: Collection[str]) -> list[list[str]]:
     an ID-card number: one person with two worker ids would be paid twice. Never the
     number or its hash."""
     mine = (WorkerRow.site == site, WorkerRow.active.is_(True), WorkerRow.id_hash.is_not(None))
-    shared = (select(WorkerRow.id_hash).where(*mine).group_by(WorkerRow.id_hash)
-              .having(func.count() > 1))
+    shared = (
+        select(WorkerRow.id_hash).where(*mine).group_by(WorkerRow.id_hash).having(func.count() > 1)
+    )
     groups: dict[str | None, list[str]] = {}
-    for h, worker in s.execute(select(WorkerRow.id_hash, WorkerRow.id)
-                               .where(*mine, WorkerRow.id_hash.in_(shared))
-                               .order_by(WorkerRow.id)):
+    for h, worker in s.execute(
+        select(WorkerRow.id_hash, WorkerRow.id)
+        .where(*mine, WorkerRow.id_hash.in_(shared))
+        .order_by(WorkerRow.id)
+    ):
         groups.setdefault(h, []).append(worker)
     wanted = set(ids)
     return [g for g in groups.values() if wanted.intersection(g)]
 
 
 def same_person_message(group: Sequence[str]) -> str:
-    return (f"workers {', '.join(group)} have the same ID-card number: one person is "
-            "registered once per site (set the other inactive)")
+    return (
+        f"workers {', '.join(group)} have the same ID-card number: one person is "
+        "registered once per site (set the other inactive)"
+    )
 
 
 @dataclass
@@ -55,12 +60,14 @@ class Imported:
     errors: list[RowError] = field(default_factory=list)
 
 
-def import_workers(s: Session, data: bytes, filename: str, *, site: str, id_key: str,
-                   now_ms: int) -> Imported:
+def import_workers(
+    s: Session, data: bytes, filename: str, *, site: str, id_key: str, now_ms: int
+) -> Imported:
     """A worker list into the registry, all or nothing: with any error nothing is left
     in ``s`` (it is rolled back); without, the caller commits. ValueError: not a .csv
     or .xlsx file."""
     from sitewatch.attendance.importer import RowError
+
     result = read_workers(data, filename, site=site, id_key=id_key, now_ms=now_ms)
     if result.errors:
         return Imported(errors=result.errors)
@@ -70,12 +77,12 @@ def import_workers(s: Session, data: bytes, filename: str, *, site: str, id_key:
     if clashes:
         s.rollback()
         # row 0: the file as a whole (the clash may be with a worker already on file)
-        return Imported(errors=[RowError(0, "id_number", same_person_message(g))
-                                for g in clashes])
+        return Imported(errors=[RowError(0, "id_number", same_person_message(g)) for g in clashes])
     return Imported(created, updated)
 
 
 def policy_problems(exc: ValidationError) -> str:
     """A policy's validation errors, each naming its key (the API's 400 says the same)."""
-    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'policy'}: {e['msg']}"
-                     for e in exc.errors())
+    return "; ".join(
+        f"{'.'.join(str(x) for x in e['loc']) or 'policy'}: {e['msg']}" for e in exc.errors()
+    )

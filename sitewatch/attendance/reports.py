@@ -36,8 +36,13 @@ class DayRangeError(ValueError):
     pass
 
 
-def day_range(policy: AttendancePolicy, first: date | None, last: date | None,
-              now_ms: int, max_days: int | None = None) -> tuple[date, date]:
+def day_range(
+    policy: AttendancePolicy,
+    first: date | None,
+    last: date | None,
+    now_ms: int,
+    max_days: int | None = None,
+) -> tuple[date, date]:
     """The attendance days asked for: ``last`` defaults to today at the site (its
     policy's day, not the calendar's), ``first`` to ``last``; both inclusive."""
     last = last or policy.day_of(now_ms)
@@ -46,24 +51,26 @@ def day_range(policy: AttendancePolicy, first: date | None, last: date | None,
         raise DayRangeError(f"from {first} is after to {last}")
     days = (last - first).days + 1
     if max_days is not None and days > max_days:
-        raise DayRangeError(f"{days} days asked for, at most {max_days}: ask for a "
-                            "shorter range")
+        raise DayRangeError(f"{days} days asked for, at most {max_days}: ask for a shorter range")
     return first, last
 
 
 def site_infos(s: Session) -> dict[str, SiteInfo]:
     """Every site's policy, plan and workers, for the attendance alerts."""
-    policies = {r.site: AttendancePolicy.model_validate(r.policy)
-                for r in s.scalars(select(PolicyRow))}
+    policies = {
+        r.site: AttendancePolicy.model_validate(r.policy) for r in s.scalars(select(PolicyRow))
+    }
     plans = {r.id: r.planned_headcount for r in s.scalars(select(SiteRow))}
     workers = Workers(s).all_infos()
-    return {site: SiteInfo(policies.get(site, AttendancePolicy()), plans.get(site),
-                           workers.get(site, {}))
-            for site in set(policies) | set(plans) | set(workers)}
+    return {
+        site: SiteInfo(
+            policies.get(site, AttendancePolicy()), plans.get(site), workers.get(site, {})
+        )
+        for site in set(policies) | set(plans) | set(workers)
+    }
 
 
-def todays_gate_events(s: Session, infos: dict[str, SiteInfo], now_ms: int
-                       ) -> list[LedgerRow]:
+def todays_gate_events(s: Session, infos: dict[str, SiteInfo], now_ms: int) -> list[LedgerRow]:
     """Every site's gate events of its current attendance day (to restore the alerts'
     view of who is on site after a restart)."""
     ledger = Ledger(s)
@@ -99,9 +106,15 @@ def on_site_now(s: Session, site: str, now_ms: int) -> list[OnSite]:
     for (worker, _), wd in sd.days.items():
         if wd.on_site:
             info = sd.workers.get(worker)
-            out.append(OnSite(worker, info.name if info else None,
-                              info.team if info else UNREGISTERED,
-                              info.subcontractor if info else "", wd.sessions[-1].start))
+            out.append(
+                OnSite(
+                    worker,
+                    info.name if info else None,
+                    info.team if info else UNREGISTERED,
+                    info.subcontractor if info else "",
+                    wd.sessions[-1].start,
+                )
+            )
     return sorted(out, key=lambda o: (o.team, o.worker))
 
 
@@ -116,8 +129,7 @@ class Headcount:
     unregistered: int = 0
 
 
-def headcounts(s: Session, site: str, first: date, last: date, now_ms: int
-               ) -> list[Headcount]:
+def headcounts(s: Session, site: str, first: date, last: date, now_ms: int) -> list[Headcount]:
     sd = site_days(s, site, first, last, now_ms)
     out = {d: Headcount(d) for d in days_between(first, last)}
     teams: dict[date, Counter[str]] = {d: Counter() for d in out}
@@ -141,17 +153,29 @@ def headcounts(s: Session, site: str, first: date, last: date, now_ms: int
     return list(out.values())
 
 
-def hours(s: Session, site: str, first: date, last: date, now_ms: int,
-          worker: str | None = None) -> list[WorkerDay]:
+def hours(
+    s: Session, site: str, first: date, last: date, now_ms: int, worker: str | None = None
+) -> list[WorkerDay]:
     sd = site_days(s, site, first, last, now_ms)
-    return [wd for (w, d), wd in sd.days.items()
-            if first <= d <= last and (worker is None or w == worker)]
+    return [
+        wd
+        for (w, d), wd in sd.days.items()
+        if first <= d <= last and (worker is None or w == worker)
+    ]
 
 
-def sheets(s: Session, site: str, first: date, last: date, now_ms: int,
-           team: str | None = None) -> list[DayLabourSheet]:
+def sheets(
+    s: Session, site: str, first: date, last: date, now_ms: int, team: str | None = None
+) -> list[DayLabourSheet]:
     sd = site_days(s, site, first, last, now_ms)
     row = s.get(SiteRow, site)
-    return build_sheets(site, row.name if row is not None else site, sd.days, sd.workers,
-                        first, last, sd.policy.hours_per_day, team)
-
+    return build_sheets(
+        site,
+        row.name if row is not None else site,
+        sd.days,
+        sd.workers,
+        first,
+        last,
+        sd.policy.hours_per_day,
+        team,
+    )

@@ -76,18 +76,34 @@ def hours_of(minutes: int) -> Decimal:
 def row_for(wd: WorkerDay, info: WorkerInfo, hours_per_day: Decimal) -> SheetRow:
     minutes = Decimal(wd.minutes)
     day_eq = cents(minutes / (hours_per_day * 60))
-    return SheetRow(wd.day, wd.worker, info.name, info.trade, wd.minutes,
-                    hours_of(wd.minutes), day_eq, info.day_rate,
-                    cents(day_eq * info.day_rate), tuple(f.value for f in wd.flags))
+    return SheetRow(
+        wd.day,
+        wd.worker,
+        info.name,
+        info.trade,
+        wd.minutes,
+        hours_of(wd.minutes),
+        day_eq,
+        info.day_rate,
+        cents(day_eq * info.day_rate),
+        tuple(f.value for f in wd.flags),
+    )
 
 
 def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def build_sheets(site: str, site_name: str, days: Mapping[tuple[str, date], WorkerDay],
-                 workers: Mapping[str, WorkerInfo], first: date, last: date,
-                 hours_per_day: Decimal, team: str | None = None) -> list[DayLabourSheet]:
+def build_sheets(
+    site: str,
+    site_name: str,
+    days: Mapping[tuple[str, date], WorkerDay],
+    workers: Mapping[str, WorkerInfo],
+    first: date,
+    last: date,
+    hours_per_day: Decimal,
+    team: str | None = None,
+) -> list[DayLabourSheet]:
     """One sheet per team (or only ``team``) for ``first``..``last``: a row per worker
     and day with credited time. Workers not in the registry have no rate and are on no
     sheet (the attendance alerts report them)."""
@@ -98,7 +114,8 @@ def build_sheets(site: str, site_name: str, days: Mapping[tuple[str, date], Work
         sheet = sheets.get(info.team)
         if sheet is None:
             sheet = sheets[info.team] = DayLabourSheet(
-                site, site_name, info.team, [], [], first, last, hours_per_day)
+                site, site_name, info.team, [], [], first, last, hours_per_day
+            )
         if info.team_lead:
             sheet.leads.append(info.name)
         if info.subcontractor and info.subcontractor not in sheet.subcontractors:

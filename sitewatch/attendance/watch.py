@@ -69,8 +69,12 @@ class _Worker:
     reported: dict[str, Any] | None = None
 
 
-_CLEAR = {"unregistered": False, "training_lapsed": False, "certificate_lapsed": False,
-          "limit_pct": 0.0}
+_CLEAR = {
+    "unregistered": False,
+    "training_lapsed": False,
+    "certificate_lapsed": False,
+    "limit_pct": 0.0,
+}
 
 
 class AttendanceWatch:
@@ -91,8 +95,9 @@ class AttendanceWatch:
         return self.tick(now_ms, force=True)
 
     # -- input ------------------------------------------------------------------------
-    def observe(self, site: str, gateway: str, items: Iterable[contract.AttendanceItem],
-                now_ms: int) -> list[Derived]:
+    def observe(
+        self, site: str, gateway: str, items: Iterable[contract.AttendanceItem], now_ms: int
+    ) -> list[Derived]:
         policy = self.site(site).policy
         today = policy.day_of(now_ms)
         touched: dict[str, _Worker] = {}
@@ -106,8 +111,9 @@ class AttendanceWatch:
         out += self._headcount_change(site, gateway)
         return out
 
-    def restore(self, events: Iterable[tuple[str, str, contract.AttendanceItem]],
-                now_ms: int) -> list[Derived]:
+    def restore(
+        self, events: Iterable[tuple[str, str, contract.AttendanceItem]], now_ms: int
+    ) -> list[Derived]:
         """Today's gate events at start, as (site, gateway, event) from the ledger: all
         taken in before anyone is derived, so only what holds now is. Observed one by
         one, every moment of the day already over (the headcount above the plan this
@@ -140,8 +146,14 @@ class AttendanceWatch:
             out += self._headcount_change(site, gateway)
         return out
 
-    def _add(self, site: str, gateway: str, i: contract.AttendanceItem,
-             policy: AttendancePolicy, today: date) -> _Worker | None:
+    def _add(
+        self,
+        site: str,
+        gateway: str,
+        i: contract.AttendanceItem,
+        policy: AttendancePolicy,
+        today: date,
+    ) -> _Worker | None:
         """Record one gate event of ``today``; None if it is not one (or a resend)."""
         if policy.day_of(i.ts) != today:
             return None  # an earlier day's event (a backlog): history, not an alert
@@ -162,8 +174,9 @@ class AttendanceWatch:
             w.day, w.events, w.seen = today, [], set()
         return w
 
-    def _derive(self, site: str, worker: str, w: _Worker, now_ms: int, *, swiped: bool
-                ) -> list[Derived]:
+    def _derive(
+        self, site: str, worker: str, w: _Worker, now_ms: int, *, swiped: bool
+    ) -> list[Derived]:
         info = self.site(site)
         wd = worker_day(worker, w.day, w.events, info.policy, now_ms)
         if wd.on_site != w.on_site:
@@ -174,17 +187,19 @@ class AttendanceWatch:
         values = dict(_CLEAR)
         if wd.on_site:
             lapsed = member.lapsed(w.day) if member is not None else []
-            values = {"unregistered": unknown,
-                      "training_lapsed": "training" in lapsed,
-                      "certificate_lapsed": "certificate" in lapsed,
-                      "limit_pct": round(wd.credited_ms / (info.policy.daily_limit_h
-                                                           * 36_000), 0)}
+            values = {
+                "unregistered": unknown,
+                "training_lapsed": "training" in lapsed,
+                "certificate_lapsed": "certificate" in lapsed,
+                "limit_pct": round(wd.credited_ms / (info.policy.daily_limit_h * 36_000), 0),
+            }
         out: list[Derived] = []
         if swiped and unknown and not wd.on_site:
             # an unknown worker swiped out without being on site: seen at the gate all
             # the same; raised, and cleared at once
-            out.append(Derived(site, w.gateway, worker, WORKER_PROFILE,
-                               {**_CLEAR, "unregistered": True}))
+            out.append(
+                Derived(site, w.gateway, worker, WORKER_PROFILE, {**_CLEAR, "unregistered": True})
+            )
             w.reported = None
         if values != w.reported:
             out.append(Derived(site, w.gateway, worker, WORKER_PROFILE, values))
@@ -201,8 +216,9 @@ class AttendanceWatch:
         self._headcount[site] = (gateway, n, pct)
         if pct is None:
             return []
-        return [Derived(site, gateway, SITE_DEVICE, SITE_PROFILE,
-                        {"on_site": n, "headcount_pct": pct})]
+        return [
+            Derived(site, gateway, SITE_DEVICE, SITE_PROFILE, {"on_site": n, "headcount_pct": pct})
+        ]
 
     def on_site(self, site: str) -> int:
         return self._on_site[site]

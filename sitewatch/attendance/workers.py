@@ -30,8 +30,10 @@ from sitewatch.registry import Page
 
 class WorkerRow(Base):
     __tablename__ = "workers"
-    __table_args__ = (Index("ix_workers_site_team", "site", "team"),
-                      Index("ix_workers_id_hash", "id_hash"))
+    __table_args__ = (
+        Index("ix_workers_site_team", "site", "team"),
+        Index("ix_workers_id_hash", "id_hash"),
+    )
 
     site: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -66,8 +68,17 @@ class WorkerInfo:
 
     @classmethod
     def of(cls, row: WorkerRow) -> WorkerInfo:
-        return cls(row.id, row.name, row.team, row.team_lead, row.subcontractor, row.trade,
-                   Decimal(row.day_rate), row.training_expires, row.certificate_expires)
+        return cls(
+            row.id,
+            row.name,
+            row.team,
+            row.team_lead,
+            row.subcontractor,
+            row.trade,
+            Decimal(row.day_rate),
+            row.training_expires,
+            row.certificate_expires,
+        )
 
     def lapsed(self, day: date) -> list[str]:
         """What has expired by ``day``: "training", "certificate"."""
@@ -83,8 +94,9 @@ class Workers:
     def __init__(self, session: Session) -> None:
         self.s = session
 
-    def page(self, site: str, *, team: str | None = None, offset: int = 0, limit: int = 100
-             ) -> Page[WorkerRow]:
+    def page(
+        self, site: str, *, team: str | None = None, offset: int = 0, limit: int = 100
+    ) -> Page[WorkerRow]:
         q = select(WorkerRow).where(WorkerRow.site == site)
         if team is not None:
             q = q.where(WorkerRow.team == team)
@@ -97,8 +109,9 @@ class Workers:
 
     def infos(self, site: str) -> dict[str, WorkerInfo]:
         """Every active worker of a site."""
-        rows = self.s.scalars(select(WorkerRow).where(WorkerRow.site == site,
-                                                       WorkerRow.active.is_(True)))
+        rows = self.s.scalars(
+            select(WorkerRow).where(WorkerRow.site == site, WorkerRow.active.is_(True))
+        )
         return {r.id: WorkerInfo.of(r) for r in rows}
 
     def all_infos(self) -> dict[str, dict[str, WorkerInfo]]:

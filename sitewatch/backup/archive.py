@@ -87,8 +87,7 @@ class ArchiveWriter:
         with tempfile.TemporaryFile(dir=self.out.parent) as tmp:
             hashing = _HashingFile(tmp)
             if compress:
-                with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0,
-                                   compresslevel=6) as gz:
+                with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0, compresslevel=6) as gz:
                     yield gz, m  # type: ignore[misc]
             else:
                 yield hashing, m  # type: ignore[misc]
@@ -105,8 +104,11 @@ class ArchiveWriter:
         return m
 
     def close(self) -> Path:
-        body = json.dumps({**self.manifest, "members": [m.as_json() for m in self.members]},
-                          indent=1, ensure_ascii=False).encode()
+        body = json.dumps(
+            {**self.manifest, "members": [m.as_json() for m in self.members]},
+            indent=1,
+            ensure_ascii=False,
+        ).encode()
         self._add(MANIFEST, io.BytesIO(body), len(body))
         self._tar.close()
         self._file.flush()
@@ -133,13 +135,13 @@ class ArchiveReader:
             raw = self._read(MANIFEST)
             self.manifest: dict[str, Any] = json.loads(raw)
         except (KeyError, ValueError):
-            raise BackupError(f"{path}: not a SiteWatch backup (no readable "
-                              f"{MANIFEST})") from None
+            raise BackupError(f"{path}: not a SiteWatch backup (no readable {MANIFEST})") from None
         if self.manifest.get("format") != FORMAT:
-            raise BackupError(f"{path}: backup format {self.manifest.get('format')!r}; this "
-                              f"version reads format {FORMAT}")
-        self.members: dict[str, dict[str, Any]] = {
-            m["path"]: m for m in self.manifest["members"]}
+            raise BackupError(
+                f"{path}: backup format {self.manifest.get('format')!r}; this "
+                f"version reads format {FORMAT}"
+            )
+        self.members: dict[str, dict[str, Any]] = {m["path"]: m for m in self.manifest["members"]}
 
     def close(self) -> None:
         self._tar.close()
@@ -171,11 +173,14 @@ class ArchiveReader:
                 while f is not None and (chunk := f.read(CHUNK)):
                     digest.update(chunk)
             except (OSError, tarfile.TarError) as exc:
-                raise BackupError(f"{self.path}: member {info.name} cannot be read "
-                                  f"({exc})") from None
+                raise BackupError(
+                    f"{self.path}: member {info.name} cannot be read ({exc})"
+                ) from None
             if digest.hexdigest() != want["sha256"]:
-                raise BackupError(f"{self.path}: member {info.name} is damaged (SHA-256 "
-                                  "differs from the manifest)")
+                raise BackupError(
+                    f"{self.path}: member {info.name} is damaged (SHA-256 "
+                    "differs from the manifest)"
+                )
             seen.add(info.name)
         missing = sorted(self.members.keys() - seen)
         if missing:

@@ -47,8 +47,10 @@ def dump_config(files: list[Path], archive: ArchiveWriter) -> list[str]:
     names: dict[str, Path] = {}
     for f in files:
         if f.name in names:
-            raise BackupError(f"--include {f} and {names[f.name]}: both named {f.name} in "
-                              "the backup; give each file once, or copy one to another name")
+            raise BackupError(
+                f"--include {f} and {names[f.name]}: both named {f.name} in "
+                "the backup; give each file once, or copy one to another name"
+            )
         if not f.is_file():
             raise BackupError(f"--include {f}: no such file")
         names[f.name] = f
@@ -69,8 +71,9 @@ def check_snapshots(root: Path, archive: ArchiveReader) -> None:
     for member in archive.paths(SNAPSHOTS):
         path = _target(root, member, SNAPSHOTS)
         if path.exists() and _sha256(path) != archive.members[member]["sha256"]:
-            raise BackupError(f"snapshot {path} exists with other content: restore into "
-                              "an empty snapshot folder")
+            raise BackupError(
+                f"snapshot {path} exists with other content: restore into an empty snapshot folder"
+            )
 
 
 def check_config(out: Path | None, archive: ArchiveReader) -> None:
@@ -79,8 +82,10 @@ def check_config(out: Path | None, archive: ArchiveReader) -> None:
     for member in archive.paths(CONFIG):
         path = _target(out, member, CONFIG)
         if path.exists():
-            raise BackupError(f"{path} exists: restoring the backup's files does not "
-                              "overwrite any; give an empty --config-out folder")
+            raise BackupError(
+                f"{path} exists: restoring the backup's files does not "
+                "overwrite any; give an empty --config-out folder"
+            )
 
 
 def _write(path: Path, archive: ArchiveReader, member: str, mode: int) -> None:

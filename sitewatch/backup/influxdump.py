@@ -57,8 +57,7 @@ class _Partial(Exception):
 
 async def _rows(client: InfluxClient, q: str) -> tuple[list[str], list[list[Any]]]:
     results = await client.query(q)
-    if any(r.get("partial") or any(s.get("partial") for s in r.get("series", []))
-           for r in results):
+    if any(r.get("partial") or any(s.get("partial") for s in r.get("series", [])) for r in results):
         raise _Partial(q)
     columns: list[str] = []
     rows: list[list[Any]] = []
@@ -79,8 +78,10 @@ async def _dump_measurement(client: InfluxClient, m: str, out: IO[bytes]) -> int
     field_types: dict[str, str] = {}
     for key, ftype in await _values(client, f"SHOW FIELD KEYS FROM {src}"):
         if key in field_types and field_types[key] != ftype:
-            raise BackupError(f"measurement {m}: field {key} is both {field_types[key]} and "
-                              f"{ftype} (in different shards); fix it before a backup")
+            raise BackupError(
+                f"measurement {m}: field {key} is both {field_types[key]} and "
+                f"{ftype} (in different shards); fix it before a backup"
+            )
         field_types[key] = ftype
     tag_keys = {str(v[0]) for v in await _values(client, f"SHOW TAG KEYS FROM {src}")}
     both = tag_keys & field_types.keys()
@@ -99,11 +100,14 @@ async def _dump_measurement(client: InfluxClient, m: str, out: IO[bytes]) -> int
         stop = min(start + window, end)
         try:
             columns, rows = await _rows(
-                client, f"SELECT * FROM {src} WHERE time >= {start}ms AND time < {stop}ms")
+                client, f"SELECT * FROM {src} WHERE time >= {start}ms AND time < {stop}ms"
+            )
         except _Partial:
             if window == 1:
-                raise BackupError(f"measurement {m}: InfluxDB returns only part of the "
-                                  f"points at time {start}; raise its max-row-limit") from None
+                raise BackupError(
+                    f"measurement {m}: InfluxDB returns only part of the "
+                    f"points at time {start}; raise its max-row-limit"
+                ) from None
             window = max(1, window // 8)
             continue
         lines = []
@@ -157,8 +161,10 @@ async def check(client: InfluxClient) -> None:
         log.info("CREATE DATABASE refused (%s); expecting the database to exist", exc)
     found = await measurements(client)
     if found:
-        raise BackupError(f"InfluxDB database {client.settings.database} is not empty "
-                          f"(measurement {found[0]}): restore into a new database")
+        raise BackupError(
+            f"InfluxDB database {client.settings.database} is not empty "
+            f"(measurement {found[0]}): restore into a new database"
+        )
 
 
 async def restore(client: InfluxClient, archive: ArchiveReader) -> dict[str, int]:

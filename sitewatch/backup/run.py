@@ -42,8 +42,9 @@ class Summary:
         rows, points = sum(self.rows.values()), sum(self.points.values())
         out = [f"SQL store: {rows} rows in {len(self.rows)} tables ({self.sql_s:.1f} s)"]
         out += [f"  {t}: {n}" for t, n in self.rows.items() if n]
-        out.append(f"InfluxDB: {points} points in {len(self.points)} measurements "
-                   f"({self.influx_s:.1f} s)")
+        out.append(
+            f"InfluxDB: {points} points in {len(self.points)} measurements ({self.influx_s:.1f} s)"
+        )
         out += [f"  {m}: {n}" for m, n in self.points.items()]
         out.append(f"snapshots: {self.snapshots} files")
         if self.config:
@@ -70,9 +71,14 @@ def create(settings: ApiSettings, out: Path, include: list[Path]) -> Summary:
     if not out.parent.is_dir():
         raise BackupError(f"{out.parent}: no such folder")
     engine = make_engine(settings.database_url)
-    archive = ArchiveWriter(out, {
-        "sitewatch_version": __version__, "sql_dialect": engine.dialect.name,
-        "influx_database": settings.influx.database})
+    archive = ArchiveWriter(
+        out,
+        {
+            "sitewatch_version": __version__,
+            "sql_dialect": engine.dialect.name,
+            "influx_database": settings.influx.database,
+        },
+    )
     summary = Summary()
     try:
         t = time.perf_counter()
@@ -80,8 +86,7 @@ def create(settings: ApiSettings, out: Path, include: list[Path]) -> Summary:
         summary.rows = sqldump.dump(engine, archive)
         summary.sql_s = time.perf_counter() - t
         t = time.perf_counter()
-        summary.points = _influx(settings.influx,
-                                 lambda client: influxdump.dump(client, archive))
+        summary.points = _influx(settings.influx, lambda client: influxdump.dump(client, archive))
         summary.influx_s = time.perf_counter() - t
         t = time.perf_counter()
         summary.snapshots = files.dump_snapshots(settings.snapshots_dir, archive)
@@ -131,14 +136,16 @@ def restore(settings: ApiSettings, source: Path, config_out: Path | None) -> Sum
             summary.snapshots = files.restore_snapshots(settings.snapshots_dir, archive)
             summary.files_s = time.perf_counter() - t
             t = time.perf_counter()
-            summary.points = _influx(settings.influx,
-                                     lambda client: influxdump.restore(client, archive))
+            summary.points = _influx(
+                settings.influx, lambda client: influxdump.restore(client, archive)
+            )
             summary.influx_s = time.perf_counter() - t
         finally:
             engine.dispose()
         if config_out is not None:
             summary.config = [str(p) for p in files.restore_config(config_out, archive)]
         else:
-            summary.config = [f"{p} (not written: no --config-out)"
-                              for p in archive.paths(files.CONFIG)]
+            summary.config = [
+                f"{p} (not written: no --config-out)" for p in archive.paths(files.CONFIG)
+            ]
     return summary

@@ -82,6 +82,7 @@ def _decoder(col: Any) -> Any:
             d = datetime.fromisoformat(v)
             # SQLite keeps no zone: the project writes UTC into zoned columns
             return d.replace(tzinfo=UTC) if aware and d.tzinfo is None else d
+
         return dt
     if isinstance(t, Date):
         return date.fromisoformat
@@ -116,14 +117,18 @@ def dump(engine: Engine, archive: ArchiveWriter) -> dict[str, int]:
             cols = [table.c[n] if n in table.c else column(n) for n in names]
             query = select(*cols).select_from(table)
             with archive.member(member_path(table.name)) as (out, member):
-                out.write(json.dumps({"table": table.name, "columns": names}).encode()
-                          + b"\n")
+                out.write(json.dumps({"table": table.name, "columns": names}).encode() + b"\n")
                 n = 0
-                result = conn.execution_options(stream_results=True,
-                                                yield_per=BATCH_ROWS).execute(query)
+                result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
+                    query
+                )
                 for row in result:
-                    out.write(json.dumps([_encode(v) for v in row], ensure_ascii=False,
-                                         separators=(",", ":")).encode() + b"\n")
+                    out.write(
+                        json.dumps(
+                            [_encode(v) for v in row], ensure_ascii=False, separators=(",", ":")
+                        ).encode()
+                        + b"\n"
+                    )
                     n += 1
                 member.counts = {"rows": n}
             counts[table.name] = n
@@ -151,18 +156,24 @@ def check(engine: Engine, archive: ArchiveReader) -> None:
         name = head["table"]
         table = known.get(name)
         if table is None:
-            raise BackupError(f"table {name}: in the backup, unknown to this version "
-                              "(a backup of a newer version?)")
+            raise BackupError(
+                f"table {name}: in the backup, unknown to this version "
+                "(a backup of a newer version?)"
+            )
         for col in head["columns"]:
             if col not in table.c:
-                raise BackupError(f"column {name}.{col}: in the backup, unknown to this "
-                                  "version (a backup of a newer version?)")
+                raise BackupError(
+                    f"column {name}.{col}: in the backup, unknown to this "
+                    "version (a backup of a newer version?)"
+                )
     Base.metadata.create_all(engine, tables=list(known.values()))
     with engine.connect() as conn:
         for table in known.values():
             if conn.execute(select(text("1")).select_from(table).limit(1)).first():
-                raise BackupError(f"table {table.name} already has rows: restore into an "
-                                  "empty store (a new database or SQLite file)")
+                raise BackupError(
+                    f"table {table.name} already has rows: restore into an "
+                    "empty store (a new database or SQLite file)"
+                )
 
 
 def restore(engine: Engine, archive: ArchiveReader) -> dict[str, int]:
@@ -181,8 +192,12 @@ def restore(engine: Engine, archive: ArchiveReader) -> dict[str, int]:
                 batch: list[dict[str, Any]] = []
                 n = 0
                 for row in rows:
-                    batch.append({k: (d(v) if d is not None and v is not None else v)
-                                  for k, d, v in zip(names, decoders, row, strict=True)})
+                    batch.append(
+                        {
+                            k: (d(v) if d is not None and v is not None else v)
+                            for k, d, v in zip(names, decoders, row, strict=True)
+                        }
+                    )
                     if len(batch) >= BATCH_ROWS:
                         conn.execute(table.insert(), batch)
                         n += len(batch)
@@ -208,7 +223,10 @@ def _reset_sequences(conn: Connection) -> None:
         if pk[0].autoincrement not in (True, "auto"):
             continue
         col = pk[0].name
-        conn.execute(text(
-            f"SELECT setval(pg_get_serial_sequence(:t, :c), COALESCE(MAX(\"{col}\"), 1), "
-            f"MAX(\"{col}\") IS NOT NULL) FROM \"{table.name}\""),
-            {"t": table.name, "c": col})
+        conn.execute(
+            text(
+                f'SELECT setval(pg_get_serial_sequence(:t, :c), COALESCE(MAX("{col}"), 1), '
+                f'MAX("{col}") IS NOT NULL) FROM "{table.name}"'
+            ),
+            {"t": table.name, "c": col},
+        )

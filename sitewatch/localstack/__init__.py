@@ -15,6 +15,10 @@ from sitewatch.localstack.servers import (
 )
 
 __all__ = [
-    "InfluxServer", "MosquittoServer", "PortInUseError", "PostgresServer", "ServerError",
+    "InfluxServer",
+    "MosquittoServer",
+    "PortInUseError",
+    "PostgresServer",
+    "ServerError",
     "free_port",
 ]

@@ -76,8 +76,7 @@ class ProfileSet(Mapping[str, Profile]):
 
     def of_devices(self) -> ProfileSet:
         """The profiles a device can have (the derived ones left out)."""
-        return ProfileSet({n: p for n, p in self.by_name.items() if not p.derived},
-                          self.directory)
+        return ProfileSet({n: p for n, p in self.by_name.items() if not p.derived}, self.directory)
 
 
 def load_profiles(directory: Path | None = None) -> ProfileSet:

@@ -185,8 +185,9 @@ class WindowRule(Limit):
     @model_validator(mode="after")
     def _gap_in_window(self) -> Self:
         if self.max_gap_s is not None and self.max_gap_s > self.window_s:
-            raise ValueError(f"max_gap_s ({self.max_gap_s}) must not exceed window_s "
-                             f"({self.window_s})")
+            raise ValueError(
+                f"max_gap_s ({self.max_gap_s}) must not exceed window_s ({self.window_s})"
+            )
         return self
 
 
@@ -227,7 +228,13 @@ Rule = Annotated[
 
 #: Rule kinds in one visible place (used by docs and by the evaluator registry later).
 RULE_KINDS: tuple[str, ...] = (
-    "threshold", "window", "rate", "cumulative", "count", "silent", "offline",
+    "threshold",
+    "window",
+    "rate",
+    "cumulative",
+    "count",
+    "silent",
+    "offline",
 )
 
 
@@ -239,8 +246,14 @@ class Hj212Factor(Strict):
 
 
 RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
-REGISTER_WIDTH: dict[str, int] = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2,
-                                  "float32": 2, "float64": 4}
+REGISTER_WIDTH: dict[str, int] = {
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "float64": 4,
+}
 
 
 class ModbusRegister(Strict):
@@ -297,16 +310,18 @@ class Profile(Strict):
 
     @model_validator(mode="after")
     def _rules_consistent(self) -> Self:
-        for name in (self.modbus.registers if self.modbus else {}):
+        for name in self.modbus.registers if self.modbus else {}:
             spec = self.fields.get(name)
             if spec is None or spec.type not in (FieldType.FLOAT, FieldType.INT):
-                raise ValueError(f"modbus.registers.{name}: not a numeric field declared "
-                                 "in 'fields'")
+                raise ValueError(
+                    f"modbus.registers.{name}: not a numeric field declared in 'fields'"
+                )
         for code, factor in (self.hj212 or {}).items():
             spec = self.fields.get(factor.field)
             if spec is None or spec.type not in (FieldType.FLOAT, FieldType.INT):
-                raise ValueError(f"hj212.{code}: {factor.field!r} is not a numeric field "
-                                 "declared in 'fields'")
+                raise ValueError(
+                    f"hj212.{code}: {factor.field!r} is not a numeric field declared in 'fields'"
+                )
         seen: set[str] = set()
         for index, rule in enumerate(self.rules):
             where = f"rules[{index}] ({rule.id})"
