@@ -29,12 +29,13 @@ from sitewatch.api import snapshots as snapshot_routes
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.deps import AppState
 from sitewatch.api.ratelimit import RateLimiter
-from sitewatch.db import create_tables, make_engine
+from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient
 from sitewatch.ingest.alerts.model import AlertEvent
 from sitewatch.ingest.alerts.store import AlertStore, Router
 from sitewatch.ingest.deadletter import DeadLetterStore
 from sitewatch.profiles import load_profiles
+from sitewatch.schema import create_tables
 
 #: every slice, in the order the OpenAPI page shows them
 ROUTERS = (

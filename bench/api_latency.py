@@ -533,8 +533,9 @@ def add_key(url: str, fleet: Fleet) -> str:
     from sqlalchemy.orm import Session
 
     from sitewatch import accounts
-    from sitewatch.db import create_tables, make_engine
+    from sitewatch.db import make_engine
     from sitewatch.registry import SiteRow
+    from sitewatch.schema import create_tables
 
     engine = make_engine(url)
     try:

@@ -72,8 +72,9 @@ from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.attendance.sheets import DayLabourSheet, build_sheets
 from sitewatch.attendance.sitepolicy import get_policy
 from sitewatch.attendance.workers import Workers
-from sitewatch.db import create_tables, make_engine
+from sitewatch.db import make_engine
 from sitewatch.registry import SiteRow
+from sitewatch.schema import create_tables
 from sitewatch.simulators.attendance_days import (
     SimWorker,
     gate_events,

@@ -28,11 +28,12 @@ from pathlib import Path
 
 from sitewatch.api.config import ApiSettings
 from sitewatch.backup.run import create, restore
-from sitewatch.db import create_tables, make_engine
+from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.ingest.deadletter import DeadLetter
 from sitewatch.lineprotocol import format_line
 from sitewatch.localstack import InfluxServer
+from sitewatch.schema import create_tables
 
 MEASUREMENTS = 4
 DEVICES = 50

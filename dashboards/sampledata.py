@@ -85,8 +85,9 @@ def register(database_url: str, sites: list[str], now_ms: int) -> None:
     from sqlalchemy.orm import Session
 
     from sitewatch.attendance.workers import Workers
-    from sitewatch.db import create_tables, make_engine
+    from sitewatch.db import make_engine
     from sitewatch.registry import GatewayRow, SiteRow
+    from sitewatch.schema import create_tables
     from sitewatch.simulators.attendance_days import worker_rows, workforce
 
     engine = make_engine(database_url)

@@ -110,8 +110,9 @@ def prepare(database_url: str, influx_url: str) -> str:
     from sqlalchemy.orm import Session
 
     from sitewatch import accounts, registry
-    from sitewatch.db import create_tables, make_engine
+    from sitewatch.db import make_engine
     from sitewatch.ingest.alerts.store import AlertStore
+    from sitewatch.schema import create_tables
 
     url = database_url
     engine = make_engine(url)

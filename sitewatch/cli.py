@@ -267,7 +267,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import Session
 
     from sitewatch import accounts
-    from sitewatch.db import create_tables, make_engine
+    from sitewatch.db import make_engine
+    from sitewatch.schema import create_tables
 
     engine = make_engine(args.database_url)
     create_tables(engine)

@@ -1,4 +1,9 @@
-"""The relational store: one SQLAlchemy metadata for every table (SQLite or PostgreSQL)."""
+"""The relational store: one SQLAlchemy metadata for every table (SQLite or PostgreSQL).
+
+The tables themselves are defined by the modules that own them, which import
+:class:`Base` from here; :mod:`sitewatch.schema` knows them all. This module imports
+none of them.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,6 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 class Base(DeclarativeBase):
     pass
-
-
-def create_tables(engine: Engine) -> None:
-    """Every table of the store, whatever the caller happened to import: the modules
-    that define them register them with ``Base.metadata`` when imported, here."""
-    from sitewatch import accounts, brokercreds, registry, snapshots  # noqa: F401
-    from sitewatch.attendance import ledger, sitepolicy, workers  # noqa: F401
-    from sitewatch.ingest import deadletter  # noqa: F401
-    from sitewatch.ingest.alerts import store  # noqa: F401
-
-    Base.metadata.create_all(engine)
 
 
 def count_rows(session: Session, query: Select[Any]) -> int:

@@ -181,8 +181,9 @@ def _seed_registry(db_url: str, accounts: list[Account], id_key: str) -> tuple[s
 
     from sitewatch import accounts as people
     from sitewatch.attendance.workers import Workers
-    from sitewatch.db import create_tables, make_engine
+    from sitewatch.db import make_engine
     from sitewatch.registry import DeviceRow, GatewayRow, SiteRow
+    from sitewatch.schema import create_tables
     from sitewatch.simulators.attendance_days import worker_rows, workforce
 
     engine = make_engine(db_url)

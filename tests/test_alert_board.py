@@ -23,7 +23,7 @@ from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.attendance.sheets import hours_of
 from sitewatch.attendance.watch import AttendanceWatch, SiteInfo
 from sitewatch.attendance.workers import WorkerRow, Workers
-from sitewatch.db import create_tables, make_engine
+from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.ingest.alerts.board import (
     SiteFacts,
@@ -43,6 +43,7 @@ from sitewatch.ingest.rules.overrides import Override, RuleBook, SiteRules
 from sitewatch.localstack import InfluxServer
 from sitewatch.profiles import load_profiles
 from sitewatch.registry import GatewayRow, Registry, SiteRow
+from sitewatch.schema import create_tables
 
 PROFILES = load_profiles()
 D = date(2026, 11, 2)

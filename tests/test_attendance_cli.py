@@ -23,8 +23,9 @@ from sitewatch.attendance.cli import ID_KEY_ENV
 from sitewatch.attendance.ledger import Ledger
 from sitewatch.attendance.sitepolicy import get_policy
 from sitewatch.cli import main
-from sitewatch.db import create_tables, make_engine
+from sitewatch.db import make_engine
 from sitewatch.registry import Registry, SiteRow
+from sitewatch.schema import create_tables
 
 KEY = "c" * 40
 ZHANG = "410225198503121236"  # a valid number (GB 11643 check character 6)

@@ -25,10 +25,11 @@ from sitewatch.attendance.ledger import GateBatch, Ledger, LedgerHead, LedgerWri
 from sitewatch.attendance.policy import AttendancePolicy
 from sitewatch.attendance.registration import import_workers
 from sitewatch.attendance.workers import WorkerRow, Workers
-from sitewatch.db import create_tables, make_engine
+from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient
 from sitewatch.localstack import MosquittoServer
 from sitewatch.registry import Registry, SiteRow
+from sitewatch.schema import create_tables
 from sitewatch.simulators.attendance_days import (
     SimWorker,
     batches,

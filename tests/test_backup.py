@@ -25,10 +25,11 @@ from sitewatch.attendance.ledger import Ledger
 from sitewatch.backup import BackupError, sqldump
 from sitewatch.backup.archive import ArchiveReader, ArchiveWriter
 from sitewatch.cli import main
-from sitewatch.db import create_tables, make_engine
+from sitewatch.db import make_engine
 from sitewatch.influx import InfluxClient, InfluxSettings
 from sitewatch.ingest.alerts.store import AlertStore
 from sitewatch.localstack import InfluxServer, PostgresServer, free_port
+from sitewatch.schema import create_tables
 from sitewatch.snapshots import SnapshotStore
 
 #: a 1x1 PNG
@@ -378,7 +379,8 @@ def test_every_table_of_the_store_is_backed_up() -> None:
         "from sqlalchemy import create_engine\n"
         "from sitewatch.backup.sqldump import tables\n"
         "covered = {t.name for t in tables()}\n"
-        "from sitewatch.db import Base, create_tables\n"
+        "from sitewatch.db import Base\n"
+        "from sitewatch.schema import create_tables\n"
         "create_tables(create_engine('sqlite://'))\n"
         "assert set(Base.metadata.tables) == covered, set(Base.metadata.tables) ^ covered\n"
         "print(sorted(covered))\n"

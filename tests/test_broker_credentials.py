@@ -406,7 +406,8 @@ def test_import_keeps_the_database_as_the_source(tmp_path: Path) -> None:
 
     from sitewatch import brokercreds, registry
     from sitewatch.brokerauth import Account, Role, verify_password
-    from sitewatch.db import create_tables, make_engine
+    from sitewatch.db import make_engine
+    from sitewatch.schema import create_tables
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     create_tables(engine)

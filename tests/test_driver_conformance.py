@@ -642,10 +642,21 @@ class CameraCase(Case):
             what="a source that is no video reported offline",
         )
         assert driver.frames == 0
+        # then a real video at the same source, but cut in the middle of a frame (3/4
+        # of it): what it holds is played, then the camera is gone again
         good = self.tmp_path / "good.avi"
         await asyncio.to_thread(Scene(frames=self.frames).write, good)
-        os.replace(good, self.video)  # the real camera back at the same source
+        data = good.read_bytes()
+        good.write_bytes(data[: len(data) * 3 // 4 + 777])
+        os.replace(good, self.video)
         await self.produce(run)
+        back = len(run.sink.readings)
+        await wait_for(
+            lambda: run.alive() and self.online(run, False)[-1] > run.sink.readings[back - 1][1],
+            timeout=self.frames / 10 + self.offline_s + 5,
+            what="the cut video reported offline once it ended",
+        )
+        assert 0 < driver.frames < self.frames * 5 // 10  # not the whole video
 
     async def garbage_peer(self) -> None:
         self.video.write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage " + os.urandom(4096))

@@ -50,7 +50,6 @@ from sitewatch.attendance import reports
 from sitewatch.attendance.ledger import LedgerRow
 from sitewatch.attendance.watch import AttendanceWatch, Derived, SiteInfo
 from sitewatch.backoff import Backoff
-from sitewatch.db import create_tables
 from sitewatch.influx import InfluxClient, InfluxError
 from sitewatch.ingest.alerts import board
 from sitewatch.ingest.alerts.camera import CRANE_PROFILE, CameraWatch
@@ -73,6 +72,7 @@ from sitewatch.ingest.rules.overrides import Override, RuleBook
 from sitewatch.lineprotocol import join_lines
 from sitewatch.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.profiles import load_profiles
+from sitewatch.schema import create_tables
 from sitewatch.settings import ConfigError
 from sitewatch.signals import stop_on_signals
 from sitewatch.topics import GatewayChannel, TopicError, parse_gateway_topic, subscription

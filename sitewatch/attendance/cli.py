@@ -147,7 +147,8 @@ def add_parser(subparsers: Any) -> None:
 def _session(args: argparse.Namespace) -> Iterator[Session]:
     from sqlalchemy.orm import Session
 
-    from sitewatch.db import create_tables, make_engine
+    from sitewatch.db import make_engine
+    from sitewatch.schema import create_tables
 
     engine = make_engine(args.database_url)
     try:

@@ -38,7 +38,8 @@ from sqlalchemy import (
 
 from sitewatch.backup import BackupError
 from sitewatch.backup.archive import ArchiveReader, ArchiveWriter
-from sitewatch.db import Base, create_tables
+from sitewatch.db import Base
+from sitewatch.schema import create_tables
 
 BATCH_ROWS = 1000
 
