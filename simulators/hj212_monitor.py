@@ -12,7 +12,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
-from sitewatch.edge import hj212
+from sitewatch.edge.drivers.hj212 import protocol as hj212
 from sitewatch.simulators.signals import Environment, SiteClock
 
 #: environment field -> factor code the monitor uses

@@ -12,7 +12,7 @@ import time
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from sitewatch.edge import modbus_registers
+from sitewatch.edge.drivers.modbus_tcp import registers as modbus_registers
 from sitewatch.profiles import Profile
 from sitewatch.profiles.model import ModbusRegister
 from sitewatch.simulators.signals import Values, signal_for

@@ -41,12 +41,12 @@ from conftest import wait_for, wait_listening
 
 from sitewatch import contract
 from sitewatch.contract import CameraEvent, DetectionMethod
-from sitewatch.edge import hj212
 from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers import DRIVERS, Driver, Values
 from sitewatch.edge.drivers.camera import CameraDriver
 from sitewatch.edge.drivers.hj212 import Hj212Driver
+from sitewatch.edge.drivers.hj212 import protocol as hj212
 from sitewatch.edge.drivers.http_push import HttpPushDriver
 from sitewatch.edge.drivers.modbus_tcp import ModbusTcpDriver
 from sitewatch.localstack import free_port

@@ -119,7 +119,7 @@ async def test_garbage_and_bad_crc_do_not_stop_the_listener(
 async def test_unknown_mn_wrong_password_and_no_ack_wanted(
     driver: tuple[Hj212Driver, CollectingSink, int],
 ) -> None:
-    from sitewatch.edge import hj212
+    from sitewatch.edge.drivers.hj212 import protocol as hj212
 
     d, sink, port = driver
     other = vectors()[1].decode()[6:-6].replace(MN, "SOMEONE-ELSE")
@@ -196,7 +196,7 @@ async def test_field_packets_through_the_listener(
 async def test_values_that_are_not_numbers_are_counted(
     driver: tuple[Hj212Driver, CollectingSink, int],
 ) -> None:
-    from sitewatch.edge import hj212
+    from sitewatch.edge.drivers.hj212 import protocol as hj212
 
     d, sink, port = driver
     seg = (

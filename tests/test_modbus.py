@@ -9,7 +9,7 @@ import pytest
 from conftest import wait_listening
 
 from sitewatch.edge.drivers.modbus_tcp import ModbusOptions, ModbusTcpDriver
-from sitewatch.edge.modbus_registers import decode, encode, spans
+from sitewatch.edge.drivers.modbus_tcp.registers import decode, encode, spans
 from sitewatch.localstack import free_port
 from sitewatch.profiles import load_profiles
 from sitewatch.profiles.model import ModbusRegister

@@ -23,8 +23,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sitewatch.edge import hj212
 from sitewatch.edge.drivers.base import Values
+from sitewatch.edge.drivers.hj212 import protocol as hj212
 from sitewatch.edge.drivers.listener import ListeningDriver, SharedListener
 from sitewatch.profiles import Profile
 

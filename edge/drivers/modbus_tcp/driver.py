@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from sitewatch.edge import modbus_registers
 from sitewatch.edge.drivers.base import PollingDriver, Values
+from sitewatch.edge.drivers.modbus_tcp import registers as modbus_registers
 from sitewatch.profiles import FieldType, Profile
 from sitewatch.profiles.model import REGISTER_WIDTH, ModbusRegister
 
