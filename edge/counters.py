@@ -37,7 +37,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sitewatch.snapshots import fsync_dir
+from sitewatch.durable import fsync_dir
 
 log = logging.getLogger("sitewatch.edge.counters")
 

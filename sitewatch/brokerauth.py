@@ -19,13 +19,11 @@ so a gateway's name cannot be mistaken for another gateway's or for a service ac
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import re
 import secrets
 import signal
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sitewatch.durable import replace_file
 from sitewatch.ids import InvalidIdentifier, check_ident
 from sitewatch.topics import DEFAULT_PREFIX, GatewayChannel
 
@@ -303,8 +302,8 @@ def write_broker_files(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = BrokerFiles(directory / PASSWORD_FILE_NAME, directory / ACL_FILE_NAME)
-    _replace(files.password_file, password_text, owner)
-    _replace(files.acl_file, acl_text, owner)
+    replace_file(files.password_file, lambda f: f.write(password_text.encode()), owner=owner)
+    replace_file(files.acl_file, lambda f: f.write(acl_text.encode()), owner=owner)
     return files
 
 
@@ -323,28 +322,6 @@ def reload_broker(pid_file: Path) -> None:
     connections of accounts that are gone or whose password no longer matches (2.0's
     ``mosquitto_security_apply``). Raises OSError or ValueError if it cannot."""
     os.kill(int(Path(pid_file).read_text().strip()), signal.SIGHUP)
-
-
-def _replace(path: Path, text: str, owner: tuple[int, int] | None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            if owner is not None:
-                os.fchown(f.fileno(), owner[0], owner[1])
-            os.fchmod(f.fileno(), 0o600)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # -- the operator's accounts file (``sitewatch broker files --accounts FILE``) -------------

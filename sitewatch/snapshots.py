@@ -13,9 +13,7 @@ way in (the API's upload, ingest's snapshot topic): the file first, then the row
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sitewatch.db import Base
+from sitewatch.durable import fsync_dir, replace_file
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
@@ -104,18 +103,8 @@ class SnapshotStore:
         if path.exists():
             return snap, False
         _make_dirs(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        # the rename is durable only once the folder is: a row must never outlive its file
-        fsync_dir(path.parent)
+        # durable, folder included, before the row: a row must never outlive its file
+        replace_file(path, lambda f: f.write(data))
         return snap, True
 
     def get(self, sha256: str) -> Snapshot | None:
@@ -152,15 +141,6 @@ def _make_dirs(directory: Path) -> None:
     _make_dirs(directory.parent)
     directory.mkdir(exist_ok=True)
     fsync_dir(directory.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a folder's entries (a new or renamed file in it) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

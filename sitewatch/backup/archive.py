@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sitewatch.backup import BackupError
-from sitewatch.snapshots import fsync_dir
+from sitewatch.durable import fsync_dir
 
 FORMAT = 1
 MANIFEST = "manifest.json"

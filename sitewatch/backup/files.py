@@ -5,14 +5,13 @@ accounts, the alert rules), kept under ``config/`` by their base names."""
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from sitewatch.backup import BackupError
 from sitewatch.backup.archive import CHUNK, ArchiveReader, ArchiveWriter
-from sitewatch.snapshots import fsync_dir
+from sitewatch.durable import replace_file
 
 SNAPSHOTS = "snapshots/"
 CONFIG = "config/"
@@ -90,19 +89,13 @@ def check_config(out: Path | None, archive: ArchiveReader) -> None:
 
 def _write(path: Path, archive: ArchiveReader, member: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out, archive.open(member) as f:
+
+    def copy(out: BinaryIO) -> None:
+        with archive.open(member) as f:
             while chunk := f.read(CHUNK):
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+
+    replace_file(path, copy, mode=mode)
 
 
 def restore_snapshots(root: Path, archive: ArchiveReader) -> int:
