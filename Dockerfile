@@ -21,11 +21,6 @@ RUN groupadd --system --gid 1883 sitewatch \
 
 COPY README.md ./
 COPY sitewatch ./sitewatch
-COPY edge ./edge
-COPY ingest ./ingest
-COPY api ./api
-COPY simulators ./simulators
-COPY dashboards ./dashboards
 COPY device_profiles ./device_profiles
 COPY deploy ./deploy
 RUN pip install --no-cache-dir --no-deps .

@@ -52,10 +52,10 @@ import msgspec
 import yaml
 from childproc import Service, cpu_seconds, run_in_workdir  # bench/childproc.py
 
-from sitewatch import contract, mqtt
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.ingest.alerts.model import EventKind, event_decoder
-from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.core import contract, mqtt
+from sitewatch.core.influx import InfluxClient, InfluxSettings
+from sitewatch.domains.alertrecords.model import EventKind, event_decoder
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 from sitewatch.simulators.fleet import SITE_MIX
 
 PREFIX = "bench/alerts"
@@ -360,7 +360,7 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         mq.start()
         influx_server.start()
         ingest_yaml, alerts_yaml = write_configs(work, mq, influx_server)
-        sw = [sys.executable, "-m", "sitewatch.cli"]
+        sw = [sys.executable, "-m", "sitewatch.programs.cli"]
         shape = FleetShape.for_rate(args.rate, args.device_rate)
         ingest = Service("ingest", [*sw, "ingest", "-c", str(ingest_yaml)], work / "ingest.log")
         alerts = Service(

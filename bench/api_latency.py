@@ -353,11 +353,11 @@ def fleet_lines(
     refused): the readings of ``sitewatch simulate``'s signal models every ``step_s`` or
     the profile's sample interval if longer, the last one at ``now``, formatted by
     ingest's own decoder (one measurement per profile, tags site/gateway/device)."""
-    from sitewatch import contract
-    from sitewatch.ingest.decode import BatchDecoder, TimeWindow
-    from sitewatch.profiles import load_profiles
+    from sitewatch.core import contract
+    from sitewatch.core.decode import BatchDecoder, TimeWindow
+    from sitewatch.core.profiles import load_profiles
+    from sitewatch.core.topics import GatewayChannel
     from sitewatch.simulators.fleet import FleetOptions, build_fleet
-    from sitewatch.topics import GatewayChannel
 
     profiles = load_profiles(None)
     decoder = BatchDecoder(
@@ -402,7 +402,7 @@ async def fill_influx(
     url: str, sites: int, devices: int, history_s: float, step_s: float
 ) -> tuple[int, int]:
     """Write the fleet's history; returns (points written, items refused)."""
-    from sitewatch.influx import InfluxClient, InfluxSettings
+    from sitewatch.core.influx import InfluxClient, InfluxSettings
 
     written = refused = 0
     async with InfluxClient(InfluxSettings(url=url, database=DATABASE)) as db:
@@ -441,10 +441,9 @@ def fill_alerts(
     alarms older than 30 minutes escalated to the county."""
     from sqlalchemy import func, select
 
-    from sitewatch.ingest.alerts.engine import Change
-    from sitewatch.ingest.alerts.model import EventKind, Level, State
-    from sitewatch.ingest.alerts.store import AlertRow, AlertStore
-    from sitewatch.profiles import load_profiles
+    from sitewatch.core.profiles import load_profiles
+    from sitewatch.domains.alertrecords.model import Change, EventKind, Level, State
+    from sitewatch.domains.alertrecords.store import AlertRow, AlertStore
 
     profiles = load_profiles(None)
     store = AlertStore(url)
@@ -532,10 +531,10 @@ def add_key(url: str, fleet: Fleet) -> str:
     fleet's sites in the registry (the API answers 404 for a site it does not know)."""
     from sqlalchemy.orm import Session
 
-    from sitewatch import accounts
-    from sitewatch.db import make_engine
-    from sitewatch.registry import SiteRow
-    from sitewatch.schema import create_tables
+    from sitewatch.core.db import make_engine
+    from sitewatch.domains import accounts
+    from sitewatch.domains.registry import SiteRow
+    from sitewatch.domains.schema import create_tables
 
     engine = make_engine(url)
     try:
@@ -727,7 +726,7 @@ def report(phases: list[Phase], generators: int, clients: int) -> int:
 
 # -- the run ------------------------------------------------------------------------
 async def bench(args: argparse.Namespace, work: Path) -> int:
-    from sitewatch.localstack import InfluxServer, PostgresServer, free_port
+    from sitewatch.programs.localstack import InfluxServer, PostgresServer, free_port
 
     main_task = asyncio.current_task()
     assert main_task is not None
@@ -776,7 +775,9 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         api_url = f"http://127.0.0.1:{port}"
         conf = write_config(work, port, influx_server.url, database_url)
         api = Service(
-            "api", [sys.executable, "-m", "sitewatch.cli", "api", "-c", str(conf)], work / "api.log"
+            "api",
+            [sys.executable, "-m", "sitewatch.programs.cli", "api", "-c", str(conf)],
+            work / "api.log",
         )
         api.start()
         await wait_healthy(api, api_url)

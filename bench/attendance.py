@@ -1,11 +1,11 @@
 """bench/attendance: time to compute a month's day-labour sheets for a 1,000-worker site.
 
-What is measured: ``sitewatch.attendance.reports.sheets`` for one site, every team, over
+What is measured: ``sitewatch.domains.attendance.reports.sheets`` for one site, every team, over
 a month of attendance days (``--days``, default 30 from ``--first``) - what the API and
 ``sitewatch attendance sheet`` call: the site's policy, the month's gate events from the
 ledger, the worker registry, the hours rules per worker-day and the sheets' decimal
 arithmetic. Also the same followed by the export a site office signs (XLSX with
-``sitewatch.attendance.export.sheets_xlsx``, CSV with ``sheets_csv``; either is skipped
+``sitewatch.domains.attendance.export.sheets_xlsx``, CSV with ``sheets_csv``; either is skipped
 with a note while that module or function does not exist).
 
 Against what: a store (SQLite in the run's folder by default, ``--postgres`` for a
@@ -65,16 +65,16 @@ from childproc import cpu_seconds, machine_busy_seconds  # bench/childproc.py
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sitewatch.attendance import reports
-from sitewatch.attendance.hours import worker_days
-from sitewatch.attendance.ledger import GateBatch, Ledger, LedgerWriter
-from sitewatch.attendance.policy import AttendancePolicy
-from sitewatch.attendance.sheets import DayLabourSheet, build_sheets
-from sitewatch.attendance.sitepolicy import get_policy
-from sitewatch.attendance.workers import Workers
-from sitewatch.db import make_engine
-from sitewatch.registry import SiteRow
-from sitewatch.schema import create_tables
+from sitewatch.core.db import make_engine
+from sitewatch.domains.attendance import reports
+from sitewatch.domains.attendance.hours import worker_days
+from sitewatch.domains.attendance.ledger import GateBatch, Ledger, LedgerWriter
+from sitewatch.domains.attendance.policy import AttendancePolicy
+from sitewatch.domains.attendance.sheets import DayLabourSheet, build_sheets
+from sitewatch.domains.attendance.sitepolicy import get_policy
+from sitewatch.domains.attendance.workers import Workers
+from sitewatch.domains.registry import SiteRow
+from sitewatch.domains.schema import create_tables
 from sitewatch.simulators.attendance_days import (
     SimWorker,
     gate_events,
@@ -168,14 +168,14 @@ def compute_sheets(engine: Engine, m: Month) -> list[DayLabourSheet]:
 
 
 def exporter(name: str) -> tuple[Callable[[list[DayLabourSheet]], bytes] | None, str]:
-    """``sitewatch.attendance.export.<name>``, or None and why it is not there."""
+    """``sitewatch.domains.attendance.export.<name>``, or None and why it is not there."""
     try:
-        from sitewatch.attendance import export
+        from sitewatch.domains.attendance import export
     except ImportError as exc:
-        return None, f"sitewatch.attendance.export is not importable ({exc})"
+        return None, f"sitewatch.domains.attendance.export is not importable ({exc})"
     fn = getattr(export, name, None)
     if fn is None:
-        return None, f"sitewatch.attendance.export has no {name}"
+        return None, f"sitewatch.domains.attendance.export has no {name}"
     return fn, ""
 
 
@@ -281,7 +281,7 @@ def check(
 
 
 def bench(args: argparse.Namespace, work: Path) -> int:
-    from sitewatch.localstack import PostgresServer
+    from sitewatch.programs.localstack import PostgresServer
 
     pg = PostgresServer(work / "postgres") if args.postgres else None
     engine: Engine | None = None

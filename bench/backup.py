@@ -27,13 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sitewatch.api.config import ApiSettings
-from sitewatch.backup.run import create, restore
-from sitewatch.db import make_engine
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.ingest.deadletter import DeadLetter
-from sitewatch.lineprotocol import format_line
-from sitewatch.localstack import InfluxServer
-from sitewatch.schema import create_tables
+from sitewatch.core.db import make_engine
+from sitewatch.core.influx import InfluxClient, InfluxSettings
+from sitewatch.core.lineprotocol import format_line
+from sitewatch.domains.deadletters import DeadLetter
+from sitewatch.domains.schema import create_tables
+from sitewatch.programs.backup.run import create, restore
+from sitewatch.programs.localstack import InfluxServer
 
 MEASUREMENTS = 4
 DEVICES = 50

@@ -16,7 +16,7 @@ import sys
 import httpx
 import msgspec
 
-from sitewatch import mqtt
+from sitewatch.core import mqtt
 
 
 async def main(host: str, port: int, prefix: str, influx_url: str, db: str, cid: str) -> None:

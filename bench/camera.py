@@ -13,7 +13,7 @@ seconds are one core's:
 
 - **decode** (the baseline): ``cv2.VideoCapture.read`` of every frame, nothing else;
 - **each analytic alone** and **all four together**: the same read loop, and
-  ``CameraAnalysis.analyse`` (``sitewatch.edge.drivers.camera.build_analysis``, the
+  ``CameraAnalysis.analyse`` (``sitewatch.edge.drivers.camera.driver.build_analysis``, the
   camera driver's own code: health watch, analytics, debouncer, snapshots of events) on
   every decoded frame, the zone ``crane-swing`` (``SWING_ZONE``) configured, each
   analytic with its default options (helmet and smoke without a model: their classical
@@ -60,9 +60,9 @@ from pathlib import Path
 
 import cv2
 
-from sitewatch.edge.drivers.camera import CameraOptions, build_analysis
-from sitewatch.edge.vision.camera import CameraAnalysis
-from sitewatch.edge.vision.source import VideoSource
+from sitewatch.edge.drivers.camera.camera import CameraAnalysis
+from sitewatch.edge.drivers.camera.driver import CameraOptions, build_analysis
+from sitewatch.edge.drivers.camera.source import VideoSource
 from sitewatch.simulators.camera_video import SWING_ZONE, Scene, random_scene, site_scene
 
 ALL = ("intrusion", "person_count", "helmet", "smoke")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import yaml
 
-from sitewatch import contract, mqtt
+from sitewatch.core import contract, mqtt
+from sitewatch.edge.drivers.simulated.signals import signal_for
 from sitewatch.edge.spool import PendingReading, Spool, SpoolLimits
-from sitewatch.localstack import MosquittoServer
-from sitewatch.simulators.signals import signal_for
+from sitewatch.programs.localstack import MosquittoServer
 
 HERE = Path(__file__).resolve().parent
 _BATCH = re.compile(rb'"batch":(\d+)')
@@ -133,7 +133,7 @@ async def measure_cpu(
                 }
             )
         )
-        cmd = [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)]
+        cmd = [sys.executable, "-m", "sitewatch.programs.cli", "edge", "-c", str(cfg)]
         word = b"connected"
     else:
         cmd = [
@@ -246,7 +246,7 @@ async def measure_drain(mq: MosquittoServer, work: Path, readings: int) -> tuple
     async with Acker(settings) as acker:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+                [sys.executable, "-m", "sitewatch.programs.cli", "edge", "-c", str(cfg)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

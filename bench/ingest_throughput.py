@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sitewatch import contract, mqtt
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.localstack import InfluxServer, MosquittoServer
-from sitewatch.simulators.signals import signal_for
+from sitewatch.core import contract, mqtt
+from sitewatch.core.influx import InfluxClient, InfluxSettings
+from sitewatch.edge.drivers.simulated.signals import signal_for
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 HERE = Path(__file__).resolve().parent
 PROFILES = ["tower_crane", "environment", "electrical", "construction_hoist", "high_formwork"]
@@ -134,7 +134,7 @@ async def run_once(
         ready = b"ready"
         watch = f"{prefix}/bench/progress"
     else:
-        cmd = [sys.executable, "-m", "sitewatch.cli", "ingest"]
+        cmd = [sys.executable, "-m", "sitewatch.programs.cli", "ingest"]
         env = {
             **os.environ,
             "SITEWATCH_INGEST_MQTT__PORT": str(mq.port),

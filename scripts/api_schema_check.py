@@ -1,6 +1,6 @@
 """Run Schemathesis against the API's own OpenAPI schema, on a real InfluxDB.
 
-Starts InfluxDB (``sitewatch.localstack``, a free port) and the API as a real uvicorn
+Starts InfluxDB (``sitewatch.programs.localstack``, a free port) and the API as a real uvicorn
 process with an admin API key and a site, gateway and device in the registry, then runs
 ``st run`` against ``/openapi.json`` with every check but ``positive_data_acceptance``
 (see below). Any 500, any response that does not match the schema, any undocumented
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from sitewatch.localstack import InfluxServer, free_port
+from sitewatch.programs.localstack import InfluxServer, free_port
 
 BIN = Path(sys.executable).parent
 
@@ -109,10 +109,10 @@ def prepare(database_url: str, influx_url: str) -> str:
     tests/test_api_schema.py)."""
     from sqlalchemy.orm import Session
 
-    from sitewatch import accounts, registry
-    from sitewatch.db import make_engine
-    from sitewatch.ingest.alerts.store import AlertStore
-    from sitewatch.schema import create_tables
+    from sitewatch.core.db import make_engine
+    from sitewatch.domains import accounts, registry
+    from sitewatch.domains.alertrecords.store import AlertStore
+    from sitewatch.domains.schema import create_tables
 
     url = database_url
     engine = make_engine(url)

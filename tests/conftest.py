@@ -18,15 +18,15 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from sitewatch.alerts.service import AlertService
+from sitewatch.core.influx import InfluxClient, InfluxSettings
+from sitewatch.core.mqtt import MqttSettings
+from sitewatch.domains.alertrecords.settings import AlertSettings
 from sitewatch.edge.agent import Agent
 from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.ingest.alerts.config import AlertSettings
-from sitewatch.ingest.alerts.service import AlertService
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.ingest.service import Ingest
-from sitewatch.localstack import InfluxServer, MosquittoServer, PostgresServer
-from sitewatch.mqtt import MqttSettings
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer, PostgresServer
 
 Server = TypeVar("Server", MosquittoServer, InfluxServer, PostgresServer)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import msgspec
 
-from sitewatch import contract
+from sitewatch.core import contract
 from sitewatch.edge.agent import Agent
 from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings, SpoolSettings
 

@@ -16,16 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sitewatch import contract
-from sitewatch.attendance import reports
-from sitewatch.attendance.ledger import GateBatch, LedgerWriter
-from sitewatch.attendance.policy import AttendancePolicy
-from sitewatch.attendance.sheets import hours_of
-from sitewatch.attendance.watch import AttendanceWatch, SiteInfo
-from sitewatch.attendance.workers import WorkerRow, Workers
-from sitewatch.db import make_engine
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.ingest.alerts.board import (
+from sitewatch.alerts.board import (
     SiteFacts,
     StoreView,
     TeamDay,
@@ -34,16 +25,25 @@ from sitewatch.ingest.alerts.board import (
     site_summary_lines,
     team_lines,
 )
-from sitewatch.ingest.alerts.config import AlertSettings
-from sitewatch.ingest.alerts.engine import AlertEngine, Change
-from sitewatch.ingest.alerts.model import EventKind
-from sitewatch.ingest.alerts.service import AlertService
-from sitewatch.ingest.alerts.store import AlertStore
-from sitewatch.ingest.rules.overrides import Override, RuleBook, SiteRules
-from sitewatch.localstack import InfluxServer
-from sitewatch.profiles import load_profiles
-from sitewatch.registry import GatewayRow, Registry, SiteRow
-from sitewatch.schema import create_tables
+from sitewatch.alerts.engine import AlertEngine
+from sitewatch.alerts.service import AlertService
+from sitewatch.core import contract
+from sitewatch.core.db import make_engine
+from sitewatch.core.influx import InfluxClient, InfluxSettings
+from sitewatch.core.profiles import load_profiles
+from sitewatch.domains.alertrecords.model import Change, EventKind
+from sitewatch.domains.alertrecords.settings import AlertSettings
+from sitewatch.domains.alertrecords.store import AlertStore
+from sitewatch.domains.attendance import reports
+from sitewatch.domains.attendance.ledger import GateBatch, LedgerWriter
+from sitewatch.domains.attendance.policy import AttendancePolicy
+from sitewatch.domains.attendance.sheets import hours_of
+from sitewatch.domains.attendance.watch import AttendanceWatch, SiteInfo
+from sitewatch.domains.attendance.workers import WorkerRow, Workers
+from sitewatch.domains.registry import GatewayRow, Registry, SiteRow
+from sitewatch.domains.rulebook import Override, RuleBook, SiteRules
+from sitewatch.domains.schema import create_tables
+from sitewatch.programs.localstack import InfluxServer
 
 PROFILES = load_profiles()
 D = date(2026, 11, 2)

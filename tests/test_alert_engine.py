@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 
-from sitewatch.ingest.alerts.engine import AlertEngine, Change, SeqSet
-from sitewatch.ingest.alerts.model import EventKind, State
-from sitewatch.ingest.rules.overrides import Override, RuleBook
-from sitewatch.profiles import load_profiles
-from sitewatch.settings import ConfigError
+from sitewatch.alerts.engine import AlertEngine, SeqSet
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.settings import ConfigError
+from sitewatch.domains.alertrecords.model import Change, EventKind, State
+from sitewatch.domains.rulebook import Override, RuleBook
 
 PROFILES = load_profiles()
 T0 = 1_780_000_000_000  # a fixed instant; rules below do not depend on the hour
@@ -152,7 +152,7 @@ def test_an_alert_the_store_refused_gives_way_to_the_stored_one() -> None:
     """The store would not take A1 (its condition already had an open alert there, A9):
     the engine drives A9 from then on; with nothing stored, A1 is forgotten and a
     condition that still holds raises again."""
-    from sitewatch.ingest.alerts.engine import OpenAlert
+    from sitewatch.domains.alertrecords.model import OpenAlert
 
     e = engine()
     assert [c.alert_id for c in crane(e, 1, 0, load_pct=120)] == ["A1"]
@@ -296,8 +296,8 @@ def test_seqset() -> None:
 
 
 def test_alert_settings_refuse_duplicate_or_reserved_notifier_names() -> None:
-    from sitewatch.ingest.alerts.config import AlertSettings
-    from sitewatch.settings import load_settings
+    from sitewatch.core.settings import load_settings
+    from sitewatch.domains.alertrecords.settings import AlertSettings
 
     hook = {"kind": "webhook", "url": "http://127.0.0.1:9/x"}
     with pytest.raises(ConfigError, match=r"notifiers\.1\.name: 'ops' is taken"):

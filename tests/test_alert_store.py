@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from sitewatch.ingest.alerts.engine import Change
-from sitewatch.ingest.alerts.model import EventKind, event_decoder
-from sitewatch.ingest.alerts.store import AlertError, AlertStore
+from sitewatch.domains.alertrecords.model import Change, EventKind, event_decoder
+from sitewatch.domains.alertrecords.store import AlertError, AlertStore
 
 T0 = 1_780_000_000_000
 
@@ -239,7 +238,7 @@ def test_cli_verify_exit_codes(store: AlertStore, database_url: str) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "sitewatch.cli",
+        "sitewatch.programs.cli",
         "alerts",
         "verify",
         "--database-url",

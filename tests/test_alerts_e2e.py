@@ -24,10 +24,10 @@ import yaml
 from conftest import RunningAlerts, RunningIngest, count_ticks, now_ms, wait_for
 from test_ingest_integration import batch, mosquitto_pub
 
-from sitewatch import mqtt
-from sitewatch.influx import InfluxClient
-from sitewatch.ingest.alerts.model import AlertEvent, event_decoder
-from sitewatch.localstack import MosquittoServer
+from sitewatch.core import mqtt
+from sitewatch.core.influx import InfluxClient
+from sitewatch.domains.alertrecords.model import AlertEvent, event_decoder
+from sitewatch.programs.localstack import MosquittoServer
 
 
 class AlertListener:
@@ -180,7 +180,7 @@ async def later_alert(
 
 def start_edge(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(config)],
+        [sys.executable, "-m", "sitewatch.programs.cli", "edge", "-c", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -385,9 +385,8 @@ async def test_outbox_left_by_a_crash_is_delivered_and_open_alerts_are_taken_ove
     prefix: str,
     tmp_path: Path,
 ) -> None:
-    from sitewatch.ingest.alerts.engine import Change
-    from sitewatch.ingest.alerts.model import EventKind
-    from sitewatch.ingest.alerts.store import AlertStore
+    from sitewatch.domains.alertrecords.model import Change, EventKind
+    from sitewatch.domains.alertrecords.store import AlertStore
 
     url = f"sqlite:///{tmp_path / 'crashed.db'}"
     store = AlertStore(url, router=lambda e: ["mqtt"])
@@ -482,8 +481,8 @@ async def test_a_restart_waits_for_the_commit_under_way_and_raises_nothing_twice
 
     Here the first service's commit is held in its thread until the service says it
     waits for it (or, as before the fix, until run() has returned)."""
-    from sitewatch.ingest.alerts.engine import Change
-    from sitewatch.ingest.alerts.store import Outgoing
+    from sitewatch.domains.alertrecords.model import Change
+    from sitewatch.domains.alertrecords.store import Outgoing
 
     caplog.set_level(logging.INFO, logger="sitewatch.alerts")
     url = f"sqlite:///{tmp_path / 'restart.db'}"
@@ -560,8 +559,7 @@ async def test_a_change_the_store_refuses_is_left_out_and_the_rest_of_its_batch_
     condition) used to be retried for ever, holding every later change. Now the refused
     change is logged and counted and left out, the rest stored; the engine takes over
     the store's alert of that condition, and later changes go through."""
-    from sitewatch.ingest.alerts.engine import Change
-    from sitewatch.ingest.alerts.model import EventKind
+    from sitewatch.domains.alertrecords.model import Change, EventKind
 
     alerts = await start_alerts(hold_s=60)
     svc = alerts.service
@@ -640,10 +638,9 @@ async def test_the_dispatcher_is_busy_while_a_delivery_is_under_way(tmp_path: Pa
     The stop used to go on once the queues were empty, and cancelled the delivery under
     way - on Python 3.11 a wait_for there can swallow that cancellation, and the
     dispatcher's TaskGroup then never ends."""
-    from sitewatch.ingest.alerts.dispatch import Dispatcher
-    from sitewatch.ingest.alerts.engine import Change
-    from sitewatch.ingest.alerts.model import EventKind
-    from sitewatch.ingest.alerts.store import AlertStore
+    from sitewatch.alerts.dispatch import Dispatcher
+    from sitewatch.domains.alertrecords.model import Change, EventKind
+    from sitewatch.domains.alertrecords.store import AlertStore
 
     store = AlertStore(f"sqlite:///{tmp_path / 'busy.db'}", router=lambda e: ["slow"])
     store.create_schema()

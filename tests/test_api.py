@@ -9,12 +9,12 @@ import httpx
 import pytest
 from conftest import now_ms
 
-from sitewatch.accounts import add_api_key
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.main import create_app
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.localstack import InfluxServer
-from sitewatch.registry import SiteRow
+from sitewatch.core.influx import InfluxClient, InfluxSettings
+from sitewatch.domains.accounts import add_api_key
+from sitewatch.domains.registry import SiteRow
+from sitewatch.programs.localstack import InfluxServer
 
 pytestmark = pytest.mark.integration
 

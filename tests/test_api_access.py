@@ -17,15 +17,14 @@ import pytest
 from conftest import now_ms
 from sqlalchemy.orm import Session
 
-from sitewatch.accounts import add_api_key, add_user
 from sitewatch.api.config import ApiSettings, AuthSettings, RateLimitSettings
 from sitewatch.api.main import create_app
 from sitewatch.api.ratelimit import RateLimiter
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.ingest.alerts.engine import Change
-from sitewatch.ingest.alerts.model import EventKind
-from sitewatch.ingest.deadletter import NewDeadLetter
-from sitewatch.localstack import InfluxServer
+from sitewatch.core.influx import InfluxClient, InfluxSettings
+from sitewatch.domains.accounts import add_api_key, add_user
+from sitewatch.domains.alertrecords.model import Change, EventKind
+from sitewatch.domains.deadletters import NewDeadLetter
+from sitewatch.programs.localstack import InfluxServer
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +172,7 @@ async def test_scopes_roles_and_sites(api: Api) -> None:
     assert me["scopes"] == ["read"] and me["sites"] is None
     # a disabled user's token stops working at once
     with api.session() as s:
-        from sitewatch.accounts import UserRow
+        from sitewatch.domains.accounts import UserRow
 
         row = s.get(UserRow, "officer-a")
         assert row is not None
@@ -277,7 +276,7 @@ async def test_secrets_never_default_outside_development(tmp_path: Path) -> None
 async def test_provisioning_a_gateway_writes_broker_files(
     api_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
-    from sitewatch.brokerauth import hash_password, verify_password
+    from sitewatch.domains.brokeraccounts.brokerauth import hash_password, verify_password
 
     api: Api = await api_factory(
         rate_limit=RateLimitSettings(enabled=False),
@@ -578,7 +577,15 @@ def test_accounts_command(tmp_path: Path) -> None:
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "sitewatch.cli", "accounts", *args, "--database-url", url],
+            [
+                sys.executable,
+                "-m",
+                "sitewatch.programs.cli",
+                "accounts",
+                *args,
+                "--database-url",
+                url,
+            ],
             input=stdin,
             capture_output=True,
             text=True,
@@ -610,9 +617,9 @@ async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
     gateway logs in with the password it was given, and may publish only as itself."""
     if "sqlite" not in database_url:
         pytest.skip("the broker part does not depend on the database")
-    from sitewatch import mqtt
-    from sitewatch.brokerauth import hash_password
-    from sitewatch.localstack import MosquittoServer
+    from sitewatch.core import mqtt
+    from sitewatch.domains.brokeraccounts.brokerauth import hash_password
+    from sitewatch.programs.localstack import MosquittoServer
 
     broker_dir = tmp_path / "broker"
     api: Api = await api_factory(
@@ -677,8 +684,8 @@ async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
 async def test_device_overrides_set_through_the_api_reach_the_alert_service(
     api: Api, database_url: str
 ) -> None:
-    from sitewatch.ingest.alerts.config import AlertSettings
-    from sitewatch.ingest.alerts.service import AlertService
+    from sitewatch.alerts.service import AlertService
+    from sitewatch.domains.alertrecords.settings import AlertSettings
 
     admin = await api.as_user("admin")
     await api.client.post("/sites/S-A/gateways", json={"id": "GW1"}, headers=admin)

@@ -20,14 +20,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from sitewatch import contract
-from sitewatch.accounts import add_user
 from sitewatch.api.config import ApiSettings, AuthSettings, RateLimitSettings
 from sitewatch.api.main import create_app
-from sitewatch.attendance import idcard
-from sitewatch.attendance.ledger import Ledger
-from sitewatch.attendance.sitepolicy import get_policy
-from sitewatch.influx import InfluxSettings
+from sitewatch.core import contract
+from sitewatch.core.influx import InfluxSettings
+from sitewatch.domains.accounts import add_user
+from sitewatch.domains.attendance import idcard
+from sitewatch.domains.attendance.ledger import Ledger
+from sitewatch.domains.attendance.sitepolicy import get_policy
 
 pytestmark = pytest.mark.integration
 
@@ -254,7 +254,7 @@ async def test_viewers_read_only_and_other_sites_officers_see_nothing(api: Api) 
     r = await import_csv(api, officer_b)
     assert r.status_code == 404
     with api.session() as s:
-        from sitewatch.attendance.workers import Workers
+        from sitewatch.domains.attendance.workers import Workers
 
         assert Workers(s).get("S-A", "W9") is None and Workers(s).page("S-A").total == 1
     admin = await api.as_user("admin")
@@ -284,7 +284,7 @@ async def test_put_worker_checks_hashes_and_masks_the_id_number(api: Api) -> Non
     assert w["day_rate"] == "300.50" and w["lapsed"] == ["training"] and w["team_lead"]
     assert "id_hash" not in w and "id_number" not in w
     with api.session() as s:
-        from sitewatch.attendance.workers import Workers
+        from sitewatch.domains.attendance.workers import Workers
 
         row = Workers(s).get("S-A", "W1")
         assert row is not None and row.id_hash == idcard.keyed_hash(ZHANG, ID_KEY)

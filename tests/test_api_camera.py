@@ -8,9 +8,9 @@ import pytest
 from conftest import now_ms
 from test_api import api  # noqa: F401 (the fixture)
 
-from sitewatch.contract import CameraItem
-from sitewatch.influx import InfluxClient
-from sitewatch.ingest.decode import _camera_line
+from sitewatch.core.contract import CameraItem
+from sitewatch.core.decode import _camera_line
+from sitewatch.core.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 SHA = "ab" * 32

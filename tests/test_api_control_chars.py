@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_api_access import PASSWORD, SITE_A, Api, api, api_factory  # noqa: F401
 
-from sitewatch.accounts import add_api_key
+from sitewatch.domains.accounts import add_api_key
 
 pytestmark = pytest.mark.integration
 

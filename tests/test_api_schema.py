@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from sitewatch.localstack import InfluxServer, free_port
+from sitewatch.programs.localstack import InfluxServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from conftest import RunningIngest, now_ms, wait_for
 
-from sitewatch.accounts import AccountError, add_api_key
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.main import create_app
-from sitewatch.influx import InfluxSettings
-from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.core.influx import InfluxSettings
+from sitewatch.domains.accounts import AccountError, add_api_key
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,14 @@ class Api:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``sitewatch …`` against the API's database, as an operator runs it."""
         return subprocess.run(
-            [sys.executable, "-m", "sitewatch.cli", *args, "--database-url", self.database_url],
+            [
+                sys.executable,
+                "-m",
+                "sitewatch.programs.cli",
+                *args,
+                "--database-url",
+                self.database_url,
+            ],
             capture_output=True,
             text=True,
             timeout=60,

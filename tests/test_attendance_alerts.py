@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sitewatch import contract
-from sitewatch.attendance.policy import AttendancePolicy
-from sitewatch.attendance.watch import AttendanceWatch, Derived, SiteInfo
-from sitewatch.attendance.workers import WorkerInfo
-from sitewatch.ingest.alerts.engine import AlertEngine, Change
-from sitewatch.ingest.rules.overrides import RuleBook
-from sitewatch.profiles import load_profiles
+from sitewatch.alerts.engine import AlertEngine
+from sitewatch.core import contract
+from sitewatch.core.profiles import load_profiles
+from sitewatch.domains.alertrecords.model import Change
+from sitewatch.domains.attendance.policy import AttendancePolicy
+from sitewatch.domains.attendance.watch import AttendanceWatch, Derived, SiteInfo
+from sitewatch.domains.attendance.workers import WorkerInfo
+from sitewatch.domains.rulebook import RuleBook
 
 D = date(2026, 11, 2)
 BOOK = RuleBook(load_profiles(), [])

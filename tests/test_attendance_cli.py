@@ -17,15 +17,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from sitewatch import contract
-from sitewatch.attendance import idcard
-from sitewatch.attendance.cli import ID_KEY_ENV
-from sitewatch.attendance.ledger import Ledger
-from sitewatch.attendance.sitepolicy import get_policy
-from sitewatch.cli import main
-from sitewatch.db import make_engine
-from sitewatch.registry import Registry, SiteRow
-from sitewatch.schema import create_tables
+from sitewatch.core import contract
+from sitewatch.core.db import make_engine
+from sitewatch.domains.attendance import idcard
+from sitewatch.domains.attendance.ledger import Ledger
+from sitewatch.domains.attendance.sitepolicy import get_policy
+from sitewatch.domains.registry import Registry, SiteRow
+from sitewatch.domains.schema import create_tables
+from sitewatch.programs.attendancecmd import ID_KEY_ENV
+from sitewatch.programs.cli import main
 
 KEY = "c" * 40
 ZHANG = "410225198503121236"  # a valid number (GB 11643 check character 6)
@@ -113,7 +113,7 @@ def test_import_needs_a_key_and_reads_the_list(
     assert run(db, "import", path, "--site", "S1") == 0
     assert capsys.readouterr().out == "S1: 2 workers added, 0 updated\n"
     with session(db) as s:
-        from sitewatch.attendance.workers import Workers
+        from sitewatch.domains.attendance.workers import Workers
 
         row = Workers(s).get("S1", "W1")
         assert row is not None and row.id_hash == idcard.keyed_hash(ZHANG, KEY)

@@ -19,17 +19,17 @@ from conftest import RunningAlerts, RunningIngest, count_ticks, mqtt_settings, w
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from sitewatch import contract, mqtt
-from sitewatch.attendance import reports
-from sitewatch.attendance.ledger import GateBatch, Ledger, LedgerHead, LedgerWriter
-from sitewatch.attendance.policy import AttendancePolicy
-from sitewatch.attendance.registration import import_workers
-from sitewatch.attendance.workers import WorkerRow, Workers
-from sitewatch.db import make_engine
-from sitewatch.influx import InfluxClient
-from sitewatch.localstack import MosquittoServer
-from sitewatch.registry import Registry, SiteRow
-from sitewatch.schema import create_tables
+from sitewatch.core import contract, mqtt
+from sitewatch.core.db import make_engine
+from sitewatch.core.influx import InfluxClient
+from sitewatch.domains.attendance import reports
+from sitewatch.domains.attendance.ledger import GateBatch, Ledger, LedgerHead, LedgerWriter
+from sitewatch.domains.attendance.policy import AttendancePolicy
+from sitewatch.domains.attendance.registration import import_workers
+from sitewatch.domains.attendance.workers import WorkerRow, Workers
+from sitewatch.domains.registry import Registry, SiteRow
+from sitewatch.domains.schema import create_tables
+from sitewatch.programs.localstack import MosquittoServer
 from sitewatch.simulators.attendance_days import (
     SimWorker,
     batches,

@@ -19,8 +19,8 @@ from typing import Any
 import openpyxl
 import pytest
 
-from sitewatch.attendance import idcard
-from sitewatch.attendance.export import (
+from sitewatch.domains.attendance import idcard
+from sitewatch.domains.attendance.export import (
     COLUMNS,
     NOTHING,
     SIGN_OFF,
@@ -28,10 +28,10 @@ from sitewatch.attendance.export import (
     sheets_csv,
     sheets_xlsx,
 )
-from sitewatch.attendance.hours import Flag, Session, WorkerDay
-from sitewatch.attendance.importer import ImportResult, RowError, read_workers
-from sitewatch.attendance.sheets import DayLabourSheet, build_sheets
-from sitewatch.attendance.workers import WorkerInfo, WorkerRow
+from sitewatch.domains.attendance.hours import Flag, Session, WorkerDay
+from sitewatch.domains.attendance.importer import ImportResult, RowError, read_workers
+from sitewatch.domains.attendance.sheets import DayLabourSheet, build_sheets
+from sitewatch.domains.attendance.workers import WorkerInfo, WorkerRow
 
 KEY = "test-id-key"
 NOW = 1_790_000_000_000

@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from sitewatch.attendance.hours import Flag, GateEvent, worker_day, worker_days
-from sitewatch.attendance.policy import AttendancePolicy
-from sitewatch.attendance.sheets import build_sheets
-from sitewatch.attendance.workers import WorkerInfo
+from sitewatch.domains.attendance.hours import Flag, GateEvent, worker_day, worker_days
+from sitewatch.domains.attendance.policy import AttendancePolicy
+from sitewatch.domains.attendance.sheets import build_sheets
+from sitewatch.domains.attendance.workers import WorkerInfo
 
 P = AttendancePolicy()
 D = date(2026, 11, 2)

@@ -21,16 +21,16 @@ import yaml
 from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.orm import Session
 
-from sitewatch.attendance.ledger import Ledger
-from sitewatch.backup import BackupError, sqldump
-from sitewatch.backup.archive import ArchiveReader, ArchiveWriter
-from sitewatch.cli import main
-from sitewatch.db import make_engine
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.ingest.alerts.store import AlertStore
-from sitewatch.localstack import InfluxServer, PostgresServer, free_port
-from sitewatch.schema import create_tables
-from sitewatch.snapshots import SnapshotStore
+from sitewatch.core.db import make_engine
+from sitewatch.core.influx import InfluxClient, InfluxSettings
+from sitewatch.domains.alertrecords.store import AlertStore
+from sitewatch.domains.attendance.ledger import Ledger
+from sitewatch.domains.schema import create_tables
+from sitewatch.domains.snapshots import SnapshotStore
+from sitewatch.programs.backup import BackupError, sqldump
+from sitewatch.programs.backup.archive import ArchiveReader, ArchiveWriter
+from sitewatch.programs.cli import main
+from sitewatch.programs.localstack import InfluxServer, PostgresServer, free_port
 
 #: a 1x1 PNG
 PNG = bytes.fromhex(
@@ -124,7 +124,7 @@ def run_demo_until_data(state: Path) -> None:
         [
             sys.executable,
             "-m",
-            "sitewatch.cli",
+            "sitewatch.programs.cli",
             "demo",
             "--state-dir",
             str(state),
@@ -209,7 +209,7 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
         assert not list(archive.parent.glob("*.partial"))
         assert archive.stat().st_mode & 0o777 == 0o600
         with pytest.raises(BackupError, match=r"both named api\.yaml"):
-            from sitewatch.backup.files import dump_config
+            from sitewatch.programs.backup.files import dump_config
 
             dump_config(
                 [a / "api.yaml", tmp_path / "a.yaml", a / "api.yaml"],
@@ -256,8 +256,8 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
         # again into the same stores: refused, naming what holds data
         assert backup("restore", str(archive), "--config", str(cfg_b)) == 1
         from sitewatch.api.config import ApiSettings
-        from sitewatch.backup.run import restore
-        from sitewatch.settings import load_settings
+        from sitewatch.core.settings import load_settings
+        from sitewatch.programs.backup.run import restore
 
         with pytest.raises(BackupError, match=r"table \w+ already has rows"):
             restore(load_settings(ApiSettings, cfg_b), archive, None)
@@ -377,10 +377,10 @@ def test_every_table_of_the_store_is_backed_up() -> None:
     table ``create_tables`` makes, and ingest's acked batches."""
     code = (
         "from sqlalchemy import create_engine\n"
-        "from sitewatch.backup.sqldump import tables\n"
+        "from sitewatch.programs.backup.sqldump import tables\n"
         "covered = {t.name for t in tables()}\n"
-        "from sitewatch.db import Base\n"
-        "from sitewatch.schema import create_tables\n"
+        "from sitewatch.core.db import Base\n"
+        "from sitewatch.domains.schema import create_tables\n"
         "create_tables(create_engine('sqlite://'))\n"
         "assert set(Base.metadata.tables) == covered, set(Base.metadata.tables) ^ covered\n"
         "print(sorted(covered))\n"
@@ -463,7 +463,7 @@ def test_a_column_this_version_does_not_know_is_refused_naming_it(tmp_path: Path
 
 def test_typed_values_survive(tmp_path: Path) -> None:
     """bytes, zoned date-times, decimals and JSON come back as they were."""
-    from sitewatch.ingest.deadletter import DeadLetter
+    from sitewatch.domains.deadletters import DeadLetter
 
     src = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
     create_tables(src)

@@ -13,10 +13,10 @@ import pytest
 from conftest import RunningIngest, now_ms, seqs_by_device, wait_for
 from test_ingest_integration import AckListener, item, mosquitto_pub
 
-from sitewatch import contract
-from sitewatch.influx import InfluxClient
-from sitewatch.ingest.deadletter import DeadLetterStore
-from sitewatch.localstack import MosquittoServer
+from sitewatch.core import contract
+from sitewatch.core.influx import InfluxClient
+from sitewatch.domains.deadletters import DeadLetterStore
+from sitewatch.programs.localstack import MosquittoServer
 
 pytestmark = pytest.mark.integration
 

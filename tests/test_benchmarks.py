@@ -43,12 +43,13 @@ BENCHMARKS = documented_benchmarks(README.read_text())
 
 
 def _starts_servers(script: str) -> bool:
-    """A benchmark that starts Mosquitto, InfluxDB or PostgreSQL (sitewatch.localstack),
+    """A benchmark that starts Mosquitto, InfluxDB or PostgreSQL (sitewatch.programs.localstack),
     itself or through a helper of bench/, is an integration test."""
     text = (ROOT / script).read_text()
     helpers = [ROOT / "bench" / f"{m}.py" for m in re.findall(r"^from (\w+) import", text, re.M)]
     return any(
-        "sitewatch.localstack" in t for t in [text, *(h.read_text() for h in helpers if h.exists())]
+        "sitewatch.programs.localstack" in t
+        for t in [text, *(h.read_text() for h in helpers if h.exists())]
     )
 
 

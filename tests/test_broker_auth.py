@@ -1,4 +1,4 @@
-"""Broker accounts and topic rules (sitewatch/brokerauth.py), in the files' own formats and
+"""Broker accounts and topic rules (sitewatch/domains/brokeraccounts/brokerauth.py), in the files' own formats and
 against real Mosquitto with the files we generate: a gateway speaks only for itself and
 reads only its own acks, anonymous clients are refused, and everything legitimate still
 reaches ingest and InfluxDB."""
@@ -27,8 +27,9 @@ from conftest import (
     wait_for,
 )
 
-from sitewatch import mqtt
-from sitewatch.brokerauth import (
+from sitewatch.core import mqtt
+from sitewatch.core.influx import InfluxClient
+from sitewatch.domains.brokeraccounts.brokerauth import (
     Account,
     BrokerAuthError,
     Role,
@@ -41,10 +42,13 @@ from sitewatch.brokerauth import (
     verify_password,
     write_broker_files,
 )
+from sitewatch.domains.deadletters import DeadLetterStore
 from sitewatch.edge.config import EdgeSettings
-from sitewatch.influx import InfluxClient
-from sitewatch.ingest.deadletter import DeadLetterStore
-from sitewatch.localstack.servers import MosquittoServer, TlsListener, render_mosquitto_conf
+from sitewatch.programs.localstack.servers import (
+    MosquittoServer,
+    TlsListener,
+    render_mosquitto_conf,
+)
 
 # made by Debian's mosquitto_passwd 2.0.11: `mosquitto_passwd -c -b FILE u 'pä:ss wörd'`
 MOSQUITTO_PASSWD_LINE = (
@@ -785,8 +789,8 @@ def registry_with_gateway(url: str, site: str, gateway: str | None, password: st
     registry."""
     from sqlalchemy.orm import Session
 
-    from sitewatch import registry
-    from sitewatch.db import Base, make_engine
+    from sitewatch.core.db import Base, make_engine
+    from sitewatch.domains import registry
 
     engine = make_engine(url)
     Base.metadata.create_all(engine, tables=registry.TABLES)  # type: ignore[arg-type]
@@ -824,7 +828,7 @@ def registry_with_gateway(url: str, site: str, gateway: str | None, password: st
 async def test_broker_files_command_writes_what_the_broker_takes(
     tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sitewatch.cli import main
+    from sitewatch.programs.cli import main
 
     accounts = tmp_path / "accounts.yaml"
     accounts.write_text(f"""prefix: {prefix}
@@ -881,7 +885,7 @@ def test_broker_hash_command(
 ) -> None:
     import io
 
-    from sitewatch.cli import main
+    from sitewatch.programs.cli import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
     assert main(["broker", "hash"]) == 0

@@ -18,13 +18,13 @@ import httpx
 import pytest
 from conftest import wait_for
 
-from sitewatch import mqtt
-from sitewatch.accounts import add_user
 from sitewatch.api.config import ApiSettings, AuthSettings, RateLimitSettings
 from sitewatch.api.main import create_app
-from sitewatch.brokerauth import hash_password
-from sitewatch.influx import InfluxSettings
-from sitewatch.localstack import MosquittoServer
+from sitewatch.core import mqtt
+from sitewatch.core.influx import InfluxSettings
+from sitewatch.domains.accounts import add_user
+from sitewatch.domains.brokeraccounts.brokerauth import hash_password
+from sitewatch.programs.localstack import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
-    from sitewatch.cli import main
+    from sitewatch.programs.cli import main
 
     db = f"sqlite:///{tmp_path / 'sitewatch.db'}"
     settings = ApiSettings(
@@ -304,7 +304,7 @@ async def test_revoke_and_rotate_with_the_cli(
 ) -> None:
     """`sitewatch broker revoke/rotate` on the accounts file's gateway: it stays revoked
     although the file still lists it, and the file's password stops counting."""
-    from sitewatch.cli import main
+    from sitewatch.programs.cli import main
 
     st = stack
     api_gw = await provision(st, "GW2")
@@ -361,7 +361,7 @@ async def test_api_refuses_to_cut_off_accounts_it_does_not_know(
 ) -> None:
     """Files written without the database hold a gateway the API cannot see: provisioning
     is refused with 409 (naming it) instead of cutting it off, and nothing is created."""
-    from sitewatch.cli import main
+    from sitewatch.programs.cli import main
 
     st = stack
     other = st.tmp / "other.yaml"
@@ -404,10 +404,11 @@ def test_import_keeps_the_database_as_the_source(tmp_path: Path) -> None:
     password in the file does not count, and a revoked gateway stays out of the files."""
     from sqlalchemy.orm import Session
 
-    from sitewatch import brokercreds, registry
-    from sitewatch.brokerauth import Account, Role, verify_password
-    from sitewatch.db import make_engine
-    from sitewatch.schema import create_tables
+    from sitewatch.core.db import make_engine
+    from sitewatch.domains import registry
+    from sitewatch.domains.brokeraccounts import brokercreds
+    from sitewatch.domains.brokeraccounts.brokerauth import Account, Role, verify_password
+    from sitewatch.domains.schema import create_tables
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     create_tables(engine)

@@ -14,14 +14,15 @@ from conftest import RunningAlerts, now_ms, wait_for
 from test_alerts_e2e import MARK, AlertListener, later_alert
 from test_ingest_integration import batch, mosquitto_pub
 
-from sitewatch import contract
-from sitewatch.attendance.watch import Derived
-from sitewatch.ingest.alerts.camera import CameraWatch, slew_between, zone_device
-from sitewatch.ingest.alerts.config import AlertSettings, CameraSettings
-from sitewatch.ingest.alerts.engine import AlertEngine, Change
-from sitewatch.ingest.rules.overrides import RuleBook
-from sitewatch.localstack import MosquittoServer
-from sitewatch.profiles import load_profiles
+from sitewatch.alerts.camera import CameraWatch, slew_between, zone_device
+from sitewatch.alerts.engine import AlertEngine
+from sitewatch.core import contract
+from sitewatch.core.profiles import load_profiles
+from sitewatch.domains.alertrecords.model import Change
+from sitewatch.domains.alertrecords.settings import AlertSettings, CameraSettings
+from sitewatch.domains.attendance.watch import Derived
+from sitewatch.domains.rulebook import RuleBook
+from sitewatch.programs.localstack import MosquittoServer
 
 BOOK = RuleBook(load_profiles(), [])
 T = 1_780_000_000_000  # ms: the tests' "now"

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from test_camera_yolo import tiny_model
 
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.settings import ConfigError
 from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
-from sitewatch.edge.drivers.camera import CameraOptions, build_analysis
-from sitewatch.edge.vision.events import DebounceConfig, Debouncer, Event, Observation
-from sitewatch.edge.vision.snapshot import SnapshotConfig, draw, encode
-from sitewatch.edge.vision.zones import Zone
-from sitewatch.profiles import load_profiles
-from sitewatch.settings import ConfigError
+from sitewatch.edge.drivers.camera.driver import CameraOptions, build_analysis
+from sitewatch.edge.drivers.camera.events import DebounceConfig, Debouncer, Event, Observation
+from sitewatch.edge.drivers.camera.snapshot import SnapshotConfig, draw, encode
+from sitewatch.edge.drivers.camera.zones import Zone
 from sitewatch.simulators.camera_eval import evaluate
 from sitewatch.simulators.camera_video import (
     SWING_ZONE,

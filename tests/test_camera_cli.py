@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from sitewatch.cli import main
+from sitewatch.programs.cli import main
 from sitewatch.simulators.camera_video import site_scene
 
 
@@ -20,7 +20,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     """The command as an operator runs it: its own process."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
     return subprocess.run(
-        [sys.executable, "-m", "sitewatch.cli", "simulate", "camera-video", *args],
+        [sys.executable, "-m", "sitewatch.programs.cli", "simulate", "camera-video", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -106,7 +106,7 @@ def test_refuses_what_it_cannot_write(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_simulate_without_a_subcommand_is_still_the_fleet() -> None:
-    from sitewatch.cli import build_parser, cmd_camera_video, cmd_simulate
+    from sitewatch.programs.cli import build_parser, cmd_camera_video, cmd_simulate
 
     args = build_parser().parse_args(["simulate", "--sites", "2", "--seed", "4"])
     assert args.fn is cmd_simulate and (args.sites, args.seed) == (2, 4)

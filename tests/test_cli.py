@@ -13,7 +13,7 @@ import pytest
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")}
     return subprocess.run(
-        [sys.executable, "-m", "sitewatch.cli", *args],
+        [sys.executable, "-m", "sitewatch.programs.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -23,10 +23,10 @@ from conftest import (
 )
 from test_alerts_e2e import AlertListener
 
+from sitewatch.core.influx import InfluxClient
+from sitewatch.domains.deadletters import DeadLetterStore
 from sitewatch.edge.agent import Agent
-from sitewatch.influx import InfluxClient
-from sitewatch.ingest.deadletter import DeadLetterStore
-from sitewatch.localstack import MosquittoServer
+from sitewatch.programs.localstack import MosquittoServer
 
 pytestmark = pytest.mark.integration
 

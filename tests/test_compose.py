@@ -15,15 +15,19 @@ import pytest
 import yaml
 
 from sitewatch.api.config import ApiSettings
-from sitewatch.cli import build_parser
-from sitewatch.deployenv import DEVELOPMENT_MARKERS, SECRETS, check, new_env
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.settings import ServiceSettings, load_settings
+from sitewatch.domains.alertrecords.settings import AlertSettings
 from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
-from sitewatch.ingest.alerts.config import AlertSettings
 from sitewatch.ingest.config import IngestSettings
-from sitewatch.localstack.servers import TlsListener, render_mosquitto_conf, render_tls_listener
-from sitewatch.profiles import load_profiles
-from sitewatch.settings import ServiceSettings, load_settings
+from sitewatch.programs.cli import build_parser
+from sitewatch.programs.deployenv import DEVELOPMENT_MARKERS, SECRETS, check, new_env
+from sitewatch.programs.localstack.servers import (
+    TlsListener,
+    render_mosquitto_conf,
+    render_tls_listener,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH_DIR = "/mosquitto/auth"
@@ -217,7 +221,7 @@ def test_the_image_installs_its_dependencies_before_the_code() -> None:
 def test_deploy_env_makes_secrets_that_pass_the_check(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sitewatch.cli import main
+    from sitewatch.programs.cli import main
 
     assert check(ENV) == []
     assert new_env() != new_env()
@@ -387,10 +391,10 @@ def test_the_gateway_camera_reads_the_video_the_init_service_makes(
     named volume, the same mount point), before the gateway starts, and keeps it on the
     next start; the camera's zone is a crane swing zone for the alert service; the
     gateway's spool and snapshots are on a volume too."""
-    from sitewatch.cli import cmd_camera_video, main
-    from sitewatch.demo import camera_device
-    from sitewatch.edge.vision.source import VideoSource
-    from sitewatch.ingest.alerts.camera import CameraWatch
+    from sitewatch.alerts.camera import CameraWatch
+    from sitewatch.edge.drivers.camera.source import VideoSource
+    from sitewatch.programs.cli import cmd_camera_video, main
+    from sitewatch.programs.demo import camera_device
     from sitewatch.simulators.camera_video import SWING_ZONE
 
     init, gateway = COMPOSE["services"]["camera-video"], COMPOSE["services"]["gateway"]
@@ -444,9 +448,9 @@ def test_grafana_provisioning_paths_match_the_mounts() -> None:
     assert mounts["./deploy/grafana/basemap.json"] == basemap
     assert json.loads((ROOT / "deploy/grafana/basemap.json").read_text())["type"] == "geojson"
     assert mounts["./deploy/grafana/maps"] == "/usr/share/grafana/public/maps/sitewatch"
-    assert mounts["./dashboards/provisioning"] == "/etc/grafana/provisioning"
+    assert mounts["./sitewatch/dashboards/provisioning"] == "/etc/grafana/provisioning"
     provider = yaml.safe_load(
-        (ROOT / "dashboards/provisioning/dashboards/sitewatch.yaml").read_text()
+        (ROOT / "sitewatch/dashboards/provisioning/dashboards/sitewatch.yaml").read_text()
     )
     path = provider["providers"][0]["options"]["path"]
     source = next(s for s, t in mounts.items() if t == path)
@@ -454,7 +458,9 @@ def test_grafana_provisioning_paths_match_the_mounts() -> None:
     assert dashboards
     for d in dashboards:
         assert json.loads(d.read_text())["uid"]
-    ds = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/sitewatch.yaml").read_text())
+    ds = yaml.safe_load(
+        (ROOT / "sitewatch/dashboards/provisioning/datasources/sitewatch.yaml").read_text()
+    )
     assert ds["datasources"][0]["jsonData"]["dbName"] == "sitewatch"
     assert ds["datasources"][0]["url"] == "http://influxdb:8086"
 
@@ -466,7 +472,7 @@ def _env_value(service: str, key: str) -> str:
 def _broker_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the init service's command here: the generated .env's passwords, the
     repository's accounts file, a temporary folder in place of its volume."""
-    from sitewatch.cli import main
+    from sitewatch.programs.cli import main
 
     init = COMPOSE["services"]["broker-files"]
     command = list(init["command"])
@@ -484,7 +490,12 @@ def _broker_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_broker_files_service_has_every_account_the_stack_logs_in_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sitewatch.brokerauth import Role, gateway_username, load_accounts, verify_password
+    from sitewatch.domains.brokeraccounts.brokerauth import (
+        Role,
+        gateway_username,
+        load_accounts,
+        verify_password,
+    )
 
     auth = _broker_files(tmp_path, monkeypatch)
     hashes = dict(line.split(":", 1) for line in (auth / "passwd").read_text().splitlines())
@@ -526,7 +537,7 @@ def test_compose_broker_config_on_real_mosquitto(
     import signal
     import time
 
-    from sitewatch.localstack import free_port
+    from sitewatch.programs.localstack import free_port
 
     auth = _broker_files(tmp_path, monkeypatch)
     port, tls_port = free_port(), free_port()

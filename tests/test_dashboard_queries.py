@@ -1,7 +1,7 @@
 """Every query of every dashboard panel, variable and annotation, with Grafana's macros
 and template variables filled as Grafana fills them, run against a real InfluxDB that
 simulated sites filled through real Mosquitto, ingest and the alert service
-(``sitewatch.dashboards.sampledata``). A query that returns nothing, or not the columns
+(``sitewatch.programs.sampledata``). A query that returns nothing, or not the columns
 and tags its panel reads, fails with its dashboard and panel named.
 
 No Grafana server runs here; what Grafana adds (macros, variables) is done by
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import mqtt_settings
 
+from sitewatch.core.influx import InfluxClient, InfluxError, InfluxSettings
 from sitewatch.dashboards.catalog import build_all
 from sitewatch.dashboards.grafana import (
     Selection,
@@ -24,9 +25,8 @@ from sitewatch.dashboards.grafana import (
     variable_values,
 )
 from sitewatch.dashboards.model import Dashboard, Query
-from sitewatch.dashboards.sampledata import Filled, Sample, fill
-from sitewatch.influx import InfluxClient, InfluxError, InfluxSettings
-from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
+from sitewatch.programs.sampledata import Filled, Sample, fill
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from sitewatch import contract
-from sitewatch.ingest.decode import BatchDecoder, Rejected, TimeWindow, decode_status
-from sitewatch.ingest.reasons import Reason
-from sitewatch.lineprotocol import format_line
-from sitewatch.profiles import load_profiles
-from sitewatch.topics import GatewayChannel
+from sitewatch.core import contract
+from sitewatch.core.decode import BatchDecoder, Rejected, TimeWindow, decode_status
+from sitewatch.core.lineprotocol import format_line
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.reasons import Reason
+from sitewatch.core.topics import GatewayChannel
 
 NOW = 1_763_900_000_000
 T = GatewayChannel.TELEMETRY
@@ -216,8 +216,8 @@ def test_attendance_and_camera(decoder: BatchDecoder) -> None:
 
 def test_fast_and_generic_formatting_agree_for_every_profile() -> None:
     """The JSON fast path must write exactly what the per-field path writes."""
-    from sitewatch.ingest.decode import _telemetry_formatter
-    from sitewatch.simulators.signals import signal_for
+    from sitewatch.core.decode import _telemetry_formatter
+    from sitewatch.edge.drivers.simulated.signals import signal_for
 
     profiles = load_profiles()
     codec = contract.TelemetryCodec(profiles)

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sitewatch import contract
-from sitewatch.ingest.decode import BatchDecoder, Decoded, TimeWindow, decode_status
-from sitewatch.ingest.reasons import Reason
-from sitewatch.lineprotocol import CONTROL
-from sitewatch.profiles import load_profiles
-from sitewatch.topics import GatewayChannel
+from sitewatch.core import contract
+from sitewatch.core.decode import BatchDecoder, Decoded, TimeWindow, decode_status
+from sitewatch.core.lineprotocol import CONTROL
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.reasons import Reason
+from sitewatch.core.topics import GatewayChannel
 
 NOW = 1_763_900_000_000
 DECODER = BatchDecoder(

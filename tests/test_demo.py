@@ -16,8 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from sitewatch.attendance.policy import AttendancePolicy
-from sitewatch.localstack import free_port
+from sitewatch.domains.attendance.policy import AttendancePolicy
+from sitewatch.programs.localstack import free_port
 from sitewatch.simulators.camera_video import SWING_ZONE
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "sitewatch.cli",
+            "sitewatch.programs.cli",
             "demo",
             "--state-dir",
             str(tmp_path),
@@ -75,7 +75,7 @@ def test_demo_runs_three_sites_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         }
         started = time.monotonic()
         second = subprocess.run(
-            [sys.executable, "-m", "sitewatch.cli", "demo", "--state-dir", str(tmp_path)],
+            [sys.executable, "-m", "sitewatch.programs.cli", "demo", "--state-dir", str(tmp_path)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -173,7 +173,7 @@ def test_demo_refuses_a_taken_port(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "sitewatch.cli",
+                "sitewatch.programs.cli",
                 "demo",
                 "--state-dir",
                 str(tmp_path),

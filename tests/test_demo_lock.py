@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from sitewatch.demo import LOCK_FILE
-from sitewatch.statelock import StateFolderBusy, StateLock
+from sitewatch.programs.demo import LOCK_FILE
+from sitewatch.programs.statelock import StateFolderBusy, StateLock
 
 #: a stand-in for a running demo: takes the state folder's lock as the demo does, says
 #: so, and waits to be killed
 HOLDER = """
 import sys, time
 from pathlib import Path
-from sitewatch.statelock import StateLock
+from sitewatch.programs.statelock import StateLock
 lock = StateLock(Path(sys.argv[1])).acquire()
 lock.describe(address=sys.argv[2])
 print("locked", flush=True)
@@ -57,7 +57,7 @@ def test_a_second_demo_is_refused_before_it_writes_anything(tmp_path: Path) -> N
         lock_text = (state / LOCK_FILE).read_text()
         started = time.monotonic()
         r = subprocess.run(
-            [sys.executable, "-m", "sitewatch.cli", "demo", "--state-dir", str(state)],
+            [sys.executable, "-m", "sitewatch.programs.cli", "demo", "--state-dir", str(state)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -1,6 +1,6 @@
 """Per-device timestamps strictly increase (no servers)."""
 
-from sitewatch.devicetime import DeviceClock
+from sitewatch.core.devicetime import DeviceClock
 
 
 def test_same_millisecond_and_clock_steps_back_move_past_the_previous_reading() -> None:

@@ -26,10 +26,10 @@ from conftest import (
     wait_for,
 )
 
+from sitewatch.core.influx import InfluxClient
 from sitewatch.edge.config import EdgeSettings
 from sitewatch.edge.counters import DirectFlag
-from sitewatch.influx import InfluxClient
-from sitewatch.localstack import MosquittoServer
+from sitewatch.programs.localstack import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
@@ -251,7 +251,7 @@ async def test_killed_while_the_disk_is_full_never_reuses_a_seq_sent_straight_aw
 
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+            [sys.executable, "-m", "sitewatch.programs.cli", "edge", "-c", str(cfg)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,

@@ -1,6 +1,6 @@
 """The suite every device driver must pass, as tests/test_profiles.py is for profiles.
 
-Parametrized over every name in the driver registry (edge/drivers/__init__.py): a driver
+Parametrized over every name in the driver registry (sitewatch/edge/drivers/__init__.py): a driver
 that is registered without a case in :data:`CASES` fails here, by name. Each case gives
 a valid config, a real peer to start and take away (the Modbus device simulator, the
 HJ 212 monitor simulator, the attendance terminal over HTTP, a generated video file) and
@@ -39,19 +39,19 @@ import msgspec
 import pytest
 from conftest import wait_for, wait_listening
 
-from sitewatch import contract
-from sitewatch.contract import CameraEvent, DetectionMethod
+from sitewatch.core import contract
+from sitewatch.core.contract import CameraEvent, DetectionMethod
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.settings import ConfigError
 from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers import DRIVERS, Driver, Values
-from sitewatch.edge.drivers.camera import CameraDriver
+from sitewatch.edge.drivers.camera.driver import CameraDriver
 from sitewatch.edge.drivers.hj212 import Hj212Driver
 from sitewatch.edge.drivers.hj212 import protocol as hj212
 from sitewatch.edge.drivers.http_push import HttpPushDriver
 from sitewatch.edge.drivers.modbus_tcp import ModbusTcpDriver
-from sitewatch.localstack import free_port
-from sitewatch.profiles import load_profiles
-from sitewatch.settings import ConfigError
+from sitewatch.programs.localstack import free_port
 from sitewatch.simulators.attendance_terminal import Terminal
 from sitewatch.simulators.camera_video import Scene
 from sitewatch.simulators.hj212_monitor import run_monitor
@@ -63,7 +63,7 @@ CODEC = contract.TelemetryCodec(PROFILES)
 #: a driver stops (cancelled) within this, with everything it started
 STOP_BOUND_S = 5.0
 UNKNOWN_KEY = "no_such_option"
-#: this project's source (edge/, sitewatch/, ...): the code whose exceptions count here
+#: this project's source (sitewatch/, bench/, ...): the code whose exceptions count here
 SOURCE = str(Path(__file__).resolve().parent.parent) + os.sep
 
 

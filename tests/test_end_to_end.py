@@ -21,9 +21,9 @@ from conftest import (
     wait_for,
 )
 
+from sitewatch.core.influx import InfluxClient
 from sitewatch.edge.config import EdgeSettings
-from sitewatch.influx import InfluxClient
-from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ async def test_ingest_killed_and_restarted_while_gateway_publishes_loses_nothing
 
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "sitewatch.cli", "ingest"],
+            [sys.executable, "-m", "sitewatch.programs.cli", "ingest"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(tmp_path / "ingest.log", "ab"),

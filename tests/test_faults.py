@@ -24,10 +24,10 @@ from conftest import (
     wait_for,
 )
 
-from sitewatch import contract, mqtt
+from sitewatch.core import contract, mqtt
+from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.edge.config import EdgeSettings
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ async def test_last_will_carries_boot_and_a_restart_counts_up(
 
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+            [sys.executable, "-m", "sitewatch.programs.cli", "edge", "-c", str(cfg)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={k: v for k, v in os.environ.items() if not k.startswith("SITEWATCH_")},
@@ -240,8 +240,8 @@ async def test_dead_letter_store_outage_holds_the_ack_and_loses_nothing(
 ) -> None:
     import json
 
-    from sitewatch.ingest.deadletter import DeadLetterStore
-    from sitewatch.localstack import PostgresServer
+    from sitewatch.domains.deadletters import DeadLetterStore
+    from sitewatch.programs.localstack import PostgresServer
 
     pg = PostgresServer(tmp_path / "pg")
     pg.start()
@@ -308,7 +308,7 @@ async def test_agent_killed_mid_stream_restarts_without_reusing_a_seq(
 
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "sitewatch.cli", "edge", "-c", str(cfg)],
+            [sys.executable, "-m", "sitewatch.programs.cli", "edge", "-c", str(cfg)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,

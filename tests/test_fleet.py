@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from conftest import RunningIngest, wait_for
 
-from sitewatch.influx import InfluxClient
-from sitewatch.localstack import MosquittoServer
+from sitewatch.core.influx import InfluxClient
+from sitewatch.programs.localstack import MosquittoServer
 from sitewatch.simulators.fleet import FleetOptions, ScenarioSpec, build_fleet, run_fleet
 
 
@@ -95,7 +95,7 @@ async def test_simulate_command(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sitewatch.cli",
+        "sitewatch.programs.cli",
         "simulate",
         "--port",
         str(mosquitto.port),

@@ -18,12 +18,12 @@ from conftest import (
 )
 from test_hj212 import field_vectors, vectors
 
+from sitewatch.core.influx import InfluxClient
+from sitewatch.core.profiles import load_profiles
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
 from sitewatch.edge.drivers.base import Values
 from sitewatch.edge.drivers.hj212 import Hj212Driver, Hj212Options
-from sitewatch.influx import InfluxClient
-from sitewatch.localstack import MosquittoServer, free_port
-from sitewatch.profiles import load_profiles
+from sitewatch.programs.localstack import MosquittoServer, free_port
 from sitewatch.simulators.hj212_monitor import run_monitor
 
 MN = "ZHGD0001SITE00000000001A"

@@ -28,14 +28,14 @@ from prometheus_client import generate_latest
 from test_alerts_e2e import AlertListener
 from test_ingest_integration import AckListener, mosquitto_pub
 
-from sitewatch import contract
-from sitewatch.influx import InfluxClient
-from sitewatch.ingest.deadletter import DeadLetterStore
-from sitewatch.ingest.decode import BatchDecoder, Decoded
+from sitewatch.core import contract
+from sitewatch.core.decode import BatchDecoder, Decoded
+from sitewatch.core.influx import InfluxClient
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.topics import GatewayChannel
+from sitewatch.domains.deadletters import DeadLetterStore
 from sitewatch.ingest.service import Ingest, build_decoder
-from sitewatch.localstack import InfluxServer, MosquittoServer
-from sitewatch.profiles import load_profiles
-from sitewatch.topics import GatewayChannel
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ from conftest import wait_listening
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from sitewatch.core.profiles import load_profiles
 from sitewatch.edge.drivers.base import Values
 from sitewatch.edge.drivers.http_push import MAX_BODY, HttpPushDriver, HttpPushOptions
-from sitewatch.localstack import free_port
-from sitewatch.profiles import load_profiles
+from sitewatch.programs.localstack import free_port
 
 GATE_TOKEN = "gate-01-secret-token"
 METER_TOKEN = "cam-status-secret-token"

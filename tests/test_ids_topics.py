@@ -1,7 +1,7 @@
 import pytest
 
-from sitewatch.ids import InvalidIdentifier, check_ident, is_ident
-from sitewatch.topics import (
+from sitewatch.core.ids import InvalidIdentifier, check_ident, is_ident
+from sitewatch.core.topics import (
     GatewayChannel,
     TopicError,
     alerts_topic,
@@ -87,7 +87,7 @@ def test_a_control_character_at_either_end_is_not_an_identifier(value: str) -> N
 def test_contract_messages_match_identifiers_in_full(value: str) -> None:
     import msgspec
 
-    from sitewatch import contract
+    from sitewatch.core import contract
 
     gate = {"device": value, "ts": 1, "seq": 1, "worker": "W1", "direction": "in", "method": "card"}
     for field in ("device", "worker"):
@@ -110,12 +110,12 @@ def test_settings_and_profiles_match_identifiers_in_full(value: str) -> None:
 
     from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+    from sitewatch.core.ids import IDENT_PATTERN, Ident
+    from sitewatch.domains.alertrecords.settings import AlertSettings
+    from sitewatch.domains.notifications import NotifierConfig
+    from sitewatch.domains.rulebook import Override
     from sitewatch.edge.config import DeviceConfig
-    from sitewatch.edge.drivers.camera import ZoneOptions
-    from sitewatch.ids import IDENT_PATTERN, Ident
-    from sitewatch.ingest.alerts.config import AlertSettings
-    from sitewatch.ingest.alerts.notify import NotifierConfig
-    from sitewatch.ingest.rules.overrides import Override
+    from sitewatch.edge.drivers.camera.driver import ZoneOptions
 
     class Model(BaseModel):
         ident: Ident

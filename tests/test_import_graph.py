@@ -6,34 +6,19 @@ run and are left out."""
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _modules() -> dict[str, Path]:
-    """Every module of the packages pyproject.toml installs, by its import name."""
-    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders: dict[str, str] = tool.get("package-dir", {})
+    """Every module of the one import root, ``sitewatch/``, by its import name (the folder
+    names are the import names)."""
     found: dict[str, Path] = {}
-    for package in tool["packages"]:
-        parent = next(
-            (
-                p
-                for p in sorted(folders, key=len, reverse=True)
-                if package == p or package.startswith(p + ".")
-            ),
-            None,
-        )
-        if parent is None:
-            folder = ROOT / package.replace(".", "/")
-        else:
-            rest = package[len(parent) :].lstrip(".").replace(".", "/")
-            folder = ROOT / folders[parent] / rest
-        for path in sorted(folder.glob("*.py")):
-            name = package if path.name == "__init__.py" else f"{package}.{path.stem}"
-            found[name] = path
+    for path in sorted((ROOT / "sitewatch").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
     return found
 
 
@@ -109,9 +94,75 @@ def test_no_module_imports_itself_through_others() -> None:
     modules = _modules()
     assert len(modules) > 100  # the walk found the tree
     graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
-    assert graph["sitewatch.schema"] >= {"sitewatch.db", "sitewatch.accounts"}  # it reads
+    assert graph["sitewatch.domains.schema"] >= {
+        "sitewatch.core.db",
+        "sitewatch.domains.accounts",
+    }  # it reads
     assert _circles(graph) == []
 
 
 def test_the_circle_finder_finds_one() -> None:
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# Who may import whom (docs/architecture.md): the shared core imports only itself; a
+# domain imports the core and other domains; a service (edge, ingest, alerts, api)
+# imports the core, the domains and itself, never another service; the simulators may
+# also import the edge drivers' protocol code (they speak HJ 212 and Modbus as devices
+# do); the programs assemble everything.
+SERVICES = ("edge", "ingest", "alerts", "api")
+RULES: dict[str, tuple[str, ...]] = {
+    "core": ("core",),
+    "domains": ("core", "domains"),
+    **{s: ("core", "domains", s) for s in SERVICES},
+    "dashboards": ("core", "domains", "dashboards"),
+    "simulators": ("core", "domains", "simulators", "edge.drivers"),
+    "programs": ("",),
+}
+
+
+def _room(name: str) -> str:
+    """``sitewatch.alerts.rules.evaluate`` -> ``alerts``; the root package -> ``""``."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _allowed(source: str, target: str) -> bool:
+    if target == "sitewatch":  # the root package: the version, nothing else
+        return True
+    rest = target.split(".", 1)[1]
+    return any(rest == r or rest.startswith(r + ".") or r == "" for r in RULES[_room(source)])
+
+
+def _violations(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{source} imports {target}"
+        for source, targets in graph.items()
+        if source != "sitewatch"
+        for target in targets
+        if not _allowed(source, target)
+    )
+
+
+def test_every_module_lives_in_a_room_of_the_layout() -> None:
+    rooms = {_room(name) for name in _modules()}
+    assert rooms - {""} == set(RULES), "a folder of sitewatch/ that the import rules do not know"
+
+
+def test_services_never_import_one_another_and_the_core_imports_no_domain() -> None:
+    modules = _modules()
+    graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+    assert _violations(graph) == []
+
+
+def test_the_rule_check_finds_a_service_importing_another() -> None:
+    graph = {
+        "sitewatch.api.alerts": {"sitewatch.alerts.engine", "sitewatch.domains.alertrecords.store"},
+        "sitewatch.core.db": {"sitewatch.domains.schema"},
+        "sitewatch.simulators.hj212_monitor": {"sitewatch.edge.drivers.hj212.protocol"},
+        "sitewatch.programs.cli": {"sitewatch.api.main", "sitewatch.edge.agent"},
+    }
+    assert _violations(graph) == [
+        "sitewatch.api.alerts imports sitewatch.alerts.engine",
+        "sitewatch.core.db imports sitewatch.domains.schema",
+    ]

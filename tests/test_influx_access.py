@@ -20,9 +20,9 @@ from conftest import (
 )
 from pydantic import SecretStr
 
+from sitewatch.core.influx import InfluxAccessError, InfluxClient, InfluxSettings
 from sitewatch.edge.config import EdgeSettings
-from sitewatch.influx import InfluxAccessError, InfluxClient, InfluxSettings
-from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
 

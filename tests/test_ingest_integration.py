@@ -12,10 +12,10 @@ import msgspec
 import pytest
 from conftest import RunningIngest, now_ms, seqs_by_device, wait_for
 
-from sitewatch import contract, mqtt
-from sitewatch.influx import InfluxClient
-from sitewatch.ingest.deadletter import DeadLetterStore
-from sitewatch.localstack import MosquittoServer
+from sitewatch.core import contract, mqtt
+from sitewatch.core.influx import InfluxClient
+from sitewatch.domains.deadletters import DeadLetterStore
+from sitewatch.programs.localstack import MosquittoServer
 
 pytestmark = pytest.mark.integration
 

@@ -18,17 +18,15 @@ from conftest import RunningIngest, wait_for
 from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session
 
-from sitewatch.accounts import add_api_key
 from sitewatch.api.config import ApiSettings
 from sitewatch.api.main import create_app
-from sitewatch.db import make_engine
-from sitewatch.influx import InfluxSettings
-from sitewatch.ingest.config import IngestSettings
-from sitewatch.ingest.deadletter import DeadLetterStore
-from sitewatch.ingest.service import Ingest
-from sitewatch.localstack import InfluxServer, MosquittoServer
-from sitewatch.registry import SiteRow
-from sitewatch.snapshots import (
+from sitewatch.core.db import make_engine
+from sitewatch.core.influx import InfluxSettings
+from sitewatch.core.topics import snapshot_topic
+from sitewatch.domains.accounts import add_api_key
+from sitewatch.domains.deadletters import DeadLetterStore
+from sitewatch.domains.registry import SiteRow
+from sitewatch.domains.snapshots import (
     Refusal,
     SnapshotError,
     SnapshotRow,
@@ -36,7 +34,9 @@ from sitewatch.snapshots import (
     create_schema,
     store_snapshot,
 )
-from sitewatch.topics import snapshot_topic
+from sitewatch.ingest.config import IngestSettings
+from sitewatch.ingest.service import Ingest
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 
 def jpeg(seed: int, size: int = 32) -> bytes:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import itertools
 
+from sitewatch.alerts.engine import AlertEngine
+from sitewatch.core.profiles import load_profiles
+from sitewatch.domains.alertrecords.model import EventKind
+from sitewatch.domains.rulebook import RuleBook
 from sitewatch.edge.config import PublishSettings
-from sitewatch.ingest.alerts.engine import AlertEngine
-from sitewatch.ingest.alerts.model import EventKind
-from sitewatch.ingest.rules.overrides import RuleBook
-from sitewatch.profiles import load_profiles
 
 T0 = 1_780_000_000_000
 STATUS_MS = int(PublishSettings().status_interval_s * 1000)

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sitewatch.lineprotocol import (
+from sitewatch.core.lineprotocol import (
     CONTROL,
     LineProtocolError,
     escape_key,

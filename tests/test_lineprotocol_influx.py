@@ -2,8 +2,8 @@
 
 import pytest
 
-from sitewatch.influx import InfluxClient, PermanentWriteError
-from sitewatch.lineprotocol import format_line, join_lines
+from sitewatch.core.influx import InfluxClient, PermanentWriteError
+from sitewatch.core.lineprotocol import format_line, join_lines
 
 pytestmark = pytest.mark.integration
 

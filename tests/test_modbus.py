@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from conftest import wait_listening
 
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.profiles.model import ModbusRegister
 from sitewatch.edge.drivers.modbus_tcp import ModbusOptions, ModbusTcpDriver
 from sitewatch.edge.drivers.modbus_tcp.registers import decode, encode, spans
-from sitewatch.localstack import free_port
-from sitewatch.profiles import load_profiles
-from sitewatch.profiles.model import ModbusRegister
+from sitewatch.programs.localstack import free_port
 from sitewatch.simulators.modbus_device import ModbusDevice
 
 PROFILES = load_profiles()
@@ -50,7 +50,7 @@ def test_spans_group_registers() -> None:
 def test_register_map_must_name_numeric_fields() -> None:
     from pydantic import ValidationError
 
-    from sitewatch.profiles.model import Profile
+    from sitewatch.core.profiles.model import Profile
 
     base = PROFILES["tower_crane"].model_dump(by_alias=True, exclude_none=True)
     base["modbus"] = {"registers": {"operator": {"address": 0}}}

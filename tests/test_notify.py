@@ -21,8 +21,9 @@ import msgspec
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from sitewatch.ingest.alerts.model import AlertEvent, EventKind, Level, State, event_decoder
-from sitewatch.ingest.alerts.notify import (
+from sitewatch.core.settings import describe_errors
+from sitewatch.domains.alertrecords.model import AlertEvent, EventKind, Level, State, event_decoder
+from sitewatch.domains.notifications import (
     NOTIFIERS,
     WECOM_MARKDOWN_MAX_BYTES,
     DeliveryError,
@@ -37,7 +38,6 @@ from sitewatch.ingest.alerts.notify import (
     render_markdown,
     truncate_utf8,
 )
-from sitewatch.settings import describe_errors
 
 OK = (200, b'{"errcode":0,"errmsg":"ok"}')
 

@@ -24,10 +24,10 @@ from conftest import (
     wait_for,
 )
 
-from sitewatch import contract
+from sitewatch.core import contract
+from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.edge.config import EdgeSettings, PublishSettings, SpoolSettings
-from sitewatch.influx import InfluxClient, InfluxSettings
-from sitewatch.localstack import InfluxServer, MosquittoServer
+from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = float(os.environ.get("SITEWATCH_TEST_OUTAGE_S", "8"))

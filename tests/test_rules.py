@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from sitewatch.ingest.rules.evaluate import (
+from sitewatch.alerts.rules.evaluate import (
     EVALUATORS,
     Evaluator,
     Verdict,
@@ -15,7 +15,7 @@ from sitewatch.ingest.rules.evaluate import (
     local_day,
     schedule_limit,
 )
-from sitewatch.profiles import load_profiles
+from sitewatch.core.profiles import load_profiles
 
 PROFILES = load_profiles()
 CN = dt.timezone(dt.timedelta(hours=8))

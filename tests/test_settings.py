@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.settings import ConfigError, load_settings
 from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
 from sitewatch.ingest.config import IngestSettings
-from sitewatch.profiles import load_profiles
-from sitewatch.settings import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -1,1 +1,0 @@
-"""Camera analytics at the edge (OpenCV)."""
