@@ -22,6 +22,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from sitewatch.core.settings import describe_errors
+from sitewatch.core.text import truncate_utf8
+from sitewatch.domains.alertrecords.messages import render_markdown
 from sitewatch.domains.alertrecords.model import AlertEvent, EventKind, Level, State, event_decoder
 from sitewatch.domains.notifications import (
     NOTIFIERS,
@@ -35,8 +37,6 @@ from sitewatch.domains.notifications import (
     WeComConfig,
     WeComNotifier,
     build_notifier,
-    render_markdown,
-    truncate_utf8,
 )
 
 OK = (200, b'{"errcode":0,"errmsg":"ok"}')

@@ -21,19 +21,19 @@ import hmac
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sitewatch.core.ids import IDENT_PATTERN
+from sitewatch.core.text import one_line, truncate_utf8
+from sitewatch.domains.alertrecords.messages import render_markdown
 from sitewatch.domains.alertrecords.model import (
     SEVERITY_RANK,
     AlertEvent,
     EventKind,
     Level,
-    Scalar,
     event_encoder,
 )
 
@@ -186,7 +186,7 @@ class Notifier(ABC):
             return resp
         retryable = status in (408, 429) or status >= 500
         raise DeliveryError(
-            f"{self.config.name}: HTTP {status}: {_snippet(resp.text)}", retryable=retryable
+            f"{self.config.name}: HTTP {status}: {snippet(resp.text)}", retryable=retryable
         )
 
     def _render(self, event: AlertEvent) -> tuple[str, str]:
@@ -199,11 +199,11 @@ class Notifier(ABC):
             errcode = int(data["errcode"])
         except (ValueError, KeyError, TypeError):
             raise DeliveryError(
-                f"{self.config.name}: unexpected reply: {_snippet(resp.text)}", retryable=True
+                f"{self.config.name}: unexpected reply: {snippet(resp.text)}", retryable=True
             ) from None
         if errcode != 0:
             raise DeliveryError(
-                f"{self.config.name}: errcode {errcode}: {_snippet(str(data.get('errmsg', '')))}",
+                f"{self.config.name}: errcode {errcode}: {snippet(str(data.get('errmsg', '')))}",
                 retryable=errcode in retryable_codes,
             )
 
@@ -315,103 +315,6 @@ def dingtalk_sign(secret: str, timestamp_ms: int | None = None) -> dict[str, str
     return {"timestamp": ts, "sign": base64.b64encode(mac).decode("ascii")}
 
 
-# --- message text -----------------------------------------------------------------------
-
-_SEVERITY = {"alarm": "告警 alarm", "warning": "预警 warning"}
-_SEVERITY_SHORT = {"alarm": "告警", "warning": "预警"}
-_EVENT = {
-    EventKind.RAISED: "新告警 raised",
-    EventKind.ESCALATED: "升级 escalated",
-    EventKind.RESOLVED: "已解除 resolved",
-    EventKind.LATE: "补报 late (record from delayed data)",
-    EventKind.ACKNOWLEDGED: "已确认 acknowledged",
-    EventKind.CLEARED: "条件消失 cleared",
-    EventKind.REACTIVATED: "再次触发 reactivated",
-}
-_EVENT_SHORT = {
-    EventKind.RAISED: "新告警",
-    EventKind.ESCALATED: "升级",
-    EventKind.RESOLVED: "已解除",
-    EventKind.LATE: "补报",
-    EventKind.ACKNOWLEDGED: "已确认",
-    EventKind.CLEARED: "条件消失",
-    EventKind.REACTIVATED: "再次触发",
-}
-_LEVEL = {Level.SITE: "现场 site", Level.COUNTY: "县住建局 county"}
-_BR = "  \n"  # a hard line break in both robots' markdown
-
-
-def render_markdown(event: AlertEvent, *, utc_offset_h: float = 8.0) -> tuple[str, str]:
-    """``(title, markdown body)`` of an alert event, Chinese first then English.
-
-    Short lines for a phone screen; times in the site's local time (``utc_offset_h``,
-    China is UTC+8). Free text (rule title, acknowledgement comment) is put on one line
-    and capped so the message stays well inside the robots' size limits.
-    """
-    tz = timezone(timedelta(hours=utc_offset_h))
-    rule_title = _one_line(event.title, 120)
-    title = (
-        f"【{_SEVERITY_SHORT[event.severity]}·{_EVENT_SHORT[event.event]}】"
-        f"{event.site} {rule_title}"
-    )
-    lines = [
-        f"### 【{_SEVERITY[event.severity]}】{rule_title}",
-        f"**{_EVENT[event.event]}**",
-        f"工地 site: {event.site}",
-        f"设备 device: {event.device} ({event.profile})",
-        f"规则 rule: {event.rule}",
-        f"数值 value: {_fmt(event.value)} / 限值 limit: {_fmt(event.limit)}",
-        f"级别 level: {_LEVEL[event.level]}",
-        f"时间 time: {_local_time(event.at, tz)}",
-    ]
-    if event.event is not EventKind.RAISED:
-        lines.append(f"首次 raised: {_local_time(event.raised_at, tz)}")
-    if event.actor != "sitewatch":
-        lines.append(f"操作人 by: {_one_line(event.actor, 64)}")
-    if event.event is EventKind.ACKNOWLEDGED and event.ack_comment:
-        lines.append(f"备注 comment: {_one_line(event.ack_comment, 300)}")
-    lines.append(f"编号 id: {event.id} · SiteWatch")
-    return title, _BR.join(lines)
-
-
-def truncate_utf8(text: str, max_bytes: int, marker: str = "…") -> str:
-    """``text`` cut to at most ``max_bytes`` of UTF-8, never inside a character, with
-    ``marker`` appended when something was cut."""
-    data = text.encode()
-    if len(data) <= max_bytes:
-        return text
-    if len(marker.encode()) > max_bytes:
-        marker = ""
-    room = max_bytes - len(marker.encode())
-    # decoding with "ignore" drops the partial character the byte cut may leave at the end
-    return data[:room].decode("utf-8", "ignore") + marker
-
-
-def _snippet(text: str) -> str:
+def snippet(text: str) -> str:
     """A reply body shortened for an error message (logs, outbox rows)."""
-    return _one_line(text, 200) or "(empty body)"
-
-
-def _one_line(text: str, max_chars: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
-
-
-def _fmt(value: Scalar) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return _one_line(str(value), 64)
-
-
-def _local_time(ms: int, tz: timezone) -> str:
-    local = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(tz)
-    offset = tz.utcoffset(None)
-    minutes = int(offset.total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    hours, mins = divmod(abs(minutes), 60)
-    zone = f"UTC{sign}{hours}" + (f":{mins:02d}" if mins else "")
-    return f"{local:%Y-%m-%d %H:%M:%S} ({zone})"
+    return one_line(text, 200) or "(empty body)"
