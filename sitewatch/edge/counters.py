@@ -37,7 +37,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sitewatch.core.durable import fsync_dir
+from sitewatch.core.durable import replace_file
 
 log = logging.getLogger("sitewatch.edge.counters")
 
@@ -131,18 +131,8 @@ class CounterFile:
             },
             separators=(",", ":"),
         ).encode()
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
+            replace_file(self.path, lambda f: f.write(data), mode=0o644)
         except OSError as exc:
             raise CounterFileError(f"cannot write {self.path}: {exc}") from exc
         self.value = value
@@ -266,16 +256,9 @@ class DirectFlag:
         rename, fsync of the folder). Raises CounterFileError."""
         if self.ready:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        data = self._record(None)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                _write_all(fd, self._record(None))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
+            replace_file(self.path, lambda f: f.write(data), mode=0o644)
         except OSError as exc:
             raise CounterFileError(f"cannot create {self.path}: {exc}") from exc
         self.ready, self.damaged, self.episode = True, False, None
@@ -298,9 +281,3 @@ class DirectFlag:
         except OSError as exc:
             raise CounterFileError(f"cannot write {self.path} in place: {exc}") from exc
         self.episode = episode
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
