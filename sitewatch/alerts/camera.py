@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from sitewatch.alerts.engine import SeqSet
+from sitewatch.alerts.seqset import SeqSet
 from sitewatch.core import contract
 from sitewatch.core.ids import is_ident
 from sitewatch.domains.alertrecords.settings import CameraSettings

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sitewatch.alerts.rules.evaluate import EVALUATORS, Evaluator, Silent, Verdict
+from sitewatch.alerts.seqset import SeqSet
 from sitewatch.core.profiles.model import Limit, OfflineRule, Rule, WindowAggregate, WindowRule
 from sitewatch.domains.alertrecords.model import (
     SEVERITY_RANK,
@@ -63,51 +63,6 @@ class RuleLimit:
     rule: str
     field: str
     value: float
-
-
-class SeqSet:
-    """Sequence numbers seen, as sorted disjoint ranges; O(1) for the in-order case.
-
-    At most ``max_ranges`` ranges are kept: beyond that the oldest range is forgotten and
-    every number at or below it counts as seen (``floor``). Gateways number readings in
-    order and resend in order, so ranges merge and this bound is far away in practice.
-    """
-
-    __slots__ = ("ends", "floor", "max_ranges", "starts")
-
-    def __init__(self, max_ranges: int = 256) -> None:
-        self.starts: list[int] = []
-        self.ends: list[int] = []
-        self.floor = -1
-        self.max_ranges = max_ranges
-
-    def add(self, seq: int) -> bool:
-        """Record ``seq``; False if it was seen before."""
-        starts, ends = self.starts, self.ends
-        if ends and seq == ends[-1] + 1:
-            ends[-1] = seq
-            return True
-        if seq <= self.floor:
-            return False
-        i = bisect_right(starts, seq) - 1
-        if i >= 0 and seq <= ends[i]:
-            return False
-        joins_left = i >= 0 and ends[i] == seq - 1
-        joins_right = i + 1 < len(starts) and starts[i + 1] == seq + 1
-        if joins_left and joins_right:
-            ends[i] = ends[i + 1]
-            del starts[i + 1], ends[i + 1]
-        elif joins_left:
-            ends[i] = seq
-        elif joins_right:
-            starts[i + 1] = seq
-        else:
-            starts.insert(i + 1, seq)
-            ends.insert(i + 1, seq)
-            if len(starts) > self.max_ranges:
-                self.floor = ends[0]
-                del starts[0], ends[0]
-        return True
 
 
 @dataclass(slots=True)
@@ -357,6 +312,21 @@ class AlertEngine:
             return True
         return False
 
+    def _new_alert(
+        self, dev: _Device, group: str, severity: str, state: State, at: int
+    ) -> OpenAlert:
+        return OpenAlert(
+            self.new_id(),
+            dev.site,
+            dev.gateway,
+            dev.device,
+            dev.profile,
+            group,
+            severity,
+            state,
+            at,
+        )
+
     def _reconcile(self, dev: _Device, group: str, at: int, changes: list[Change]) -> None:
         """Bring the group's alert in line with its active rules."""
         active = dev.active.get(group)
@@ -364,17 +334,7 @@ class AlertEngine:
         if active:
             rule, verdict = max(active.values(), key=lambda rv: SEVERITY_RANK[rv[0].severity])
             if alert is None:
-                alert = OpenAlert(
-                    self.new_id(),
-                    dev.site,
-                    dev.gateway,
-                    dev.device,
-                    dev.profile,
-                    group,
-                    rule.severity,
-                    State.ACTIVE,
-                    at,
-                )
+                alert = self._new_alert(dev, group, rule.severity, State.ACTIVE, at)
                 dev.open[group] = alert
                 self._by_id[alert.id] = (dev, group)
                 changes.append(self._change(EventKind.RAISED, alert, at, rule, verdict))
@@ -444,17 +404,7 @@ class AlertEngine:
             rule, verdict = max(
                 dev.late_active[group].values(), key=lambda rv: SEVERITY_RANK[rv[0].severity]
             )
-            record = OpenAlert(
-                self.new_id(),
-                dev.site,
-                dev.gateway,
-                dev.device,
-                dev.profile,
-                group,
-                rule.severity,
-                State.RESOLVED,
-                ts,
-            )
+            record = self._new_alert(dev, group, rule.severity, State.RESOLVED, ts)
             changes.append(self._change(EventKind.LATE, record, ts, rule, verdict, late=True))
         self.stats.changes += len(changes)
 
