@@ -44,7 +44,7 @@ from sitewatch.domains.brokeraccounts.brokerauth import (
 )
 from sitewatch.domains.deadletters import DeadLetterStore
 from sitewatch.edge.config import EdgeSettings
-from sitewatch.programs.localstack.servers import (
+from sitewatch.programs.localstack.mosquitto import (
     MosquittoServer,
     TlsListener,
     render_mosquitto_conf,

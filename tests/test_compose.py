@@ -23,7 +23,7 @@ from sitewatch.edge.config import EdgeSettings
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.programs.cli import build_parser
 from sitewatch.programs.deployenv import DEVELOPMENT_MARKERS, SECRETS, check, new_env
-from sitewatch.programs.localstack.servers import (
+from sitewatch.programs.localstack.mosquitto import (
     TlsListener,
     render_mosquitto_conf,
     render_tls_listener,

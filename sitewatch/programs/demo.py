@@ -32,7 +32,7 @@ from sitewatch.domains.brokeraccounts.brokerauth import (
     write_broker_files,
 )
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer, PortInUseError, ServerError
-from sitewatch.programs.localstack.servers import free_port, port_is_free
+from sitewatch.programs.localstack.ports import free_port, port_is_free
 from sitewatch.programs.statelock import StateFolderBusy, StateLock
 
 SITE_DEVICES = [
