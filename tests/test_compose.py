@@ -394,7 +394,7 @@ def test_the_gateway_camera_reads_the_video_the_init_service_makes(
     from sitewatch.alerts.camera import CameraWatch
     from sitewatch.edge.drivers.camera.source import VideoSource
     from sitewatch.programs.cli import cmd_camera_video, main
-    from sitewatch.programs.demo import camera_device
+    from sitewatch.programs.demo.sites import camera_device
     from sitewatch.simulators.camera_video import SWING_ZONE
 
     init, gateway = COMPOSE["services"]["camera-video"], COMPOSE["services"]["gateway"]

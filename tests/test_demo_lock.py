@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sitewatch.programs.demo import LOCK_FILE
+from sitewatch.programs.demo.run import LOCK_FILE
 from sitewatch.programs.statelock import StateFolderBusy, StateLock
 
 #: a stand-in for a running demo: takes the state folder's lock as the demo does, says
