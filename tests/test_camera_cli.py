@@ -106,7 +106,8 @@ def test_refuses_what_it_cannot_write(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_simulate_without_a_subcommand_is_still_the_fleet() -> None:
-    from sitewatch.programs.cli import build_parser, cmd_camera_video, cmd_simulate
+    from sitewatch.programs.cli import build_parser
+    from sitewatch.programs.simulatecmd import cmd_camera_video, cmd_simulate
 
     args = build_parser().parse_args(["simulate", "--sites", "2", "--seed", "4"])
     assert args.fn is cmd_simulate and (args.sites, args.seed) == (2, 4)

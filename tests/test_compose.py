@@ -393,8 +393,9 @@ def test_the_gateway_camera_reads_the_video_the_init_service_makes(
     gateway's spool and snapshots are on a volume too."""
     from sitewatch.alerts.camera import CameraWatch
     from sitewatch.edge.drivers.camera.source import VideoSource
-    from sitewatch.programs.cli import cmd_camera_video, main
+    from sitewatch.programs.cli import main
     from sitewatch.programs.demo.sites import camera_device
+    from sitewatch.programs.simulatecmd import cmd_camera_video
     from sitewatch.simulators.camera_video import SWING_ZONE
 
     init, gateway = COMPOSE["services"]["camera-video"], COMPOSE["services"]["gateway"]
