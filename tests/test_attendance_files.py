@@ -29,7 +29,8 @@ from sitewatch.domains.attendance.export import (
     sheets_xlsx,
 )
 from sitewatch.domains.attendance.hours import Flag, Session, WorkerDay
-from sitewatch.domains.attendance.importer import ImportResult, RowError, read_workers
+from sitewatch.domains.attendance.import_errors import RowError
+from sitewatch.domains.attendance.importer import ImportResult, read_workers
 from sitewatch.domains.attendance.sheets import DayLabourSheet, build_sheets
 from sitewatch.domains.attendance.workers import WorkerInfo, WorkerRow
 

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sitewatch.domains.attendance.importer import RowError, read_workers
+from sitewatch.domains.attendance.import_errors import RowError
+from sitewatch.domains.attendance.importer import read_workers
 from sitewatch.domains.attendance.workers import WorkerRow, Workers
 
 
@@ -66,7 +67,7 @@ def import_workers(
     """A worker list into the registry, all or nothing: with any error nothing is left
     in ``s`` (it is rolled back); without, the caller commits. ValueError: not a .csv
     or .xlsx file."""
-    from sitewatch.domains.attendance.importer import RowError
+    from sitewatch.domains.attendance.import_errors import RowError
 
     result = read_workers(data, filename, site=site, id_key=id_key, now_ms=now_ms)
     if result.errors:
