@@ -24,7 +24,7 @@ from sitewatch.domains.attendance.ledger import Ledger
 from sitewatch.domains.attendance.sitepolicy import get_policy
 from sitewatch.domains.registry import Registry, SiteRow
 from sitewatch.domains.schema import create_tables
-from sitewatch.programs.attendancecmd import ID_KEY_ENV
+from sitewatch.programs.attendancecmd.registry import ID_KEY_ENV
 from sitewatch.programs.cli import main
 
 KEY = "c" * 40
