@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,6 +43,7 @@ from sitewatch.core.metrics import MetricsEndpoint, new_registry, serve_metrics
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.reasons import Reason
 from sitewatch.core.signals import stop_on_signals
+from sitewatch.core.subscriber import GatewaySession
 from sitewatch.core.topics import (
     BATCH_CHANNELS,
     GatewayChannel,
@@ -48,7 +51,6 @@ from sitewatch.core.topics import (
     TopicError,
     gateway_topic,
     parse_gateway_topic,
-    subscription,
 )
 from sitewatch.domains.attendance.ledger import LedgerWriter
 from sitewatch.domains.deadletters import DeadLetterStore
@@ -112,16 +114,28 @@ class Ingest:
         self.snapshots = SnapshotStore(settings.snapshots_dir)
         self.snapshot_rows = make_engine(settings.database_url)
         self.acked = AckedBatches(self.dead_letters.engine)
-        self.connected = asyncio.Event()
         self._stop = asyncio.Event()
+        self.session = GatewaySession(
+            settings,
+            client_id=settings.client_id,
+            channels=SUBSCRIBED,
+            max_inflight=1000,
+            stop=self._stop,
+            log=log,
+            name="ingest",
+        )
+        self.connected = self.session.connected
         # what the metrics report besides the stats: the session's client, the messages
         # taken from it and not yet PUBACKed, the times of InfluxDB writes
-        self.client: mqtt.Client | None = None
         self.in_flight = 0
         self.write_times = WriteTimes()
         self.registry = new_registry("ingest")
         self.registry.register(IngestCollector(self))
         self.metrics_endpoint: MetricsEndpoint | None = None
+
+    @property
+    def client(self) -> mqtt.Client | None:
+        return self.session.client
 
     def stop(self) -> None:
         self._stop.set()
@@ -389,61 +403,36 @@ class Ingest:
                 await asyncio.sleep(delay)
 
     async def _session(self, influx: InfluxClient) -> None:
+        await self.session.run(lambda client: self._begin(client, influx))
+
+    def _begin(self, client: mqtt.Client, influx: InfluxClient) -> _Consumer:
+        """The write pipeline of a new session, acking through its client."""
         s = self.settings
-        client = mqtt.Client(
-            s.mqtt,
-            client_id=s.client_id,
-            clean_start=False,
-            session_expiry_s=s.session_expiry_s,
-            receive_maximum=s.receive_maximum,
-            manual_ack=True,
-            max_inflight=1000,
+
+        async def publish_ack(site: str, gateway: str, payload: bytes) -> None:
+            topic = gateway_topic(self.prefix, site, gateway, GatewayChannel.ACK)
+            fut = client.publish_nowait(topic, payload, qos=1)
+            fut.add_done_callback(_ignore_result)
+
+        def puback(message: mqtt.Message) -> None:
+            client.ack(message)
+            self.in_flight -= 1
+
+        pipeline = WritePipeline(
+            influx=influx,
+            dead_letters=self.dead_letters,
+            ledger=self.ledger,
+            publish_ack=publish_ack,
+            puback=puback,
+            stats=self.stats,
+            batch_points=s.write_batch_points,
+            flush_interval_s=s.flush_interval_s,
+            max_concurrent_writes=s.max_concurrent_writes,
+            acked=self.acked,
         )
-        async with client:
-            await client.subscribe(*(subscription(self.prefix, c) for c in SUBSCRIBED), qos=1)
-            log.info("ingest connected to %s:%d as %s", s.mqtt.host, s.mqtt.port, s.client_id)
-
-            async def publish_ack(site: str, gateway: str, payload: bytes) -> None:
-                topic = gateway_topic(self.prefix, site, gateway, GatewayChannel.ACK)
-                fut = client.publish_nowait(topic, payload, qos=1)
-                fut.add_done_callback(_ignore_result)
-
-            def puback(message: mqtt.Message) -> None:
-                client.ack(message)
-                self.in_flight -= 1
-
-            pipeline = WritePipeline(
-                influx=influx,
-                dead_letters=self.dead_letters,
-                ledger=self.ledger,
-                publish_ack=publish_ack,
-                puback=puback,
-                stats=self.stats,
-                batch_points=s.write_batch_points,
-                flush_interval_s=s.flush_interval_s,
-                max_concurrent_writes=s.max_concurrent_writes,
-                acked=self.acked,
-            )
-            # what the previous session had taken is redelivered, not PUBACKed
-            self.client, self.in_flight = client, 0
-            self.connected.set()
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    consumer = tg.create_task(self._consume(client, pipeline), name="consume")
-                    timer = tg.create_task(pipeline.run_timer(), name="flush-timer")
-                    stopper = tg.create_task(self._stop.wait(), name="stop")
-                    await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    consumer.cancel()
-                    timer.cancel()
-                    stopper.cancel()
-                if self._stop.is_set():
-                    await pipeline.drain()
-            except* mqtt.MqttError as eg:
-                pipeline.cancel()
-                raise eg.exceptions[0] from None
-            finally:
-                self.connected.clear()
-                self.client = None
+        # what the previous session had taken is redelivered, not PUBACKed
+        self.in_flight = 0
+        return _Consumer(lambda: self._consume(client, pipeline), pipeline)
 
     async def _consume(self, client: mqtt.Client, pipeline: WritePipeline) -> None:
         stats = self.stats
@@ -458,6 +447,28 @@ class Ingest:
         while True:
             await asyncio.sleep(self.settings.stats_interval_s)
             log.info("ingest: %s", self.stats.summary())
+
+
+class _Consumer:
+    """One session's work: its messages into the pipeline, with the flush timer. A lost
+    connection cancels the writes under way (the broker redelivers what they held)."""
+
+    def __init__(
+        self, take: Callable[[], Coroutine[Any, Any, None]], pipeline: WritePipeline
+    ) -> None:
+        self.take, self.pipeline = take, pipeline
+
+    async def consume(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.take(), name="consume")
+                tg.create_task(self.pipeline.run_timer(), name="flush-timer")
+        except* mqtt.MqttError as eg:
+            self.pipeline.cancel()
+            raise eg.exceptions[0] from None
+
+    async def drain(self) -> None:
+        await self.pipeline.drain()
 
 
 def _ignore_result(fut: asyncio.Future[None]) -> None:
