@@ -14,8 +14,8 @@ from test_camera_yolo import tiny_model
 
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.settings import ConfigError
-from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
+from sitewatch.edge.devices import build_drivers
 from sitewatch.edge.drivers.camera.driver import CameraOptions, build_analysis
 from sitewatch.edge.drivers.camera.events import DebounceConfig, Debouncer, Event, Observation
 from sitewatch.edge.drivers.camera.snapshot import SnapshotConfig, draw, encode

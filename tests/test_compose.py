@@ -18,8 +18,8 @@ from sitewatch.api.config import ApiSettings
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.settings import ServiceSettings, load_settings
 from sitewatch.domains.alertrecords.settings import AlertSettings
-from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
+from sitewatch.edge.devices import build_drivers
 from sitewatch.ingest.config import IngestSettings
 from sitewatch.programs.cli import build_parser
 from sitewatch.programs.deployenv import DEVELOPMENT_MARKERS, SECRETS, check, new_env

@@ -43,8 +43,8 @@ from sitewatch.core import contract
 from sitewatch.core.contract import CameraEvent, DetectionMethod
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.settings import ConfigError
-from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import DeviceConfig, EdgeSettings
+from sitewatch.edge.devices import build_drivers
 from sitewatch.edge.drivers import DRIVERS, Driver, Values
 from sitewatch.edge.drivers.camera.driver import CameraDriver
 from sitewatch.edge.drivers.hj212 import Hj212Driver

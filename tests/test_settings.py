@@ -8,8 +8,8 @@ import pytest
 
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.settings import ConfigError, load_settings
-from sitewatch.edge.agent import build_drivers
 from sitewatch.edge.config import EdgeSettings
+from sitewatch.edge.devices import build_drivers
 from sitewatch.ingest.config import IngestSettings
 
 
