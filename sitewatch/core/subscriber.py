@@ -113,7 +113,7 @@ class GatewaySession:
                 await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if self.stop.is_set():
                     consumer.cancel()  # take nothing more; finish what was taken
-                    await asyncio.wait({consumer})
+                    await asyncio.wait({consumer})  # its timers too: none beside the drain
                     await work.drain()
             finally:
                 for t in (consumer, stopper):
