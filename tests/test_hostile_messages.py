@@ -34,7 +34,8 @@ from sitewatch.core.influx import InfluxClient
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.topics import GatewayChannel
 from sitewatch.domains.deadletters import DeadLetterStore
-from sitewatch.ingest.service import Ingest, build_decoder
+from sitewatch.ingest.intake import build_decoder
+from sitewatch.ingest.service import Ingest
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration
