@@ -9,8 +9,8 @@ from conftest import now_ms
 from test_api import api  # noqa: F401 (the fixture)
 
 from sitewatch.core.contract import CameraItem
-from sitewatch.core.decode import _camera_line
 from sitewatch.core.influx import InfluxClient
+from sitewatch.core.points import camera_line as _camera_line
 
 pytestmark = pytest.mark.integration
 SHA = "ab" * 32

@@ -21,8 +21,8 @@ from sitewatch.core.decode import (
     TimeWindow,
     decode_status,
     recover_batch,
-    status_line,
 )
+from sitewatch.core.points import status_line
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.reasons import Reason
 from sitewatch.core.topics import (
