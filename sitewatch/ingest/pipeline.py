@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
@@ -39,6 +40,9 @@ from sitewatch.domains.attendance.ledger import GateBatch, LedgerWriter
 from sitewatch.domains.deadletters import DeadLetterStore, NewDeadLetter, printable
 from sitewatch.ingest.acked import Acked, AckedBatches
 from sitewatch.ingest.stats import IngestStats
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -292,40 +296,50 @@ class WritePipeline:
     async def _remember_acked(self, store: AckedBatches, rows: list[Acked]) -> None:
         """Remember what was acked under each number, retrying while the store is down:
         the acks wait (a reused number must never be acknowledged as the first)."""
-        backoff = Backoff()
-        while True:
-            try:
-                await asyncio.to_thread(store.store, rows)
-                return
-            except SQLAlchemyError as exc:
-                self._stats.acked_batches_retries += 1
-                delay = backoff.next_delay()
-                log.warning(
-                    "acked batches store failed (%s); retrying in %.1fs, holding %d batches",
-                    type(exc).__name__,
-                    delay,
-                    len(rows),
-                )
-                await asyncio.sleep(delay)
+
+        def retried() -> None:
+            self._stats.acked_batches_retries += 1
+
+        await self._until_stored("acked batches store", len(rows), retried, store.store, rows)
 
     async def _append_gate_events(self, batches: list[GateBatch]) -> None:
         """Append to the ledger, retrying while the store is down: the acks wait."""
+
+        def retried() -> None:
+            self._stats.ledger_retries += 1
+
+        def append() -> int:
+            return self._ledger.append(batches, _now_ms())
+
+        added = await self._until_stored("attendance ledger", len(batches), retried, append)
+        total = sum(len(b.items) for b in batches)
+        self._stats.gate_events_appended += added
+        self._stats.gate_events_resent += total - added
+
+    @staticmethod
+    async def _until_stored(
+        what: str,
+        held: int,
+        retried: Callable[[], None],
+        call: Callable[P, R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """``call`` in a worker thread until the SQL store takes it: each failure is
+        counted (``retried``) and logged, and the batches held wait with jittered backoff."""
         backoff = Backoff()
         while True:
             try:
-                added = await asyncio.to_thread(self._ledger.append, batches, _now_ms())
-                total = sum(len(b.items) for b in batches)
-                self._stats.gate_events_appended += added
-                self._stats.gate_events_resent += total - added
-                return
+                return await asyncio.to_thread(call, *args, **kwargs)
             except SQLAlchemyError as exc:
-                self._stats.ledger_retries += 1
+                retried()
                 delay = backoff.next_delay()
                 log.warning(
-                    "attendance ledger failed (%s); retrying in %.1fs, holding %d batches",
+                    "%s failed (%s); retrying in %.1fs, holding %d batches",
+                    what,
                     type(exc).__name__,
                     delay,
-                    len(batches),
+                    held,
                 )
                 await asyncio.sleep(delay)
 
