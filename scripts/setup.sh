@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what SiteWatch needs on a fresh Debian/Ubuntu machine: Debian's mosquitto,
 # influxdb, postgresql and docker-compose, the tools the tests call (openssl, mkfs.ext4,
-# mount), then a virtualenv in .venv with the project
+# mount, Chromium and CJK fonts for the browser tests), then a virtualenv in .venv with the project
 # and its test tools. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,10 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v mkfs.ext4 >/dev/null || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
 command -v mount >/dev/null || need+=(mount)
 command -v losetup >/dev/null || [ -x /sbin/losetup ] || need+=(mount)
+# the browser tests: Debian's Chromium (driven by Playwright; its own browser download is
+# not used) and the CJK fonts, so that Chinese pages render in the screenshots
+[ -x /usr/bin/chromium ] || need+=(chromium)
+fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
 
 pick_python() {
   for py in python3.13 python3.12 python3.11 python3; do

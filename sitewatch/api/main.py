@@ -18,6 +18,7 @@ from sitewatch.api import (
     broker,
     controlchars,
     deadletters,
+    docs,
     errors,
     health,
     metrics,
@@ -115,7 +116,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
         description=DESCRIPTION,
         dependencies=[Depends(controlchars.refuse_control_characters)],
+        docs_url=None,  # served with the platform's own copies of their scripts (docs.py)
+        redoc_url=None,
     )
+    docs.install(app, title=app.title)
     errors.install(app)
     registry = metrics.install(app)  # GET /metrics, request counts and latency by route
     controlchars.count_refusals(app, registry)
