@@ -75,7 +75,8 @@ class AlertService:
         self.codec = contract.TelemetryCodec(profiles)
         self.prefix = s.mqtt.topic_prefix
         self.notifiers: dict[str, Notifier] = {
-            n.name: build_notifier(n, site_utc_offset_h=self.book.utc_offset_h) for n in s.notifiers
+            n.name: build_notifier(n, site_utc_offset_h=self.book.utc_offset_h, profiles=profiles)
+            for n in s.notifiers
         }
         self.route = make_router(s, self.notifiers)
         self.store = AlertStore(s.database_url, self.route)

@@ -20,13 +20,14 @@ import hashlib
 import hmac
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sitewatch.core.ids import IDENT_PATTERN
+from sitewatch.core.profiles.model import Profile
 from sitewatch.core.text import one_line, truncate_utf8
 from sitewatch.domains.alertrecords.messages import render_markdown
 from sitewatch.domains.alertrecords.model import (
@@ -137,14 +138,19 @@ class Notifier(ABC):
 
     Each subclass names its config class in ``config_type`` and narrows ``config``.
     ``site_utc_offset_h(site)`` gives the site's UTC offset for the times in messages
-    (default: China, +8).
+    (default: China, +8); ``profiles`` the device profiles whose units and rules word the
+    measurement (without them, plain numbers).
     """
 
     config_type: ClassVar[type[NotifierBase]]
     config: NotifierBase
 
     def __init__(
-        self, config: NotifierBase, *, site_utc_offset_h: Callable[[str], float] | None = None
+        self,
+        config: NotifierBase,
+        *,
+        site_utc_offset_h: Callable[[str], float] | None = None,
+        profiles: Mapping[str, Profile] | None = None,
     ) -> None:
         if not isinstance(config, self.config_type):
             raise TypeError(
@@ -153,6 +159,7 @@ class Notifier(ABC):
             )
         self.config = config
         self.site_utc_offset_h = site_utc_offset_h or (lambda site: 8.0)
+        self.profiles = profiles
 
     def wants(self, event: AlertEvent) -> bool:
         """Whether this event passes the severity, level, event-kind and site filters."""
@@ -190,7 +197,9 @@ class Notifier(ABC):
         )
 
     def _render(self, event: AlertEvent) -> tuple[str, str]:
-        return render_markdown(event, utc_offset_h=self.site_utc_offset_h(event.site))
+        return render_markdown(
+            event, utc_offset_h=self.site_utc_offset_h(event.site), profiles=self.profiles
+        )
 
     def _check_errcode(self, resp: httpx.Response, retryable_codes: frozenset[int]) -> None:
         """WeCom and DingTalk answer HTTP 200 with ``{"errcode": 0}`` or an error code."""
@@ -296,13 +305,16 @@ NOTIFIERS: dict[str, type[Notifier]] = {
 
 
 def build_notifier(
-    config: NotifierBase, *, site_utc_offset_h: Callable[[str], float] | None = None
+    config: NotifierBase,
+    *,
+    site_utc_offset_h: Callable[[str], float] | None = None,
+    profiles: Mapping[str, Profile] | None = None,
 ) -> Notifier:
     """The notifier for a validated config (one of :data:`NotifierConfig`)."""
     cls = NOTIFIERS.get(config.kind)
     if cls is None:
         raise ValueError(f"no notifier of kind {config.kind!r}")
-    return cls(config, site_utc_offset_h=site_utc_offset_h)
+    return cls(config, site_utc_offset_h=site_utc_offset_h, profiles=profiles)
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int | None = None) -> dict[str, str]:

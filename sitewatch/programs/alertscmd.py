@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from sitewatch.programs.commandline import add_command, ms_text, setup_logging
@@ -45,10 +47,23 @@ def _alert_settings(args: argparse.Namespace) -> Any:
     return load_settings(AlertSettings, args.config, **overrides)
 
 
+def _profiles(directory: Path | None) -> Any:
+    """The device profiles that word the alerts' values; None (plain numbers, with a
+    note on stderr) if they cannot be loaded."""
+    from sitewatch.core.profiles import ProfileError, load_profiles
+
+    try:
+        return load_profiles(directory)
+    except ProfileError as exc:
+        print(f"sitewatch alerts list: values without units: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     import time
 
     from sitewatch.domains.alertrecords.store import AlertError, AlertStore
+    from sitewatch.domains.alertrecords.wording import word_measurement
 
     settings = _alert_settings(args)
     if args.action == "serve":
@@ -90,15 +105,23 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             for h in store.history(args.alert_id):
                 print(f"#{h.n} {ms_text(h.at)} {h.alert_id} {h.event} by {h.actor} hash={h.hash}")
             return 0
+        profiles = _profiles(settings.profiles_dir)
         for row in store.list_alerts(
             site=args.site, state=args.state, severity=args.severity, limit=args.limit
         ):
             ack = f" acked by {row.acked_by}" if row.acked_by else ""
             late = " LATE" if row.late else ""
+            words = word_measurement(
+                profiles,
+                profile=row.profile,
+                rule=row.rule,
+                value=json.loads(row.value),
+                limit=json.loads(row.limit),
+            )
             print(
                 f"{row.id} {ms_text(row.raised_at)} {row.severity:7} {row.level:6} "
                 f"{row.state:9} {row.site}/{row.device} {row.group}: {row.title} "
-                f"({row.value} vs {row.limit}){late}{ack}"
+                f"({words.line()}){late}{ack}"
             )
         return 0
     finally:

@@ -1,12 +1,16 @@
 """The text of an alert event for people: the title and markdown body the notifiers send
-(WeCom, DingTalk and webhooks), Chinese first then English, times in the site's time."""
+(WeCom, DingTalk and webhooks), Chinese first then English, times in the site's time;
+the measurement worded by :mod:`sitewatch.domains.alertrecords.wording`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 
+from sitewatch.core.profiles.model import Profile
 from sitewatch.core.text import one_line
-from sitewatch.domains.alertrecords.model import AlertEvent, EventKind, Level, Scalar
+from sitewatch.domains.alertrecords.model import AlertEvent, EventKind, Level
+from sitewatch.domains.alertrecords.wording import word_measurement
 
 _SEVERITY = {"alarm": "告警 alarm", "warning": "预警 warning"}
 _SEVERITY_SHORT = {"alarm": "告警", "warning": "预警"}
@@ -32,13 +36,23 @@ _LEVEL = {Level.SITE: "现场 site", Level.COUNTY: "县住建局 county"}
 _BR = "  \n"  # a hard line break in both robots' markdown
 
 
-def render_markdown(event: AlertEvent, *, utc_offset_h: float = 8.0) -> tuple[str, str]:
+def render_markdown(
+    event: AlertEvent,
+    *,
+    utc_offset_h: float = 8.0,
+    profiles: Mapping[str, Profile] | None = None,
+) -> tuple[str, str]:
     """``(title, markdown body)`` of an alert event, Chinese first then English.
 
     Short lines for a phone screen; times in the site's local time (``utc_offset_h``,
-    China is UTC+8). Free text (rule title, acknowledgement comment) is put on one line
-    and capped so the message stays well inside the robots' size limits.
+    China is UTC+8); the value and limit worded with the units and meaning of the
+    alert's rule in ``profiles`` (plain numbers without them). Free text (rule title,
+    acknowledgement comment) is put on one line and capped so the message stays well
+    inside the robots' size limits.
     """
+    words = word_measurement(
+        profiles, profile=event.profile, rule=event.rule, value=event.value, limit=event.limit
+    )
     tz = timezone(timedelta(hours=utc_offset_h))
     rule_title = one_line(event.title, 120)
     title = (
@@ -51,7 +65,9 @@ def render_markdown(event: AlertEvent, *, utc_offset_h: float = 8.0) -> tuple[st
         f"工地 site: {event.site}",
         f"设备 device: {event.device} ({event.profile})",
         f"规则 rule: {event.rule}",
-        f"数值 value: {_fmt(event.value)} / 限值 limit: {_fmt(event.limit)}",
+        f"数值: {words.zh}",
+        f"value: {words.en}",
+        *([f"依据 standard: {words.standard}"] if words.standard else []),
         f"级别 level: {_LEVEL[event.level]}",
         f"时间 time: {_local_time(event.at, tz)}",
     ]
@@ -63,16 +79,6 @@ def render_markdown(event: AlertEvent, *, utc_offset_h: float = 8.0) -> tuple[st
         lines.append(f"备注 comment: {one_line(event.ack_comment, 300)}")
     lines.append(f"编号 id: {event.id} · SiteWatch")
     return title, _BR.join(lines)
-
-
-def _fmt(value: Scalar) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return one_line(str(value), 64)
 
 
 def _local_time(ms: int, tz: timezone) -> str:
