@@ -4,6 +4,7 @@ and the people who look at them (an ``admin``, a read-only API key)."""
 from __future__ import annotations
 
 import time
+from datetime import date
 
 from sitewatch.domains.brokeraccounts.brokerauth import Account, Role, new_password
 from sitewatch.programs.demo.sites import CAMERA, GATES, SITE_DEVICES, WORKERS_PER_SITE
@@ -93,7 +94,15 @@ def seed_registry(db_url: str, accounts: list[Account], id_key: str) -> tuple[st
                     )
                 )
             Workers(s).put_many(
-                worker_rows(workforce(WORKERS_PER_SITE, seed=n), a.site, id_key, now)
+                # training and certificates dated from today: only the workforce's
+                # deliberate few (about 3 %) have lapsed, not whoever ran out since
+                # the simulator's reference day
+                worker_rows(
+                    workforce(WORKERS_PER_SITE, seed=n, today=date.today()),
+                    a.site,
+                    id_key,
+                    now,
+                )
             )
         admin = s.get(people.UserRow, "admin")
         if admin is None:
