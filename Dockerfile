@@ -21,6 +21,12 @@ RUN groupadd --system --gid 1883 sitewatch \
 
 COPY README.md ./
 COPY sitewatch ./sitewatch
+COPY edge ./edge
+COPY ingest ./ingest
+COPY alerts ./alerts
+COPY api ./api
+COPY dashboards ./dashboards
+COPY simulators ./simulators
 COPY device_profiles ./device_profiles
 COPY deploy ./deploy
 RUN pip install --no-cache-dir --no-deps .

@@ -52,11 +52,11 @@ import msgspec
 import yaml
 from childproc import Service, cpu_seconds, run_in_workdir  # bench/childproc.py
 
+from simulators.fleet import SITE_MIX
 from sitewatch.core import contract, mqtt
 from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.domains.alertrecords.model import EventKind, event_decoder
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
-from sitewatch.simulators.fleet import SITE_MIX
 
 PREFIX = "bench/alerts"
 DATABASE = "bench_alerts"

@@ -340,7 +340,7 @@ class Fleet:
 
     @classmethod
     def build(cls, sites: int, devices: int) -> Fleet:
-        from sitewatch.simulators.fleet import FleetOptions, build_fleet
+        from simulators.fleet import FleetOptions, build_fleet
 
         gws = build_fleet(FleetOptions(sites=sites, devices=devices), time.time())
         return cls({g.site: (g.gateway, [(d.device, d.profile) for d in g.devices]) for g in gws})
@@ -353,11 +353,11 @@ def fleet_lines(
     refused): the readings of ``sitewatch simulate``'s signal models every ``step_s`` or
     the profile's sample interval if longer, the last one at ``now``, formatted by
     ingest's own decoder (one measurement per profile, tags site/gateway/device)."""
+    from simulators.fleet import FleetOptions, build_fleet
     from sitewatch.core import contract
     from sitewatch.core.decode import BatchDecoder, TimeWindow
     from sitewatch.core.profiles import load_profiles
     from sitewatch.core.topics import GatewayChannel
-    from sitewatch.simulators.fleet import FleetOptions, build_fleet
 
     profiles = load_profiles(None)
     decoder = BatchDecoder(

@@ -10,7 +10,7 @@ with a note while that module or function does not exist).
 
 Against what: a store (SQLite in the run's folder by default, ``--postgres`` for a
 throwaway PostgreSQL on a free port, or ``--database-url`` for one of yours) holding one
-site of ``--workers`` registered workers (``sitewatch.simulators.attendance_days``'s
+site of ``--workers`` registered workers (``simulators.attendance_days``'s
 workforce, teams of the usual trades) and the month of gate events its simulator makes
 for them (two gates, double swipes, forgotten exits and entries, lunch breaks, night
 crews, two unregistered visitors a day), appended through ``LedgerWriter.append`` as
@@ -65,6 +65,13 @@ from childproc import cpu_seconds, machine_busy_seconds  # bench/childproc.py
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from simulators.attendance_days import (
+    SimWorker,
+    gate_events,
+    simulate,
+    worker_rows,
+    workforce,
+)
 from sitewatch.core.db import make_engine
 from sitewatch.domains.attendance import reports
 from sitewatch.domains.attendance.hours import worker_days
@@ -75,13 +82,6 @@ from sitewatch.domains.attendance.sitepolicy import get_policy
 from sitewatch.domains.attendance.workers import Workers
 from sitewatch.domains.registry import SiteRow
 from sitewatch.domains.schema import create_tables
-from sitewatch.simulators.attendance_days import (
-    SimWorker,
-    gate_events,
-    simulate,
-    worker_rows,
-    workforce,
-)
 
 SITE, GATEWAY = "S-BENCH-ATT", "GW-ATT"
 #: HMAC key of the simulated ID-card numbers (a bench's throwaway key)

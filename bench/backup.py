@@ -26,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sitewatch.api.config import ApiSettings
+from api.config import ApiSettings
 from sitewatch.core.db import make_engine
 from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.core.lineprotocol import format_line

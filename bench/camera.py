@@ -1,7 +1,7 @@
 """bench/camera: frames per second per core of each camera analytic at 1280x720, against
 plain decoding of the same video in the same run.
 
-The video: ``sitewatch.simulators.camera_video``'s site scene (six walkers, two without
+The video: ``simulators.camera_video``'s site scene (six walkers, two without
 hard hats, crossing the crane's swing zone, and a smoke plume; ``--scene random`` for a
 random scene of ``--people`` walkers), 1280x720 at ``--fps`` for ``--seconds``, written
 once as MJPG AVI before anything is timed (rendering costs ~30 ms a frame).
@@ -13,7 +13,7 @@ seconds are one core's:
 
 - **decode** (the baseline): ``cv2.VideoCapture.read`` of every frame, nothing else;
 - **each analytic alone** and **all four together**: the same read loop, and
-  ``CameraAnalysis.analyse`` (``sitewatch.edge.drivers.camera.driver.build_analysis``, the
+  ``CameraAnalysis.analyse`` (``edge.drivers.camera.driver.build_analysis``, the
   camera driver's own code: health watch, analytics, debouncer, snapshots of events) on
   every decoded frame, the zone ``crane-swing`` (``SWING_ZONE``) configured, each
   analytic with its default options (helmet and smoke without a model: their classical
@@ -60,10 +60,10 @@ from pathlib import Path
 
 import cv2
 
-from sitewatch.edge.drivers.camera.camera import CameraAnalysis
-from sitewatch.edge.drivers.camera.driver import CameraOptions, build_analysis
-from sitewatch.edge.drivers.camera.source import VideoSource
-from sitewatch.simulators.camera_video import SWING_ZONE, Scene, random_scene, site_scene
+from edge.drivers.camera.camera import CameraAnalysis
+from edge.drivers.camera.driver import CameraOptions, build_analysis
+from edge.drivers.camera.source import VideoSource
+from simulators.camera_video import SWING_ZONE, Scene, random_scene, site_scene
 
 ALL = ("intrusion", "person_count", "helmet", "smoke")
 #: what is measured: "decode" (the baseline) or the analytics run together

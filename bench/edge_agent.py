@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
+from edge.drivers.simulated.signals import signal_for
+from edge.spool import PendingReading, Spool, SpoolLimits
 from sitewatch.core import contract, mqtt
-from sitewatch.edge.drivers.simulated.signals import signal_for
-from sitewatch.edge.spool import PendingReading, Spool, SpoolLimits
 from sitewatch.programs.localstack import MosquittoServer
 
 HERE = Path(__file__).resolve().parent

@@ -17,10 +17,10 @@ import asyncio
 import sys
 import time
 
+from edge.drivers.base import Values
+from edge.drivers.simulated import SimulatedDriver, SimulatedOptions
 from sitewatch.core import contract, mqtt
 from sitewatch.core.profiles import load_profiles
-from sitewatch.edge.drivers.base import Values
-from sitewatch.edge.drivers.simulated import SimulatedDriver, SimulatedOptions
 
 MAX_ITEMS = 50
 MAX_DELAY_S = 1.0

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge.drivers.simulated.signals import signal_for
 from sitewatch.core import contract, mqtt
 from sitewatch.core.influx import InfluxClient, InfluxSettings
-from sitewatch.edge.drivers.simulated.signals import signal_for
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 HERE = Path(__file__).resolve().parent

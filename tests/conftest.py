@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from sitewatch.alerts.service import AlertService
+from alerts.service import AlertService
+from edge.agent import Agent
+from edge.config import DeviceConfig, EdgeSettings, PublishSettings
+from ingest.config import IngestSettings
+from ingest.service import Ingest
 from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.core.mqtt import MqttSettings
 from sitewatch.domains.alertrecords.settings import AlertSettings
-from sitewatch.edge.agent import Agent
-from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings
-from sitewatch.ingest.config import IngestSettings
-from sitewatch.ingest.service import Ingest
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer, PostgresServer
 
 Server = TypeVar("Server", MosquittoServer, InfluxServer, PostgresServer)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import msgspec
 
+from edge.agent import Agent
+from edge.config import DeviceConfig, EdgeSettings, PublishSettings, SpoolSettings
 from sitewatch.core import contract
-from sitewatch.edge.agent import Agent
-from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings, SpoolSettings
 
 
 def agent(tmp_path: Path, **spool: object) -> Agent:

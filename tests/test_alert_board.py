@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sitewatch.alerts.board import (
+from alerts.board import (
     SiteFacts,
     StoreView,
     TeamDay,
@@ -25,8 +25,8 @@ from sitewatch.alerts.board import (
     site_summary_lines,
     team_lines,
 )
-from sitewatch.alerts.engine import AlertEngine
-from sitewatch.alerts.service import AlertService
+from alerts.engine import AlertEngine
+from alerts.service import AlertService
 from sitewatch.core import contract
 from sitewatch.core.db import make_engine
 from sitewatch.core.influx import InfluxClient, InfluxSettings

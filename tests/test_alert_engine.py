@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from sitewatch.alerts.engine import AlertEngine
-from sitewatch.alerts.seqset import SeqSet
+from alerts.engine import AlertEngine
+from alerts.seqset import SeqSet
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.settings import ConfigError
 from sitewatch.domains.alertrecords.model import Change, EventKind, State

@@ -638,7 +638,7 @@ async def test_the_dispatcher_is_busy_while_a_delivery_is_under_way(tmp_path: Pa
     The stop used to go on once the queues were empty, and cancelled the delivery under
     way - on Python 3.11 a wait_for there can swallow that cancellation, and the
     dispatcher's TaskGroup then never ends."""
-    from sitewatch.alerts.dispatch import Dispatcher
+    from alerts.dispatch import Dispatcher
     from sitewatch.domains.alertrecords.model import Change, EventKind
     from sitewatch.domains.alertrecords.store import AlertStore
 

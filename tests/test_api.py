@@ -9,8 +9,8 @@ import httpx
 import pytest
 from conftest import now_ms
 
-from sitewatch.api.config import ApiSettings
-from sitewatch.api.main import create_app
+from api.config import ApiSettings
+from api.main import create_app
 from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.domains.accounts import add_api_key
 from sitewatch.domains.registry import SiteRow

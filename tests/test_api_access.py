@@ -17,9 +17,9 @@ import pytest
 from conftest import now_ms
 from sqlalchemy.orm import Session
 
-from sitewatch.api.config import ApiSettings, AuthSettings, RateLimitSettings
-from sitewatch.api.main import create_app
-from sitewatch.api.ratelimit import RateLimiter
+from api.config import ApiSettings, AuthSettings, RateLimitSettings
+from api.main import create_app
+from api.ratelimit import RateLimiter
 from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.domains.accounts import add_api_key, add_user
 from sitewatch.domains.alertrecords.model import Change, EventKind
@@ -684,7 +684,7 @@ async def test_gateway_provisioned_through_the_api_logs_in_after_reload(
 async def test_device_overrides_set_through_the_api_reach_the_alert_service(
     api: Api, database_url: str
 ) -> None:
-    from sitewatch.alerts.service import AlertService
+    from alerts.service import AlertService
     from sitewatch.domains.alertrecords.settings import AlertSettings
 
     admin = await api.as_user("admin")

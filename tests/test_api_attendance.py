@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from sitewatch.api.config import ApiSettings, AuthSettings, RateLimitSettings
-from sitewatch.api.main import create_app
+from api.config import ApiSettings, AuthSettings, RateLimitSettings
+from api.main import create_app
 from sitewatch.core import contract
 from sitewatch.core.influx import InfluxSettings
 from sitewatch.domains.accounts import add_user

@@ -12,7 +12,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from test_api_access import Api, api, api_factory  # noqa: F401 (the fixtures)
 
-from sitewatch.api.siteaccess import site_access
+from api.siteaccess import site_access
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from conftest import RunningIngest, now_ms, wait_for
 
-from sitewatch.api.config import ApiSettings
-from sitewatch.api.main import create_app
+from api.config import ApiSettings
+from api.main import create_app
 from sitewatch.core.influx import InfluxSettings
 from sitewatch.domains.accounts import AccountError, add_api_key
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer

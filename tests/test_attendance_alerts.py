@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sitewatch.alerts.engine import AlertEngine
+from alerts.engine import AlertEngine
 from sitewatch.core import contract
 from sitewatch.core.profiles import load_profiles
 from sitewatch.domains.alertrecords.model import Change

@@ -19,6 +19,14 @@ from conftest import RunningAlerts, RunningIngest, count_ticks, mqtt_settings, w
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from simulators.attendance_days import (
+    SimWorker,
+    batches,
+    gate_events,
+    simulate,
+    worker_rows,
+    workforce,
+)
 from sitewatch.core import contract, mqtt
 from sitewatch.core.db import make_engine
 from sitewatch.core.influx import InfluxClient
@@ -30,14 +38,6 @@ from sitewatch.domains.attendance.workers import WorkerRow, Workers
 from sitewatch.domains.registry import Registry, SiteRow
 from sitewatch.domains.schema import create_tables
 from sitewatch.programs.localstack import MosquittoServer
-from sitewatch.simulators.attendance_days import (
-    SimWorker,
-    batches,
-    gate_events,
-    simulate,
-    worker_rows,
-    workforce,
-)
 
 pytestmark = pytest.mark.integration
 

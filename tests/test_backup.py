@@ -255,7 +255,7 @@ def test_backup_of_the_demo_restores_into_a_fresh_state_folder(
 
         # again into the same stores: refused, naming what holds data
         assert backup("restore", str(archive), "--config", str(cfg_b)) == 1
-        from sitewatch.api.config import ApiSettings
+        from api.config import ApiSettings
         from sitewatch.core.settings import load_settings
         from sitewatch.programs.backup.run import restore
 

@@ -27,6 +27,7 @@ from conftest import (
     wait_for,
 )
 
+from edge.config import EdgeSettings
 from sitewatch.core import mqtt
 from sitewatch.core.influx import InfluxClient
 from sitewatch.domains.brokeraccounts.brokerauth import (
@@ -43,7 +44,6 @@ from sitewatch.domains.brokeraccounts.brokerauth import (
     write_broker_files,
 )
 from sitewatch.domains.deadletters import DeadLetterStore
-from sitewatch.edge.config import EdgeSettings
 from sitewatch.programs.localstack.mosquitto import (
     MosquittoServer,
     TlsListener,

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from conftest import wait_for
 
-from sitewatch.api.config import ApiSettings, AuthSettings, RateLimitSettings
-from sitewatch.api.main import create_app
+from api.config import ApiSettings, AuthSettings, RateLimitSettings
+from api.main import create_app
 from sitewatch.core import mqtt
 from sitewatch.core.influx import InfluxSettings
 from sitewatch.domains.accounts import add_user

@@ -14,8 +14,8 @@ from conftest import RunningAlerts, now_ms, wait_for
 from test_alerts_e2e import MARK, AlertListener, later_alert
 from test_ingest_integration import batch, mosquitto_pub
 
-from sitewatch.alerts.camera import CameraWatch, slew_between, zone_device
-from sitewatch.alerts.engine import AlertEngine
+from alerts.camera import CameraWatch, slew_between, zone_device
+from alerts.engine import AlertEngine
 from sitewatch.core import contract
 from sitewatch.core.profiles import load_profiles
 from sitewatch.domains.alertrecords.model import Change

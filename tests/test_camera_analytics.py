@@ -12,16 +12,14 @@ import numpy as np
 import pytest
 from test_camera_yolo import tiny_model
 
-from sitewatch.core.profiles import load_profiles
-from sitewatch.core.settings import ConfigError
-from sitewatch.edge.config import EdgeSettings
-from sitewatch.edge.devices import build_drivers
-from sitewatch.edge.drivers.camera.driver import CameraOptions, build_analysis
-from sitewatch.edge.drivers.camera.events import DebounceConfig, Debouncer, Event, Observation
-from sitewatch.edge.drivers.camera.snapshot import SnapshotConfig, draw, encode
-from sitewatch.edge.drivers.camera.zones import Zone
-from sitewatch.simulators.camera_eval import evaluate
-from sitewatch.simulators.camera_video import (
+from edge.config import EdgeSettings
+from edge.devices import build_drivers
+from edge.drivers.camera.driver import CameraOptions, build_analysis
+from edge.drivers.camera.events import DebounceConfig, Debouncer, Event, Observation
+from edge.drivers.camera.snapshot import SnapshotConfig, draw, encode
+from edge.drivers.camera.zones import Zone
+from simulators.camera_eval import evaluate
+from simulators.camera_video import (
     SWING_ZONE,
     Scene,
     Score,
@@ -29,6 +27,8 @@ from sitewatch.simulators.camera_video import (
     score,
     site_scene,
 )
+from sitewatch.core.profiles import load_profiles
+from sitewatch.core.settings import ConfigError
 
 
 def seen(n: int, zone: str = "crane-swing") -> list[Observation]:

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from simulators.camera_video import site_scene
 from sitewatch.programs.cli import main
-from sitewatch.simulators.camera_video import site_scene
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

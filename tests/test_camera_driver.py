@@ -18,15 +18,15 @@ import pytest
 from conftest import RunningAgent, RunningIngest, one_device_settings, wait_for
 from sqlalchemy import create_engine, select
 
+from edge.config import DeviceConfig
+from edge.drivers.base import Values
+from edge.drivers.camera.driver import CameraDriver, CameraOptions
+from simulators.camera_video import SWING_ZONE, Scene, site_scene
 from sitewatch.core.contract import CameraEvent, DetectionMethod
 from sitewatch.core.influx import InfluxClient
 from sitewatch.core.profiles import load_profiles
 from sitewatch.domains.snapshots import SnapshotRow
-from sitewatch.edge.config import DeviceConfig
-from sitewatch.edge.drivers.base import Values
-from sitewatch.edge.drivers.camera.driver import CameraDriver, CameraOptions
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
-from sitewatch.simulators.camera_video import SWING_ZONE, Scene, site_scene
 
 ANALYTICS: dict[str, dict[str, Any]] = {"intrusion": {}, "helmet": {}, "person_count": {}}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sitewatch.edge.drivers.camera.health import CameraHealth, Change, HealthConfig, Problem
+from edge.drivers.camera.health import CameraHealth, Change, HealthConfig, Problem
 
 CFG = HealthConfig(offline_s=10, frozen_s=30, covered_s=5)
 

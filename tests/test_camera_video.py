@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sitewatch.simulators.camera_video import SWING_ZONE, Scene, Walker, site_scene
+from simulators.camera_video import SWING_ZONE, Scene, Walker, site_scene
 
 
 def test_frames_are_deterministic_and_never_still() -> None:

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sitewatch.edge.drivers.camera.yolo import (
+from edge.drivers.camera.yolo import (
     Detection,
     Letterbox,
     OnnxDetector,

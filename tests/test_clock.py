@@ -1,4 +1,4 @@
-"""The gateway's timeline under wall-clock steps (sitewatch/edge/clock.py; no servers).
+"""The gateway's timeline under wall-clock steps (edge/clock.py; no servers).
 
 The clocks are plain counters the test moves: ``wall`` is what the gateway's wall
 clock reads, ``mono`` its monotonic clock, ``true`` the real time.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.clock import ClockPolicy, GatewayClock
 from sitewatch.core.devicetime import DeviceClock
-from sitewatch.edge.clock import ClockPolicy, GatewayClock
 
 T0 = 1_765_000_000_000  # ms
 

@@ -23,9 +23,9 @@ from conftest import (
 )
 from test_alerts_e2e import AlertListener
 
+from edge.agent import Agent
 from sitewatch.core.influx import InfluxClient
 from sitewatch.domains.deadletters import DeadLetterStore
-from sitewatch.edge.agent import Agent
 from sitewatch.programs.localstack import MosquittoServer
 
 pytestmark = pytest.mark.integration

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from sitewatch.api.config import ApiSettings
+from api.config import ApiSettings
+from edge.config import EdgeSettings
+from edge.devices import build_drivers
+from ingest.config import IngestSettings
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.settings import ServiceSettings, load_settings
 from sitewatch.domains.alertrecords.settings import AlertSettings
-from sitewatch.edge.config import EdgeSettings
-from sitewatch.edge.devices import build_drivers
-from sitewatch.ingest.config import IngestSettings
 from sitewatch.programs.cli import build_parser
 from sitewatch.programs.deployenv import DEVELOPMENT_MARKERS, SECRETS, check, new_env
 from sitewatch.programs.localstack.mosquitto import (
@@ -391,12 +391,12 @@ def test_the_gateway_camera_reads_the_video_the_init_service_makes(
     named volume, the same mount point), before the gateway starts, and keeps it on the
     next start; the camera's zone is a crane swing zone for the alert service; the
     gateway's spool and snapshots are on a volume too."""
-    from sitewatch.alerts.camera import CameraWatch
-    from sitewatch.edge.drivers.camera.source import VideoSource
+    from alerts.camera import CameraWatch
+    from edge.drivers.camera.source import VideoSource
+    from simulators.camera_video import SWING_ZONE
     from sitewatch.programs.cli import main
     from sitewatch.programs.demo.sites import camera_device
     from sitewatch.programs.simulatecmd import cmd_camera_video
-    from sitewatch.simulators.camera_video import SWING_ZONE
 
     init, gateway = COMPOSE["services"]["camera-video"], COMPOSE["services"]["gateway"]
     args = build_parser().parse_args(init["command"])
@@ -449,9 +449,9 @@ def test_grafana_provisioning_paths_match_the_mounts() -> None:
     assert mounts["./deploy/grafana/basemap.json"] == basemap
     assert json.loads((ROOT / "deploy/grafana/basemap.json").read_text())["type"] == "geojson"
     assert mounts["./deploy/grafana/maps"] == "/usr/share/grafana/public/maps/sitewatch"
-    assert mounts["./sitewatch/dashboards/provisioning"] == "/etc/grafana/provisioning"
+    assert mounts["./dashboards/provisioning"] == "/etc/grafana/provisioning"
     provider = yaml.safe_load(
-        (ROOT / "sitewatch/dashboards/provisioning/dashboards/sitewatch.yaml").read_text()
+        (ROOT / "dashboards/provisioning/dashboards/sitewatch.yaml").read_text()
     )
     path = provider["providers"][0]["options"]["path"]
     source = next(s for s, t in mounts.items() if t == path)
@@ -459,9 +459,7 @@ def test_grafana_provisioning_paths_match_the_mounts() -> None:
     assert dashboards
     for d in dashboards:
         assert json.loads(d.read_text())["uid"]
-    ds = yaml.safe_load(
-        (ROOT / "sitewatch/dashboards/provisioning/datasources/sitewatch.yaml").read_text()
-    )
+    ds = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/sitewatch.yaml").read_text())
     assert ds["datasources"][0]["jsonData"]["dbName"] == "sitewatch"
     assert ds["datasources"][0]["url"] == "http://influxdb:8086"
 

@@ -5,7 +5,7 @@ simulated sites filled through real Mosquitto, ingest and the alert service
 and tags its panel reads, fails with its dashboard and panel named.
 
 No Grafana server runs here; what Grafana adds (macros, variables) is done by
-``sitewatch.dashboards.grafana.interpolate``, itself tested in test_dashboards.py."""
+``dashboards.grafana.interpolate``, itself tested in test_dashboards.py."""
 
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from conftest import mqtt_settings
 
-from sitewatch.core.influx import InfluxClient, InfluxError, InfluxSettings
-from sitewatch.dashboards.catalog import build_all
-from sitewatch.dashboards.grafana import (
+from dashboards.catalog import build_all
+from dashboards.grafana import (
     Selection,
     default_range,
     interpolate,
     variable_values,
 )
-from sitewatch.dashboards.model import Dashboard, Query
+from dashboards.model import Dashboard, Query
+from sitewatch.core.influx import InfluxClient, InfluxError, InfluxSettings
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 from sitewatch.programs.sampledata import Filled, Sample, fill
 

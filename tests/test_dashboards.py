@@ -17,10 +17,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from sitewatch.core.profiles import load_profiles
-from sitewatch.dashboards import files
-from sitewatch.dashboards.catalog import build_all
-from sitewatch.dashboards.grafana import (
+from dashboards import files
+from dashboards.catalog import build_all
+from dashboards.grafana import (
     Selection,
     datasource,
     format_interval,
@@ -28,7 +27,8 @@ from sitewatch.dashboards.grafana import (
     interval_ms,
     push,
 )
-from sitewatch.dashboards.model import DATASOURCE_UID, SCHEMA_VERSION, Dashboard
+from dashboards.model import DATASOURCE_UID, SCHEMA_VERSION, Dashboard
+from sitewatch.core.profiles import load_profiles
 from sitewatch.programs.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def _panels(d: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def test_committed_files_are_what_the_code_generates() -> None:
     assert files.check() == []
-    assert {p.stem for p in (ROOT / "sitewatch/dashboards/json").glob("*.json")} == set(DASHBOARDS)
+    assert {p.stem for p in (ROOT / "dashboards/json").glob("*.json")} == set(DASHBOARDS)
     assert REQUIRED <= set(DASHBOARDS)
 
 
@@ -85,8 +85,8 @@ def test_check_names_a_file_that_differs_and_generate_repairs_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     copy = tmp_path / "dashboards"
-    shutil.copytree(ROOT / "sitewatch/dashboards/json", copy / "json")
-    shutil.copytree(ROOT / "sitewatch/dashboards/provisioning", copy / "provisioning")
+    shutil.copytree(ROOT / "dashboards/json", copy / "json")
+    shutil.copytree(ROOT / "dashboards/provisioning", copy / "provisioning")
     crane = copy / "json/crane.json"
     crane.write_text(crane.read_text().replace("moment", "momnet"))
     (copy / "json/old.json").write_text("{}")
@@ -100,7 +100,7 @@ def test_check_names_a_file_that_differs_and_generate_repairs_it(
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_json_is_valid_for_grafana_schema_42(name: str) -> None:
-    d = json.loads((ROOT / f"sitewatch/dashboards/json/{name}.json").read_text())
+    d = json.loads((ROOT / f"dashboards/json/{name}.json").read_text())
     assert d["schemaVersion"] == SCHEMA_VERSION == 42
     assert re.fullmatch(r"[a-z0-9-]{1,40}", d["uid"]) and d["title"]
     # what migrations 40-43 would change is already in the migrated form
@@ -185,7 +185,7 @@ def test_limits_are_the_profiles_rules() -> None:
         r.model_copy(update={"value": 80.0}) if r.id == "load_alarm" else r for r in tc.rules
     )
     changed = {**profiles, "tower_crane": tc.model_copy(update={"rules": rules})}
-    from sitewatch.dashboards.devices import SPECS, device_dashboard
+    from dashboards.devices import SPECS, device_dashboard
 
     spec = next(s for s in SPECS if s.profile == "tower_crane")
     d = device_dashboard(spec, changed)  # type: ignore[arg-type]
@@ -334,7 +334,7 @@ INSIDE_HOSTS = {"influxdb"}
 
 def _geomaps() -> Iterator[tuple[str, dict[str, Any]]]:
     for name in sorted(DASHBOARDS):
-        d = json.loads((ROOT / f"sitewatch/dashboards/json/{name}.json").read_text())
+        d = json.loads((ROOT / f"dashboards/json/{name}.json").read_text())
         yield from ((name, p) for p in _panels(d) if p["type"] == "geomap")
 
 
@@ -357,8 +357,8 @@ def test_no_map_loads_anything_from_outside_grafana() -> None:
             if layer["type"] == "geojson":
                 _offline_geojson(layer)
     generated = [
-        *(ROOT / "sitewatch/dashboards/json").glob("*.json"),
-        *(ROOT / "sitewatch/dashboards/provisioning").rglob("*.yaml"),
+        *(ROOT / "dashboards/json").glob("*.json"),
+        *(ROOT / "dashboards/provisioning").rglob("*.yaml"),
     ]
     assert len(generated) == len(DASHBOARDS) + 2
     for path in generated:

@@ -216,8 +216,8 @@ def test_attendance_and_camera(decoder: BatchDecoder) -> None:
 
 def test_fast_and_generic_formatting_agree_for_every_profile() -> None:
     """The JSON fast path must write exactly what the per-field path writes."""
+    from edge.drivers.simulated.signals import signal_for
     from sitewatch.core.points import telemetry_formatter as _telemetry_formatter
-    from sitewatch.edge.drivers.simulated.signals import signal_for
 
     profiles = load_profiles()
     codec = contract.TelemetryCodec(profiles)

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import yaml
 
+from simulators.camera_video import SWING_ZONE
 from sitewatch.domains.attendance.policy import AttendancePolicy
 from sitewatch.programs.localstack import free_port
-from sitewatch.simulators.camera_video import SWING_ZONE
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sitewatch.alerts.engine import AlertEngine
+from alerts.engine import AlertEngine
+from edge.drivers.simulated.scenarios import ActiveScenario, SimulatedDevice
 from sitewatch.core.profiles import load_profiles
 from sitewatch.domains.alertrecords.model import EventKind
 from sitewatch.domains.rulebook import RuleBook
-from sitewatch.edge.drivers.simulated.scenarios import ActiveScenario, SimulatedDevice
 from sitewatch.programs.demo.sites import SITE_DEVICES, site_scenarios
 
 PROFILES = load_profiles()

@@ -26,9 +26,9 @@ from conftest import (
     wait_for,
 )
 
+from edge.config import EdgeSettings
+from edge.counters import DirectFlag
 from sitewatch.core.influx import InfluxClient
-from sitewatch.edge.config import EdgeSettings
-from sitewatch.edge.counters import DirectFlag
 from sitewatch.programs.localstack import MosquittoServer
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """``/docs`` and ``/redoc`` render in a real browser (Debian's Chromium, driven by
 Playwright) with every request that would leave the machine refused: the API serves
-Swagger UI's and ReDoc's scripts, styles and icon itself (sitewatch/api/static/vendor).
+Swagger UI's and ReDoc's scripts, styles and icon itself (api/static/vendor).
 Without that, both pages stay blank on a county intranet. The vendored files are also
 checked against the hashes their manifest records."""
 
@@ -21,7 +21,7 @@ import pytest
 import yaml
 from playwright.sync_api import Route, expect, sync_playwright
 
-from sitewatch.api.docs import STATIC
+from api.docs import STATIC
 from sitewatch.programs.localstack import InfluxServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

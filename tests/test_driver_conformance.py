@@ -1,6 +1,6 @@
 """The suite every device driver must pass, as tests/test_profiles.py is for profiles.
 
-Parametrized over every name in the driver registry (sitewatch/edge/drivers/__init__.py): a driver
+Parametrized over every name in the driver registry (edge/drivers/__init__.py): a driver
 that is registered without a case in :data:`CASES` fails here, by name. Each case gives
 a valid config, a real peer to start and take away (the Modbus device simulator, the
 HJ 212 monitor simulator, the attendance terminal over HTTP, a generated video file) and
@@ -39,23 +39,23 @@ import msgspec
 import pytest
 from conftest import wait_for, wait_listening
 
+from edge.config import DeviceConfig, EdgeSettings
+from edge.devices import build_drivers
+from edge.drivers import DRIVERS, Driver, Values
+from edge.drivers.camera.driver import CameraDriver
+from edge.drivers.hj212 import Hj212Driver
+from edge.drivers.hj212 import protocol as hj212
+from edge.drivers.http_push import HttpPushDriver
+from edge.drivers.modbus_tcp import ModbusTcpDriver
+from simulators.attendance_terminal import Terminal
+from simulators.camera_video import Scene
+from simulators.hj212_monitor import run_monitor
+from simulators.modbus_device import ModbusDevice
 from sitewatch.core import contract
 from sitewatch.core.contract import CameraEvent, DetectionMethod
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.settings import ConfigError
-from sitewatch.edge.config import DeviceConfig, EdgeSettings
-from sitewatch.edge.devices import build_drivers
-from sitewatch.edge.drivers import DRIVERS, Driver, Values
-from sitewatch.edge.drivers.camera.driver import CameraDriver
-from sitewatch.edge.drivers.hj212 import Hj212Driver
-from sitewatch.edge.drivers.hj212 import protocol as hj212
-from sitewatch.edge.drivers.http_push import HttpPushDriver
-from sitewatch.edge.drivers.modbus_tcp import ModbusTcpDriver
 from sitewatch.programs.localstack import free_port
-from sitewatch.simulators.attendance_terminal import Terminal
-from sitewatch.simulators.camera_video import Scene
-from sitewatch.simulators.hj212_monitor import run_monitor
-from sitewatch.simulators.modbus_device import ModbusDevice
 
 PROFILES = load_profiles()
 #: what ingest decodes a telemetry item with: the profile's fields, types and ranges

@@ -21,8 +21,8 @@ from conftest import (
     wait_for,
 )
 
+from edge.config import EdgeSettings
 from sitewatch.core.influx import InfluxClient
-from sitewatch.edge.config import EdgeSettings
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration

@@ -24,9 +24,9 @@ from conftest import (
     wait_for,
 )
 
+from edge.config import EdgeSettings
 from sitewatch.core import contract, mqtt
 from sitewatch.core.influx import InfluxClient, InfluxSettings
-from sitewatch.edge.config import EdgeSettings
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration

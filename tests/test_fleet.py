@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 from conftest import RunningIngest, wait_for
 
+from simulators.fleet import FleetOptions, ScenarioSpec, build_fleet, run_fleet
 from sitewatch.core.influx import InfluxClient
 from sitewatch.programs.localstack import MosquittoServer
-from sitewatch.simulators.fleet import FleetOptions, ScenarioSpec, build_fleet, run_fleet
 
 
 def test_scenario_spec_parsing() -> None:

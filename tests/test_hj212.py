@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sitewatch.edge.drivers.hj212.protocol import (
+from edge.drivers.hj212.protocol import (
     FrameError,
     FrameSplitter,
     Packet,

@@ -18,13 +18,13 @@ from conftest import (
 )
 from test_hj212 import field_vectors, vectors
 
+from edge.config import DeviceConfig, EdgeSettings
+from edge.drivers.base import Values
+from edge.drivers.hj212 import Hj212Driver, Hj212Options
+from simulators.hj212_monitor import run_monitor
 from sitewatch.core.influx import InfluxClient
 from sitewatch.core.profiles import load_profiles
-from sitewatch.edge.config import DeviceConfig, EdgeSettings
-from sitewatch.edge.drivers.base import Values
-from sitewatch.edge.drivers.hj212 import Hj212Driver, Hj212Options
 from sitewatch.programs.localstack import MosquittoServer, free_port
-from sitewatch.simulators.hj212_monitor import run_monitor
 
 MN = "ZHGD0001SITE00000000001A"
 
@@ -119,7 +119,7 @@ async def test_garbage_and_bad_crc_do_not_stop_the_listener(
 async def test_unknown_mn_wrong_password_and_no_ack_wanted(
     driver: tuple[Hj212Driver, CollectingSink, int],
 ) -> None:
-    from sitewatch.edge.drivers.hj212 import protocol as hj212
+    from edge.drivers.hj212 import protocol as hj212
 
     d, sink, port = driver
     other = vectors()[1].decode()[6:-6].replace(MN, "SOMEONE-ELSE")
@@ -196,7 +196,7 @@ async def test_field_packets_through_the_listener(
 async def test_values_that_are_not_numbers_are_counted(
     driver: tuple[Hj212Driver, CollectingSink, int],
 ) -> None:
-    from sitewatch.edge.drivers.hj212 import protocol as hj212
+    from edge.drivers.hj212 import protocol as hj212
 
     d, sink, port = driver
     seg = (

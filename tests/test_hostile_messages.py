@@ -28,14 +28,14 @@ from prometheus_client import generate_latest
 from test_alerts_e2e import AlertListener
 from test_ingest_integration import AckListener, mosquitto_pub
 
+from ingest.intake import build_decoder
+from ingest.service import Ingest
 from sitewatch.core import contract
 from sitewatch.core.decode import BatchDecoder, Decoded
 from sitewatch.core.influx import InfluxClient
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.topics import GatewayChannel
 from sitewatch.domains.deadletters import DeadLetterStore
-from sitewatch.ingest.intake import build_decoder
-from sitewatch.ingest.service import Ingest
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration

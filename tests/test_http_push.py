@@ -19,13 +19,13 @@ from conftest import (
     wait_listening,
 )
 
+from edge.config import DeviceConfig, EdgeSettings
+from edge.drivers.base import Values
+from edge.drivers.http_push import HttpPushDriver, HttpPushListener, HttpPushOptions
+from simulators.attendance_terminal import Terminal
 from sitewatch.core.influx import InfluxClient
 from sitewatch.core.profiles import load_profiles
-from sitewatch.edge.config import DeviceConfig, EdgeSettings
-from sitewatch.edge.drivers.base import Values
-from sitewatch.edge.drivers.http_push import HttpPushDriver, HttpPushListener, HttpPushOptions
 from sitewatch.programs.localstack import MosquittoServer, free_port
-from sitewatch.simulators.attendance_terminal import Terminal
 
 TOKEN = "gate-01-secret-token"
 PROFILES = load_profiles()

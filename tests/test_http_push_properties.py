@@ -24,9 +24,9 @@ from conftest import wait_listening
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from edge.drivers.base import Values
+from edge.drivers.http_push import MAX_BODY, HttpPushDriver, HttpPushOptions
 from sitewatch.core.profiles import load_profiles
-from sitewatch.edge.drivers.base import Values
-from sitewatch.edge.drivers.http_push import MAX_BODY, HttpPushDriver, HttpPushOptions
 from sitewatch.programs.localstack import free_port
 
 GATE_TOKEN = "gate-01-secret-token"

@@ -110,12 +110,12 @@ def test_settings_and_profiles_match_identifiers_in_full(value: str) -> None:
 
     from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+    from edge.config import DeviceConfig
+    from edge.drivers.camera.driver import ZoneOptions
     from sitewatch.core.ids import IDENT_PATTERN, Ident
     from sitewatch.domains.alertrecords.settings import AlertSettings
     from sitewatch.domains.notifications import NotifierConfig
     from sitewatch.domains.rulebook import Override
-    from sitewatch.edge.config import DeviceConfig
-    from sitewatch.edge.drivers.camera.driver import ZoneOptions
 
     class Model(BaseModel):
         ident: Ident

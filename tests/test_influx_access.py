@@ -20,8 +20,8 @@ from conftest import (
 )
 from pydantic import SecretStr
 
+from edge.config import EdgeSettings
 from sitewatch.core.influx import InfluxAccessError, InfluxClient, InfluxSettings
-from sitewatch.edge.config import EdgeSettings
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration

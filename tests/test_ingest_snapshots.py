@@ -18,8 +18,10 @@ from conftest import RunningIngest, wait_for
 from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session
 
-from sitewatch.api.config import ApiSettings
-from sitewatch.api.main import create_app
+from api.config import ApiSettings
+from api.main import create_app
+from ingest.config import IngestSettings
+from ingest.service import Ingest
 from sitewatch.core.db import make_engine
 from sitewatch.core.influx import InfluxSettings
 from sitewatch.core.topics import snapshot_topic
@@ -34,8 +36,6 @@ from sitewatch.domains.snapshots import (
     create_schema,
     store_snapshot,
 )
-from sitewatch.ingest.config import IngestSettings
-from sitewatch.ingest.service import Ingest
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 

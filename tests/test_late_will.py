@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import itertools
 
-from sitewatch.alerts.engine import AlertEngine
+from alerts.engine import AlertEngine
+from edge.config import PublishSettings
 from sitewatch.core.profiles import load_profiles
 from sitewatch.domains.alertrecords.model import EventKind
 from sitewatch.domains.rulebook import RuleBook
-from sitewatch.edge.config import PublishSettings
 
 T0 = 1_780_000_000_000
 STATUS_MS = int(PublishSettings().status_interval_s * 1000)

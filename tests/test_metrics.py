@@ -24,16 +24,16 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from test_ingest_integration import MALFORMED, AckListener, batch, item, mosquitto_pub
 
-from sitewatch.alerts.service import AlertService
-from sitewatch.api import metrics as api_metrics
+from alerts.service import AlertService
+from api import metrics as api_metrics
+from edge.agent import Agent
+from edge.config import DeviceConfig, EdgeSettings, PublishSettings, SpoolSettings
+from ingest.config import IngestSettings
+from ingest.service import Ingest
 from sitewatch.core.metrics import MetricsSettings, new_registry, serve_metrics
 from sitewatch.core.reasons import Reason
 from sitewatch.core.settings import ConfigError, load_settings
 from sitewatch.domains.alertrecords.settings import AlertSettings
-from sitewatch.edge.agent import Agent
-from sitewatch.edge.config import DeviceConfig, EdgeSettings, PublishSettings, SpoolSettings
-from sitewatch.ingest.config import IngestSettings
-from sitewatch.ingest.service import Ingest
 from sitewatch.programs.localstack import MosquittoServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

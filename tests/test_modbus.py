@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 from conftest import wait_listening
 
+from edge.drivers.modbus_tcp import ModbusOptions, ModbusTcpDriver
+from edge.drivers.modbus_tcp.registers import decode, encode, spans
+from simulators.modbus_device import ModbusDevice
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.profiles.model import ModbusRegister
-from sitewatch.edge.drivers.modbus_tcp import ModbusOptions, ModbusTcpDriver
-from sitewatch.edge.drivers.modbus_tcp.registers import decode, encode, spans
 from sitewatch.programs.localstack import free_port
-from sitewatch.simulators.modbus_device import ModbusDevice
 
 PROFILES = load_profiles()
 

@@ -24,9 +24,9 @@ from conftest import (
     wait_for,
 )
 
+from edge.config import EdgeSettings, PublishSettings, SpoolSettings
 from sitewatch.core import contract
 from sitewatch.core.influx import InfluxClient, InfluxSettings
-from sitewatch.edge.config import EdgeSettings, PublishSettings, SpoolSettings
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer
 
 pytestmark = pytest.mark.integration

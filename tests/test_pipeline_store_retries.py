@@ -15,13 +15,13 @@ import pytest
 from conftest import wait_for
 from sqlalchemy.orm import Session
 
+from ingest.acked import Acked, AckedBatches
+from ingest.pipeline import WritePipeline
+from ingest.stats import IngestStats
 from sitewatch.core import contract
 from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.domains.attendance.ledger import GateBatch, Ledger, LedgerWriter
 from sitewatch.domains.deadletters import DeadLetterStore
-from sitewatch.ingest.acked import Acked, AckedBatches
-from sitewatch.ingest.pipeline import WritePipeline
-from sitewatch.ingest.stats import IngestStats
 
 
 def _pipeline(

@@ -8,11 +8,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from edge.drivers.simulated.signals import SIGNALS, signal_for
 from sitewatch.core import contract
 from sitewatch.core.profiles import ProfileError, load_profiles
 from sitewatch.core.profiles.loader import default_profiles_dir, load_profile_file
 from sitewatch.core.profiles.model import RULE_KINDS
-from sitewatch.edge.drivers.simulated.signals import SIGNALS, signal_for
 
 PROFILES = load_profiles()
 EXPECTED = {

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from sitewatch.alerts.rules.evaluate import (
+from alerts.rules.evaluate import (
     EVALUATORS,
     Evaluator,
     Verdict,

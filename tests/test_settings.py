@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from edge.config import EdgeSettings
+from edge.devices import build_drivers
+from ingest.config import IngestSettings
 from sitewatch.core.profiles import load_profiles
 from sitewatch.core.settings import ConfigError, load_settings
-from sitewatch.edge.config import EdgeSettings
-from sitewatch.edge.devices import build_drivers
-from sitewatch.ingest.config import IngestSettings
 
 
 @pytest.fixture(autouse=True)

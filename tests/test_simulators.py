@@ -2,9 +2,9 @@ import random
 
 import pytest
 
+from edge.drivers.simulated.scenarios import SCENARIOS, ActiveScenario, SimulatedDevice
+from edge.drivers.simulated.signals import SiteClock, signal_for
 from sitewatch.core.backoff import Backoff
-from sitewatch.edge.drivers.simulated.scenarios import SCENARIOS, ActiveScenario, SimulatedDevice
-from sitewatch.edge.drivers.simulated.signals import SiteClock, signal_for
 
 T0 = 1_763_900_000.0  # 2025-11-23 12:13 UTC = 20:13 in China
 

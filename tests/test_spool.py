@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sitewatch.edge.counters import FLAG_SIZE, SEQ_AHEAD, DirectEpisode, DirectFlag
-from sitewatch.edge.spool import (
+from edge.counters import FLAG_SIZE, SEQ_AHEAD, DirectEpisode, DirectFlag
+from edge.spool import (
     FullPolicy,
     PendingReading,
     Spool,

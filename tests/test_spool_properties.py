@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sitewatch.edge.spool import FullPolicy, PendingReading, Spool, SpooledBatch, SpoolLimits
+from edge.spool import FullPolicy, PendingReading, Spool, SpooledBatch, SpoolLimits
 
 DEVICES = ("A", "B", "GW")
 LIMITS = SpoolLimits(max_bytes=64 * 1024, policy=FullPolicy.DROP_OLDEST)

@@ -67,7 +67,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
     settings = _alert_settings(args)
     if args.action == "serve":
-        from sitewatch.alerts.service import run_alerts
+        from alerts.service import run_alerts
 
         setup_logging(settings.log_level)
         asyncio.run(run_alerts(settings))

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_attendance(sub)  # sitewatch attendance ACTION: its actions and handlers live there
 
-    from sitewatch.dashboards.cli import add_parser as add_dashboards
+    from dashboards.cli import add_parser as add_dashboards
 
     add_dashboards(sub)  # sitewatch dashboards generate|check|push
 

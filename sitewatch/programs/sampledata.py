@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from simulators import history
 from sitewatch.core import mqtt
 from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.core.profiles import load_profiles
-from sitewatch.simulators import history
 
 log = logging.getLogger("sitewatch.programs.sampledata")
 
@@ -84,11 +84,11 @@ def register(database_url: str, sites: list[str], now_ms: int) -> None:
     """Sites at their locations with a planned headcount, a gateway each, a workforce."""
     from sqlalchemy.orm import Session
 
+    from simulators.attendance_days import worker_rows, workforce
     from sitewatch.core.db import make_engine
     from sitewatch.domains.attendance.workers import Workers
     from sitewatch.domains.registry import GatewayRow, SiteRow
     from sitewatch.domains.schema import create_tables
-    from sitewatch.simulators.attendance_days import worker_rows, workforce
 
     engine = make_engine(database_url)
     create_tables(engine)
@@ -151,11 +151,11 @@ async def fill(
     timeout_s: float = 120.0,
     snapshots_dir: Path | None = None,
 ) -> Filled:
-    from sitewatch.alerts.service import AlertService
+    from alerts.service import AlertService
+    from ingest.config import IngestSettings
+    from ingest.service import Ingest
+    from simulators.attendance_days import workforce
     from sitewatch.domains.alertrecords.settings import AlertSettings
-    from sitewatch.ingest.config import IngestSettings
-    from sitewatch.ingest.service import Ingest
-    from sitewatch.simulators.attendance_days import workforce
 
     end = end_ms if end_ms is not None else int(time.time() * 1000)
     out = Filled(end, sites=[f"SITE{n:02d}" for n in range(1, sample.sites + 1)])

@@ -23,9 +23,9 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.config import IngestSettings
+    from ingest.service import run_ingest
     from sitewatch.core.settings import load_settings
-    from sitewatch.ingest.config import IngestSettings
-    from sitewatch.ingest.service import run_ingest
 
     settings = load_settings(IngestSettings, args.config)
     setup_logging(settings.log_level)
@@ -34,9 +34,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_edge(args: argparse.Namespace) -> int:
+    from edge.agent import run_agent
+    from edge.config import EdgeSettings
     from sitewatch.core.settings import load_settings
-    from sitewatch.edge.agent import run_agent
-    from sitewatch.edge.config import EdgeSettings
 
     settings = load_settings(EdgeSettings, args.config)
     setup_logging(settings.log_level)
@@ -45,8 +45,8 @@ def cmd_edge(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from sitewatch.api.config import ApiSettings
-    from sitewatch.api.main import serve
+    from api.config import ApiSettings
+    from api.main import serve
     from sitewatch.core.settings import load_settings
 
     settings = load_settings(ApiSettings, args.config)

@@ -77,7 +77,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from sitewatch.simulators.fleet import FleetOptions, run_fleet
+    from simulators.fleet import FleetOptions, run_fleet
 
     setup_logging("INFO")
     opts = FleetOptions(
@@ -105,7 +105,7 @@ def cmd_camera_video(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from sitewatch.simulators.camera_video import SWING_ZONE, site_scene
+    from simulators.camera_video import SWING_ZONE, site_scene
 
     out: Path = args.out
     where = "sitewatch simulate camera-video"

@@ -118,7 +118,7 @@ def add_parser(subparsers: Any) -> None:
         "simulate",
         help="gate terminals of a simulated workforce: the past days, then "
         "today's swipes as they fall due, pushed to a gateway's http_push listener",
-        description="Gate terminals of a simulated workforce (sitewatch.simulators."
+        description="Gate terminals of a simulated workforce (simulators."
         "attendance_days) pushing to a gateway's http_push listener. Tokens: "
         f"${GATE_TOKENS_ENV}=GATE01=token,GATE02=token.",
     )

@@ -1,5 +1,5 @@
 """``sitewatch attendance simulate``: the gate terminals of a simulated workforce
-(``sitewatch.simulators.attendance_days``) pushing to a gateway's http_push listener,
+(``simulators.attendance_days``) pushing to a gateway's http_push listener,
 or that workforce as a worker list to import. Standard library only at the top."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import csv
     import logging
 
+    from simulators.attendance_days import workforce
+    from simulators.attendance_feed import FeedOptions, run_feed
     from sitewatch.core.signals import stop_on_signals
-    from sitewatch.simulators.attendance_days import workforce
-    from sitewatch.simulators.attendance_feed import FeedOptions, run_feed
 
     workers = workforce(args.workers, seed=args.seed)
     if args.print_workers:  # the office's worker list for this workforce, to import

@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from sitewatch.api.config import ApiSettings
+    from api.config import ApiSettings
     from sitewatch.core.settings import load_settings
 
     return load_settings(ApiSettings, args.config)

@@ -23,7 +23,7 @@ from sitewatch.programs.backup import BackupError, files, influxdump, sqldump
 from sitewatch.programs.backup.archive import ArchiveReader, ArchiveWriter
 
 if TYPE_CHECKING:
-    from sitewatch.api.config import ApiSettings
+    from api.config import ApiSettings
 
 T = TypeVar("T")
 

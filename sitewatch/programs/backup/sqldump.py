@@ -48,10 +48,10 @@ def tables() -> list[Table]:
     """Every table of this version, parents before children. The modules that define
     them register them with ``Base.metadata`` when imported: those ``create_tables``
     imports, and ingest's acked batches (which ingest creates itself)."""
+    from ingest import acked  # noqa: F401
     from sitewatch.domains import accounts, registry, snapshots  # noqa: F401
     from sitewatch.domains.alertrecords import store  # noqa: F401
     from sitewatch.domains.attendance import ledger, sitepolicy, workers  # noqa: F401
-    from sitewatch.ingest import acked  # noqa: F401
 
     return list(Base.metadata.sorted_tables)
 

@@ -17,12 +17,12 @@ def seed_registry(db_url: str, accounts: list[Account], id_key: str) -> tuple[st
     key)."""
     from sqlalchemy.orm import Session
 
+    from simulators.attendance_days import worker_rows, workforce
     from sitewatch.core.db import make_engine
     from sitewatch.domains import accounts as people
     from sitewatch.domains.attendance.workers import Workers
     from sitewatch.domains.registry import DeviceRow, GatewayRow, SiteRow
     from sitewatch.domains.schema import create_tables
-    from sitewatch.simulators.attendance_days import worker_rows, workforce
 
     engine = make_engine(db_url)
     create_tables(engine)

@@ -58,7 +58,7 @@ def gate_tokens() -> dict[str, str]:
 def camera_device(video: Path) -> dict[str, object]:
     """A simulated site's camera on ``video`` (deploy/gateway.yaml has the same for
     docker-compose; tests/test_compose.py holds the two together)."""
-    from sitewatch.simulators.camera_video import SWING_ZONE
+    from simulators.camera_video import SWING_ZONE
 
     return {
         "id": CAMERA,
