@@ -22,9 +22,9 @@ STATIC_URL = "/static"
 SWAGGER = f"{STATIC_URL}/vendor/swagger-ui"
 REDOC = f"{STATIC_URL}/vendor/redoc"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
-#: the pages may load from this API only: a script that still names an outside address
-#: (ReDoc's footer logo is fetched from cdn.redoc.ly) is refused by the browser before
-#: it asks, instead of hanging on a closed network
+#: the pages may load from this API only: should a bundled script name an outside address
+#: (ReDoc's footer logo did: the vendored copy is patched, see the manifest), the browser
+#: refuses it before it asks, instead of hanging on a closed network
 CSP = "; ".join(
     (
         "default-src 'self'",
