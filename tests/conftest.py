@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,6 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import yaml
 
 from alerts.service import AlertService
 from edge.agent import Agent
@@ -409,3 +412,35 @@ def http_ok(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code < 500
     except httpx.HTTPError:
         return False
+
+
+@contextlib.contextmanager
+def started_api(config: dict[str, Any], folder: Path, *, ready: str = "/health") -> Iterator[str]:
+    """A real ``sitewatch api`` process with ``config`` (its ``port`` on 127.0.0.1), its
+    configuration and log in ``folder``; yields its base URL once ``ready`` answers 200
+    and stops it afterwards."""
+    conf = folder / "api.yaml"
+    conf.write_text(yaml.safe_dump(config))
+    log = folder / "api.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "sitewatch"), "api", "-c", str(conf)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{config['port']}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + ready, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)

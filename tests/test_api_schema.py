@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,7 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 import schemathesis
-import yaml
-from conftest import wait_for  # noqa: F401
+from conftest import started_api, wait_for  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -68,36 +64,9 @@ def api_process(database_url: str, influxdb: InfluxServer, tmp_path: Path) -> It
         "influx": {"url": influxdb.url, "database": "schemathesis"},
         "rate_limit": {"enabled": False},
     }
-    (tmp_path / "api.yaml").write_text(yaml.safe_dump(config))
     key = _prepare(database_url, influxdb.url)
-    log = tmp_path / "api.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "sitewatch"),
-                "api",
-                "-c",
-                str(tmp_path / "api.yaml"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.1)
-        yield ApiProcess(base, key, log)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with started_api(config, tmp_path) as base:
+        yield ApiProcess(base, key, tmp_path / "api.log")
 
 
 def _slots(case: Any) -> list[tuple[list[Any], Any]]:

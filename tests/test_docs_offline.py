@@ -9,16 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import yaml
+from conftest import started_api
 from playwright.sync_api import Route, expect, sync_playwright
 
 from api.docs import STATIC
@@ -52,35 +49,8 @@ def api_base(influxdb: InfluxServer, tmp_path: Path) -> Iterator[str]:
         "log_level": "WARNING",
         "influx": {"url": influxdb.url, "database": "docs"},
     }
-    (tmp_path / "api.yaml").write_text(yaml.safe_dump(config))
-    log = tmp_path / "api.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "sitewatch"),
-                "api",
-                "-c",
-                str(tmp_path / "api.yaml"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.1)
+    with started_api(config, tmp_path, ready="/openapi.json") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_vendored_files_are_the_ones_the_manifest_names() -> None:
