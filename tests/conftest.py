@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import msgspec
 import pytest
 import yaml
 
@@ -28,6 +29,7 @@ from ingest.config import IngestSettings
 from ingest.service import Ingest
 from sitewatch.core.influx import InfluxClient, InfluxSettings
 from sitewatch.core.mqtt import MqttSettings
+from sitewatch.domains.alertrecords.model import AlertEvent, EventKind, Level, State
 from sitewatch.domains.alertrecords.settings import AlertSettings
 from sitewatch.programs.localstack import InfluxServer, MosquittoServer, PostgresServer
 
@@ -444,3 +446,28 @@ def started_api(config: dict[str, Any], folder: Path, *, ready: str = "/health")
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def make_event(**changes: Any) -> AlertEvent:
+    """An alert event to build messages from: a crane's moment alarm, with ``changes``."""
+    event = AlertEvent(
+        event=EventKind.RAISED,
+        at=1714543385000,  # 2024-05-01 06:03:05 UTC
+        actor="sitewatch",
+        id="A-SITE01-0001",
+        site="SITE01",
+        gateway="GW01",
+        device="TC01",
+        profile="tower_crane",
+        rule="moment_alarm",
+        group="moment",
+        severity="alarm",
+        level=Level.SITE,
+        state=State.ACTIVE,
+        late=False,
+        title="Moment overload",
+        value=104.5,
+        limit=100.0,
+        raised_at=1714543385000,
+    )
+    return msgspec.structs.replace(event, **changes)

@@ -17,14 +17,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import msgspec
 import pytest
+from conftest import make_event
 from pydantic import TypeAdapter, ValidationError
 
 from sitewatch.core.settings import describe_errors
 from sitewatch.core.text import truncate_utf8
 from sitewatch.domains.alertrecords.messages import render_markdown
-from sitewatch.domains.alertrecords.model import AlertEvent, EventKind, Level, State, event_decoder
+from sitewatch.domains.alertrecords.model import EventKind, Level, event_decoder
 from sitewatch.domains.notifications import (
     NOTIFIERS,
     WECOM_MARKDOWN_MAX_BYTES,
@@ -106,30 +106,6 @@ def server() -> Iterator[Recorder]:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient() as c:
         yield c
-
-
-def make_event(**changes: Any) -> AlertEvent:
-    event = AlertEvent(
-        event=EventKind.RAISED,
-        at=1714543385000,  # 2024-05-01 06:03:05 UTC
-        actor="sitewatch",
-        id="A-SITE01-0001",
-        site="SITE01",
-        gateway="GW01",
-        device="TC01",
-        profile="tower_crane",
-        rule="moment_alarm",
-        group="moment",
-        severity="alarm",
-        level=Level.SITE,
-        state=State.ACTIVE,
-        late=False,
-        title="Moment overload",
-        value=104.5,
-        limit=100.0,
-        raised_at=1714543385000,
-    )
-    return msgspec.structs.replace(event, **changes)
 
 
 # --- generic webhook --------------------------------------------------------------------
